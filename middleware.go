@@ -1,0 +1,491 @@
+package wsroom
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/url"
+	"path"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/httphead"
+	"github.com/gobwas/ws"
+)
+
+// Hub owns a set of WebSocket connections, their rooms and the user index.
+// It is an http.Handler; see New. All methods are safe for concurrent use.
+type Hub struct {
+	opts   Options
+	start  time.Time      // origin of the hub clock
+	ping   []byte         // the encoded ping frame, shared by all connections
+	wg     sync.WaitGroup // every connection's reader and the heartbeat
+	closed atomic.Bool    // Shutdown has begun
+
+	mu       sync.RWMutex // guards the fields below and Conn.rooms/hubIdx/removed
+	conns    []*Conn
+	rooms    map[string]*room
+	users    map[string][]*Conn
+	beating  bool          // the heartbeat goroutine runs
+	stopBeat chan struct{} // closed to stop it
+
+	stats counters
+}
+
+// New returns a Hub configured by opts (see Options for the defaults).
+// It panics, with a "wsroom:" message, if opts cannot work (for instance
+// a PongTimeout shorter than PingInterval). A Hub starts no goroutine
+// until its first connection; call Shutdown to end its connections.
+func New(opts Options) *Hub {
+	return &Hub{
+		opts:  opts.withDefaults(),
+		start: time.Now(),
+		ping:  pingFrame,
+		rooms: make(map[string]*room),
+		users: make(map[string][]*Conn),
+	}
+}
+
+var pingFrame = []byte{0x89, 0x00} // FIN | ping, empty payload
+
+// now is the hub clock: monotonic nanoseconds since New.
+func (h *Hub) now() int64 { return int64(time.Since(h.start)) }
+
+// ServeHTTP upgrades a WebSocket handshake and serves the connection.
+// Requests that are not WebSocket handshakes get 426 Upgrade Required;
+// malformed handshakes get 400, 403, 405 or 426 with a one-line reason;
+// after Shutdown has begun, 503.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !isWebSocket(r) {
+		h.stats.rejected.Add(1)
+		w.Header().Set("Upgrade", "websocket")
+		w.Header().Set("Connection", "Upgrade")
+		http.Error(w, "wsroom: this endpoint only speaks WebSocket (expected Upgrade: websocket)", http.StatusUpgradeRequired)
+		return
+	}
+	h.serveWebSocket(w, r)
+}
+
+// Middleware returns a handler that serves WebSocket handshakes like
+// ServeHTTP and passes every other request to next untouched; a request
+// without "Upgrade: websocket" is never hijacked.
+func (h *Hub) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !isWebSocket(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h.serveWebSocket(w, r)
+	})
+}
+
+// isWebSocket reports whether r asks for a WebSocket upgrade.
+func isWebSocket(r *http.Request) bool { return hasToken(r.Header["Upgrade"], "websocket") }
+
+// hasToken reports whether any of the comma-separated header values holds
+// token, compared case-insensitively.
+func hasToken(values []string, token string) bool {
+	found := false
+	for _, v := range values {
+		httphead.ScanTokens([]byte(v), func(t []byte) bool {
+			found = strings.EqualFold(string(t), token)
+			return !found
+		})
+		if found {
+			return true
+		}
+	}
+	return false
+}
+
+// handshakeError is a refused handshake.
+type handshakeError struct {
+	status int
+	reason string
+}
+
+// checkHandshake validates what RFC 6455 §4.2.1 requires, before anything
+// is hijacked, so a bad request gets a plain HTTP answer.
+func checkHandshake(r *http.Request) *handshakeError {
+	switch {
+	case r.Method != http.MethodGet:
+		return &handshakeError{http.StatusMethodNotAllowed, "WebSocket handshakes must use GET"}
+	case r.ProtoMajor != 1 || r.ProtoMinor < 1:
+		return &handshakeError{http.StatusBadRequest, "WebSocket handshakes need HTTP/1.1"}
+	case r.Host == "":
+		return &handshakeError{http.StatusBadRequest, "missing Host header"}
+	case !hasToken(r.Header["Connection"], "upgrade"):
+		return &handshakeError{http.StatusBadRequest, "missing Connection: Upgrade header"}
+	}
+	switch v := r.Header.Values("Sec-WebSocket-Version"); {
+	case len(v) == 0 || v[0] == "":
+		return &handshakeError{http.StatusBadRequest, "missing Sec-WebSocket-Version header"}
+	case len(v) > 1 || v[0] != "13":
+		return &handshakeError{http.StatusUpgradeRequired, "unsupported Sec-WebSocket-Version (this server speaks 13)"}
+	}
+	keys := r.Header.Values("Sec-WebSocket-Key")
+	if len(keys) != 1 {
+		return &handshakeError{http.StatusBadRequest, "need exactly one Sec-WebSocket-Key header"}
+	}
+	if k, err := base64.StdEncoding.DecodeString(keys[0]); err != nil || len(k) != 16 {
+		return &handshakeError{http.StatusBadRequest, "Sec-WebSocket-Key must be 16 bytes in base64"}
+	}
+	return nil
+}
+
+// reject answers a refused handshake and counts it.
+func (h *Hub) reject(w http.ResponseWriter, e *handshakeError) {
+	h.stats.rejected.Add(1)
+	if e.status == http.StatusUpgradeRequired {
+		w.Header().Set("Sec-WebSocket-Version", "13")
+		w.Header().Set("Upgrade", "websocket")
+	}
+	if e.status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", http.MethodGet)
+	}
+	http.Error(w, "wsroom: "+e.reason, e.status)
+}
+
+func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	if h.closed.Load() {
+		h.reject(w, &handshakeError{http.StatusServiceUnavailable, "server is shutting down"})
+		return
+	}
+	if e := checkHandshake(r); e != nil {
+		h.reject(w, e)
+		return
+	}
+	if !h.originAllowed(r) {
+		h.reject(w, &handshakeError{http.StatusForbidden, "origin not allowed"})
+		return
+	}
+	id, e := h.identify(r)
+	if e != nil {
+		h.reject(w, e)
+		return
+	}
+	protocol := selectProtocol(h.opts.Subprotocols, r.Header.Values("Sec-WebSocket-Protocol"))
+	u := ws.HTTPUpgrader{Timeout: h.opts.WriteTimeout}
+	if protocol != "" {
+		u.Protocol = func(p string) bool { return p == protocol }
+	}
+	nc, rw, _, err := u.Upgrade(r, w)
+	if err != nil {
+		// Everything the upgrader checks was checked above, so this is a
+		// failed hijack or write; the upgrader has answered if it could.
+		h.stats.rejected.Add(1)
+		if nc != nil {
+			nc.Close()
+		}
+		h.opts.Logger.Warn("wsroom: upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	// Keep only the bytes the client sent right after its handshake and
+	// drop the hijacked bufio buffers: they are most of an idle
+	// connection's memory.
+	var pending []byte
+	if n := rw.Reader.Buffered(); n > 0 {
+		b, _ := rw.Reader.Peek(n)
+		pending = append([]byte(nil), b...)
+	}
+	rw = nil
+
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	c := &Conn{hub: h, nc: nc, id: id, protocol: protocol, ctx: ctx, cancel: cancel}
+	c.lastRead.Store(h.now())
+	c.lastPing = c.lastRead.Load()
+	if !h.register(c) {
+		// Shutdown began while we upgraded: say so and go.
+		cancel()
+		nc.SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
+		nc.Write([]byte{0x88, 0x02, 0x03, 0xe9}) // close 1001
+		nc.Close()
+		return
+	}
+	h.stats.accepted.Add(1)
+	c.serve(pending)
+}
+
+// identify runs Options.Identify, turning errors and panics into answers.
+func (h *Hub) identify(r *http.Request) (id string, e *handshakeError) {
+	if h.opts.Identify != nil {
+		defer func() {
+			if v := recover(); v != nil {
+				h.stats.panics.Add(1)
+				h.opts.Logger.Error("wsroom: panic in Identify", "panic", v, "stack", string(debug.Stack()))
+				id, e = "", &handshakeError{http.StatusInternalServerError, "internal error"}
+			}
+		}()
+		var err error
+		id, err = h.opts.Identify(r)
+		if err != nil {
+			var rej *RejectError
+			if errors.As(err, &rej) {
+				reason := rej.Reason
+				if reason == "" {
+					reason = http.StatusText(rej.status())
+				}
+				return "", &handshakeError{rej.status(), oneLine(reason)}
+			}
+			return "", &handshakeError{http.StatusUnauthorized, "unauthorized"}
+		}
+	}
+	if id == "" {
+		id = rand.Text()
+	}
+	return id, nil
+}
+
+// oneLine keeps the first line of s.
+func oneLine(s string) string {
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// originAllowed implements the origin policy described on Options.
+func (h *Hub) originAllowed(r *http.Request) bool {
+	if h.opts.InsecureSkipOriginCheck {
+		return true
+	}
+	origins := r.Header.Values("Origin")
+	if len(origins) == 0 {
+		return true // not a browser
+	}
+	if len(origins) > 1 {
+		return false
+	}
+	u, err := url.Parse(origins[0])
+	if err != nil || u.Host == "" {
+		return false // includes the opaque origin "null"
+	}
+	host := strings.ToLower(u.Host)
+	if host == strings.ToLower(r.Host) {
+		return true
+	}
+	for _, p := range h.opts.OriginPatterns {
+		if ok, _ := path.Match(strings.ToLower(p), host); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// selectProtocol picks the first of the server's subprotocols that the
+// client offered.
+func selectProtocol(server, offered []string) string {
+	if len(server) == 0 {
+		return ""
+	}
+	var client []string
+	for _, v := range offered {
+		httphead.ScanTokens([]byte(v), func(t []byte) bool {
+			client = append(client, string(t))
+			return true
+		})
+	}
+	for _, p := range server {
+		for _, o := range client {
+			if p == o {
+				return p
+			}
+		}
+	}
+	return ""
+}
+
+// register adds c to the hub; false means Shutdown has begun.
+func (h *Hub) register(c *Conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed.Load() {
+		return false
+	}
+	h.wg.Add(1)
+	c.hubIdx = len(h.conns)
+	h.conns = append(h.conns, c)
+	h.users[c.id] = append(h.users[c.id], c)
+	h.startHeartbeatLocked()
+	return true
+}
+
+// unregister removes c from the hub, its rooms and the user index, then
+// runs OnLeave for each room it was in.
+func (h *Hub) unregister(c *Conn) {
+	h.mu.Lock()
+	if c.removed {
+		h.mu.Unlock()
+		return
+	}
+	c.removed = true
+	last := len(h.conns) - 1
+	moved := h.conns[last]
+	h.conns[c.hubIdx] = moved
+	moved.hubIdx = c.hubIdx
+	h.conns[last] = nil
+	h.conns = h.conns[:last]
+	if uc := h.users[c.id]; len(uc) <= 1 {
+		delete(h.users, c.id)
+	} else {
+		i := 0
+		for uc[i] != c {
+			i++
+		}
+		uc[i] = uc[len(uc)-1]
+		uc[len(uc)-1] = nil
+		h.users[c.id] = uc[:len(uc)-1]
+	}
+	rooms := c.rooms
+	c.rooms = nil
+	for _, rm := range rooms {
+		h.removeMemberLocked(rm, c)
+	}
+	h.mu.Unlock()
+	for _, rm := range rooms {
+		c.presence(h.opts.OnLeave, "OnLeave", rm.name)
+	}
+}
+
+// startHeartbeatLocked starts the heartbeat goroutine if pings or pong
+// timeouts are enabled and it is not running. It stops by itself when the
+// hub has no connections.
+func (h *Hub) startHeartbeatLocked() {
+	if h.beating || (h.opts.PingInterval <= 0 && h.opts.PongTimeout <= 0) {
+		return
+	}
+	h.beating = true
+	h.stopBeat = make(chan struct{})
+	h.wg.Add(1)
+	go h.heartbeat(h.stopBeat)
+}
+
+// heartbeatPeriod is how often the heartbeat looks at every connection.
+func (h *Hub) heartbeatPeriod() time.Duration {
+	p := h.opts.PingInterval
+	if t := h.opts.PongTimeout; p <= 0 || (t > 0 && t < p) {
+		p = t
+	}
+	return max(p/4, time.Millisecond)
+}
+
+// heartbeat pings connections that have been silent for PingInterval and
+// drops those silent for PongTimeout.
+func (h *Hub) heartbeat(stop chan struct{}) {
+	defer h.wg.Done()
+	t := time.NewTicker(h.heartbeatPeriod())
+	defer t.Stop()
+	pingEvery, deadAfter := int64(h.opts.PingInterval), int64(h.opts.PongTimeout)
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		buf := getConns()
+		h.mu.Lock()
+		if len(h.conns) == 0 {
+			h.beating = false
+			h.mu.Unlock()
+			putConns(buf)
+			return
+		}
+		*buf = append(*buf, h.conns...)
+		h.mu.Unlock()
+		now := h.now()
+		for _, c := range *buf {
+			silent := now - c.lastRead.Load()
+			switch {
+			case deadAfter > 0 && silent >= deadAfter:
+				c.abort(&CloseError{Code: StatusAbnormalClosure, Reason: "pong timeout", Err: ErrPongTimeout})
+			case pingEvery > 0 && silent >= pingEvery && now-c.lastPing >= pingEvery:
+				c.lastPing = now
+				c.enqueue(h.ping, true)
+			}
+		}
+		putConns(buf)
+	}
+}
+
+// Shutdown refuses new handshakes (503), lets every connection flush what
+// is queued, closes each with 1001 "server shutdown", and waits until every
+// goroutine the hub started has returned. If ctx ends first, the remaining
+// connections are dropped at once and Shutdown returns ctx.Err() after
+// joining their goroutines. Sends after Shutdown return ErrHubClosed.
+// Shutdown may be called more than once. http.Server.Shutdown does not
+// wait for hijacked connections: call both.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.closed.Store(true)
+	conns := append([]*Conn(nil), h.conns...)
+	if h.beating {
+		close(h.stopBeat)
+		h.beating = false
+	}
+	h.mu.Unlock()
+	for _, c := range conns {
+		c.startClose(&CloseError{Code: StatusGoingAway, Reason: "server shutdown"}, false)
+	}
+	done := make(chan struct{})
+	go func() {
+		h.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	for _, c := range conns {
+		c.abort(&CloseError{Code: StatusAbnormalClosure, Reason: "shutdown deadline", Err: ctx.Err()})
+	}
+	<-done
+	return ctx.Err()
+}
+
+// counters are the hub's running totals.
+type counters struct {
+	accepted, rejected    atomic.Uint64
+	messagesIn, bytesIn   atomic.Uint64
+	messagesOut, bytesOut atomic.Uint64
+	slowConsumers, panics atomic.Uint64
+}
+
+// Stats is a snapshot of a Hub's state and running totals.
+type Stats struct {
+	Connections int // open connections
+	Rooms       int // rooms with at least one member
+	Users       int // distinct user IDs among open connections
+
+	Accepted uint64 // handshakes completed
+	Rejected uint64 // handshakes refused, whatever the reason
+
+	MessagesIn  uint64 // data messages read
+	BytesIn     uint64 // bytes read from sockets after the handshake
+	MessagesOut uint64 // data messages written to sockets (one per recipient)
+	BytesOut    uint64 // bytes written to sockets after the handshake
+
+	SlowConsumerCloses uint64 // connections closed because their queue overflowed
+	Panics             uint64 // panics recovered in callbacks
+}
+
+// Stats returns a snapshot of the hub's counters.
+func (h *Hub) Stats() Stats {
+	h.mu.RLock()
+	s := Stats{Connections: len(h.conns), Rooms: len(h.rooms), Users: len(h.users)}
+	h.mu.RUnlock()
+	s.Accepted = h.stats.accepted.Load()
+	s.Rejected = h.stats.rejected.Load()
+	s.MessagesIn = h.stats.messagesIn.Load()
+	s.BytesIn = h.stats.bytesIn.Load()
+	s.MessagesOut = h.stats.messagesOut.Load()
+	s.BytesOut = h.stats.bytesOut.Load()
+	s.SlowConsumerCloses = h.stats.slowConsumers.Load()
+	s.Panics = h.stats.panics.Load()
+	return s
+}

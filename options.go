@@ -1,0 +1,177 @@
+package wsroom
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+)
+
+// Defaults applied by New to zero-valued Options fields.
+const (
+	DefaultReadLimit         = 64 << 10 // 64 KiB per message
+	DefaultPingInterval      = 30 * time.Second
+	DefaultPongTimeout       = 60 * time.Second
+	DefaultWriteTimeout      = 10 * time.Second
+	DefaultSendQueueMessages = 8192
+	DefaultSendQueueBytes    = 4 << 20 // 4 MiB
+)
+
+// Options configures a Hub. The zero value is valid and safe: same-origin
+// handshakes only, a random user ID per connection, a 64 KiB read limit,
+// pings every 30 s, a 10 s write timeout and bounded send queues.
+//
+// Durations and limits use 0 for "the default" and -1 for "disabled" where
+// disabling is allowed. New copies Options; later changes to the caller's
+// value have no effect.
+type Options struct {
+	// Identify decides who a connecting client is, from the upgrade request
+	// (a session cookie, a bearer token, a query parameter…). It runs before
+	// the upgrade, so an error rejects the handshake with an HTTP status:
+	// the status carried by a *RejectError (see Reject), or 401 Unauthorized
+	// for any other error. Returning "" with a nil error gives the
+	// connection a unique random ID, as does a nil Identify.
+	//
+	// A user may hold any number of connections; Hub.SendTo reaches all of them.
+	Identify func(r *http.Request) (userID string, err error)
+
+	// OnConnect runs once per connection after the upgrade and before any
+	// message is read. Join rooms here. A non-nil error closes the
+	// connection: with the code of a *CloseError, or 1008 (policy violation)
+	// with the error text as reason otherwise.
+	OnConnect func(c *Conn) error
+
+	// OnMessage receives every complete data message, in order, on the
+	// connection's reader. The connection reads nothing else until it
+	// returns, so slow work here delays only this connection. m.Data is
+	// owned by the callee. The Relay handler can be used here.
+	OnMessage func(c *Conn, m Message)
+
+	// OnClose runs once per connection after it is closed and has left all
+	// its rooms (OnLeave has run for each). err is always a *CloseError
+	// carrying the close code and who initiated the close; see CloseStatus.
+	OnClose func(c *Conn, err error)
+
+	// OnJoin and OnLeave report room membership changes, for presence.
+	// They run after the change, outside any lock, on the goroutine that
+	// caused it (OnLeave runs on the closing connection's reader when a
+	// connection goes away).
+	OnJoin  func(room *Room, c *Conn)
+	OnLeave func(room *Room, c *Conn)
+
+	// OriginPatterns lists extra allowed origin hosts, matched with
+	// path.Match against the Origin header's host (and host:port), e.g.
+	// "example.com", "*.example.com", "localhost:*". Requests whose Origin
+	// host equals the request Host are always allowed, as are requests
+	// without an Origin header (non-browser clients). Everything else is
+	// rejected with 403.
+	OriginPatterns []string
+
+	// InsecureSkipOriginCheck disables the origin check entirely, letting
+	// any web page open connections with the user's cookies. Use it only
+	// when Identify does not rely on ambient credentials.
+	InsecureSkipOriginCheck bool
+
+	// Subprotocols lists the subprotocols the server speaks, in order of
+	// preference. The first one the client also offers is selected (see
+	// Conn.Subprotocol); if none matches the connection proceeds with
+	// none, and OnConnect may reject it.
+	Subprotocols []string
+
+	// ReadLimit is the maximum size in bytes of one inbound message, all
+	// fragments together. A larger message closes the connection with 1009
+	// as soon as its frame header announces the excess. Default 64 KiB; -1
+	// disables the limit (memory then grows with what peers send).
+	ReadLimit int64
+
+	// PingInterval is how often the server pings every connection.
+	// Default 30 s; -1 disables pings.
+	PingInterval time.Duration
+
+	// PongTimeout closes a connection from which nothing at all (a pong or
+	// any other frame) has been read for this long; the peer is presumed
+	// dead and the TCP connection is dropped. It must exceed PingInterval.
+	// Default 60 s, or disabled when pings are disabled; -1 disables it.
+	PongTimeout time.Duration
+
+	// WriteTimeout bounds every write to a connection, and how long a
+	// closing connection waits for the peer's close frame. A peer that does
+	// not accept bytes for this long is dropped. Default 10 s.
+	WriteTimeout time.Duration
+
+	// SendQueueMessages and SendQueueBytes bound each connection's queue of
+	// outbound frames not yet handed to the kernel. A connection whose queue
+	// would overflow is closed with 1008 "slow consumer" and counted in
+	// Stats; nothing is dropped silently and no sender ever blocks. Frames
+	// shared by a broadcast count in full against every recipient's bytes.
+	// Defaults 8192 messages and 4 MiB.
+	SendQueueMessages int
+	SendQueueBytes    int
+
+	// Logger receives recovered panics and unexpected I/O errors.
+	// Default slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults returns a validated copy of o with defaults filled in.
+// It panics on configurations that cannot work: those are programming
+// errors found at construction, not at the first connection.
+func (o Options) withDefaults() Options {
+	if o.ReadLimit == 0 {
+		o.ReadLimit = DefaultReadLimit
+	}
+	if o.ReadLimit < -1 {
+		panic(fmt.Sprintf("wsroom: ReadLimit %d: use a positive size, 0 for the default or -1 for no limit", o.ReadLimit))
+	}
+	pingDisabled := o.PingInterval == -1
+	if o.PingInterval == 0 {
+		o.PingInterval = DefaultPingInterval
+	}
+	if o.PongTimeout == 0 {
+		o.PongTimeout = DefaultPongTimeout
+		if pingDisabled {
+			o.PongTimeout = -1
+		}
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	for name, d := range map[string]time.Duration{"PingInterval": o.PingInterval, "PongTimeout": o.PongTimeout} {
+		if d < -1 {
+			panic(fmt.Sprintf("wsroom: %s %v: use a positive duration, 0 for the default or -1 to disable", name, d))
+		}
+	}
+	if o.WriteTimeout < 0 {
+		panic(fmt.Sprintf("wsroom: WriteTimeout %v must be positive", o.WriteTimeout))
+	}
+	if o.PingInterval > 0 && o.PongTimeout > 0 && o.PongTimeout <= o.PingInterval {
+		panic(fmt.Sprintf("wsroom: PongTimeout %v must exceed PingInterval %v", o.PongTimeout, o.PingInterval))
+	}
+	if o.SendQueueMessages == 0 {
+		o.SendQueueMessages = DefaultSendQueueMessages
+	}
+	if o.SendQueueBytes == 0 {
+		o.SendQueueBytes = DefaultSendQueueBytes
+	}
+	if o.SendQueueMessages < 0 || o.SendQueueBytes < 0 {
+		panic("wsroom: SendQueueMessages and SendQueueBytes must be positive")
+	}
+	for _, p := range o.OriginPatterns {
+		if _, err := path.Match(p, ""); err != nil {
+			panic(fmt.Sprintf("wsroom: bad OriginPatterns entry %q: %v", p, err))
+		}
+	}
+	for _, p := range o.Subprotocols {
+		if p == "" || strings.ContainsAny(p, " ,\t\"") {
+			panic(fmt.Sprintf("wsroom: bad Subprotocols entry %q", p))
+		}
+	}
+	o.OriginPatterns = append([]string(nil), o.OriginPatterns...)
+	o.Subprotocols = append([]string(nil), o.Subprotocols...)
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
