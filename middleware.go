@@ -174,6 +174,14 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	if protocol != "" {
 		u.Protocol = func(p string) bool { return p == protocol }
 	}
+	if len(r.Header["Connection"]) > 1 || !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		// The checks above accept tokens spread over several header lines
+		// or listed with others (RFC 9110 §5.3, §7.8); gobwas/ws reads only
+		// the first line and wants it exact, so show it the plain form.
+		r = r.Clone(r.Context())
+		r.Header.Set("Connection", "Upgrade")
+		r.Header.Set("Upgrade", "websocket")
+	}
 	nc, rw, _, err := u.Upgrade(r, w)
 	if err != nil {
 		// Everything the upgrader checks was checked above, so this is a
@@ -401,7 +409,7 @@ func (h *Hub) heartbeat(stop chan struct{}) {
 		for _, c := range *buf {
 			silent := now - c.lastRead.Load()
 			switch {
-			case deadAfter > 0 && silent >= deadAfter:
+			case deadAfter > 0 && silent >= deadAfter && !c.busy.Load():
 				c.abort(&CloseError{Code: StatusAbnormalClosure, Reason: "pong timeout", Err: ErrPongTimeout})
 			case pingEvery > 0 && silent >= pingEvery && now-c.lastPing >= pingEvery:
 				c.lastPing = now

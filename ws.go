@@ -74,6 +74,7 @@ type Conn struct {
 
 	parser   frame.Parser // used only by the reader
 	lastRead atomic.Int64 // hub clock, nanoseconds
+	busy     atomic.Bool  // the reader is inside an application callback
 	lastPing int64        // hub clock; used only by the heartbeat goroutine
 
 	mu          sync.Mutex  // guards the fields below
@@ -298,7 +299,7 @@ func (c *Conn) serve(pending []byte) {
 		c.drain()
 		return
 	}
-	c.parser.Init(c, c.hub.opts.ReadLimit)
+	c.parser.Init((*frameHandler)(c), c.hub.opts.ReadLimit)
 	if len(pending) > 0 && !c.feed(pending) {
 		return
 	}
@@ -364,8 +365,13 @@ func (c *Conn) readEnded(err error) {
 	c.closing = true
 }
 
+// frameHandler receives what the connection's parser assembles. It is a
+// distinct type so that Conn's method set stays the public API.
+type frameHandler Conn
+
 // OnMessage implements frame.Handler. It is called on the reader.
-func (c *Conn) OnMessage(op frame.Opcode, payload []byte) error {
+func (fh *frameHandler) OnMessage(op frame.Opcode, payload []byte) error {
+	c := (*Conn)(fh)
 	c.mu.Lock()
 	closing := c.closing
 	c.mu.Unlock()
@@ -380,7 +386,8 @@ func (c *Conn) OnMessage(op frame.Opcode, payload []byte) error {
 }
 
 // OnControl implements frame.Handler. It is called on the reader.
-func (c *Conn) OnControl(op frame.Opcode, payload []byte) error {
+func (fh *frameHandler) OnControl(op frame.Opcode, payload []byte) error {
+	c := (*Conn)(fh)
 	switch op {
 	case frame.OpPing:
 		c.enqueue(frame.AppendFrame(make([]byte, 0, 2+len(payload)), frame.OpPong, payload), true)
@@ -413,7 +420,14 @@ func (c *Conn) connect() (ok bool) {
 	return true
 }
 
+// deliver runs OnMessage. While it runs the reader reads nothing, so the
+// heartbeat must not mistake a slow callback for a silent peer.
 func (c *Conn) deliver(m Message) {
+	c.busy.Store(true)
+	defer func() {
+		c.lastRead.Store(c.hub.now())
+		c.busy.Store(false)
+	}()
 	defer c.recoverCallback("OnMessage", nil)
 	c.hub.opts.OnMessage(c, m)
 }
