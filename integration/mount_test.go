@@ -1,0 +1,520 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	"github.com/wsroom/wsroom"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	gin.SetMode(gin.TestMode)
+	goleak.VerifyTestMain(m)
+}
+
+// timeout bounds every single network step of a test.
+const timeout = 5 * time.Second
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers (loggers run on
+// server goroutines while the test reads).
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// closeEvent is what OnClose reported for one connection.
+type closeEvent struct {
+	user string
+	err  *wsroom.CloseError
+}
+
+// testHub is a hub with the behaviour every mounting test checks:
+// "echo:…" is sent back to the sender, "all:…" is broadcast to the room
+// "lobby" (which every connection joins), "close" makes the server close
+// the connection with 1000.
+type testHub struct {
+	*wsroom.Hub
+	logs    *syncBuffer
+	closes  chan closeEvent
+	connCtx chan context.Context // each connection's Context, from OnConnect
+}
+
+func newTestHub(t *testing.T) *testHub {
+	t.Helper()
+	th := &testHub{
+		logs:    new(syncBuffer),
+		closes:  make(chan closeEvent, 16),
+		connCtx: make(chan context.Context, 16),
+	}
+	th.Hub = wsroom.New(wsroom.Options{
+		Identify: func(r *http.Request) (string, error) {
+			return r.URL.Query().Get("user"), nil
+		},
+		OnConnect: func(c *wsroom.Conn) error {
+			th.connCtx <- c.Context()
+			return c.Join("lobby")
+		},
+		OnMessage: func(c *wsroom.Conn, m wsroom.Message) {
+			s := m.String()
+			switch {
+			case strings.HasPrefix(s, "echo:"):
+				c.Send(m)
+			case strings.HasPrefix(s, "all:"):
+				th.Room("lobby").Broadcast(m)
+			case s == "close":
+				c.Close(wsroom.StatusNormalClosure, "bye")
+			}
+		},
+		OnClose: func(c *wsroom.Conn, err error) {
+			var ce *wsroom.CloseError
+			errors.As(err, &ce)
+			th.closes <- closeEvent{user: c.ID(), err: ce}
+		},
+		Logger: slog.New(slog.NewTextHandler(th.logs, nil)),
+	})
+	return th
+}
+
+// serve starts a loopback server for h. Cleanup shuts the hub down (which
+// joins every goroutine it started), then closes the server.
+func serve(t *testing.T, th *testHub, h http.Handler) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := th.Shutdown(ctx); err != nil {
+			t.Errorf("hub.Shutdown: %v", err)
+		}
+		srv.Close()
+		if t.Failed() {
+			t.Logf("hub log:\n%s", th.logs)
+		}
+	})
+	return srv
+}
+
+// wsClient is a gobwas/ws client connection. Reads go through the
+// dialer's buffered reader when the server sent bytes right after its
+// handshake response.
+type wsClient struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *wsClient) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// browserHeader is what a browser adds to an upgrade request that matters
+// to middleware: a same-origin Origin and an Accept-Encoding that
+// compression middleware reacts to.
+func browserHeader(srv *httptest.Server) http.Header {
+	return http.Header{
+		"Origin":          {srv.URL},
+		"Accept-Encoding": {"gzip, deflate, br"},
+		"User-Agent":      {"wsroom-integration-test"},
+	}
+}
+
+func dial(t *testing.T, srv *httptest.Server, path, user string) *wsClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	u := "ws" + strings.TrimPrefix(srv.URL, "http") + path + "?user=" + user
+	d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(browserHeader(srv))}
+	nc, br, _, err := d.Dial(ctx, u)
+	if err != nil {
+		t.Fatalf("dial %s: %v", u, err)
+	}
+	c := &wsClient{Conn: nc, r: nc}
+	if br != nil {
+		c.r = io.MultiReader(br, nc)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return c
+}
+
+func (c *wsClient) send(t *testing.T, s string) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(timeout))
+	if err := wsutil.WriteClientText(c, []byte(s)); err != nil {
+		t.Fatalf("write %q: %v", s, err)
+	}
+}
+
+func (c *wsClient) expect(t *testing.T, want string) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(timeout))
+	got, err := wsutil.ReadServerText(c)
+	if err != nil {
+		t.Fatalf("read (want %q): %v", want, err)
+	}
+	if string(got) != want {
+		t.Fatalf("read %q, want %q", got, want)
+	}
+}
+
+// expectEOF reads until the server closes the TCP connection.
+func (c *wsClient) expectEOF(t *testing.T) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(timeout))
+	if n, err := io.Copy(io.Discard, c); err != nil {
+		t.Fatalf("after close: read %d more bytes, then %v (want EOF)", n, err)
+	} else if n != 0 {
+		t.Fatalf("after close: %d unexpected bytes", n)
+	}
+}
+
+// closeFromClient runs a client-initiated close handshake with 1000 and
+// checks the server's echo.
+func (c *wsClient) closeFromClient(t *testing.T) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(timeout))
+	body := ws.NewCloseFrameBody(ws.StatusNormalClosure, "done")
+	if err := wsutil.WriteClientMessage(c, ws.OpClose, body); err != nil {
+		t.Fatalf("write close: %v", err)
+	}
+	for {
+		f, err := ws.ReadFrame(c)
+		if err != nil {
+			t.Fatalf("waiting for the close echo: %v", err)
+		}
+		if f.Header.OpCode != ws.OpClose {
+			continue
+		}
+		code, _ := ws.ParseCloseFrameData(f.Payload)
+		if code != ws.StatusNormalClosure {
+			t.Fatalf("server echoed close code %d, want 1000", code)
+		}
+		break
+	}
+	c.expectEOF(t)
+}
+
+// closeFromServer asks the server to close; wsutil answers the server's
+// close frame, and the server must have used 1000.
+func (c *wsClient) closeFromServer(t *testing.T) {
+	t.Helper()
+	c.send(t, "close")
+	c.SetDeadline(time.Now().Add(timeout))
+	_, err := wsutil.ReadServerText(c)
+	var ce wsutil.ClosedError
+	if !errors.As(err, &ce) {
+		t.Fatalf("want a close frame, got %v", err)
+	}
+	if ce.Code != ws.StatusNormalClosure || ce.Reason != "bye" {
+		t.Fatalf("server closed with %d %q, want 1000 \"bye\"", ce.Code, ce.Reason)
+	}
+	c.expectEOF(t)
+}
+
+// checkRoom is the WebSocket half of every mounting test: two clients
+// upgrade on path, each gets its echo, a broadcast reaches both, then one
+// closes from the client side and the other is closed by the server, both
+// with 1000. It returns the Context of each connection.
+func checkRoom(t *testing.T, th *testHub, srv *httptest.Server, path string) []context.Context {
+	t.Helper()
+	accepted := th.Stats().Accepted
+	alice := dial(t, srv, path, "alice")
+	bob := dial(t, srv, path, "bob")
+
+	// An echo round trip also proves OnConnect (and its Join) has run.
+	alice.send(t, "echo:hello alice")
+	alice.expect(t, "echo:hello alice")
+	bob.send(t, "echo:hello bob")
+	bob.expect(t, "echo:hello bob")
+
+	if n := th.Room("lobby").Len(); n != 2 {
+		t.Fatalf("lobby has %d members, want 2", n)
+	}
+	alice.send(t, "all:hi everyone")
+	alice.expect(t, "all:hi everyone")
+	bob.expect(t, "all:hi everyone")
+	if err := th.Room("lobby").Broadcast(wsroom.Text("all:from the app")); err != nil {
+		t.Fatalf("Broadcast: %v", err)
+	}
+	alice.expect(t, "all:from the app")
+	bob.expect(t, "all:from the app")
+	if err := th.SendTo(wsroom.Text("echo:just bob"), "bob"); err != nil {
+		t.Fatalf("SendTo: %v", err)
+	}
+	bob.expect(t, "echo:just bob")
+
+	alice.closeFromClient(t)
+	bob.closeFromServer(t)
+
+	got := map[string]*wsroom.CloseError{}
+	for range 2 {
+		select {
+		case ev := <-th.closes:
+			got[ev.user] = ev.err
+		case <-time.After(timeout):
+			t.Fatalf("OnClose ran for %d connections, want 2", len(got))
+		}
+	}
+	if ce := got["alice"]; ce == nil || ce.Code != wsroom.StatusNormalClosure || !ce.Remote {
+		t.Errorf("alice's OnClose: %v, want 1000 from the peer", ce)
+	}
+	if ce := got["bob"]; ce == nil || ce.Code != wsroom.StatusNormalClosure || ce.Remote || ce.Reason != "bye" {
+		t.Errorf("bob's OnClose: %v, want 1000 \"bye\" from the server", ce)
+	}
+	if s := th.Stats(); s.Connections != 0 || s.Rooms != 0 || s.Accepted != accepted+2 {
+		t.Errorf("after both closed: %+v, want 0 connections, 0 rooms, %d accepted", s, accepted+2)
+	}
+
+	ctxs := make([]context.Context, 0, 2)
+	for range 2 {
+		ctxs = append(ctxs, <-th.connCtx)
+	}
+	for i, ctx := range ctxs {
+		if ctx.Err() == nil {
+			t.Errorf("connection %d: Context not cancelled after close", i)
+		}
+	}
+	return ctxs
+}
+
+// get makes a plain request with the headers a browser would send.
+func get(t *testing.T, srv *httptest.Server, path string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = browserHeader(srv)
+	req.Header.Del("Accept-Encoding") // let the transport decode gzip itself
+	client := &http.Client{Timeout: timeout}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: reading body: %v", path, err)
+	}
+	client.CloseIdleConnections()
+	return resp, string(body)
+}
+
+func expectStatus(t *testing.T, srv *httptest.Server, path string, status int, bodyPart string) *http.Response {
+	t.Helper()
+	resp, body := get(t, srv, path)
+	if resp.StatusCode != status || !strings.Contains(body, bodyPart) {
+		t.Fatalf("GET %s: %d %q, want %d with %q", path, resp.StatusCode, body, status, bodyPart)
+	}
+	return resp
+}
+
+func health(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, "ok: "+r.URL.Path+strings.Repeat(".", 2048)) // big enough to compress
+}
+
+// chiStack applies the chi middleware the tests mount the hub behind:
+// request logging into logs, panic recovery, request IDs and compression.
+func chiStack(r chi.Router, logs io.Writer) {
+	r.Use(
+		middleware.RequestLogger(&middleware.DefaultLogFormatter{Logger: log.New(logs, "", 0), NoColor: true}),
+		middleware.Recoverer,
+		middleware.RequestID,
+		middleware.Compress(5),
+	)
+	r.Get("/panic", func(http.ResponseWriter, *http.Request) { panic("boom") })
+}
+
+func TestChi(t *testing.T) {
+	tests := []struct {
+		name        string
+		withStack   bool
+		wsPath      string // where the hub is mounted
+		plainPath   string // a plain route of the same router
+		build       func(hub http.Handler, logs io.Writer) http.Handler
+		stackPrefix string // where the middleware stack's /panic route lives
+	}{
+		{
+			name: "Get", wsPath: "/ws", plainPath: "/health",
+			build: func(hub http.Handler, _ io.Writer) http.Handler {
+				r := chi.NewRouter()
+				r.Get("/ws", hub.ServeHTTP)
+				r.Get("/health", health)
+				return r
+			},
+		},
+		{
+			name: "Mount", wsPath: "/api/ws", plainPath: "/api/health",
+			build: func(hub http.Handler, _ io.Writer) http.Handler {
+				sub := chi.NewRouter()
+				sub.Get("/ws", hub.ServeHTTP)
+				sub.Get("/health", health)
+				r := chi.NewRouter()
+				r.Get("/health", health)
+				r.Mount("/api", sub)
+				return r
+			},
+		},
+		{
+			name: "Middleware", withStack: true, wsPath: "/ws", plainPath: "/health",
+			build: func(hub http.Handler, logs io.Writer) http.Handler {
+				r := chi.NewRouter()
+				chiStack(r, logs)
+				r.Get("/ws", hub.ServeHTTP)
+				r.Get("/health", health)
+				return r
+			},
+		},
+		{
+			name: "MountMiddleware", withStack: true, wsPath: "/api/ws", plainPath: "/api/health", stackPrefix: "/api",
+			build: func(hub http.Handler, logs io.Writer) http.Handler {
+				sub := chi.NewRouter()
+				chiStack(sub, logs)
+				sub.Get("/ws", hub.ServeHTTP)
+				sub.Get("/health", health)
+				r := chi.NewRouter()
+				r.Get("/health", health)
+				r.Mount("/api", sub)
+				return r
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			th := newTestHub(t)
+			logs := new(syncBuffer)
+			srv := serve(t, th, tt.build(th.Hub, logs))
+
+			ctxs := checkRoom(t, th, srv, tt.wsPath)
+
+			// Plain routes of the same router answer normally, and the
+			// hub's route refuses plain requests with 426.
+			resp := expectStatus(t, srv, tt.plainPath, http.StatusOK, "ok: "+tt.plainPath)
+			expectStatus(t, srv, "/health", http.StatusOK, "ok: /health")
+			expectStatus(t, srv, tt.wsPath, http.StatusUpgradeRequired, "only speaks WebSocket")
+
+			if !tt.withStack {
+				return
+			}
+			if !resp.Uncompressed {
+				t.Errorf("GET %s was not gzip-compressed: Compress is not in the chain", tt.plainPath)
+			}
+			expectStatus(t, srv, tt.stackPrefix+"/panic", http.StatusInternalServerError, "")
+			for i, ctx := range ctxs {
+				if middleware.GetReqID(ctx) == "" {
+					t.Errorf("connection %d: Conn.Context lacks chi's request ID", i)
+				}
+			}
+			// The logger writes its line when the handler returns, which
+			// for a WebSocket is after the connection ended.
+			deadline := time.Now().Add(timeout)
+			for !strings.Contains(logs.String(), tt.wsPath+"?user=bob") {
+				if time.Now().After(deadline) {
+					t.Fatalf("request log has no line for %s:\n%s", tt.wsPath, logs)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+}
+
+type ctxKey struct{}
+
+// ginStack is gin.Recovery, a logger writing to io.Discard, and a
+// middleware storing a value in the request context.
+func ginStack(router *gin.Engine) {
+	router.Use(gin.LoggerWithWriter(io.Discard), gin.Recovery(), func(c *gin.Context) {
+		c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), ctxKey{}, "from gin"))
+		c.Next()
+	})
+	router.GET("/health", func(c *gin.Context) { c.String(http.StatusOK, "ok: %s", c.Request.URL.Path) })
+	router.GET("/panic", func(*gin.Context) { panic("boom") })
+}
+
+func TestGin(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		wsPath string
+		mount  func(router *gin.Engine, hub http.Handler)
+	}{
+		{"GET", "/ws", func(router *gin.Engine, hub http.Handler) { router.GET("/ws", gin.WrapH(hub)) }},
+		{"Group", "/api/v1/ws", func(router *gin.Engine, hub http.Handler) { router.Group("/api/v1").GET("/ws", gin.WrapH(hub)) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			th := newTestHub(t)
+			router := gin.New()
+			ginStack(router)
+			tt.mount(router, th.Hub)
+			srv := serve(t, th, router)
+
+			for i, ctx := range checkRoom(t, th, srv, tt.wsPath) {
+				if v, _ := ctx.Value(ctxKey{}).(string); v != "from gin" {
+					t.Errorf("connection %d: Conn.Context lacks the value gin middleware stored", i)
+				}
+			}
+			expectStatus(t, srv, "/health", http.StatusOK, "ok: /health")
+			expectStatus(t, srv, "/panic", http.StatusInternalServerError, "")
+			expectStatus(t, srv, "/missing", http.StatusNotFound, "")
+			expectStatus(t, srv, tt.wsPath, http.StatusUpgradeRequired, "only speaks WebSocket")
+		})
+	}
+}
+
+// TestGinMiddleware wraps a whole gin engine with hub.Middleware:
+// WebSocket handshakes on any path upgrade, everything else reaches gin.
+func TestGinMiddleware(t *testing.T) {
+	th := newTestHub(t)
+	router := gin.New()
+	ginStack(router)
+	srv := serve(t, th, http.Handler(th.Middleware(router)))
+
+	for _, path := range []string{"/", "/ws", "/health", "/no/such/route"} {
+		t.Run(strings.ReplaceAll(path, "/", "_"), func(t *testing.T) {
+			checkRoom(t, th, srv, path)
+		})
+	}
+	expectStatus(t, srv, "/health", http.StatusOK, "ok: /health")
+	expectStatus(t, srv, "/panic", http.StatusInternalServerError, "")
+	expectStatus(t, srv, "/missing", http.StatusNotFound, "")
+}
+
+// TestChiMiddleware wraps a chi router (with its middleware stack) with
+// hub.Middleware, the other way round from r.Get.
+func TestChiMiddleware(t *testing.T) {
+	th := newTestHub(t)
+	logs := new(syncBuffer)
+	r := chi.NewRouter()
+	chiStack(r, logs)
+	r.Get("/health", health)
+	srv := serve(t, th, th.Middleware(r))
+
+	checkRoom(t, th, srv, "/anywhere")
+	expectStatus(t, srv, "/health", http.StatusOK, "ok: /health")
+	expectStatus(t, srv, "/missing", http.StatusNotFound, "")
+}
