@@ -169,10 +169,17 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		h.reject(w, e)
 		return
 	}
-	protocol := selectProtocol(h.opts.Subprotocols, r.Header.Values("Sec-WebSocket-Protocol"))
+	protocol, ok := selectProtocol(h.opts.Subprotocols, r.Header.Values("Sec-WebSocket-Protocol"))
+	if !ok {
+		h.reject(w, &handshakeError{http.StatusBadRequest, "malformed Sec-WebSocket-Protocol header"})
+		return
+	}
 	u := ws.HTTPUpgrader{Timeout: h.opts.WriteTimeout}
 	if protocol != "" {
-		u.Protocol = func(p string) bool { return p == protocol }
+		// Selected above; answering it ourselves keeps the upgrader from
+		// re-parsing the client's lines after the hijack, when a malformed
+		// one could no longer get a clean HTTP answer.
+		u.Header = http.Header{"Sec-WebSocket-Protocol": {protocol}}
 	}
 	if len(r.Header["Connection"]) > 1 || !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		// The checks above accept tokens spread over several header lines
@@ -286,26 +293,25 @@ func (h *Hub) originAllowed(r *http.Request) bool {
 }
 
 // selectProtocol picks the first of the server's subprotocols that the
-// client offered.
-func selectProtocol(server, offered []string) string {
-	if len(server) == 0 {
-		return ""
-	}
+// client offered. ok is false if an offer line is not a token list.
+func selectProtocol(server, offered []string) (protocol string, ok bool) {
 	var client []string
 	for _, v := range offered {
-		httphead.ScanTokens([]byte(v), func(t []byte) bool {
+		if !httphead.ScanTokens([]byte(v), func(t []byte) bool {
 			client = append(client, string(t))
 			return true
-		})
+		}) {
+			return "", false
+		}
 	}
 	for _, p := range server {
 		for _, o := range client {
 			if p == o {
-				return p
+				return p, true
 			}
 		}
 	}
-	return ""
+	return "", true
 }
 
 // register adds c to the hub; false means Shutdown has begun.

@@ -61,12 +61,13 @@ type Options struct {
 	OnJoin  func(room *Room, c *Conn)
 	OnLeave func(room *Room, c *Conn)
 
-	// OriginPatterns lists extra allowed origin hosts, matched with
-	// path.Match against the Origin header's host (and host:port), e.g.
-	// "example.com", "*.example.com", "localhost:*". Requests whose Origin
-	// host equals the request Host are always allowed, as are requests
-	// without an Origin header (non-browser clients). Everything else is
-	// rejected with 403.
+	// OriginPatterns lists extra allowed origins, matched case-insensitively
+	// with path.Match against the Origin header's host exactly as it appears
+	// there, port included: "*.example.com" allows https://a.example.com but
+	// not https://a.example.com:8443 (add "*.example.com:*" for that), and
+	// "localhost:*" allows any localhost port. Requests whose Origin host
+	// equals the request Host are always allowed, as are requests without
+	// an Origin header (non-browser clients). Everything else gets 403.
 	OriginPatterns []string
 
 	// InsecureSkipOriginCheck disables the origin check entirely, letting
