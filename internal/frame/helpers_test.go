@@ -1,0 +1,177 @@
+package frame
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"testing"
+)
+
+var testMask = [4]byte{0x37, 0xfa, 0x21, 0x3d}
+
+// Length encodings for rawFrame.
+const (
+	lenAuto = 0  // shortest form
+	len16   = 16 // force the 16-bit form
+	len64   = 64 // force the 64-bit form
+)
+
+// rawFrame builds a client frame with first byte b0 (FIN, RSV, opcode), masked
+// with testMask unless unmasked is set, using the given length encoding.
+func rawFrame(b0 byte, payload []byte, unmasked bool, form int) []byte {
+	n := len(payload)
+	var maskBit byte = 0x80
+	if unmasked {
+		maskBit = 0
+	}
+	out := []byte{b0}
+	switch {
+	case form == len64 || (form == lenAuto && n > 0xffff):
+		out = append(out, maskBit|127)
+		out = binary.BigEndian.AppendUint64(out, uint64(n))
+	case form == len16 || (form == lenAuto && n > 125):
+		out = append(out, maskBit|126)
+		out = binary.BigEndian.AppendUint16(out, uint16(n))
+	default:
+		out = append(out, maskBit|byte(n))
+	}
+	if unmasked {
+		return append(out, payload...)
+	}
+	out = append(out, testMask[:]...)
+	for i, c := range payload {
+		out = append(out, c^testMask[i%4])
+	}
+	return out
+}
+
+// mk builds a masked client frame with the shortest length form.
+func mk(fin bool, op Opcode, payload []byte) []byte {
+	b0 := byte(op)
+	if fin {
+		b0 |= 0x80
+	}
+	return rawFrame(b0, payload, false, lenAuto)
+}
+
+func cat(frames ...[]byte) []byte {
+	var out []byte
+	for _, f := range frames {
+		out = append(out, f...)
+	}
+	return out
+}
+
+func rep(c byte, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = c
+	}
+	return b
+}
+
+// event is what the recorder saw.
+type event struct {
+	control bool
+	op      Opcode
+	payload string
+}
+
+func (e event) String() string {
+	kind := "msg"
+	if e.control {
+		kind = "ctl"
+	}
+	p := e.payload
+	if len(p) > 40 {
+		p = fmt.Sprintf("%q...(%d bytes)", p[:40], len(p))
+	} else {
+		p = fmt.Sprintf("%q", p)
+	}
+	return fmt.Sprintf("%s %v %s", kind, e.op, p)
+}
+
+func msg(op Opcode, p []byte) event  { return event{op: op, payload: string(p)} }
+func ctl(op Opcode, p []byte) event  { return event{control: true, op: op, payload: string(p)} }
+func text(s string) event            { return event{op: OpText, payload: s} }
+func ctls(op Opcode, s string) event { return event{control: true, op: op, payload: s} }
+
+// recorder is a Handler that records events and can fail on demand.
+type recorder struct {
+	events  []event
+	failAt  int   // return failErr from the failAt-th event (1-based); 0 never
+	failErr error // error to return
+	nilMsg  bool  // saw an OnMessage with a nil payload
+	limit   int64
+	t       testing.TB
+}
+
+func (r *recorder) add(e event) error {
+	r.events = append(r.events, e)
+	if r.failAt > 0 && len(r.events) == r.failAt {
+		return r.failErr
+	}
+	return nil
+}
+
+func (r *recorder) OnMessage(op Opcode, payload []byte) error {
+	if payload == nil {
+		r.nilMsg = true
+	}
+	if r.limit > 0 && int64(len(payload)) > r.limit {
+		r.t.Errorf("message of %d bytes exceeds limit %d", len(payload), r.limit)
+	}
+	return r.add(msg(op, payload))
+}
+
+func (r *recorder) OnControl(op Opcode, payload []byte) error {
+	if len(payload) > 125 {
+		r.t.Errorf("control payload of %d bytes", len(payload))
+	}
+	return r.add(ctl(op, payload))
+}
+
+// chopper names a way to split the input into Feed calls.
+type chopper struct {
+	name string
+	size int // 0: all at once
+}
+
+var choppers = []chopper{{"all", 0}, {"bytes", 1}, {"chop3", 3}, {"chop7", 7}}
+
+// feedChopped feeds a copy of data to a fresh parser in pieces of size n
+// (n <= 0: all at once) and returns what the handler saw and the first error.
+func feedChopped(t testing.TB, data []byte, n int, limit int64, r *recorder) ([]event, error) {
+	var p Parser
+	r.t = t
+	r.limit = limit
+	p.Init(r, limit)
+	buf := append([]byte(nil), data...)
+	if n <= 0 {
+		n = len(buf)
+		if n == 0 {
+			n = 1
+		}
+	}
+	var err error
+	for len(buf) > 0 {
+		k := min(n, len(buf))
+		if err = p.Feed(buf[:k]); err != nil {
+			break
+		}
+		buf = buf[k:]
+	}
+	return r.events, err
+}
+
+// errCode returns the close code of a *Error, 0 for nil, -1 for other errors.
+func errCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var fe *Error
+	if errors.As(err, &fe) {
+		return int(fe.Code)
+	}
+	return -1
+}
