@@ -54,7 +54,7 @@ func Relay(opts RelayOptions) func(c *Conn, m Message) {
 		}
 		env, err := envelope.Parse(m.Data, opts.MaxRecipients)
 		if err != nil {
-			c.Send(relayError(err.Error(), ""))
+			c.Send(relayError(err.Error(), env.ID)) // Parse keeps a valid "id" read before the problem
 			return
 		}
 		target := RelayTarget{Room: env.Room, Users: env.To}
