@@ -54,7 +54,7 @@ type CloseError struct {
 	Code   StatusCode // the code in the close frame, or 1005/1006
 	Reason string     // the close frame's reason, if any
 	Remote bool       // the peer sent the first close frame (or dropped the connection)
-	Err    error      // the cause when wsroom closed it: ErrSlowConsumer, ErrPongTimeout, an I/O error…
+	Err    error      // the cause when wsroom closed it (ErrSlowConsumer, ErrPongTimeout), or what cut the close handshake short (a timeout, an I/O error); nil for a clean close
 }
 
 func (e *CloseError) Error() string {

@@ -1197,7 +1197,7 @@ func TestProtocolCloseNoAnswer(t *testing.T) {
 		if elapsed := time.Since(start); elapsed < writeTimeout || elapsed > 5*time.Second {
 			t.Errorf("connection ended %v after Close, want about WriteTimeout (%v)", elapsed, writeTimeout)
 		}
-		ptWant(t, ce, 1000, false, nil)
+		ptWant(t, ce, 1000, false, os.ErrDeadlineExceeded) // the handshake timed out
 		return nil
 	})
 }
@@ -1225,7 +1225,7 @@ func TestProtocolShutdownNoAnswer(t *testing.T) {
 		if err != nil || code != 1001 || reason != "server shutdown" {
 			return fmt.Errorf("got close %d %q, %v; want 1001 \"server shutdown\" then EOF", code, reason, err)
 		}
-		ptWant(t, s.closeErr(t, "a"), 1001, false, nil)
+		ptWant(t, s.closeErr(t, "a"), 1001, false, os.ErrDeadlineExceeded)
 		return nil
 	})
 }

@@ -18,8 +18,10 @@ type RelayTarget struct {
 type RelayOptions struct {
 	// Authorize decides whether from may address to. A non-nil error
 	// refuses the envelope, and its text is sent back to the sender.
-	// Default: the sender must be a member of the named room, and every
-	// named user must share at least one room with the sender.
+	// Default: the sending connection must be a member of the named room,
+	// and every named user must have a connection in at least one room the
+	// sending connection is in. (Another connection of the same user does
+	// not lend its rooms.)
 	Authorize func(from *Conn, to RelayTarget) error
 
 	// MaxRecipients bounds the users one envelope may name. Default 100.

@@ -220,11 +220,21 @@ func (c *Conn) startCloseLocked(ce *CloseError, discard bool) bool {
 func (c *Conn) abort(ce *CloseError) {
 	c.mu.Lock()
 	c.closing = true
-	if c.closeErr == nil {
-		c.closeErr = ce
-	}
+	c.noteCauseLocked(ce)
 	c.mu.Unlock()
 	c.nc.Close()
+}
+
+// noteCauseLocked records how the connection ended. The first close keeps
+// its code and reason; a later forced end (a deadline, a dropped socket)
+// that cut its handshake short is kept as its cause.
+func (c *Conn) noteCauseLocked(ce *CloseError) {
+	switch {
+	case c.closeErr == nil:
+		c.closeErr = ce
+	case c.closeErr.Err == nil && !c.closeRecv:
+		c.closeErr.Err = ce.Err
+	}
 }
 
 // writeLoop sends everything queued, one vectored write per batch, until
@@ -263,9 +273,7 @@ func (c *Conn) writeLoop() {
 		}
 		if err != nil {
 			c.closing = true
-			if c.closeErr == nil {
-				c.closeErr = &CloseError{Code: StatusAbnormalClosure, Remote: true, Err: err}
-			}
+			c.noteCauseLocked(&CloseError{Code: StatusAbnormalClosure, Remote: true, Err: err})
 			clear(c.queue)
 			c.queue = c.queue[:0]
 			c.writing = false
@@ -352,16 +360,15 @@ func (c *Conn) drain() {
 	}
 }
 
-// readEnded records why the read loop stopped without a close frame.
+// readEnded records why the read loop stopped without a close frame: the
+// peer vanished, or it never answered our close frame in time.
 func (c *Conn) readEnded(err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closeErr == nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		c.closeErr = &CloseError{Code: StatusAbnormalClosure, Remote: true, Err: err}
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
 	}
+	c.noteCauseLocked(&CloseError{Code: StatusAbnormalClosure, Remote: true, Err: err})
 	c.closing = true
 }
 
