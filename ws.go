@@ -85,7 +85,6 @@ type Conn struct {
 	writing     bool        // a writer goroutine is running
 	closing     bool        // no more frames are accepted
 	closeQueued bool        // the close frame is in queue
-	closeSent   bool        // the close frame was written
 	closeRecv   bool        // the peer's close frame was read
 	closeErr    *CloseError // how the connection ends; first cause wins
 	writers     sync.WaitGroup
@@ -280,9 +279,6 @@ func (c *Conn) writeLoop() {
 			c.mu.Unlock()
 			c.nc.Close()
 			return
-		}
-		if withClose {
-			c.closeSent = true
 		}
 		c.mu.Unlock()
 		if withClose {
