@@ -87,7 +87,7 @@ func (bc *benchClients) waitReceived(b *testing.B, want int64) {
 func benchHub(b *testing.B) *server {
 	return newServer(b, wsroom.Options{
 		Identify: func(r *http.Request) (string, error) { return r.URL.Query().Get("user"), nil },
-		OnConnect: func(c *wsroom.Conn) error {
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error {
 			c.Join("r")
 			return c.Send(wsroom.Text("ready"))
 		},

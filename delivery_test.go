@@ -368,7 +368,7 @@ func (s *dtStash) identify(r *http.Request) (string, error) {
 	return q.Get("u"), nil
 }
 
-func (s *dtStash) onConnect(c *wsroom.Conn) error {
+func (s *dtStash) onConnect(c *wsroom.Conn, _ *http.Request) error {
 	s.mu.Lock()
 	q := s.queries[c.RemoteAddr().String()]
 	delete(s.queries, c.RemoteAddr().String())
@@ -440,7 +440,7 @@ func TestDeliveryOrderConcurrentSenders(t *testing.T) {
 		perSender = 500
 	)
 	s := newServer(t, wsroom.Options{
-		OnConnect: func(c *wsroom.Conn) error { return c.Join("order") },
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error { return c.Join("order") },
 	})
 	g := dtDialN(t, dtAddr(s), clients, func(int) string { return "/ws" })
 	room := s.hub.Room("order")
@@ -536,7 +536,7 @@ func TestDeliverySlowConsumer(t *testing.T) {
 	ln := new(dtListener)
 	s := dtNewServer(t, wsroom.Options{
 		Identify:       func(r *http.Request) (string, error) { return r.URL.Query().Get("u"), nil },
-		OnConnect:      func(c *wsroom.Conn) error { return c.Join("firehose") },
+		OnConnect:      func(c *wsroom.Conn, _ *http.Request) error { return c.Join("firehose") },
 		SendQueueBytes: 64 << 10,
 		OnClose: func(c *wsroom.Conn, err error) {
 			if c.ID() == "stuck" {
@@ -783,7 +783,7 @@ func TestDeliveryBurstOneProc(t *testing.T) {
 		size    = 64
 	)
 	s := newServer(t, wsroom.Options{
-		OnConnect: func(c *wsroom.Conn) error { return c.Join("burst") },
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error { return c.Join("burst") },
 	})
 	g := dtDialN(t, dtAddr(s), readers, func(int) string { return "/ws" })
 	room := s.hub.Room("burst")
@@ -933,7 +933,7 @@ func TestDeliveryBurstServerSubprocess(t *testing.T) {
 // "DT SENT <duration>") and "stats" (print "DT STATS …"). It returns at EOF.
 func dtBurstServer(t *testing.T) {
 	s := newServer(t, wsroom.Options{
-		OnConnect: func(c *wsroom.Conn) error { return c.Join("burst") },
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error { return c.Join("burst") },
 	})
 	fmt.Printf("DT ADDR %s\n", s.srv.Listener.Addr())
 	sc := bufio.NewScanner(os.Stdin)

@@ -109,7 +109,7 @@ func ExampleHub_Middleware() {
 func ExampleRoom_Broadcast() {
 	hub := wsroom.New(wsroom.Options{
 		Identify: func(r *http.Request) (string, error) { return r.URL.Query().Get("user"), nil },
-		OnConnect: func(c *wsroom.Conn) error {
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error {
 			c.Join("lobby")
 			return c.Send(wsroom.Text("welcome " + c.ID()))
 		},
@@ -138,7 +138,7 @@ func ExampleRoom_Broadcast() {
 func ExampleHub_SendTo() {
 	hub := wsroom.New(wsroom.Options{
 		Identify:  func(r *http.Request) (string, error) { return r.URL.Query().Get("user"), nil },
-		OnConnect: func(c *wsroom.Conn) error { return c.Send(wsroom.Text("hi " + c.ID())) },
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error { return c.Send(wsroom.Text("hi " + c.ID())) },
 	})
 	srv := httptest.NewServer(hub)
 	defer exampleShutdown(hub, srv)
@@ -168,7 +168,7 @@ func ExampleHub_SendTo() {
 func ExampleRelay() {
 	hub := wsroom.New(wsroom.Options{
 		Identify:  func(r *http.Request) (string, error) { return r.URL.Query().Get("user"), nil },
-		OnConnect: func(c *wsroom.Conn) error { c.Join("team"); return c.Send(wsroom.Text("ready")) },
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error { c.Join("team"); return c.Send(wsroom.Text("ready")) },
 		OnMessage: wsroom.Relay(wsroom.RelayOptions{}), // default: may address rooms you are in and users you share a room with
 	})
 	srv := httptest.NewServer(hub)

@@ -537,7 +537,7 @@ func TestSubprotocolNegotiation(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, wsroom.Options{
 		Subprotocols: []string{"v2", "v1"},
-		OnConnect: func(c *wsroom.Conn) error {
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error {
 			return c.Send(wsroom.Text("proto=" + c.Subprotocol()))
 		},
 	})
@@ -593,7 +593,7 @@ func TestIdentifyUserID(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, wsroom.Options{
 		Identify: func(r *http.Request) (string, error) { return r.URL.Query().Get("user"), nil },
-		OnConnect: func(c *wsroom.Conn) error {
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error {
 			return c.Send(wsroom.Text("id=" + c.ID()))
 		},
 	})
@@ -631,7 +631,7 @@ func TestIdentifyUserID(t *testing.T) {
 func TestIdentifyNilRandomIDs(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, wsroom.Options{
-		OnConnect: func(c *wsroom.Conn) error { return c.Send(wsroom.Text(c.ID())) },
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error { return c.Send(wsroom.Text(c.ID())) },
 	})
 	var ids []string
 	for range 2 {
@@ -734,7 +734,7 @@ func TestMuxPatterns(t *testing.T) {
 			}
 			return room + "/" + rand.Text(), nil
 		},
-		OnConnect: func(c *wsroom.Conn) error {
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error {
 			room, _, _ := strings.Cut(c.ID(), "/")
 			if err := c.Join(room); err != nil {
 				return err
@@ -884,7 +884,7 @@ func TestConnContext(t *testing.T) {
 	conns := make(chan *wsroom.Conn, 1)
 	closed := make(chan error, 1)
 	s := hsNewServer(t, wsroom.Options{
-		OnConnect: func(c *wsroom.Conn) error {
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error {
 			conns <- c
 			v, _ := c.Context().Value(hsCtxKey{}).(string)
 			return c.Send(wsroom.Text("value=" + v))

@@ -223,7 +223,7 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.stats.accepted.Add(1)
-	c.serve(pending)
+	c.serve(r, pending)
 }
 
 // identify runs Options.Identify, turning errors and panics into answers.

@@ -38,10 +38,13 @@ type Options struct {
 	Identify func(r *http.Request) (userID string, err error)
 
 	// OnConnect runs once per connection after the upgrade and before any
-	// message is read. Join rooms here. A non-nil error closes the
+	// message is read, with the upgrade request (its URL, path values and
+	// headers; do not keep it). Join rooms here. A non-nil error closes the
 	// connection: with the code of a *CloseError, or 1008 (policy violation)
-	// with the error text as reason otherwise.
-	OnConnect func(c *Conn) error
+	// with the error text as reason otherwise. Unlike an Identify error,
+	// which browsers only see as close code 1006, this code and reason reach
+	// the page's close event.
+	OnConnect func(c *Conn, r *http.Request) error
 
 	// OnMessage receives every complete data message, in order, on the
 	// connection's reader. The connection reads nothing else until it

@@ -62,10 +62,10 @@ func ptEcho(t *testing.T, opts wsroom.Options) *ptServer {
 	if opts.Identify == nil {
 		opts.Identify = func(r *http.Request) (string, error) { return r.URL.Query().Get("id"), nil }
 	}
-	opts.OnConnect = func(c *wsroom.Conn) error {
+	opts.OnConnect = func(c *wsroom.Conn, r *http.Request) error {
 		s.rec(c.ID()).conn <- c
 		if onConnect != nil {
-			return onConnect(c)
+			return onConnect(c, r)
 		}
 		return nil
 	}
@@ -478,7 +478,7 @@ func TestProtocol1008OnConnect(t *testing.T) {
 	plain := errors.New("go away")
 	app := &wsroom.CloseError{Code: 4001, Reason: "nope"}
 	s := ptEcho(t, wsroom.Options{
-		OnConnect: func(c *wsroom.Conn) error {
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error {
 			switch c.ID() {
 			case "plain":
 				return plain
@@ -619,7 +619,7 @@ func TestProtocol1011Panic(t *testing.T) {
 func TestProtocol1011PanicInOnConnect(t *testing.T) {
 	t.Parallel()
 	s := ptEcho(t, wsroom.Options{
-		OnConnect: func(c *wsroom.Conn) error {
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error {
 			if c.ID() == "boom" {
 				panic("boom")
 			}

@@ -46,6 +46,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -295,11 +296,12 @@ func (c *Conn) writeLoop() {
 }
 
 // serve runs the connection on the calling goroutine until it ends:
-// OnConnect, then the read loop, then cleanup. pending holds bytes the
-// HTTP server had already read past the handshake.
-func (c *Conn) serve(pending []byte) {
+// OnConnect, then the read loop, then cleanup. r is the upgrade request
+// (not used after OnConnect); pending holds bytes the HTTP server had
+// already read past the handshake.
+func (c *Conn) serve(r *http.Request, pending []byte) {
 	defer c.finish()
-	if !c.connect() {
+	if !c.connect(r) {
 		c.drain()
 		return
 	}
@@ -406,12 +408,12 @@ func (fh *frameHandler) OnControl(op frame.Opcode, payload []byte) error {
 }
 
 // connect runs OnConnect; false means the connection was rejected.
-func (c *Conn) connect() (ok bool) {
+func (c *Conn) connect(r *http.Request) (ok bool) {
 	if c.hub.opts.OnConnect == nil {
 		return true
 	}
 	defer c.recoverCallback("OnConnect", &ok)
-	if err := c.hub.opts.OnConnect(c); err != nil {
+	if err := c.hub.opts.OnConnect(c, r); err != nil {
 		ce := &CloseError{Code: StatusPolicyViolation, Reason: truncateReason(err.Error()), Err: err}
 		var app *CloseError
 		if errors.As(err, &app) && validSendCode(app.Code) {

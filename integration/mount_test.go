@@ -79,7 +79,7 @@ func newTestHub(t *testing.T) *testHub {
 		Identify: func(r *http.Request) (string, error) {
 			return r.URL.Query().Get("user"), nil
 		},
-		OnConnect: func(c *wsroom.Conn) error {
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error {
 			th.connCtx <- c.Context()
 			return c.Join("lobby")
 		},

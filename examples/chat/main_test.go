@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	"go.uber.org/goleak"
+
+	"github.com/wsroom/wsroom"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// startServer serves newServer on a real socket. Cleanup shuts the hub
+// down and closes the server; it runs after the clients' cleanups.
+func startServer(t *testing.T) (*httptest.Server, *wsroom.Hub) {
+	t.Helper()
+	handler, hub := newServer()
+	srv := httptest.NewServer(handler)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := hub.Shutdown(ctx); err != nil {
+			t.Errorf("hub.Shutdown: %v", err)
+		}
+		srv.Close()
+	})
+	return srv, hub
+}
+
+// client is a test WebSocket client speaking the page's protocol.
+type client struct {
+	t    *testing.T
+	name string
+	conn net.Conn
+	rw   io.ReadWriter // reads through the dialer's buffer, writes to conn
+}
+
+// received is anything the server sends the page.
+type received struct {
+	From string `json:"from"`
+	Room string `json:"room"`
+	Data struct {
+		Text string `json:"text"`
+		DM   bool   `json:"dm"`
+	} `json:"data"`
+	Error    string `json:"error"`
+	ID       string `json:"id"`
+	Presence *struct {
+		Room  string   `json:"room"`
+		Users []string `json:"users"`
+	} `json:"presence"`
+}
+
+// joinURL is the page's /ws URL; scheme is "ws" or "http".
+func joinURL(srv *httptest.Server, scheme, name, room string) string {
+	q := url.Values{"name": {name}, "room": {room}}
+	return scheme + strings.TrimPrefix(srv.URL, "http") + "/ws?" + q.Encode()
+}
+
+func dial(t *testing.T, srv *httptest.Server, name, room string) *client {
+	t.Helper()
+	conn, br, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(context.Background(), joinURL(srv, "ws", name, room))
+	if err != nil {
+		t.Fatalf("%s: dial: %v", name, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	var r io.Reader = conn
+	if br != nil { // holds frames that arrived with the handshake answer
+		r = br
+	}
+	return &client{t: t, name: name, conn: conn, rw: struct {
+		io.Reader
+		io.Writer
+	}{r, conn}}
+}
+
+func (c *client) send(envelope string) {
+	c.t.Helper()
+	if err := wsutil.WriteClientText(c.conn, []byte(envelope)); err != nil {
+		c.t.Fatalf("%s: send: %v", c.name, err)
+	}
+}
+
+// next returns the next message the server sent c.
+func (c *client) next() received {
+	c.t.Helper()
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := wsutil.ReadServerText(c.rw)
+	if err != nil {
+		c.t.Fatalf("%s: read: %v", c.name, err)
+	}
+	var m received
+	if err := json.Unmarshal(b, &m); err != nil {
+		c.t.Fatalf("%s: bad JSON %q: %v", c.name, b, err)
+	}
+	return m
+}
+
+func (c *client) expectPresence(room string, users ...string) {
+	c.t.Helper()
+	m := c.next()
+	if m.Presence == nil || m.Presence.Room != room || !slices.Equal(m.Presence.Users, users) {
+		c.t.Fatalf("%s: got %+v, want presence of %s: %v", c.name, m, room, users)
+	}
+}
+
+func (c *client) expectError(id, contains string) {
+	c.t.Helper()
+	m := c.next()
+	if m.ID != id || !strings.Contains(m.Error, contains) {
+		c.t.Fatalf("%s: got %+v, want error %q with id %q", c.name, m, contains, id)
+	}
+}
+
+// probe proves that nothing is waiting for c: it provokes an error reply,
+// which must be the next message c reads (a connection's messages arrive
+// in order).
+func (c *client) probe() {
+	c.t.Helper()
+	c.send(`{"room":"no-such-room","data":null,"id":"probe"}`)
+	c.expectError("probe", "not a member")
+}
+
+func TestChat(t *testing.T) {
+	srv, hub := startServer(t)
+
+	// Presence: each join sends the sorted member list to the whole room.
+	// alice's own update is read before bob dials, so every message below
+	// is deterministic.
+	alice := dial(t, srv, "alice", "lobby")
+	alice.expectPresence("lobby", "alice")
+	bob := dial(t, srv, "bob", "lobby")
+	bob.expectPresence("lobby", "alice", "bob")
+	alice.expectPresence("lobby", "alice", "bob")
+	carol := dial(t, srv, "carol", "other")
+	carol.expectPresence("other", "carol")
+
+	// A room message reaches the others in the room, stamped with the
+	// sender's name, and not the sender or anyone outside the room.
+	alice.send(`{"room":"lobby","data":{"text":"hi all"},"id":"1"}`)
+	if m := bob.next(); m.From != "alice" || m.Room != "lobby" || m.Data.Text != "hi all" || m.Data.DM {
+		t.Fatalf("bob: got %+v, want alice's room message", m)
+	}
+	carol.probe()
+
+	// A direct message reaches the named user only, without a room.
+	alice.send(`{"to":["bob"],"data":{"text":"psst","dm":true},"id":"2"}`)
+	if m := bob.next(); m.From != "alice" || m.Room != "" || m.Data.Text != "psst" || !m.Data.DM {
+		t.Fatalf("bob: got %+v, want alice's direct message", m)
+	}
+	carol.probe()
+
+	// Users who share no room cannot message each other. This error is
+	// also the first message alice has read since her presence update:
+	// she got no copy of her own messages.
+	alice.send(`{"to":["carol"],"data":{"text":"hello?","dm":true},"id":"3"}`)
+	alice.expectError("3", "no shared room")
+	carol.probe()
+
+	// Someone claiming another name cannot impersonate: "from" is the
+	// connection's user ID, whatever the client writes.
+	bob.send(`{"room":"lobby","data":{"text":"it's me"},"from":"carol"}`)
+	bob.expectError("", "unknown field")
+
+	// A connection that drops (no close frame) leaves its room.
+	bob.conn.Close()
+	alice.expectPresence("lobby", "alice")
+
+	// Shutdown closes the remaining connections with 1001.
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- hub.Shutdown(ctx)
+	}()
+	for _, c := range []*client{alice, carol} {
+		c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err := wsutil.ReadServerText(c.rw) // answers the close frame
+		var closed wsutil.ClosedError
+		if !errors.As(err, &closed) || closed.Code != ws.StatusGoingAway {
+			t.Errorf("%s: got %v, want close 1001", c.name, err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+func TestRejectedHandshake(t *testing.T) {
+	srv, _ := startServer(t)
+	for _, tc := range []struct{ name, room, reason string }{
+		{"", "lobby", "missing name"},
+		{"bob smith", "lobby", "invalid name"},
+		{"<script>", "lobby", "invalid name"},
+		{strings.Repeat("a", 33), "lobby", "invalid name"},
+		{"bob", "", "missing room"},
+		{"bob", "../etc", "invalid room"},
+	} {
+		var status int
+		var body string
+		d := ws.Dialer{
+			Timeout: 5 * time.Second,
+			OnStatusError: func(s int, _ []byte, resp io.Reader) {
+				status = s
+				if r, err := http.ReadResponse(bufio.NewReader(resp), nil); err == nil {
+					b, _ := io.ReadAll(r.Body)
+					body = string(b)
+				}
+			},
+		}
+		conn, _, _, err := d.Dial(context.Background(), joinURL(srv, "ws", tc.name, tc.room))
+		if err == nil {
+			conn.Close()
+			t.Errorf("name %q room %q: handshake accepted", tc.name, tc.room)
+			continue
+		}
+		if status != http.StatusBadRequest || !strings.Contains(body, tc.reason) {
+			t.Errorf("name %q room %q: got %d %q, want 400 %q", tc.name, tc.room, status, body, tc.reason)
+		}
+
+		// A plain GET of the same URL explains the refusal to the page.
+		u := joinURL(srv, "http", tc.name, tc.room)
+		res, err := srv.Client().Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), tc.reason) {
+			t.Errorf("GET %s: got %d %q, want 400 %q", u, res.StatusCode, b, tc.reason)
+		}
+	}
+}
+
+func TestPage(t *testing.T) {
+	srv, _ := startServer(t)
+	res, err := srv.Client().Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") {
+		t.Fatalf("GET /: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	if !strings.Contains(string(b), "new WebSocket(") {
+		t.Fatal("GET /: the page does not open a WebSocket")
+	}
+	for _, sink := range []string{".innerHTML", ".outerHTML", "insertAdjacentHTML", "document.write"} {
+		if strings.Contains(string(b), sink) {
+			t.Errorf("GET /: the page uses %s; render with textContent", sink)
+		}
+	}
+
+	res, err = srv.Client().Get(srv.URL + "/nope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET /nope: %d, want 404", res.StatusCode)
+	}
+}
+
+func TestBrowseURL(t *testing.T) {
+	for addr, want := range map[string]string{
+		"[::]:8080":      "http://localhost:8080/",
+		"0.0.0.0:8080":   "http://localhost:8080/",
+		"127.0.0.1:9000": "http://127.0.0.1:9000/",
+		"[::1]:9000":     "http://[::1]:9000/",
+	} {
+		a, err := net.ResolveTCPAddr("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := browseURL(a); got != want {
+			t.Errorf("browseURL(%s) = %s, want %s", addr, got, want)
+		}
+	}
+}
