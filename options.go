@@ -60,7 +60,9 @@ type Options struct {
 	// OnJoin and OnLeave report room membership changes, for presence.
 	// They run after the change, outside any lock, on the goroutine that
 	// caused it (OnLeave runs on the closing connection's reader when a
-	// connection goes away).
+	// connection goes away), so calls for different connections may run
+	// concurrently: serialize them yourself if you publish full member
+	// lists (see examples/chat).
 	OnJoin  func(room *Room, c *Conn)
 	OnLeave func(room *Room, c *Conn)
 
