@@ -34,7 +34,8 @@ type Hub struct {
 	beating  bool          // the heartbeat goroutine runs
 	stopBeat chan struct{} // closed to stop it
 
-	stats counters
+	stats       counters
+	parallelMin int // fan-outs this large are split across cores (parallelFanout; lowered by tests)
 }
 
 // New returns a Hub configured by opts (see Options for the defaults).
@@ -48,6 +49,8 @@ func New(opts Options) *Hub {
 		ping:  pingFrame,
 		rooms: make(map[string]*room),
 		users: make(map[string][]*Conn),
+
+		parallelMin: parallelFanout,
 	}
 }
 

@@ -176,7 +176,7 @@ func (h *Hub) appendUserConns(dst []*Conn, userIDs []string, rm *room) []*Conn {
 // before it returns.
 func (h *Hub) fanout(b []byte, conns []*Conn, except *Conn) {
 	p := runtime.GOMAXPROCS(0)
-	if len(conns) < parallelFanout || p == 1 {
+	if len(conns) < h.parallelMin || p == 1 {
 		h.enqueueAll(b, conns, except)
 		return
 	}

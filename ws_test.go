@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -62,5 +64,37 @@ func TestOnConnectSeesRequest(t *testing.T) {
 	c.expectText("kitchen/soup")
 	if n := hub.Room("kitchen").Len(); n != 1 {
 		t.Fatalf("kitchen has %d members, want 1", n)
+	}
+}
+
+// A fan-out split across cores still delivers every message to every
+// member exactly once and in order.
+func TestParallelFanoutKeepsOrder(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("the parallel fan-out path needs GOMAXPROCS >= 2")
+	}
+	t.Parallel()
+	s := newServer(t, wsroom.Options{
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error {
+			c.Join("big")
+			return c.Send(wsroom.Text("ready"))
+		},
+	})
+	wsroom.SetParallelFanout(s.hub, 8)
+	const members, messages = 40, 200
+	clients := make([]*client, members)
+	for i := range clients {
+		clients[i] = dial(t, s.url, nil)
+		clients[i].expectText("ready")
+	}
+	for i := range messages {
+		if err := s.hub.Room("big").Broadcast(wsroom.Text(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range clients {
+		for i := range messages {
+			c.expectText(strconv.Itoa(i))
+		}
 	}
 }
