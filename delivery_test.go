@@ -10,7 +10,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -233,30 +232,6 @@ func dtDialN(t testing.TB, addr string, n int, target func(i int) string) *dtGro
 		t.Fatalf("dialing %d clients: %v", n, firstErr)
 	}
 	return g
-}
-
-// dtNewServer is newServer with the listener wrapped by wrap.
-func dtNewServer(t testing.TB, opts wsroom.Options, wrap func(net.Listener) net.Listener) *server {
-	t.Helper()
-	if opts.Logger == nil {
-		opts.Logger = quietLogger()
-	}
-	hub := wsroom.New(opts)
-	mux := http.NewServeMux()
-	mux.Handle("GET /ws", hub)
-	srv := httptest.NewUnstartedServer(mux)
-	srv.Listener = wrap(srv.Listener)
-	srv.Start()
-	s := &server{hub: hub, srv: srv, url: srv.URL + "/ws"}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := hub.Shutdown(ctx); err != nil {
-			t.Errorf("hub.Shutdown: %v", err)
-		}
-		srv.Close()
-	})
-	return s
 }
 
 // dtListener gives the connections it accepts while small is set a small
@@ -534,7 +509,7 @@ func TestDeliverySlowConsumer(t *testing.T) {
 	)
 	closed := make(chan error, 1)
 	ln := new(dtListener)
-	s := dtNewServer(t, wsroom.Options{
+	s := newServerWith(t, wsroom.Options{
 		Identify:       func(r *http.Request) (string, error) { return r.URL.Query().Get("u"), nil },
 		OnConnect:      func(c *wsroom.Conn, _ *http.Request) error { return c.Join("firehose") },
 		SendQueueBytes: 64 << 10,
@@ -543,7 +518,7 @@ func TestDeliverySlowConsumer(t *testing.T) {
 				closed <- err
 			}
 		},
-	}, func(l net.Listener) net.Listener { ln.Listener = l; return ln })
+	}, serverSetup{wrapListener: func(l net.Listener) net.Listener { ln.Listener = l; return ln }})
 	g := dtDialN(t, dtAddr(s), readers, func(int) string { return "/ws" })
 	ln.small.Store(true) // only the stuck client's socket
 	stuck, err := dtDial(dtAddr(s), "/ws?u=stuck")
@@ -709,12 +684,12 @@ func TestDeliverySlowConsumerSend(t *testing.T) {
 	ln.small.Store(true)
 	closed := make(chan error, 1)
 	st := dtNewStash()
-	s := dtNewServer(t, wsroom.Options{
+	s := newServerWith(t, wsroom.Options{
 		Identify:          st.identify,
 		OnConnect:         st.onConnect,
 		SendQueueMessages: 4,
 		OnClose:           func(_ *wsroom.Conn, err error) { closed <- err },
-	}, func(l net.Listener) net.Listener { ln.Listener = l; return ln })
+	}, serverSetup{wrapListener: func(l net.Listener) net.Listener { ln.Listener = l; return ln }})
 	g := dtDialN(t, dtAddr(s), 1, func(int) string { return "/ws?n=x" })
 	c := st.conn(t, "x")
 	buf := make([]byte, 4<<10)

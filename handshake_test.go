@@ -33,25 +33,12 @@ type hsServer struct {
 // Cleanup shuts the hub down, then closes the server.
 func hsNewServer(t *testing.T, opts wsroom.Options, mount func(*wsroom.Hub) http.Handler) *hsServer {
 	t.Helper()
-	if opts.Logger == nil {
-		opts.Logger = quietLogger()
+	if mount == nil {
+		mount = func(h *wsroom.Hub) http.Handler { return h }
 	}
-	hub := wsroom.New(opts)
-	var h http.Handler = hub
-	if mount != nil {
-		h = mount(hub)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := hub.Shutdown(ctx); err != nil {
-			t.Errorf("hub.Shutdown: %v", err)
-		}
-		srv.Close()
-	})
-	host := srv.Listener.Addr().String()
-	return &hsServer{hub: hub, srv: srv, host: host, url: "http://" + host + "/ws"}
+	s := newServerWith(t, opts, serverSetup{mount: mount})
+	host := s.srv.Listener.Addr().String()
+	return &hsServer{hub: s.hub, srv: s.srv, host: host, url: "http://" + host + "/ws"}
 }
 
 // hsEcho is an OnMessage that sends every message back.

@@ -40,13 +40,39 @@ type server struct {
 // the server.
 func newServer(t testing.TB, opts wsroom.Options) *server {
 	t.Helper()
+	return newServerWith(t, opts, serverSetup{})
+}
+
+// serverSetup varies how newServerWith serves the hub.
+type serverSetup struct {
+	// mount builds the server's handler from the hub; default: a ServeMux
+	// with the hub at "GET /ws".
+	mount func(*wsroom.Hub) http.Handler
+	// wrapListener, if set, wraps the server's listener.
+	wrapListener func(net.Listener) net.Listener
+}
+
+// newServerWith is newServer with a custom mount or listener. The url
+// field is always http://127.0.0.1:port/ws.
+func newServerWith(t testing.TB, opts wsroom.Options, setup serverSetup) *server {
+	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = quietLogger()
 	}
 	hub := wsroom.New(opts)
-	mux := http.NewServeMux()
-	mux.Handle("GET /ws", hub)
-	srv := httptest.NewServer(mux)
+	var h http.Handler
+	if setup.mount != nil {
+		h = setup.mount(hub)
+	} else {
+		mux := http.NewServeMux()
+		mux.Handle("GET /ws", hub)
+		h = mux
+	}
+	srv := httptest.NewUnstartedServer(h)
+	if setup.wrapListener != nil {
+		srv.Listener = setup.wrapListener(srv.Listener)
+	}
+	srv.Start()
 	s := &server{hub: hub, srv: srv, url: srv.URL + "/ws"}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
