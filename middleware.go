@@ -16,6 +16,7 @@ import (
 
 	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
+	"github.com/wsroom/wsroom/internal/frame"
 )
 
 // Hub owns a set of WebSocket connections, their rooms and the user index.
@@ -54,7 +55,13 @@ func New(opts Options) *Hub {
 	}
 }
 
-var pingFrame = []byte{0x89, 0x00} // FIN | ping, empty payload
+var (
+	pingFrame     = frame.AppendFrame(nil, frame.OpPing, nil)
+	shutdownFrame = frame.AppendClose(nil, uint16(StatusGoingAway), shutdownReason)
+)
+
+// shutdownReason is the reason of the 1001 close frames Shutdown sends.
+const shutdownReason = "server shutdown"
 
 // now is the hub clock: monotonic nanoseconds since New.
 func (h *Hub) now() int64 { return int64(time.Since(h.start)) }
@@ -218,10 +225,10 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	c.lastRead.Store(h.now())
 	c.lastPing = c.lastRead.Load()
 	if !h.register(c) {
-		// Shutdown began while we upgraded: say so and go.
+		// Shutdown began while we upgraded: say so, as to everyone else.
 		cancel()
 		nc.SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
-		nc.Write([]byte{0x88, 0x02, 0x03, 0xe9}) // close 1001
+		nc.Write(shutdownFrame)
 		nc.Close()
 		return
 	}
@@ -446,7 +453,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	}
 	h.mu.Unlock()
 	for _, c := range conns {
-		c.startClose(&CloseError{Code: StatusGoingAway, Reason: "server shutdown"}, false)
+		c.startClose(&CloseError{Code: StatusGoingAway, Reason: shutdownReason}, false)
 	}
 	done := make(chan struct{})
 	go func() {

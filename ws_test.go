@@ -1,7 +1,9 @@
 package wsroom_test
 
 import (
+	"bufio"
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -96,5 +98,36 @@ func TestParallelFanoutKeepsOrder(t *testing.T) {
 		for i := range messages {
 			c.expectText(strconv.Itoa(i))
 		}
+	}
+}
+
+// shutdownOnHijack runs Shutdown at the moment the hub hijacks the
+// connection, i.e. after the handshake checks and before the connection
+// is registered.
+type shutdownOnHijack struct {
+	http.ResponseWriter
+	hub *wsroom.Hub
+}
+
+func (w shutdownOnHijack) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.hub.Shutdown(context.Background())
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+// A handshake that loses the race with Shutdown is told the same thing as
+// every other connection: 1001 "server shutdown".
+func TestShutdownDuringUpgrade(t *testing.T) {
+	t.Parallel()
+	hub := wsroom.New(wsroom.Options{Logger: quietLogger()})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hub.ServeHTTP(shutdownOnHijack{w, hub}, r)
+	}))
+	t.Cleanup(srv.Close)
+	c := dial(t, srv.URL, nil)
+	if reason := c.expectClose(1001); reason != "server shutdown" {
+		t.Fatalf("close reason %q, want %q", reason, "server shutdown")
+	}
+	if st := hub.Stats(); st.Connections != 0 || st.Accepted != 0 {
+		t.Fatalf("stats %+v: the raced connection must not be registered", st)
 	}
 }
