@@ -13,7 +13,6 @@ import (
 const (
 	DefaultReadLimit         = 64 << 10 // 64 KiB per message
 	DefaultPingInterval      = 30 * time.Second
-	DefaultPongTimeout       = 60 * time.Second
 	DefaultWriteTimeout      = 10 * time.Second
 	DefaultSendQueueMessages = 8192
 	DefaultSendQueueBytes    = 4 << 20 // 4 MiB
@@ -99,7 +98,8 @@ type Options struct {
 	// PongTimeout closes a connection from which nothing at all (a pong or
 	// any other frame) has been read for this long; the peer is presumed
 	// dead and the TCP connection is dropped. It must exceed PingInterval.
-	// Default 60 s, or disabled when pings are disabled; -1 disables it.
+	// Default twice PingInterval (60 s with the default interval), or
+	// disabled when pings are disabled; -1 disables it.
 	PongTimeout time.Duration
 
 	// WriteTimeout bounds every write to a connection, and how long a
@@ -136,7 +136,7 @@ func (o Options) withDefaults() Options {
 		o.PingInterval = DefaultPingInterval
 	}
 	if o.PongTimeout == 0 {
-		o.PongTimeout = DefaultPongTimeout
+		o.PongTimeout = 2 * o.PingInterval
 		if pingDisabled {
 			o.PongTimeout = -1
 		}

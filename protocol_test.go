@@ -1338,6 +1338,9 @@ func TestProtocolOptionsValidation(t *testing.T) {
 		"pong timeout only":   {PingInterval: -1, PongTimeout: time.Second},
 		"pong timeout off":    {PingInterval: time.Second, PongTimeout: -1},
 		"pong timeout longer": {PingInterval: 50 * time.Millisecond, PongTimeout: 51 * time.Millisecond},
+		// The default PongTimeout follows PingInterval (twice it), so a
+		// long interval alone is a valid configuration.
+		"long ping interval": {PingInterval: 90 * time.Second},
 	}
 	for name, opts := range good {
 		t.Run(name, func(t *testing.T) {
