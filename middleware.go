@@ -24,7 +24,6 @@ import (
 type Hub struct {
 	opts   Options
 	start  time.Time      // origin of the hub clock
-	ping   []byte         // the encoded ping frame, shared by all connections
 	wg     sync.WaitGroup // every connection's reader and the heartbeat
 	closed atomic.Bool    // Shutdown has begun
 
@@ -47,7 +46,6 @@ func New(opts Options) *Hub {
 	return &Hub{
 		opts:  opts.withDefaults(),
 		start: time.Now(),
-		ping:  pingFrame,
 		rooms: make(map[string]*room),
 		users: make(map[string][]*Conn),
 
@@ -429,7 +427,7 @@ func (h *Hub) heartbeat(stop chan struct{}) {
 				c.abort(&CloseError{Code: StatusAbnormalClosure, Reason: "pong timeout", Err: ErrPongTimeout})
 			case pingEvery > 0 && silent >= pingEvery && now-c.lastPing >= pingEvery:
 				c.lastPing = now
-				c.enqueue(h.ping, true)
+				c.enqueue(pingFrame, true)
 			}
 		}
 		putConns(buf)
