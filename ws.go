@@ -412,6 +412,8 @@ func (c *Conn) connect(r *http.Request) (ok bool) {
 	if c.hub.opts.OnConnect == nil {
 		return true
 	}
+	c.enterCallback()
+	defer c.leaveCallback()
 	defer c.recoverCallback("OnConnect", &ok)
 	if err := c.hub.opts.OnConnect(c, r); err != nil {
 		ce := &CloseError{Code: StatusPolicyViolation, Reason: truncateReason(err.Error()), Err: err}
@@ -425,16 +427,21 @@ func (c *Conn) connect(r *http.Request) (ok bool) {
 	return true
 }
 
-// deliver runs OnMessage. While it runs the reader reads nothing, so the
-// heartbeat must not mistake a slow callback for a silent peer.
 func (c *Conn) deliver(m Message) {
-	c.busy.Store(true)
-	defer func() {
-		c.lastRead.Store(c.hub.now())
-		c.busy.Store(false)
-	}()
+	c.enterCallback()
+	defer c.leaveCallback()
 	defer c.recoverCallback("OnMessage", nil)
 	c.hub.opts.OnMessage(c, m)
+}
+
+// enterCallback and leaveCallback bracket an application callback run on
+// the reader (OnConnect, OnMessage). Meanwhile nothing is read, so the
+// heartbeat must not mistake a slow callback for a silent peer.
+func (c *Conn) enterCallback() { c.busy.Store(true) }
+
+func (c *Conn) leaveCallback() {
+	c.lastRead.Store(c.hub.now())
+	c.busy.Store(false)
 }
 
 // recoverCallback turns a panic in an application callback into a log

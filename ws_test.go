@@ -43,6 +43,21 @@ func TestSlowCallbackIsNotADeadPeer(t *testing.T) {
 	c.expectText("slow") // readMessage skips the server's pings
 }
 
+// The same holds for a slow OnConnect, which also runs on the reader.
+func TestSlowOnConnectIsNotADeadPeer(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, wsroom.Options{
+		PingInterval: 20 * time.Millisecond,
+		PongTimeout:  100 * time.Millisecond,
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error {
+			time.Sleep(500 * time.Millisecond) // slow application work, not synchronisation
+			return c.Send(wsroom.Text("welcome"))
+		},
+	})
+	c := dial(t, s.url, nil)
+	c.expectText("welcome")
+}
+
 // OnConnect gets the upgrade request: the classic "room from the URL".
 func TestOnConnectSeesRequest(t *testing.T) {
 	t.Parallel()
