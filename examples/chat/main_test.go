@@ -20,15 +20,16 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/examples/chat/chatapp"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// startServer serves newServer on a real socket. Cleanup shuts the hub
+// startServer serves chatapp.New on a real socket. Cleanup shuts the hub
 // down and closes the server; it runs after the clients' cleanups.
 func startServer(t *testing.T) (*httptest.Server, *wsroom.Hub) {
 	t.Helper()
-	handler, hub := newServer()
+	handler, hub := chatapp.New(wsroom.Options{})
 	srv := httptest.NewServer(handler)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
