@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -524,4 +526,116 @@ func TestChiMiddleware(t *testing.T) {
 	checkRoom(t, th, srv, "/anywhere")
 	expectStatus(t, srv, "/health", http.StatusOK, "ok: /health")
 	expectStatus(t, srv, "/missing", http.StatusNotFound, "")
+}
+
+// unwrapWriter wraps a ResponseWriter the way many logging and metrics
+// middlewares do: it is not an http.Hijacker itself, but it exposes the
+// writer it wraps through Unwrap, which http.ResponseController follows.
+type unwrapWriter struct {
+	http.ResponseWriter
+}
+
+func (w *unwrapWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// hijackWriter wraps a ResponseWriter the older way: no Unwrap, but a
+// Hijack method that delegates to the wrapped writer.
+type hijackWriter struct {
+	http.ResponseWriter
+	hijacks *atomic.Int32
+}
+
+func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("hijackWriter: the wrapped writer is not a Hijacker")
+	}
+	w.hijacks.Add(1)
+	return h.Hijack()
+}
+
+// wrapStats counts what a wrapping middleware saw.
+type wrapStats struct {
+	requests atomic.Int32 // requests through the middleware
+	hijacks  atomic.Int32 // Hijack calls through hijackWriter
+}
+
+// wrapWith returns a middleware that wraps every ResponseWriter in an
+// unwrapWriter or, with hijacker set, a hijackWriter.
+func wrapWith(hijacker bool, st *wrapStats) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			st.requests.Add(1)
+			if hijacker {
+				next.ServeHTTP(&hijackWriter{ResponseWriter: w, hijacks: &st.hijacks}, r)
+				return
+			}
+			next.ServeHTTP(&unwrapWriter{w}, r)
+		})
+	}
+}
+
+// TestWrappedResponseWriter mounts the hub behind middleware that wraps the
+// ResponseWriter in a type that is not a Hijacker but has Unwrap, or in one
+// that implements Hijack by delegating, alone or stacked with chi's
+// middleware.Logger (which wraps the writer too) or around a gin engine.
+// Every variant upgrades and exchanges messages, and plain routes still
+// answer.
+func TestWrappedResponseWriter(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		build func(hub *wsroom.Hub, wrap func(http.Handler) http.Handler) http.Handler
+	}{
+		{"ServeMux", func(hub *wsroom.Hub, wrap func(http.Handler) http.Handler) http.Handler {
+			mux := http.NewServeMux()
+			mux.Handle("GET /ws", hub)
+			mux.HandleFunc("GET /health", health)
+			return wrap(mux)
+		}},
+		{"HubMiddleware", func(hub *wsroom.Hub, wrap func(http.Handler) http.Handler) http.Handler {
+			return wrap(hub.Middleware(http.HandlerFunc(health)))
+		}},
+		{"ChiLogger", func(hub *wsroom.Hub, wrap func(http.Handler) http.Handler) http.Handler {
+			r := chi.NewRouter()
+			r.Use(middleware.Logger, wrap) // ours wraps chi's wrapper
+			r.Get("/ws", hub.ServeHTTP)
+			r.Get("/health", health)
+			return r
+		}},
+		{"Gin", func(hub *wsroom.Hub, wrap func(http.Handler) http.Handler) http.Handler {
+			router := gin.New()
+			router.GET("/ws", gin.WrapH(hub))
+			router.GET("/health", gin.WrapF(health))
+			return wrap(router)
+		}},
+	} {
+		for _, hijacker := range []bool{false, true} {
+			if tt.name == "Gin" && !hijacker {
+				// Not a supported stack: gin's own writer implements Hijack
+				// with an unchecked w.(http.Hijacker) on the writer beneath
+				// it (gin v1.12.0 response_writer.go), so behind a wrapper
+				// that only has Unwrap it panics inside the upgrade and the
+				// client sees the connection drop. Wrap gin engines with
+				// writers that implement Hijack (the Hijacker case below).
+				continue
+			}
+			name := tt.name + "/Unwrap"
+			if hijacker {
+				name = tt.name + "/Hijacker"
+			}
+			t.Run(name, func(t *testing.T) {
+				th := newTestHub(t)
+				var st wrapStats
+				srv := serve(t, th, tt.build(th.Hub, wrapWith(hijacker, &st)))
+
+				checkRoom(t, th, srv, "/ws")
+				expectStatus(t, srv, "/health", http.StatusOK, "ok: /health")
+				if n := st.requests.Load(); n < 3 {
+					t.Errorf("the wrapping middleware saw %d requests, want the 2 upgrades and 1 plain request", n)
+				}
+				if n := st.hijacks.Load(); hijacker && n != 2 {
+					t.Errorf("hijackWriter.Hijack ran %d times, want 2 (one per connection)", n)
+				}
+			})
+		}
+	}
 }
