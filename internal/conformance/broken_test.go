@@ -1,0 +1,301 @@
+package conformance_test
+
+import (
+	"bufio"
+	"encoding/binary"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+	"github.com/wsroom/wsroom/internal/conformance"
+)
+
+// flaws selects what a brokenServer gets wrong.
+type flaws struct {
+	noUTF8      bool // never validates text
+	lateUTF8    bool // validates text only when the message is complete
+	acceptRSV   bool // ignores RSV bits and skips reserved opcodes
+	pingSilent  bool // never answers pings
+	pingWrong   bool // answers pings with the wrong payload
+	keepOpen    bool // does not end TCP after the close handshake
+	maskedClose bool // masks its close frames
+}
+
+// brokenServer is a small echo server over gobwas/ws's low-level frame
+// reading, correct (though validating UTF-8 one frame at a time, not one
+// byte at a time) except for its flaws.
+type brokenServer struct {
+	ln    net.Listener
+	f     flaws
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+func startBroken(t *testing.T, f flaws) conformance.Target {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &brokenServer{ln: ln, f: f, conns: map[net.Conn]struct{}{}}
+	s.wg.Go(s.acceptLoop)
+	t.Cleanup(func() {
+		ln.Close()
+		s.mu.Lock()
+		for c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		s.wg.Wait()
+	})
+	return conformance.Target{Addr: ln.Addr().String(), Path: "/"}
+}
+
+func (s *brokenServer) acceptLoop() {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.mu.Lock()
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Go(func() {
+			defer func() {
+				s.mu.Lock()
+				delete(s.conns, c)
+				s.mu.Unlock()
+				c.Close()
+			}()
+			s.serve(c)
+		})
+	}
+}
+
+func (s *brokenServer) write(c net.Conn, op ws.OpCode, p []byte) {
+	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(p))}
+	if op == ws.OpClose && s.f.maskedClose {
+		h.Masked, h.Mask = true, [4]byte{1, 2, 3, 4}
+		p = append([]byte(nil), p...)
+		ws.Cipher(p, h.Mask, 0)
+	}
+	c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	ws.WriteHeader(c, h)
+	c.Write(p)
+}
+
+// fail closes with code, then drains until the peer ends or 2 s pass.
+func (s *brokenServer) fail(c net.Conn, code uint16) {
+	s.write(c, ws.OpClose, binary.BigEndian.AppendUint16(nil, code))
+	c.(*net.TCPConn).CloseWrite()
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	io.Copy(io.Discard, c)
+}
+
+func (s *brokenServer) serve(c net.Conn) {
+	if _, err := ws.Upgrade(c); err != nil {
+		return
+	}
+	br := bufio.NewReader(c)
+	var msg []byte
+	var msgOp ws.OpCode
+	inMsg := false
+	for {
+		h, err := ws.ReadHeader(br)
+		if err != nil {
+			return
+		}
+		if h.Length > 16<<20 {
+			s.fail(c, 1009)
+			return
+		}
+		p := make([]byte, h.Length)
+		if _, err := io.ReadFull(br, p); err != nil {
+			return
+		}
+		ws.Cipher(p, h.Mask, 0)
+		if h.Rsv != 0 && !s.f.acceptRSV {
+			s.fail(c, 1002)
+			return
+		}
+		if h.OpCode.IsControl() && (!h.Fin || h.Length > 125) {
+			s.fail(c, 1002)
+			return
+		}
+		switch h.OpCode {
+		case ws.OpPing:
+			switch {
+			case s.f.pingSilent:
+			case s.f.pingWrong:
+				s.write(c, ws.OpPong, append(p, 'x'))
+			default:
+				s.write(c, ws.OpPong, p)
+			}
+			continue
+		case ws.OpPong:
+			continue
+		case ws.OpClose:
+			s.closeReply(c, p)
+			return
+		case ws.OpText, ws.OpBinary:
+			if inMsg {
+				s.fail(c, 1002)
+				return
+			}
+			inMsg, msgOp, msg = true, h.OpCode, nil
+		case ws.OpContinuation:
+			if !inMsg {
+				s.fail(c, 1002)
+				return
+			}
+		default:
+			if s.f.acceptRSV {
+				continue
+			}
+			s.fail(c, 1002)
+			return
+		}
+		msg = append(msg, p...)
+		if msgOp == ws.OpText && !s.f.noUTF8 {
+			at, incomplete := conformance.FailAt(msg)
+			bad := at >= 0 || h.Fin && incomplete
+			if s.f.lateUTF8 && !h.Fin {
+				bad = false
+			}
+			if bad {
+				s.fail(c, 1007)
+				return
+			}
+		}
+		if h.Fin {
+			s.write(c, msgOp, msg)
+			inMsg = false
+		}
+	}
+}
+
+// closeReply answers a close frame and ends the connection.
+func (s *brokenServer) closeReply(c net.Conn, p []byte) {
+	if len(p) == 1 {
+		s.fail(c, 1002)
+		return
+	}
+	if len(p) >= 2 {
+		code := binary.BigEndian.Uint16(p)
+		if code < 1000 || code >= 1004 && code <= 1006 || code >= 1015 && code < 3000 || code >= 5000 {
+			s.fail(c, 1002)
+			return
+		}
+		if !utf8.Valid(p[2:]) {
+			s.fail(c, 1007)
+			return
+		}
+		p = p[:2]
+	}
+	s.write(c, ws.OpClose, p)
+	if s.f.keepOpen {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		io.Copy(io.Discard, c)
+	}
+}
+
+// TestRunnerCatchesBrokenServers runs chosen cases against servers with
+// one flaw each and checks the verdicts the runner gives: the flawed
+// behaviour must be FAILED or NON-STRICT, the rest OK.
+func TestRunnerCatchesBrokenServers(t *testing.T) {
+	t.Parallel()
+	byID := map[string]conformance.Case{}
+	for _, c := range conformance.Cases() {
+		byID[c.ID] = c
+	}
+	// Cases every flawed server here still passes.
+	sound := []string{"1.1.1", "1.2.6", "5.3", "7.1.1", "7.9.1"}
+	tests := []struct {
+		name string
+		f    flaws
+		want map[string]conformance.Verdict
+	}{
+		{"no UTF-8 validation", flaws{noUTF8: true}, map[string]conformance.Verdict{
+			"6.3.1": conformance.Failed, "6.4.1": conformance.Failed, "6.12.1": conformance.Failed,
+			"6.20.1f": conformance.Failed, "6.2.1": conformance.OK, "6.22.1": conformance.OK}},
+		{"accepts RSV bits and reserved opcodes", flaws{acceptRSV: true}, map[string]conformance.Verdict{
+			"3.1": conformance.Failed, "3.2": conformance.Failed, "3.7": conformance.Failed,
+			"4.1.1": conformance.Failed, "4.2.3": conformance.Failed, "2.1": conformance.OK}},
+		{"validates UTF-8 at message end", flaws{lateUTF8: true}, map[string]conformance.Verdict{
+			"6.3.1": conformance.NonStrict, "6.3.2": conformance.NonStrict, "6.4.1": conformance.NonStrict,
+			"6.4.3": conformance.NonStrict, "6.20.1": conformance.NonStrict, "6.20.1f": conformance.NonStrict,
+			"6.12.1": conformance.OK, "6.14.1": conformance.OK, "6.2.3": conformance.OK}},
+		{"never answers pings", flaws{pingSilent: true}, map[string]conformance.Verdict{
+			"2.1": conformance.Failed, "2.10": conformance.Failed, "5.6": conformance.Failed, "2.7": conformance.OK}},
+		{"answers pings with the wrong payload", flaws{pingWrong: true}, map[string]conformance.Verdict{
+			"2.2": conformance.Failed, "2.6": conformance.Failed, "5.19": conformance.Failed, "2.8": conformance.OK}},
+		{"keeps TCP open after the close handshake", flaws{keepOpen: true}, map[string]conformance.Verdict{
+			"7.3.3": conformance.Failed, "7.7.1": conformance.Failed}},
+		{"masks its close frames", flaws{maskedClose: true}, map[string]conformance.Verdict{
+			"7.3.3": conformance.Failed, "6.3.1": conformance.Failed, "3.1": conformance.Failed}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			target := startBroken(t, tt.f)
+			r := conformance.Runner{Targets: map[conformance.Endpoint]conformance.Target{conformance.Default: target}}
+			want := tt.want
+			if !tt.f.keepOpen && !tt.f.maskedClose {
+				for _, id := range sound {
+					want[id] = conformance.OK
+				}
+			}
+			var cases []conformance.Case
+			for id := range want {
+				c, ok := byID[id]
+				if !ok {
+					t.Fatalf("no case %s", id)
+				}
+				cases = append(cases, c)
+			}
+			for _, res := range r.Run(cases) {
+				if res.Verdict != want[res.Case.ID] {
+					t.Errorf("case %s: got %s (%s), want %s", res.Case.ID, res.Verdict, res.Reason, want[res.Case.ID])
+				} else {
+					t.Logf("case %s: %s %s", res.Case.ID, res.Verdict, res.Reason)
+				}
+			}
+		})
+	}
+}
+
+// TestFailAt checks the fail-fast positions against utf8.Valid and on
+// known sequences.
+func TestFailAt(t *testing.T) {
+	for _, tc := range []struct {
+		in         string
+		at         int
+		incomplete bool
+	}{
+		{"", -1, false}, {"abc", -1, false}, {"\xce\xba", -1, false}, {"\xce", -1, true},
+		{"\xed\xa0\x80", 1, false}, {"\xf4\x90\x80\x80", 1, false}, {"\xc0\xaf", 0, false},
+		{"\xe0\x80\xaf", 1, false}, {"\xf0\x8f\xbf\xbf", 1, false}, {"ab\x80", 2, false},
+		{"\xef\xbf", -1, true}, {"\xf4\x8f\xbf\xbf", -1, false}, {"\xdf ", 1, false},
+	} {
+		at, inc := conformance.FailAt([]byte(tc.in))
+		if at != tc.at || inc != tc.incomplete {
+			t.Errorf("FailAt(%x) = %d, %v; want %d, %v", tc.in, at, inc, tc.at, tc.incomplete)
+		}
+	}
+	// Every two-byte and three-byte string: FailAt agrees with utf8.Valid.
+	var b [3]byte
+	for i := range 1 << 24 / 64 {
+		v := i * 64
+		b[0], b[1], b[2] = byte(v>>16), byte(v>>8), byte(v)
+		for _, p := range [][]byte{b[:2], b[:]} {
+			at, inc := conformance.FailAt(p)
+			if (at < 0 && !inc) != utf8.Valid(p) {
+				t.Fatalf("FailAt(%x) = %d, %v but utf8.Valid = %v", p, at, inc, utf8.Valid(p))
+			}
+		}
+	}
+}

@@ -1,0 +1,117 @@
+package conformance
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// GroupTitles names each group in summaries.
+var GroupTitles = map[int]string{
+	1:  "Framing",
+	2:  "Ping/Pong",
+	3:  "Reserved bits",
+	4:  "Opcodes",
+	5:  "Fragmentation",
+	6:  "UTF-8 handling",
+	7:  "Close handling",
+	9:  "Limits/performance",
+	10: "Miscellaneous",
+}
+
+// GroupCount is one group's tally.
+type GroupCount struct {
+	Group                 int
+	Cases, OK, NS, Failed int
+	Extra                 int           // cases not in Autobahn
+	Elapsed               time.Duration // summed case time
+}
+
+// Tally counts results per group, in group order.
+func Tally(results []Result) []GroupCount {
+	var out []GroupCount
+	at := map[int]int{}
+	for _, r := range results {
+		g := r.Case.Group
+		i, ok := at[g]
+		if !ok {
+			i = len(out)
+			at[g] = i
+			out = append(out, GroupCount{Group: g})
+		}
+		c := &out[i]
+		c.Cases++
+		if r.Case.Extra {
+			c.Extra++
+		}
+		c.Elapsed += r.Elapsed
+		switch r.Verdict {
+		case OK:
+			c.OK++
+		case NonStrict:
+			c.NS++
+		default:
+			c.Failed++
+		}
+	}
+	for i := 1; i < len(out); i++ { // insertion sort by group
+		for j := i; j > 0 && out[j].Group < out[j-1].Group; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+// Markdown renders the summary as Markdown tables: one row per group and
+// a total, then group 9's timings, then cases that were OK only on their
+// second run, then every case that is not OK.
+func Markdown(results []Result) string {
+	var b strings.Builder
+	b.WriteString("| group | what | cases | OK | NON-STRICT | FAILED |\n|---|---|---:|---:|---:|---:|\n")
+	var tot GroupCount
+	for _, g := range Tally(results) {
+		what := GroupTitles[g.Group]
+		if g.Extra > 0 {
+			what += fmt.Sprintf(" (%d Autobahn cases + %d extra)", g.Cases-g.Extra, g.Extra)
+		}
+		fmt.Fprintf(&b, "| %d | %s | %d | %d | %d | %d |\n", g.Group, what, g.Cases, g.OK, g.NS, g.Failed)
+		tot.Cases += g.Cases
+		tot.OK += g.OK
+		tot.NS += g.NS
+		tot.Failed += g.Failed
+	}
+	fmt.Fprintf(&b, "| **total** | | **%d** | **%d** | **%d** | **%d** |\n", tot.Cases, tot.OK, tot.NS, tot.Failed)
+	var timed []Result
+	for _, r := range results {
+		if r.Case.Group == 9 {
+			timed = append(timed, r)
+		}
+	}
+	if len(timed) > 0 {
+		b.WriteString("\nGroup 9 timings (one connection each, cases run one at a time):\n\n| case | what | time | note |\n|---|---|---:|---|\n")
+		for _, r := range timed {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", r.Case.ID, r.Case.Description, r.Elapsed.Round(time.Millisecond), r.Info)
+		}
+	}
+	var bad, retried []Result
+	for _, r := range results {
+		if r.Verdict != OK {
+			bad = append(bad, r)
+		} else if r.FirstTry != "" {
+			retried = append(retried, r)
+		}
+	}
+	if len(retried) > 0 {
+		b.WriteString("\nCases OK only when run a second time (a loaded machine, or a flaky server):\n\n| case | first try |\n|---|---|\n")
+		for _, r := range retried {
+			fmt.Fprintf(&b, "| %s | %s |\n", r.Case.ID, strings.ReplaceAll(r.FirstTry, "|", "\\|"))
+		}
+	}
+	if len(bad) > 0 {
+		b.WriteString("\nCases not OK:\n\n| case | verdict | reason |\n|---|---|---|\n")
+		for _, r := range bad {
+			fmt.Fprintf(&b, "| %s | %s | %s |\n", r.Case.ID, r.Verdict, strings.ReplaceAll(r.Reason, "|", "\\|"))
+		}
+	}
+	return b.String()
+}
