@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -131,9 +132,13 @@ func fuzzRoundTrip(addr string, head []byte) (*http.Response, string, error) {
 		return resp, "", nil
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	if err != nil {
+	if err != nil && !(errors.Is(err, syscall.ECONNRESET) && resp.ContentLength == -1) {
 		return nil, "", errors.New("reading the body: " + err.Error())
 	}
+	// net/http answers a request it cannot parse with a body that ends when
+	// the connection does, and closes without reading the rest of what was
+	// sent, so the kernel ends that body with a reset rather than EOF once
+	// the answer has been read. (The hub's answers carry a Content-Length.)
 	return resp, string(b), nil
 }
 
