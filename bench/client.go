@@ -1,0 +1,283 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// loader is the load generator: n raw WebSocket client connections, each
+// read by its own goroutine with a small bufio.Reader and a hand-rolled
+// frame parser (server frames are unmasked). Connection i belongs to user
+// "u<i/2>", so every user holds two connections.
+type loader struct {
+	addr    string // server host:port
+	sources int    // number of 127.0.0.x source addresses to spread over
+
+	mu    sync.Mutex
+	conns []net.Conn
+	wg    sync.WaitGroup
+
+	recv   atomic.Int64 // data messages received (a merged frame counts each message)
+	frames atomic.Int64 // data frames received
+	merged atomic.Int64 // frames carrying more than one message
+	closed atomic.Int64 // connections the server closed
+	bad    atomic.Int64 // frames whose size is not a multiple of the payload
+
+	target atomic.Int64 // waitRecv's goal; math.MaxInt64 when none
+	hit    chan time.Time
+
+	latOn atomic.Bool
+	lat   histogram
+}
+
+func newLoader(addr string, sources int) *loader {
+	l := &loader{addr: addr, sources: max(sources, 1), hit: make(chan time.Time, 1)}
+	l.target.Store(math.MaxInt64)
+	return l
+}
+
+// userOf is the user ID of connection i.
+func userOf(i int) string { return fmt.Sprintf("u%d", i/2) }
+
+// connect opens connections first..first+n-1 with `parallel` concurrent
+// dialers and returns how long the handshakes took.
+func (l *loader) connect(first, n, parallel int) (time.Duration, error) {
+	start := time.Now()
+	var next atomic.Int64
+	next.Store(int64(first))
+	errc := make(chan error, parallel)
+	var wg sync.WaitGroup
+	for range max(parallel, 1) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= first+n {
+					return
+				}
+				if err := l.dial(i); err != nil {
+					errc <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errc)
+	return time.Since(start), <-errc
+}
+
+const wsKey = "dGhlIHNhbXBsZSBub25jZQ=="
+
+func (l *loader) dial(i int) error {
+	src := net.IPv4(127, 0, 0, byte(2+i%l.sources))
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Control: bindNoPort, Timeout: 10 * time.Second}
+	nc, err := d.Dial("tcp", l.addr)
+	if err != nil {
+		return fmt.Errorf("dial %d from %s: %w", i, src, err)
+	}
+	req := "GET /ws?u=" + userOf(i) + " HTTP/1.1\r\nHost: " + l.addr +
+		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + wsKey +
+		"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := io.WriteString(nc, req); err != nil {
+		nc.Close()
+		return err
+	}
+	br := bufio.NewReaderSize(nc, 2048)
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	status, err := br.ReadString('\n')
+	if err != nil || !strings.Contains(status, " 101 ") {
+		nc.Close()
+		return fmt.Errorf("handshake %d: %q %v", i, status, err)
+	}
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			nc.Close()
+			return err
+		}
+		if line == "\r\n" {
+			break
+		}
+	}
+	_ = nc.SetReadDeadline(time.Time{})
+	l.mu.Lock()
+	l.conns = append(l.conns, nc)
+	l.mu.Unlock()
+	l.wg.Go(func() { l.read(nc, br) })
+	return nil
+}
+
+// read parses frames until the connection ends, counting data messages
+// and answering pings (the servers drop peers that never pong).
+func (l *loader) read(nc net.Conn, br *bufio.Reader) {
+	var hdr [8]byte
+	var scratch, msg []byte
+	defer l.closed.Add(1)
+	for {
+		if _, err := io.ReadFull(br, hdr[:2]); err != nil {
+			return
+		}
+		op, fin := hdr[0]&0x0f, hdr[0]&0x80 != 0
+		n := int(hdr[1] & 0x7f)
+		switch n {
+		case 126:
+			if _, err := io.ReadFull(br, hdr[:2]); err != nil {
+				return
+			}
+			n = int(binary.BigEndian.Uint16(hdr[:2]))
+		case 127:
+			if _, err := io.ReadFull(br, hdr[:8]); err != nil {
+				return
+			}
+			n = int(binary.BigEndian.Uint64(hdr[:8]))
+		}
+		if n > 1<<20 || len(msg) > 1<<20 {
+			return
+		}
+		var p []byte
+		if n <= br.Size() {
+			b, err := br.Peek(n)
+			if err != nil {
+				return
+			}
+			p = b
+		} else {
+			if cap(scratch) < n {
+				scratch = make([]byte, n)
+			}
+			p = scratch[:n]
+			if _, err := io.ReadFull(br, p); err != nil {
+				return
+			}
+		}
+		switch op {
+		case 0x1, 0x2:
+			if fin {
+				l.onData(p)
+			} else { // gorilla fragments a message larger than its write buffer
+				msg = append(msg[:0], p...)
+			}
+		case 0x0:
+			if msg = append(msg, p...); fin {
+				l.onData(msg)
+			}
+		case 0x8:
+			return
+		case 0x9:
+			if err := writePong(nc, p); err != nil {
+				return
+			}
+		}
+		if n <= br.Size() {
+			_, _ = br.Discard(n)
+		}
+	}
+}
+
+// onData counts one data frame. A frame of k messages merged with '\n'
+// separators (gorilla's chat example) is 65k-1 bytes long.
+func (l *loader) onData(p []byte) {
+	k := 1
+	if len(p) != payloadSize {
+		if (len(p)+1)%(payloadSize+1) != 0 {
+			l.bad.Add(1)
+			return
+		}
+		k = (len(p) + 1) / (payloadSize + 1)
+		l.merged.Add(1)
+	}
+	l.frames.Add(1)
+	if l.latOn.Load() {
+		now := time.Now().UnixNano()
+		for j := range k {
+			ts := int64(binary.LittleEndian.Uint64(p[j*(payloadSize+1):]))
+			l.lat.record(now - ts)
+		}
+	}
+	if n := l.recv.Add(int64(k)); n >= l.target.Load() {
+		if l.target.Swap(math.MaxInt64) != math.MaxInt64 {
+			l.hit <- time.Now()
+		}
+	}
+}
+
+// writePong answers a ping with a masked pong (zero mask key).
+func writePong(nc net.Conn, payload []byte) error {
+	f := make([]byte, 0, 6+len(payload))
+	f = append(f, 0x8a, 0x80|byte(len(payload)), 0, 0, 0, 0)
+	f = append(f, payload...)
+	_, err := nc.Write(f)
+	return err
+}
+
+var errStalled = errors.New("no progress")
+
+// waitRecv waits until at least want messages have been received and
+// returns the time the last of them arrived. It gives up when the count
+// makes no progress for stall.
+func (l *loader) waitRecv(want int64, stall time.Duration) (time.Time, error) {
+	l.target.Store(want)
+	if l.recv.Load() >= want && l.target.Swap(math.MaxInt64) == want {
+		return time.Now(), nil
+	}
+	last := l.recv.Load()
+	tick := time.NewTicker(stall)
+	defer tick.Stop()
+	for {
+		select {
+		case t := <-l.hit:
+			return t, nil
+		case <-tick.C:
+			if now := l.recv.Load(); now > last {
+				last = now
+				continue
+			}
+			if l.target.Swap(math.MaxInt64) == math.MaxInt64 {
+				return <-l.hit, nil // the goal was reached just now
+			}
+			return time.Now(), fmt.Errorf("%w: %d of %d messages", errStalled, l.recv.Load(), want)
+		}
+	}
+}
+
+// close closes every connection and waits for the readers.
+func (l *loader) close() {
+	l.mu.Lock()
+	for _, c := range l.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		c.Close()
+	}
+	l.conns = nil
+	l.mu.Unlock()
+	l.wg.Wait()
+}
+
+// waitServer polls the server until it has registered n connections.
+func waitServer(ctx context.Context, ctl *control, n int) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := ctl.stats(ctx, false)
+		if err != nil {
+			return err
+		}
+		if st.Conns >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("server registered %d of %d connections", st.Conns, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,180 @@
+// Command bench compares wsroom with gorilla/websocket (its examples/chat
+// hub), olahol/melody and a hand-written gobwas/ws server: idle memory
+// and goroutines per connection, fan-out throughput and server CPU per
+// delivery, publish-to-receive latency, targeted sends (SendTo) and
+// handshakes per second, plus an idle soak. Each server runs in its own
+// process (this binary re-executed) pinned to one CPU with GOMAXPROCS=1;
+// the load generator runs in this process on another CPU. See README.md.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	if name := os.Getenv(serveEnv); name != "" {
+		cpu, _ := strconv.Atoi(os.Getenv("WSROOM_BENCH_CPU"))
+		if err := serve(name, cpu); err != nil {
+			log.Fatalf("server %s: %v", name, err)
+		}
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if _, err := run(ctx, os.Args[1:]); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// run parses the command line, runs the selected scenarios, prints the
+// report and writes the requested files.
+func run(ctx context.Context, args []string) (*report, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	var (
+		all         = fs.Bool("all", false, "every scenario on every server, plus the soak (on -soak-servers)")
+		quick       = fs.Bool("quick", false, "small sizes and short runs (sizes 200,1000,2000; 0.5 s runs; 5 s soak)")
+		serveName   = fs.String("serve", "", "run only the named server (for manual use) and print its address")
+		serverList  = fs.String("servers", "wsroom,gorilla,melody,gobwas-raw", "servers to run, comma-separated")
+		scenList    = fs.String("scenarios", "idle,fanout,latency,sendto", "scenarios: idle,fanout,latency,sendto,soak (handshakes/s is measured with the 10k set)")
+		sizes       = fs.String("sizes", "1000,10000,19500", "small,mid,large connection counts")
+		dur         = fs.Duration("dur", 2*time.Second, "publishing time of each fan-out and SendTo run")
+		latRate     = fs.Float64("lat-rate", 50000, "deliveries/s of the paced latency run")
+		latDur      = fs.Duration("lat-dur", 4*time.Second, "length of the latency run")
+		parallel    = fs.Int("parallel", 64, "concurrent dialers")
+		sources     = fs.Int("sources", 16, "127.0.0.x source addresses for client connections (from 127.0.0.2)")
+		serverCPU   = fs.Int("server-cpu", 0, "CPU the server process is pinned to (-1: no pinning)")
+		clientCPU   = fs.Int("client-cpu", 1, "CPU the load generator is pinned to (-1: no pinning)")
+		serverProcs = fs.Int("server-procs", 1, "GOMAXPROCS of the server process (0: Go's default)")
+		clientProcs = fs.Int("client-procs", 1, "GOMAXPROCS of the load generator (0: Go's default)")
+		soak        = fs.Duration("soak", 2*time.Minute, "idle time of the soak")
+		soakServers = fs.String("soak-servers", "wsroom", "servers the soak runs on")
+		soakConns   = fs.Int("soak-conns", 0, "connections of the soak (default: the large size)")
+		stall       = fs.Duration("stall", 3*time.Second, "a run making no progress for this long has lost messages")
+		svgPath     = fs.String("svg", "", "write an SVG chart here")
+		mdPath      = fs.String("md", "", "also write the Markdown report here")
+		jsonPath    = fs.String("json", "", "write raw results as JSON here")
+	)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if *serveName != "" {
+		return nil, serve(*serveName, *serverCPU)
+	}
+	c := &config{
+		servers: split(*serverList), scenarios: map[string]bool{},
+		dur: *dur, latRate: *latRate, latDur: *latDur, parallel: *parallel, sources: *sources,
+		serverCPU: *serverCPU, serverProcs: *serverProcs, soak: *soak,
+		soakServers: split(*soakServers), stall: *stall,
+	}
+	for _, s := range split(*scenList) {
+		c.scenarios[s] = true
+	}
+	if *all {
+		for _, s := range []string{"idle", "fanout", "latency", "sendto", "soak"} {
+			c.scenarios[s] = true
+		}
+	}
+	sz := split(*sizes)
+	if *quick {
+		// Quick defaults for every size and duration flag not given.
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["sizes"] {
+			sz = []string{"200", "1000", "2000"}
+		}
+		if !set["dur"] {
+			c.dur = 500 * time.Millisecond
+		}
+		if !set["lat-dur"] {
+			c.latDur = time.Second
+		}
+		if !set["soak"] {
+			c.soak = 5 * time.Second
+		}
+	}
+	if len(sz) != 3 {
+		return nil, fmt.Errorf("-sizes wants small,mid,large")
+	}
+	for i, p := range []*int{&c.small, &c.mid, &c.large} {
+		n, err := strconv.Atoi(sz[i])
+		if err != nil || n < 2 {
+			return nil, fmt.Errorf("bad size %q", sz[i])
+		}
+		*p = n
+	}
+	c.soakConns = *soakConns
+	if c.soakConns == 0 {
+		c.soakConns = c.large
+	}
+	for _, s := range c.servers {
+		if !knownServer(s) {
+			return nil, fmt.Errorf("unknown server %q", s)
+		}
+	}
+	if _, err := raiseNoFile(); err != nil {
+		return nil, err
+	}
+	if *clientProcs > 0 {
+		runtime.GOMAXPROCS(*clientProcs)
+	}
+	if *clientCPU >= 0 {
+		if err := pinToCPU(*clientCPU); err != nil {
+			return nil, err
+		}
+	}
+
+	rep := &report{cfg: c, clientCPU: *clientCPU, clientProcs: runtime.GOMAXPROCS(0), started: time.Now(),
+		load: loadAvg(), backlog: netdevMaxBacklog()}
+	drops0 := softnetDrops()
+	for _, s := range c.servers {
+		r, err := runServer(ctx, c, s)
+		if err != nil {
+			log.Printf("%s: %v", s, err)
+			r.Failed = err.Error()
+		}
+		rep.results = append(rep.results, r)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	rep.drops = softnetDrops() - drops0
+	md := rep.markdown()
+	fmt.Print(md)
+	if *mdPath != "" {
+		if err := os.WriteFile(*mdPath, []byte(md), 0o644); err != nil {
+			return rep, err
+		}
+	}
+	if *svgPath != "" {
+		if err := os.WriteFile(*svgPath, []byte(rep.svg()), 0o644); err != nil {
+			return rep, err
+		}
+	}
+	if *jsonPath != "" {
+		b, _ := json.MarshalIndent(rep.results, "", "  ")
+		if err := os.WriteFile(*jsonPath, b, 0o644); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+func split(s string) []string {
+	var out []string
+	for _, x := range strings.Split(s, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}

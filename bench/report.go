@@ -1,0 +1,408 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// report renders the results as Markdown (table, targets, method notes)
+// and as an SVG chart.
+type report struct {
+	cfg         *config
+	clientCPU   int
+	clientProcs int
+	started     time.Time
+	load        string // load average when the run started
+	backlog     int    // net.core.netdev_max_backlog
+	drops       int64  // kernel softnet drops over the whole run
+	results     []*result
+}
+
+// row is one line of the comparison table: how to read a value from a
+// result, and whether lower values are better.
+type row struct {
+	name  string
+	lower bool
+	get   func(*result) (v float64, note string, ok bool)
+}
+
+func (rep *report) rows() []row {
+	c := rep.cfg
+	idle := func(n int, f func(idleResult) float64) func(*result) (float64, string, bool) {
+		return func(r *result) (float64, string, bool) {
+			for _, ir := range r.Idle {
+				if ir.Conns == n {
+					return f(ir), "", true
+				}
+			}
+			return 0, "", false
+		}
+	}
+	load := func(m func(*result) map[int]loadResult, n int, f func(loadResult) float64) func(*result) (float64, string, bool) {
+		return func(r *result) (float64, string, bool) {
+			lr, ok := m(r)[n]
+			if !ok {
+				return 0, "", false
+			}
+			return f(lr), loadNote(lr), true
+		}
+	}
+	fan := func(r *result) map[int]loadResult { return r.Fanout }
+	snd := func(r *result) map[int]loadResult { return r.SendTo }
+	perSec := func(lr loadResult) float64 { return lr.PerSec }
+	cpu := func(lr loadResult) float64 { return lr.CPUMicros }
+	lat := func(q func(*result) time.Duration) func(*result) (float64, string, bool) {
+		return func(r *result) (float64, string, bool) {
+			if r.LatSamples == 0 {
+				return 0, "", false
+			}
+			note := ""
+			if r.LatErr != "" {
+				note = "loss"
+			}
+			if r.LatDrops > 0 {
+				note = strings.TrimPrefix(note+fmt.Sprintf(", kernel drops %d", r.LatDrops), ", ")
+			}
+			return float64(q(r).Microseconds()) / 1000, note, true
+		}
+	}
+	return []row{
+		{fmt.Sprintf("idle RSS KiB/conn @%s", k(c.mid)), true, idle(c.mid, func(i idleResult) float64 { return i.RSSKiBPerConn })},
+		{fmt.Sprintf("idle RSS KiB/conn @%s", k(c.large)), true, idle(c.large, func(i idleResult) float64 { return i.RSSKiBPerConn })},
+		{fmt.Sprintf("idle Go heap+stacks KiB/conn @%s", k(c.mid)), true, idle(c.mid, func(i idleResult) float64 { return i.HeapPerConn / 1024 })},
+		{fmt.Sprintf("goroutines per idle conn @%s", k(c.mid)), true, idle(c.mid, func(i idleResult) float64 { return i.GoroutinePerCon })},
+		{fmt.Sprintf("fan-out deliveries/s, %s subs", k(c.small)), false, load(fan, c.small, perSec)},
+		{fmt.Sprintf("fan-out deliveries/s, %s subs", k(c.mid)), false, load(fan, c.mid, perSec)},
+		{fmt.Sprintf("server CPU µs/delivery, %s subs", k(c.small)), true, load(fan, c.small, cpu)},
+		{fmt.Sprintf("server CPU µs/delivery, %s subs", k(c.mid)), true, load(fan, c.mid, cpu)},
+		{fmt.Sprintf("p50 latency ms, %s subs @%s/s", k(c.mid), k(int(c.latRate))), true, lat(func(r *result) time.Duration { return r.P50 })},
+		{fmt.Sprintf("p99 latency ms, %s subs @%s/s", k(c.mid), k(int(c.latRate))), true, lat(func(r *result) time.Duration { return r.P99 })},
+		{fmt.Sprintf("SendTo 10 users msgs/s among %s", k(c.small)), false, load(snd, c.small, perSec)},
+		{fmt.Sprintf("SendTo 10 users msgs/s among %s", k(c.mid)), false, load(snd, c.mid, perSec)},
+		{fmt.Sprintf("SendTo 10 users msgs/s among %s", k(c.large)), false, load(snd, c.large, perSec)},
+		{fmt.Sprintf("SendTo spread %s→%s (lower is flatter)", k(c.small), k(c.large)), true, func(r *result) (float64, string, bool) {
+			f, ok := flatness(r, c)
+			return 100 * f, "%", ok
+		}},
+		{fmt.Sprintf("handshakes/s (opening %s, %d dialers)", k(c.mid), c.parallel), false, func(r *result) (float64, string, bool) {
+			note := ""
+			if r.HSDrops > 0 {
+				note = fmt.Sprintf("kernel drops %d", r.HSDrops)
+			}
+			return r.Handshakes, note, r.Handshakes > 0
+		}},
+	}
+}
+
+// flatness is (max-min)/max of the SendTo rates at the three sizes.
+func flatness(r *result, c *config) (float64, bool) {
+	lo, hi := math.Inf(1), 0.0
+	for _, n := range []int{c.small, c.mid, c.large} {
+		lr, ok := r.SendTo[n]
+		if !ok || lr.PerSec == 0 {
+			return 0, false
+		}
+		lo, hi = min(lo, lr.PerSec), max(hi, lr.PerSec)
+	}
+	return (hi - lo) / hi, true
+}
+
+func loadNote(lr loadResult) string {
+	var parts []string
+	if lost := lr.Expected - lr.Deliveries; lost > 0 || lr.Err != "" {
+		parts = append(parts, fmt.Sprintf("LOST %d", max(lost, 0)))
+	}
+	if lr.Kicked > 0 {
+		parts = append(parts, fmt.Sprintf("kicked %d", lr.Kicked))
+	}
+	if lr.Dropped > 0 {
+		parts = append(parts, fmt.Sprintf("dropped %d", lr.Dropped))
+	}
+	if lr.Merged > 0 {
+		parts = append(parts, fmt.Sprintf("merged frames %d", lr.Merged))
+	}
+	if lr.NetDrops > 0 {
+		parts = append(parts, fmt.Sprintf("kernel drops %d", lr.NetDrops))
+	}
+	if lr.ClientUtil > 0.9 && lr.ClientUtil > lr.ServerUtil {
+		parts = append(parts, "client-bound")
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (rep *report) byName(name string) *result {
+	for _, r := range rep.results {
+		if r.Server == name {
+			return r
+		}
+	}
+	return nil
+}
+
+// ratio is wsroom's advantage over other on a row (> 1: wsroom is better).
+func ratio(rw row, w, other *result) (float64, bool) {
+	if w == nil || other == nil {
+		return 0, false
+	}
+	a, _, ok1 := rw.get(w)
+	b, _, ok2 := rw.get(other)
+	if !ok1 || !ok2 {
+		return 0, false
+	}
+	if rw.lower {
+		a, b = b, a
+	}
+	if b == 0 {
+		return math.Inf(1), a > 0
+	}
+	return a / b, true
+}
+
+var anchors = []string{"melody", "gorilla", "gobwas-raw"}
+
+func (rep *report) markdown() string {
+	var b strings.Builder
+	c := rep.cfg
+	fmt.Fprintf(&b, "\n## wsroom bench, %s\n\n", rep.started.UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "%s, %d CPUs, %s; load average at start %s, net.core.netdev_max_backlog %d. Server: own process, CPU %s, GOMAXPROCS=%s. "+
+		"Load generator: CPU %s, GOMAXPROCS=%d, one goroutine per client connection. 64-byte binary messages.\n\n",
+		cpuModel(), runtime.NumCPU(), runtime.Version(), rep.load, rep.backlog, cpuStr(c.serverCPU), procsStr(c.serverProcs),
+		cpuStr(rep.clientCPU), rep.clientProcs)
+	names := make([]string, 0, len(rep.results))
+	for _, r := range rep.results {
+		names = append(names, r.Server)
+	}
+	b.WriteString("| metric | " + strings.Join(names, " | ") + " |")
+	w := rep.byName("wsroom")
+	var shown []string
+	for _, a := range anchors {
+		if rep.byName(a) != nil && w != nil {
+			shown = append(shown, a)
+			b.WriteString(" wsroom vs " + a + " |")
+		}
+	}
+	b.WriteString("\n|---|" + strings.Repeat("---:|", len(names)+len(shown)) + "\n")
+	for _, rw := range rep.rows() {
+		b.WriteString("| " + rw.name + " |")
+		for _, r := range rep.results {
+			v, note, ok := rw.get(r)
+			switch {
+			case !ok:
+				b.WriteString(" — |")
+			case note == "%":
+				fmt.Fprintf(&b, " %.0f%% |", v)
+			case note != "":
+				fmt.Fprintf(&b, " %s (%s) |", num(v), note)
+			default:
+				fmt.Fprintf(&b, " %s |", num(v))
+			}
+		}
+		for _, a := range shown {
+			if x, ok := ratio(rw, w, rep.byName(a)); ok {
+				fmt.Fprintf(&b, " %s× |", num(x))
+			} else {
+				b.WriteString(" — |")
+			}
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\nRatios are wsroom's advantage (> 1× means wsroom is better: faster, leaner or lower latency).\n")
+	if rep.drops > 0 {
+		fmt.Fprintf(&b, "\n**Warning: the kernel dropped %d packets during the run** (/proc/net/softnet_stat: a CPU's input backlog was full, "+
+			"machine-wide). Each drop stalls a TCP connection for a retransmission timeout (≥ 200 ms); cells marked \"kernel drops\" "+
+			"measure that, not the server. Rerun on a quiet machine, or raise net.core.netdev_max_backlog (now %d).\n", rep.drops, rep.backlog)
+	}
+	for _, r := range rep.results {
+		if r.Failed != "" {
+			fmt.Fprintf(&b, "\n**%s failed:** %s\n", r.Server, r.Failed)
+		}
+	}
+	b.WriteString(rep.targets())
+	b.WriteString(rep.soakSection())
+	b.WriteString("\n### Servers\n\n")
+	for _, s := range servers {
+		if rep.byName(s.name) != nil {
+			fmt.Fprintf(&b, "- **%s**: %s.\n", s.name, s.note)
+		}
+	}
+	b.WriteString(methodNotes)
+	return b.String()
+}
+
+// targets checks issue 4's goals.
+func (rep *report) targets() string {
+	c := rep.cfg
+	w := rep.byName("wsroom")
+	if w == nil {
+		return ""
+	}
+	rows := rep.rows()
+	get := func(i int, r *result) (float64, bool) {
+		if r == nil {
+			return 0, false
+		}
+		v, _, ok := rows[i].get(r)
+		return v, ok
+	}
+	const (
+		idleMid, idleLarge, _, _, fanSmall, fanMid, cpuSmall, cpuMid, _, p99, _, sendMid = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+	)
+	var b strings.Builder
+	b.WriteString("\n### Targets (issue 4)\n\n| target | measured | status |\n|---|---|---|\n")
+	line := func(target, measured string, ok, known bool) {
+		st := "n/a (not measured)"
+		if known {
+			st = "**NOT met**"
+			if ok {
+				st = "met"
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", target, measured, st)
+	}
+	abs := func(target string, i int, limit float64) {
+		v, ok := get(i, w)
+		line(target, num(v), ok && v <= limit && lossless(rows[i], w), ok)
+	}
+	rel := func(target string, i int, anchor string, factor float64) {
+		x, ok := ratio(rows[i], w, rep.byName(anchor))
+		line(target, num(x)+"×", ok && x >= factor && lossless(rows[i], w), ok)
+	}
+	abs(fmt.Sprintf("idle ≤ 2 KiB/conn @%s", k(c.mid)), idleMid, 2)
+	abs(fmt.Sprintf("idle ≤ 2 KiB/conn @%s", k(c.large)), idleLarge, 2)
+	rel("idle ≥ 8× leaner than gorilla", idleMid, "gorilla", 8)
+	rel("idle ≥ 10× leaner than melody", idleMid, "melody", 10)
+	rel(fmt.Sprintf("fan-out ≥ 3× melody @%s", k(c.small)), fanSmall, "melody", 3)
+	rel(fmt.Sprintf("fan-out ≥ 3× melody @%s", k(c.mid)), fanMid, "melody", 3)
+	rel(fmt.Sprintf("fan-out ≥ 1.5× gobwas-raw @%s", k(c.mid)), fanMid, "gobwas-raw", 1.5)
+	abs(fmt.Sprintf("server CPU ≤ 1 µs/delivery @%s", k(c.small)), cpuSmall, 1)
+	abs(fmt.Sprintf("server CPU ≤ 1.5 µs/delivery @%s", k(c.mid)), cpuMid, 1.5)
+	rel("p99 latency ≤ half of melody's", p99, "melody", 2)
+	x, ok := ratio(rows[p99], w, rep.byName("gobwas-raw"))
+	line("p99 latency below gobwas-raw", num(x)+"×", ok && x > 1, ok)
+	rel(fmt.Sprintf("SendTo ≥ 20× melody @%s", k(c.mid)), sendMid, "melody", 20)
+	f, ok := flatness(w, c)
+	line(fmt.Sprintf("SendTo flat within 20%% %s→%s", k(c.small), k(c.large)), fmt.Sprintf("%.0f%%", 100*f), ok && f <= 0.2, ok)
+	x, ok = ratio(rows[len(rows)-1], w, rep.byName("gorilla"))
+	line("handshakes/s ≥ 1.2× gorilla", num(x)+"×", ok && x >= 1.2, ok)
+	b.WriteString("\nA throughput or latency target counts as met only if wsroom lost nothing in that run.\n")
+	return b.String()
+}
+
+// lossless reports whether wsroom's run behind a row lost no message.
+func lossless(rw row, w *result) bool {
+	_, note, _ := rw.get(w)
+	return !strings.Contains(note, "LOST") && note != "loss"
+}
+
+func (rep *report) soakSection() string {
+	var b strings.Builder
+	for _, r := range rep.results {
+		s := r.Soak
+		if s == nil {
+			continue
+		}
+		if b.Len() == 0 {
+			b.WriteString("\n### Soak\n\n| server | conns | idle | | RSS KiB | goroutines | heap KiB |\n|---|---:|---:|---|---:|---:|---:|\n")
+		}
+		for _, x := range []struct {
+			when string
+			st   serverStats
+		}{{"before", s.Before}, {"after idle", s.Idled}, {"after burst", s.After}} {
+			fmt.Fprintf(&b, "| %s | %d | %v | %s | %d | %d | %d |\n", r.Server, s.Conns, s.Idle, x.when, x.st.RSSKiB, x.st.Goroutines, x.st.HeapInuse>>10)
+		}
+		grew := s.After.Goroutines > s.Before.Goroutines || s.After.Conns < s.Before.Conns ||
+			float64(s.After.RSSKiB) > 1.1*float64(s.Before.RSSKiB)
+		fmt.Fprintf(&b, "\n%s soak: burst %s; %s\n", r.Server, fmtLoad(s.Burst),
+			map[bool]string{true: "**something grew or connections were lost** (goroutines, connections, or RSS > +10%).", false: "nothing grew (goroutines equal, connections kept, RSS within +10%)."}[grew])
+	}
+	return b.String()
+}
+
+const methodNotes = `
+### Method and limits
+
+- One machine, loopback TCP. The server process and the load generator each get one CPU (see above); the
+  kernel's loopback work is charged to whichever side runs it, so "server CPU µs/delivery" (getrusage of the
+  server process, user+system, over the whole run including the control requests) includes the server's share
+  of the kernel TCP send path.
+- Fan-out and SendTo runs publish from inside the server process in chunks requested over a keep-alive HTTP
+  control connection, keeping at most 64 (1k subs), 16 (10k subs) broadcasts or 128 SendTo calls in flight so
+  that gorilla's and melody's 256-message buffers are not overrun; deliveries/s = messages received by all
+  clients / (first publish to last receipt). Zero loss is required: a run that stalls for -stall is reported
+  LOST, with kicked connections (closed by the server), dropped messages (melody's full buffer, counted in its
+  error handler) and merged frames (gorilla's writer joins queued messages with '\n'; the client splits them).
+- "client-bound" marks runs where the load generator used > 90% of its CPU and more than the server: the number
+  is then a lower bound for that server. With one client core, 10k subscribers are read by 10k goroutines one
+  after another, which dominates latency at 10k subs; latency is measured on the same clock
+  (UnixNano stamped in the payload) and includes the client's scheduling.
+- Idle memory: RSS (VmRSS) of the server process after runtime.GC and debug.FreeOSMemory, minus the same before
+  the first connection, divided by connections; it excludes kernel socket buffers. Measured before any traffic.
+- Handshakes/s: time to open the 10k set with concurrent dialers (dial + HTTP upgrade + 101), connections kept
+  open; the client's dial cost is in the loop.
+- Loopback packets pass through each CPU's input backlog (net.core.netdev_max_backlog, 1000 by default). When the
+  kernel cannot drain it (a busy machine starves ksoftirqd), packets are dropped and the TCP connection waits a
+  retransmission timeout: the tool counts these drops machine-wide and marks the runs they hit.
+- Numbers from a loaded machine are not conclusions: check the load average above.
+`
+
+func k(n int) string {
+	if n >= 1000 && n%100 == 0 {
+		return strings.TrimSuffix(fmt.Sprintf("%.1f", float64(n)/1000), ".0") + "k"
+	}
+	return fmt.Sprint(n)
+}
+
+// num formats a value with three significant digits and thousands as k/M.
+func num(v float64) string {
+	switch {
+	case math.IsInf(v, 1):
+		return "∞"
+	case v >= 1e6:
+		return fmt.Sprintf("%.2fM", v/1e6)
+	case v >= 1e4:
+		return fmt.Sprintf("%.0fk", v/1e3)
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+func cpuStr(cpu int) string {
+	if cpu < 0 {
+		return "unpinned"
+	}
+	return fmt.Sprint(cpu)
+}
+
+func procsStr(p int) string {
+	if p <= 0 {
+		return "default"
+	}
+	return fmt.Sprint(p)
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return runtime.GOARCH
+}
+
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}

@@ -1,0 +1,380 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"time"
+)
+
+// config selects servers, scenarios and sizes.
+type config struct {
+	servers     []string
+	scenarios   map[string]bool // idle, fanout, latency, sendto, soak
+	small       int             // fan-out and SendTo at 1k
+	mid         int             // idle, fan-out, latency, SendTo, handshakes at 10k
+	large       int             // idle and SendTo at 19.5k
+	dur         time.Duration   // publishing time of each fan-out and SendTo run
+	latRate     float64         // deliveries/s of the latency run
+	latDur      time.Duration
+	parallel    int // concurrent dialers
+	sources     int // 127.0.0.x source addresses
+	serverCPU   int // -1 = unpinned
+	serverProcs int
+	soak        time.Duration
+	soakServers []string
+	soakConns   int
+	stall       time.Duration // a run with no progress for this long has lost messages
+}
+
+// loadResult is one fan-out or SendTo run.
+type loadResult struct {
+	Messages   int     // messages published (broadcasts or SendTo calls)
+	Expected   int64   // deliveries expected
+	Deliveries int64   // deliveries received
+	Secs       float64 // first publish to last receipt
+	PerSec     float64 // deliveries/s (fan-out) or messages/s (SendTo)
+	CPUMicros  float64 // server CPU per delivery, µs
+	Kicked     int64   // connections the server closed (client-observed)
+	Dropped    int64   // messages the server dropped (melody's full buffer)
+	Merged     int64   // frames carrying several messages
+	NetDrops   int64   // packets the kernel dropped machine-wide during the run (softnet backlog)
+	ServerUtil float64 // server CPU time / wall time over the run
+	ClientUtil float64 // load generator CPU time / wall time over the run
+	Err        string  `json:",omitempty"`
+}
+
+type idleResult struct {
+	Conns           int
+	RSSKiBPerConn   float64
+	HeapPerConn     float64 // bytes
+	GoroutinePerCon float64
+}
+
+type soakResult struct {
+	Conns  int
+	Idle   time.Duration
+	Before serverStats
+	Idled  serverStats
+	After  serverStats
+	Burst  loadResult
+}
+
+// result collects every measurement of one server.
+type result struct {
+	Server     string
+	Idle       []idleResult
+	Fanout     map[int]loadResult
+	SendTo     map[int]loadResult
+	P50, P99   time.Duration
+	LatMax     time.Duration
+	LatSamples int64
+	LatErr     string  `json:",omitempty"`
+	Handshakes float64 // per second, while opening the mid-size set
+	HSDrops    int64   // softnet drops while opening it
+	LatDrops   int64   // softnet drops during the latency run
+	Soak       *soakResult
+	Failed     string `json:",omitempty"`
+}
+
+func (c *config) any(names ...string) bool {
+	for _, n := range names {
+		if c.scenarios[n] {
+			return true
+		}
+	}
+	return false
+}
+
+// runServer runs every selected scenario against one server, each size
+// in a fresh server process.
+func runServer(ctx context.Context, c *config, name string) (*result, error) {
+	r := &result{Server: name, Fanout: map[int]loadResult{}, SendTo: map[int]loadResult{}}
+	if c.any("fanout", "sendto") {
+		err := withServer(ctx, c, name, c.small, func(p *phase) error {
+			if c.scenarios["fanout"] {
+				r.Fanout[c.small] = p.fanout(c, 16, 64)
+				log.Printf("%s: fan-out %d subs: %s", name, c.small, fmtLoad(r.Fanout[c.small]))
+			}
+			if c.scenarios["sendto"] {
+				r.SendTo[c.small] = p.sendTo(c)
+				log.Printf("%s: SendTo among %d: %s", name, c.small, fmtLoad(r.SendTo[c.small]))
+			}
+			return nil
+		})
+		if err != nil {
+			return r, err
+		}
+	}
+	if c.any("idle", "fanout", "latency", "sendto") {
+		err := withServer(ctx, c, name, c.mid, func(p *phase) error {
+			r.Handshakes, r.HSDrops = float64(c.mid)/p.connectTime.Seconds(), p.connectDrops
+			log.Printf("%s: %d handshakes in %v: %.0f/s (kernel drops %d)", name, c.mid, p.connectTime.Round(time.Millisecond), r.Handshakes, r.HSDrops)
+			if c.scenarios["idle"] {
+				ir, err := p.idle()
+				if err != nil {
+					return err
+				}
+				r.Idle = append(r.Idle, ir)
+				log.Printf("%s: idle at %d: %.2f KiB/conn, %.2f goroutines/conn", name, ir.Conns, ir.RSSKiBPerConn, ir.GoroutinePerCon)
+			}
+			if c.scenarios["fanout"] {
+				r.Fanout[c.mid] = p.fanout(c, 4, 16)
+				log.Printf("%s: fan-out %d subs: %s", name, c.mid, fmtLoad(r.Fanout[c.mid]))
+			}
+			if c.scenarios["latency"] {
+				p.latency(c, r)
+				log.Printf("%s: latency at %d subs, %.0f deliveries/s: p50 %v p99 %v max %v (%d samples, kernel drops %d) %s",
+					name, c.mid, c.latRate, r.P50, r.P99, r.LatMax, r.LatSamples, r.LatDrops, r.LatErr)
+			}
+			if c.scenarios["sendto"] {
+				r.SendTo[c.mid] = p.sendTo(c)
+				log.Printf("%s: SendTo among %d: %s", name, c.mid, fmtLoad(r.SendTo[c.mid]))
+			}
+			return nil
+		})
+		if err != nil {
+			return r, err
+		}
+	}
+	if c.any("idle", "sendto") {
+		err := withServer(ctx, c, name, c.large, func(p *phase) error {
+			if c.scenarios["idle"] {
+				ir, err := p.idle()
+				if err != nil {
+					return err
+				}
+				r.Idle = append(r.Idle, ir)
+				log.Printf("%s: idle at %d: %.2f KiB/conn, %.2f goroutines/conn", name, ir.Conns, ir.RSSKiBPerConn, ir.GoroutinePerCon)
+			}
+			if c.scenarios["sendto"] {
+				r.SendTo[c.large] = p.sendTo(c)
+				log.Printf("%s: SendTo among %d: %s", name, c.large, fmtLoad(r.SendTo[c.large]))
+			}
+			return nil
+		})
+		if err != nil {
+			return r, err
+		}
+	}
+	if c.scenarios["soak"] && contains(c.soakServers, name) {
+		err := withServer(ctx, c, name, c.soakConns, func(p *phase) error {
+			s, err := p.soak(c)
+			r.Soak = s
+			return err
+		})
+		if err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+// phase is one server process with n connected, registered clients.
+type phase struct {
+	ctx          context.Context
+	srv          *serverProc
+	l            *loader
+	n            int
+	base         serverStats // before any connection, after GC
+	connectTime  time.Duration
+	connectDrops int64
+}
+
+func withServer(ctx context.Context, c *config, name string, n int, f func(*phase) error) error {
+	srv, err := startServer(name, c.serverCPU, c.serverProcs)
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	p := &phase{ctx: ctx, srv: srv, n: n, l: newLoader(srv.addr, c.sources)}
+	defer p.l.close()
+	if p.base, err = srv.ctl.stats(ctx, true); err != nil {
+		return err
+	}
+	drops0 := softnetDrops()
+	p.connectTime, err = p.l.connect(0, n, c.parallel)
+	p.connectDrops = softnetDrops() - drops0
+	if err != nil {
+		return fmt.Errorf("%s: connect %d: %w", name, n, err)
+	}
+	if err := waitServer(ctx, srv.ctl, n); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return f(p)
+}
+
+// idle measures memory and goroutines per connection against the
+// baseline taken before the first connection, both after GC and
+// FreeOSMemory.
+func (p *phase) idle() (idleResult, error) {
+	time.Sleep(500 * time.Millisecond) // let handshake garbage become collectable
+	st, err := p.srv.ctl.stats(p.ctx, true)
+	if err != nil {
+		return idleResult{}, err
+	}
+	n := float64(p.n)
+	return idleResult{
+		Conns:           p.n,
+		RSSKiBPerConn:   float64(st.RSSKiB-p.base.RSSKiB) / n,
+		HeapPerConn:     (float64(st.HeapInuse+st.StackInuse) - float64(p.base.HeapInuse+p.base.StackInuse)) / n,
+		GoroutinePerCon: float64(st.Goroutines-p.base.Goroutines) / n,
+	}, nil
+}
+
+// fanout publishes to the room for c.dur in chunks of `chunk` broadcasts,
+// keeping at most `window` broadcasts in flight (not yet received by every
+// client), below the 256-message buffers of gorilla and melody.
+func (p *phase) fanout(c *config, chunk, window int) loadResult {
+	return p.load(c, p.n, nil, chunk, window)
+}
+
+// sendTo sends to 10 users (20 connections) spread over the connection set.
+func (p *phase) sendTo(c *config) loadResult {
+	users := make([]string, 0, 10)
+	seen := map[string]bool{}
+	for j := range 10 {
+		u := userOf(2 * (j * (p.n / 2) / 10))
+		if !seen[u] {
+			seen[u] = true
+			users = append(users, u)
+		}
+	}
+	per := 0
+	for i := range p.n {
+		if seen[userOf(i)] {
+			per++
+		}
+	}
+	r := p.load(c, per, users, 32, 128)
+	if r.Secs > 0 {
+		r.PerSec = float64(r.Deliveries) / float64(per) / r.Secs // messages (SendTo calls) per second
+	}
+	return r
+}
+
+func (p *phase) load(c *config, per int, users []string, chunk, window int) loadResult {
+	l, ctl := p.l, p.srv.ctl
+	var r loadResult
+	before, err := ctl.stats(p.ctx, false)
+	if err != nil {
+		r.Err = err.Error()
+		return r
+	}
+	base, closed0, merged0 := l.recv.Load(), l.closed.Load(), l.merged.Load()
+	start, selfCPU, drops0 := time.Now(), cpuMicros(), softnetDrops()
+	for r.Messages == 0 || time.Since(start) < c.dur {
+		if need := int64(r.Messages+chunk-window) * int64(per); need > 0 {
+			if _, err := l.waitRecv(base+need, c.stall); err != nil {
+				r.Err = err.Error()
+				break
+			}
+		}
+		if err := ctl.publish(p.ctx, chunk, 0, users); err != nil {
+			r.Err = err.Error()
+			break
+		}
+		r.Messages += chunk
+	}
+	r.Expected = int64(r.Messages) * int64(per)
+	end, err := l.waitRecv(base+r.Expected, c.stall)
+	if err != nil && r.Err == "" {
+		r.Err = err.Error()
+	}
+	after, err := ctl.stats(p.ctx, false)
+	if err != nil && r.Err == "" {
+		r.Err = err.Error()
+	}
+	r.NetDrops = softnetDrops() - drops0
+	wall := float64(time.Since(start).Microseconds())
+	r.ServerUtil = float64(after.CPUMicros-before.CPUMicros) / wall
+	r.ClientUtil = float64(cpuMicros()-selfCPU) / wall
+	r.Deliveries = l.recv.Load() - base
+	r.Secs = end.Sub(start).Seconds()
+	if r.Secs > 0 {
+		r.PerSec = float64(r.Deliveries) / r.Secs
+	}
+	if r.Deliveries > 0 {
+		r.CPUMicros = float64(after.CPUMicros-before.CPUMicros) / float64(r.Deliveries)
+	}
+	if r.Err != "" {
+		r.Err += fmt.Sprintf(" (server: %d conns, %d published, %d kicked, %d dropped; client: %d frames, %d malformed)",
+			after.Conns, after.Published, after.Kicked, after.Dropped, l.frames.Load(), l.bad.Load())
+	}
+	r.Kicked = l.closed.Load() - closed0
+	r.Dropped = after.Dropped - before.Dropped
+	r.Merged = l.merged.Load() - merged0
+	return r
+}
+
+// latency publishes to the room at c.latRate deliveries per second for
+// c.latDur and records publish-to-receive time of every delivery.
+func (p *phase) latency(c *config, r *result) {
+	l := p.l
+	rate := c.latRate / float64(p.n) // broadcasts per second
+	n := max(int(rate*c.latDur.Seconds()), 2)
+	l.lat.reset()
+	l.latOn.Store(true)
+	drops0 := softnetDrops()
+	defer func() { r.LatDrops = softnetDrops() - drops0 }()
+	base := l.recv.Load()
+	err := p.srv.ctl.publish(p.ctx, n, rate, nil)
+	if err == nil {
+		_, err = l.waitRecv(base+int64(n)*int64(p.n), c.stall)
+	}
+	l.latOn.Store(false)
+	if err != nil {
+		r.LatErr = err.Error()
+	}
+	r.P50, r.P99, r.LatMax = l.lat.quantile(0.5), l.lat.quantile(0.99), l.lat.quantile(1)
+	r.LatSamples = l.lat.total()
+}
+
+// soak holds the connections idle for c.soak, then publishes a burst of 20
+// broadcasts, recording server stats (after GC) before, after the idle
+// time and after the burst.
+func (p *phase) soak(c *config) (*soakResult, error) {
+	s := &soakResult{Conns: p.n, Idle: c.soak}
+	var err error
+	if s.Before, err = p.srv.ctl.stats(p.ctx, true); err != nil {
+		return s, err
+	}
+	log.Printf("%s: soak: %d connections idle for %v", p.srv.name, p.n, c.soak)
+	select {
+	case <-time.After(c.soak):
+	case <-p.ctx.Done():
+		return s, p.ctx.Err()
+	}
+	if s.Idled, err = p.srv.ctl.stats(p.ctx, true); err != nil {
+		return s, err
+	}
+	burst := *c
+	burst.dur = 0
+	s.Burst = p.load(&burst, p.n, nil, 20, 20)
+	time.Sleep(500 * time.Millisecond)
+	if s.After, err = p.srv.ctl.stats(p.ctx, true); err != nil {
+		return s, err
+	}
+	log.Printf("%s: soak: RSS %d→%d→%d KiB, goroutines %d→%d→%d, heap %d→%d→%d KiB; burst %s", p.srv.name,
+		s.Before.RSSKiB, s.Idled.RSSKiB, s.After.RSSKiB, s.Before.Goroutines, s.Idled.Goroutines, s.After.Goroutines,
+		s.Before.HeapInuse>>10, s.Idled.HeapInuse>>10, s.After.HeapInuse>>10, fmtLoad(s.Burst))
+	return s, nil
+}
+
+func fmtLoad(r loadResult) string {
+	s := fmt.Sprintf("%d msgs, %d/%d deliveries in %.2fs: %.0f/s, %.2f µs CPU/delivery, kicked %d, dropped %d, merged frames %d, CPU use server %.0f%% client %.0f%%, kernel drops %d",
+		r.Messages, r.Deliveries, r.Expected, r.Secs, r.PerSec, r.CPUMicros, r.Kicked, r.Dropped, r.Merged, 100*r.ServerUtil, 100*r.ClientUtil, r.NetDrops)
+	if r.Err != "" {
+		s += " ERROR: " + r.Err
+	}
+	return s
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// payloadSize is the size of every published message; its first 8 bytes
+// are the publish time (UnixNano, little endian) for latency.
+const payloadSize = 64
+
+// serveEnv names the server to run when the binary is re-executed as the
+// server process (see startServer).
+const serveEnv = "WSROOM_BENCH_SERVE"
+
+// target is one server under test. Every server puts each connection in
+// the single room and indexes it by the user named in the "u" query
+// parameter of the handshake.
+type target interface {
+	// handler serves WebSocket handshakes on /ws.
+	handler() http.Handler
+	// broadcast sends p to every connection. p is not reused.
+	broadcast(p []byte)
+	// sendTo sends p to every connection of the given users.
+	sendTo(p []byte, users []string)
+	// conns is the number of registered connections.
+	conns() int
+	// counters reports what the server itself counts: connections it
+	// kicked (closed for being slow), messages it dropped, and frames
+	// that carried more than one message.
+	counters() (kicked, dropped, merged int64)
+}
+
+// servers lists every server this tool can run, in table order.
+var servers = []struct {
+	name string
+	new  func() target
+	note string
+}{
+	{"wsroom", newWsroom, "wsroom Hub, one room, default Options"},
+	{"gorilla", newGorilla, "gorilla/websocket examples/chat hub: 2 goroutines/conn, 256-slot send chan, hub goroutine; kicks a client whose chan is full; merges queued messages into one frame"},
+	{"melody", newMelody, "olahol/melody defaults: hub goroutine, 2 goroutines/conn, 256-slot buffer; drops messages when full; SendTo is BroadcastFilter (scans all sessions)"},
+	{"gobwas-raw", newGobwasRaw, "gobwas/ws via net/http: reader goroutine per conn, frame encoded once, publisher writes each conn directly (mutex), user map for SendTo"},
+}
+
+func knownServer(name string) bool {
+	for _, s := range servers {
+		if s.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func newTarget(name string) (target, error) {
+	for _, s := range servers {
+		if s.name == name {
+			return s.new(), nil
+		}
+	}
+	return nil, fmt.Errorf("unknown server %q", name)
+}
+
+// serverStats is what /ctl/stats reports.
+type serverStats struct {
+	RSSKiB     int64  `json:"rss_kib"`
+	HeapInuse  uint64 `json:"heap_inuse"`
+	StackInuse uint64 `json:"stack_inuse"`
+	Goroutines int    `json:"goroutines"`
+	CPUMicros  int64  `json:"cpu_us"`
+	Conns      int    `json:"conns"`
+	Kicked     int64  `json:"kicked"`
+	Dropped    int64  `json:"dropped"`
+	Merged     int64  `json:"merged"`
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	Published  int64  `json:"published"`
+}
+
+// published counts the messages publish has handed to the server.
+var published atomic.Int64
+
+// serve runs the server process: it listens on 127.0.0.1:0, prints
+// "LISTEN <addr>" on stdout, and serves until stdin closes (the parent
+// exited or stopped it). The control endpoints live under /ctl/ on the
+// same listener:
+//
+//	/ctl/stats?gc=1           runtime.GC + debug.FreeOSMemory first, then serverStats
+//	/ctl/publish?n=&rate=&users=  publish n messages (rate per second, 0 = back to back)
+//	                          to the room, or with users=k to k users via sendTo
+func serve(name string, cpu int) error {
+	if _, err := raiseNoFile(); err != nil {
+		return err
+	}
+	if cpu >= 0 {
+		if err := pinToCPU(cpu); err != nil {
+			return err
+		}
+	}
+	t, err := newTarget(name)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/ws", t.handler())
+	mux.HandleFunc("/ctl/stats", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, collectStats(t, r.URL.Query().Get("gc") == "1"))
+	})
+	mux.HandleFunc("/ctl/publish", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		n, _ := strconv.Atoi(q.Get("n"))
+		rate, _ := strconv.ParseFloat(q.Get("rate"), 64)
+		var users []string
+		if u := q.Get("users"); u != "" {
+			users = strings.Split(u, ",")
+		}
+		start := time.Now()
+		publish(t, n, rate, users)
+		writeJSON(w, map[string]int64{"ns": int64(time.Since(start))})
+	})
+	go func() {
+		var b [1]byte
+		for {
+			if _, err := os.Stdin.Read(b[:]); err != nil {
+				os.Exit(0)
+			}
+		}
+	}()
+	fmt.Printf("LISTEN %s\n", ln.Addr())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return srv.Serve(ln)
+}
+
+// publish sends n messages from inside the server process, each a fresh
+// 64-byte slice stamped with the wall clock, paced at rate per second
+// when rate > 0.
+func publish(t target, n int, rate float64, users []string) {
+	start := time.Now()
+	for i := range n {
+		if rate > 0 {
+			if d := time.Until(start.Add(time.Duration(float64(i) / rate * float64(time.Second)))); d > 0 {
+				time.Sleep(d)
+			}
+		}
+		p := make([]byte, payloadSize)
+		binary.LittleEndian.PutUint64(p, uint64(time.Now().UnixNano()))
+		if users != nil {
+			t.sendTo(p, users)
+		} else {
+			t.broadcast(p)
+		}
+		published.Add(1)
+	}
+}
+
+func collectStats(t target, gc bool) serverStats {
+	if gc {
+		runtime.GC()
+		debug.FreeOSMemory()
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	k, d, m := t.counters()
+	return serverStats{
+		RSSKiB:     rssKiB(),
+		HeapInuse:  ms.HeapInuse,
+		StackInuse: ms.StackInuse,
+		Goroutines: runtime.NumGoroutine(),
+		CPUMicros:  cpuMicros(),
+		Conns:      t.conns(),
+		Kicked:     k,
+		Dropped:    d,
+		Merged:     m,
+		GOMAXPROCS: runtime.GOMAXPROCS(0),
+		Published:  published.Load(),
+	}
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}

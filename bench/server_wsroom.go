@@ -1,0 +1,38 @@
+package main
+
+import (
+	"net/http"
+
+	"github.com/wsroom/wsroom"
+)
+
+// wsroomServer is wsroom with default Options: every connection joins
+// room "r" under the user ID from the "u" query parameter.
+type wsroomServer struct {
+	hub  *wsroom.Hub
+	room *wsroom.Room
+}
+
+func newWsroom() target {
+	s := &wsroomServer{}
+	s.hub = wsroom.New(wsroom.Options{
+		Identify:  func(r *http.Request) (string, error) { return r.URL.Query().Get("u"), nil },
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error { return c.Join("r") },
+	})
+	s.room = s.hub.Room("r")
+	return s
+}
+
+func (s *wsroomServer) handler() http.Handler { return s.hub }
+
+func (s *wsroomServer) broadcast(p []byte) { _ = s.room.Broadcast(wsroom.Binary(p)) }
+
+func (s *wsroomServer) sendTo(p []byte, users []string) {
+	_ = s.hub.SendTo(wsroom.Binary(p), users...)
+}
+
+func (s *wsroomServer) conns() int { return s.room.Len() }
+
+func (s *wsroomServer) counters() (kicked, dropped, merged int64) {
+	return int64(s.hub.Stats().SlowConsumerCloses), 0, 0
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// raiseNoFile raises the soft limit on open files to the hard limit: the
+// large scenarios hold 19,500 sockets in one process.
+func raiseNoFile() (uint64, error) {
+	var r unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &r); err != nil {
+		return 0, err
+	}
+	r.Cur = r.Max
+	return r.Cur, unix.Setrlimit(unix.RLIMIT_NOFILE, &r)
+}
+
+// pinToCPU binds every thread of the process to cpu. Threads the Go
+// runtime creates later are cloned from pinned threads and inherit the
+// mask, so one pass over /proc/self/task (done twice to catch threads
+// created during the first) pins the process for good.
+func pinToCPU(cpu int) error {
+	var set unix.CPUSet
+	set.Set(cpu)
+	for range 2 {
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			return err
+		}
+		for _, t := range tasks {
+			tid, err := strconv.Atoi(t.Name())
+			if err != nil {
+				continue
+			}
+			if err := unix.SchedSetaffinity(tid, &set); err != nil && err != unix.ESRCH {
+				return fmt.Errorf("pin thread %d to CPU %d: %w", tid, cpu, err)
+			}
+		}
+	}
+	return nil
+}
+
+// cpuMicros returns the user+system CPU time this process has used, in µs.
+func cpuMicros() int64 {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Sec*1e6 + int64(ru.Utime.Usec) + ru.Stime.Sec*1e6 + int64(ru.Stime.Usec)
+}
+
+// rssKiB returns VmRSS from /proc/self/status, in KiB.
+func rssKiB() int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// bindNoPort lets a socket bound to a source IP pick its port at connect
+// time (IP_BIND_ADDRESS_NO_PORT), so ports are shared across destinations
+// and connections to a fresh server port never run out.
+func bindNoPort(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// softnetDrops sums the packets the kernel dropped because a CPU's input
+// backlog (net.core.netdev_max_backlog) was full, from
+// /proc/net/softnet_stat (second column, hex). Loopback traffic goes
+// through that backlog: a drop costs a TCP retransmission (≥ 200 ms), so a
+// run with drops measures the kernel, not the server.
+func softnetDrops() int64 {
+	b, err := os.ReadFile("/proc/net/softnet_stat")
+	if err != nil {
+		return 0
+	}
+	var total int64
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 1 {
+			n, _ := strconv.ParseInt(f[1], 16, 64)
+			total += n
+		}
+	}
+	return total
+}
+
+// netdevMaxBacklog is net.core.netdev_max_backlog, or 0 if unknown.
+func netdevMaxBacklog() int {
+	b, _ := os.ReadFile("/proc/sys/net/core/netdev_max_backlog")
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}
