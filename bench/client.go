@@ -23,9 +23,10 @@ type loader struct {
 	addr    string // server host:port
 	sources int    // number of 127.0.0.x source addresses to spread over
 
-	mu    sync.Mutex
-	conns []net.Conn
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	conns  []net.Conn
+	counts []*atomic.Int64 // messages received, by connection index
+	wg     sync.WaitGroup
 
 	recv   atomic.Int64 // data messages received (a merged frame counts each message)
 	frames atomic.Int64 // data frames received
@@ -110,16 +111,21 @@ func (l *loader) dial(i int) error {
 		}
 	}
 	_ = nc.SetReadDeadline(time.Time{})
+	count := new(atomic.Int64)
 	l.mu.Lock()
 	l.conns = append(l.conns, nc)
+	if len(l.counts) <= i {
+		l.counts = append(l.counts, make([]*atomic.Int64, i+1-len(l.counts))...)
+	}
+	l.counts[i] = count
 	l.mu.Unlock()
-	l.wg.Go(func() { l.read(nc, br) })
+	l.wg.Go(func() { l.read(nc, br, count) })
 	return nil
 }
 
 // read parses frames until the connection ends, counting data messages
 // and answering pings (the servers drop peers that never pong).
-func (l *loader) read(nc net.Conn, br *bufio.Reader) {
+func (l *loader) read(nc net.Conn, br *bufio.Reader, count *atomic.Int64) {
 	var hdr [8]byte
 	var scratch, msg []byte
 	defer l.closed.Add(1)
@@ -163,13 +169,13 @@ func (l *loader) read(nc net.Conn, br *bufio.Reader) {
 		switch op {
 		case 0x1, 0x2:
 			if fin {
-				l.onData(p)
+				l.onData(p, count)
 			} else { // gorilla fragments a message larger than its write buffer
 				msg = append(msg[:0], p...)
 			}
 		case 0x0:
 			if msg = append(msg, p...); fin {
-				l.onData(msg)
+				l.onData(msg, count)
 			}
 		case 0x8:
 			return
@@ -186,7 +192,7 @@ func (l *loader) read(nc net.Conn, br *bufio.Reader) {
 
 // onData counts one data frame. A frame of k messages merged with '\n'
 // separators (gorilla's chat example) is 65k-1 bytes long.
-func (l *loader) onData(p []byte) {
+func (l *loader) onData(p []byte, count *atomic.Int64) {
 	k := 1
 	if len(p) != payloadSize {
 		if (len(p)+1)%(payloadSize+1) != 0 {
@@ -204,6 +210,7 @@ func (l *loader) onData(p []byte) {
 			l.lat.record(now - ts)
 		}
 	}
+	count.Add(int64(k))
 	if n := l.recv.Add(int64(k)); n >= l.target.Load() {
 		if l.target.Swap(math.MaxInt64) != math.MaxInt64 {
 			l.hit <- time.Now()
@@ -248,6 +255,68 @@ func (l *loader) waitRecv(want int64, stall time.Duration) (time.Time, error) {
 			return time.Now(), fmt.Errorf("%w: %d of %d messages", errStalled, l.recv.Load(), want)
 		}
 	}
+}
+
+// waitEach waits until every connection listed in idx (all when idx is
+// nil) has received at least level[i] messages, where level[i] is
+// base[i]+add; it polls. It gives up when the slowest makes no progress
+// for stall.
+func (l *loader) waitEach(idx []int, base []int64, add int64, stall time.Duration) error {
+	l.mu.Lock()
+	counts := l.counts
+	l.mu.Unlock()
+	if idx == nil {
+		idx = make([]int, len(counts))
+		for i := range idx {
+			idx[i] = i
+		}
+	}
+	lastMin, lastProgress := int64(-1), time.Now()
+	for {
+		done, min := true, int64(math.MaxInt64)
+		for j, i := range idx {
+			behind := counts[i].Load() - base[j] - add
+			if behind < 0 {
+				done = false
+			}
+			min = minInt(min, behind)
+		}
+		if done {
+			return nil
+		}
+		if min > lastMin {
+			lastMin, lastProgress = min, time.Now()
+		} else if time.Since(lastProgress) > stall {
+			return fmt.Errorf("%w: a connection is %d messages behind", errStalled, -min)
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+}
+
+// snapshot returns the current counts of the listed connections (all when
+// idx is nil).
+func (l *loader) snapshot(idx []int) []int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if idx == nil {
+		out := make([]int64, len(l.counts))
+		for i, c := range l.counts {
+			out[i] = c.Load()
+		}
+		return out
+	}
+	out := make([]int64, len(idx))
+	for j, i := range idx {
+		out[j] = l.counts[i].Load()
+	}
+	return out
+}
+
+func minInt(a, b int64) int64 {
+	if a < b {
+		return a
+	}
+	return b
 }
 
 // close closes every connection and waits for the readers.

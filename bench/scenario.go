@@ -226,7 +226,7 @@ func (p *phase) idle() (idleResult, error) {
 // keeping at most `window` broadcasts in flight (not yet received by every
 // client), below the 256-message buffers of gorilla and melody.
 func (p *phase) fanout(c *config, chunk, window int) loadResult {
-	return p.load(c, p.n, nil, chunk, window)
+	return p.load(c, nil, nil, chunk, window)
 }
 
 // sendTo sends to 10 users (20 connections) spread over the connection set.
@@ -240,21 +240,32 @@ func (p *phase) sendTo(c *config) loadResult {
 			users = append(users, u)
 		}
 	}
-	per := 0
+	var idx []int
 	for i := range p.n {
 		if seen[userOf(i)] {
-			per++
+			idx = append(idx, i)
 		}
 	}
-	r := p.load(c, per, users, 32, 128)
+	per := len(idx)
+	r := p.load(c, idx, users, 32, 128)
 	if r.Secs > 0 {
 		r.PerSec = float64(r.Deliveries) / float64(per) / r.Secs // messages (SendTo calls) per second
 	}
 	return r
 }
 
-func (p *phase) load(c *config, per int, users []string, chunk, window int) loadResult {
+// load publishes for c.dur in chunks of `chunk` messages to the room, or
+// to users, and waits before each chunk until every receiving connection
+// (idx; nil = all) is at most `window` messages behind once it is sent:
+// a window on totals would let one slow connection fall arbitrarily far
+// behind.
+func (p *phase) load(c *config, idx []int, users []string, chunk, window int) loadResult {
 	l, ctl := p.l, p.srv.ctl
+	per := p.n
+	if idx != nil {
+		per = len(idx)
+	}
+	each := l.snapshot(idx)
 	var r loadResult
 	before, err := ctl.stats(p.ctx, false)
 	if err != nil {
@@ -264,8 +275,8 @@ func (p *phase) load(c *config, per int, users []string, chunk, window int) load
 	base, closed0, merged0 := l.recv.Load(), l.closed.Load(), l.merged.Load()
 	start, selfCPU, drops0 := time.Now(), cpuMicros(), softnetDrops()
 	for r.Messages == 0 || time.Since(start) < c.dur {
-		if need := int64(r.Messages+chunk-window) * int64(per); need > 0 {
-			if _, err := l.waitRecv(base+need, c.stall); err != nil {
+		if need := int64(r.Messages + chunk - window); need > 0 {
+			if err := l.waitEach(idx, each, need, c.stall); err != nil {
 				r.Err = err.Error()
 				break
 			}
@@ -350,7 +361,7 @@ func (p *phase) soak(c *config) (*soakResult, error) {
 	}
 	burst := *c
 	burst.dur = 0
-	s.Burst = p.load(&burst, p.n, nil, 20, 20)
+	s.Burst = p.load(&burst, nil, nil, 20, 20)
 	time.Sleep(500 * time.Millisecond)
 	if s.After, err = p.srv.ctl.stats(p.ctx, true); err != nil {
 		return s, err
