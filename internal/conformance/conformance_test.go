@@ -56,6 +56,9 @@ func TestConformance(t *testing.T) {
 	start := time.Now()
 	results := r.Run(conformance.Cases())
 	md := conformance.Markdown(results)
+	if raceEnabled {
+		md += "\nBuilt with the race detector: the timings above are not performance figures.\n"
+	}
 	t.Logf("conformance: %d cases in %v\n%s", len(results), time.Since(start).Round(time.Millisecond), md)
 	if path := os.Getenv("WSROOM_CONFORMANCE_SUMMARY"); path != "" {
 		if err := os.WriteFile(path, []byte(md), 0o644); err != nil {
