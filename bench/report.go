@@ -128,6 +128,9 @@ func loadNote(lr loadResult) string {
 	if lr.NetDrops > 0 {
 		parts = append(parts, fmt.Sprintf("kernel drops %d", lr.NetDrops))
 	}
+	if w := max(lr.ServerWait, lr.ClientWait); w > 0.1 {
+		parts = append(parts, fmt.Sprintf("CPU-starved %.0f%%", 100*w))
+	}
 	if lr.ClientUtil > 0.9 && lr.ClientUtil > lr.ServerUtil {
 		parts = append(parts, "client-bound")
 	}
@@ -223,6 +226,7 @@ func (rep *report) markdown() string {
 	}
 	b.WriteString(rep.targets())
 	b.WriteString(rep.soakSection())
+	b.WriteString(rep.runsSection())
 	b.WriteString("\n### Servers\n\n")
 	for _, s := range servers {
 		if rep.byName(s.name) != nil {
@@ -263,13 +267,19 @@ func (rep *report) targets() string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", target, measured, st)
 	}
+	show := func(v float64, ok bool, unit string) string {
+		if !ok {
+			return "—"
+		}
+		return num(v) + unit
+	}
 	abs := func(target string, i int, limit float64) {
 		v, ok := get(i, w)
-		line(target, num(v), ok && v <= limit && lossless(rows[i], w), ok)
+		line(target, show(v, ok, ""), ok && v <= limit && lossless(rows[i], w), ok)
 	}
 	rel := func(target string, i int, anchor string, factor float64) {
 		x, ok := ratio(rows[i], w, rep.byName(anchor))
-		line(target, num(x)+"×", ok && x >= factor && lossless(rows[i], w), ok)
+		line(target, show(x, ok, "×"), ok && x >= factor && lossless(rows[i], w), ok)
 	}
 	abs(fmt.Sprintf("idle ≤ 2 KiB/conn @%s", k(c.mid)), idleMid, 2)
 	abs(fmt.Sprintf("idle ≤ 2 KiB/conn @%s", k(c.large)), idleLarge, 2)
@@ -282,12 +292,12 @@ func (rep *report) targets() string {
 	abs(fmt.Sprintf("server CPU ≤ 1.5 µs/delivery @%s", k(c.mid)), cpuMid, 1.5)
 	rel("p99 latency ≤ half of melody's", p99, "melody", 2)
 	x, ok := ratio(rows[p99], w, rep.byName("gobwas-raw"))
-	line("p99 latency below gobwas-raw", num(x)+"×", ok && x > 1, ok)
+	line("p99 latency below gobwas-raw", show(x, ok, "×"), ok && x > 1 && lossless(rows[p99], w), ok)
 	rel(fmt.Sprintf("SendTo ≥ 20× melody @%s", k(c.mid)), sendMid, "melody", 20)
 	f, ok := flatness(w, c)
-	line(fmt.Sprintf("SendTo flat within 20%% %s→%s", k(c.small), k(c.large)), fmt.Sprintf("%.0f%%", 100*f), ok && f <= 0.2, ok)
+	line(fmt.Sprintf("SendTo flat within 20%% %s→%s", k(c.small), k(c.large)), show(100*f, ok, "%"), ok && f <= 0.2, ok)
 	x, ok = ratio(rows[len(rows)-1], w, rep.byName("gorilla"))
-	line("handshakes/s ≥ 1.2× gorilla", num(x)+"×", ok && x >= 1.2, ok)
+	line("handshakes/s ≥ 1.2× gorilla", show(x, ok, "×"), ok && x >= 1.2, ok)
 	b.WriteString("\nA throughput or latency target counts as met only if wsroom lost nothing in that run.\n")
 	return b.String()
 }
@@ -322,6 +332,30 @@ func (rep *report) soakSection() string {
 	return b.String()
 }
 
+// runsSection lists every load run with what limited it: both processes'
+// CPU use, kicks, drops, merged frames and kernel drops.
+func (rep *report) runsSection() string {
+	var b strings.Builder
+	b.WriteString("\n### Runs (what limited each)\n\n")
+	for _, r := range rep.results {
+		for _, x := range []struct {
+			what string
+			m    map[int]loadResult
+		}{{"fan-out", r.Fanout}, {"SendTo", r.SendTo}} {
+			for _, n := range []int{rep.cfg.small, rep.cfg.mid, rep.cfg.large} {
+				if lr, ok := x.m[n]; ok {
+					fmt.Fprintf(&b, "- %s %s @%s: %s\n", r.Server, x.what, k(n), fmtLoad(lr))
+				}
+			}
+		}
+		if r.LatSamples > 0 {
+			fmt.Fprintf(&b, "- %s latency @%s: p50 %v, p99 %v, max %v over %d deliveries, kernel drops %d %s\n",
+				r.Server, k(rep.cfg.mid), r.P50, r.P99, r.LatMax, r.LatSamples, r.LatDrops, r.LatErr)
+		}
+	}
+	return b.String()
+}
+
 const methodNotes = `
 ### Method and limits
 
@@ -330,7 +364,7 @@ const methodNotes = `
   server process, user+system, over the whole run including the control requests) includes the server's share
   of the kernel TCP send path.
 - Fan-out and SendTo runs publish from inside the server process in chunks requested over a keep-alive HTTP
-  control connection, keeping at most 64 (1k subs), 16 (10k subs) broadcasts or 128 SendTo calls in flight so
+  control connection, keeping at most 64 (1k subs), 16 (10k subs) broadcasts or 192 SendTo calls in flight so
   that gorilla's and melody's 256-message buffers are not overrun; deliveries/s = messages received by all
   clients / (first publish to last receipt). Zero loss is required: a run that stalls for -stall is reported
   LOST, with kicked connections (closed by the server), dropped messages (melody's full buffer, counted in its
@@ -346,6 +380,8 @@ const methodNotes = `
 - Loopback packets pass through each CPU's input backlog (net.core.netdev_max_backlog, 1000 by default). When the
   kernel cannot drain it (a busy machine starves ksoftirqd), packets are dropped and the TCP connection waits a
   retransmission timeout: the tool counts these drops machine-wide and marks the runs they hit.
+- "CPU-starved N%" marks runs where the server's or the client's threads waited for a CPU (run queue, from
+  /proc/self/task/*/schedstat) for N% of the run: other processes took the pinned core. Such numbers say little.
 - Numbers from a loaded machine are not conclusions: check the load average above.
 `
 

@@ -41,6 +41,8 @@ type loadResult struct {
 	NetDrops   int64   // packets the kernel dropped machine-wide during the run (softnet backlog)
 	ServerUtil float64 // server CPU time / wall time over the run
 	ClientUtil float64 // load generator CPU time / wall time over the run
+	ServerWait float64 // server threads' run-queue wait / wall time (CPU taken by other processes)
+	ClientWait float64 // the same for the load generator
 	Err        string  `json:",omitempty"`
 }
 
@@ -247,7 +249,7 @@ func (p *phase) sendTo(c *config) loadResult {
 		}
 	}
 	per := len(idx)
-	r := p.load(c, idx, users, 32, 128)
+	r := p.load(c, idx, users, 96, 192)
 	if r.Secs > 0 {
 		r.PerSec = float64(r.Deliveries) / float64(per) / r.Secs // messages (SendTo calls) per second
 	}
@@ -273,7 +275,7 @@ func (p *phase) load(c *config, idx []int, users []string, chunk, window int) lo
 		return r
 	}
 	base, closed0, merged0 := l.recv.Load(), l.closed.Load(), l.merged.Load()
-	start, selfCPU, drops0 := time.Now(), cpuMicros(), softnetDrops()
+	start, selfCPU, selfWait, drops0 := time.Now(), cpuMicros(), runQueueWaitMicros(), softnetDrops()
 	for r.Messages == 0 || time.Since(start) < c.dur {
 		if need := int64(r.Messages + chunk - window); need > 0 {
 			if err := l.waitEach(idx, each, need, c.stall); err != nil {
@@ -300,6 +302,8 @@ func (p *phase) load(c *config, idx []int, users []string, chunk, window int) lo
 	wall := float64(time.Since(start).Microseconds())
 	r.ServerUtil = float64(after.CPUMicros-before.CPUMicros) / wall
 	r.ClientUtil = float64(cpuMicros()-selfCPU) / wall
+	r.ServerWait = float64(after.WaitMicros-before.WaitMicros) / wall
+	r.ClientWait = float64(runQueueWaitMicros()-selfWait) / wall
 	r.Deliveries = l.recv.Load() - base
 	r.Secs = end.Sub(start).Seconds()
 	if r.Secs > 0 {
@@ -373,8 +377,9 @@ func (p *phase) soak(c *config) (*soakResult, error) {
 }
 
 func fmtLoad(r loadResult) string {
-	s := fmt.Sprintf("%d msgs, %d/%d deliveries in %.2fs: %.0f/s, %.2f µs CPU/delivery, kicked %d, dropped %d, merged frames %d, CPU use server %.0f%% client %.0f%%, kernel drops %d",
-		r.Messages, r.Deliveries, r.Expected, r.Secs, r.PerSec, r.CPUMicros, r.Kicked, r.Dropped, r.Merged, 100*r.ServerUtil, 100*r.ClientUtil, r.NetDrops)
+	s := fmt.Sprintf("%d msgs, %d/%d deliveries in %.2fs: %.0f/s, %.2f µs CPU/delivery, kicked %d, dropped %d, merged frames %d, CPU use server %.0f%% client %.0f%%, waiting for a CPU server %.0f%% client %.0f%%, kernel drops %d",
+		r.Messages, r.Deliveries, r.Expected, r.Secs, r.PerSec, r.CPUMicros, r.Kicked, r.Dropped, r.Merged,
+		100*r.ServerUtil, 100*r.ClientUtil, 100*r.ServerWait, 100*r.ClientWait, r.NetDrops)
 	if r.Err != "" {
 		s += " ERROR: " + r.Err
 	}
