@@ -513,6 +513,10 @@ func TestDeliverySlowConsumer(t *testing.T) {
 		Identify:       func(r *http.Request) (string, error) { return r.URL.Query().Get("u"), nil },
 		OnConnect:      func(c *wsroom.Conn, _ *http.Request) error { return c.Join("firehose") },
 		SendQueueBytes: 64 << 10,
+		// These readers never answer pings; on a loaded machine the test
+		// can outlast the default 60 s PongTimeout, which would drop them
+		// all. The heartbeat has its own tests.
+		PingInterval: -1,
 		OnClose: func(c *wsroom.Conn, err error) {
 			if c.ID() == "stuck" {
 				closed <- err
