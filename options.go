@@ -116,6 +116,12 @@ type Options struct {
 	SendQueueMessages int
 	SendQueueBytes    int
 
+	// Compression configures permessage-deflate (RFC 7692). The zero value
+	// leaves it off: no offer is accepted. See CompressionOptions for the
+	// threshold (default 512 bytes), the level (default 1) and how offers
+	// are answered. ReadLimit then bounds a message's inflated size.
+	Compression CompressionOptions
+
 	// Logger receives recovered panics and unexpected I/O errors.
 	// Default slog.Default().
 	Logger *slog.Logger
@@ -176,6 +182,7 @@ func (o Options) withDefaults() Options {
 	}
 	o.OriginPatterns = append([]string(nil), o.OriginPatterns...)
 	o.Subprotocols = append([]string(nil), o.Subprotocols...)
+	o.Compression = o.Compression.withDefaults()
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
