@@ -87,8 +87,10 @@ type Options struct {
 
 	// ReadLimit is the maximum size in bytes of one inbound message, all
 	// fragments together. A larger message closes the connection with 1009
-	// as soon as its frame header announces the excess. Default 64 KiB; -1
-	// disables the limit (memory then grows with what peers send).
+	// as soon as its frame header announces the excess. A compressed message
+	// (see Compression) is limited after inflation: inflating stops, with
+	// 1009, one byte past the limit. Default 64 KiB; -1 disables the limit
+	// (memory then grows with what peers send).
 	ReadLimit int64
 
 	// PingInterval is how often the server pings every connection.

@@ -35,7 +35,7 @@
 // # Close codes
 //
 // wsroom closes with 1000 (Conn.Close default), 1001 (Shutdown), 1002
-// (protocol violation), 1007 (invalid UTF-8), 1008 (slow consumer or an
+// (protocol violation), 1007 (invalid UTF-8 or compressed data), 1008 (slow consumer or an
 // OnConnect rejection), 1009 (message over ReadLimit) and 1011 (a panic in
 // a callback). Handshakes are refused with HTTP 400, 403, 405, 426 or 503,
 // or the status Identify chooses.
