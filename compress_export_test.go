@@ -7,7 +7,3 @@ func Compressions(h *Hub) uint64 { return h.deflateStats.compressions.Load() }
 // InflatedBytes returns how many bytes h has produced inflating inbound
 // compressed messages, including messages refused for their size.
 func InflatedBytes(h *Hub) uint64 { return h.deflateStats.inflated.Load() }
-
-// NegotiateDeflate exposes the permessage-deflate answer for a list of
-// Sec-WebSocket-Extensions lines.
-func NegotiateDeflate(lines []string) (string, uint8) { return negotiateDeflate(lines) }
