@@ -17,18 +17,19 @@ import (
 )
 
 // benchClients connects n clients (user IDs "u0".."u<n-1>") that all join
-// room "r", and counts the data frames they receive.
+// room "r", and counts the data frames they receive. extra holds extra
+// handshake headers (may be nil).
 type benchClients struct {
 	conns    []net.Conn
 	received atomic.Int64
 	wg       sync.WaitGroup
 }
 
-func newBenchClients(b *testing.B, s *server, n int) *benchClients {
+func newBenchClients(b *testing.B, s *server, n int, extra http.Header) *benchClients {
 	b.Helper()
 	bc := &benchClients{}
 	for i := range n {
-		c := dial(b, s.url+"?user=u"+strconv.Itoa(i), nil)
+		c := dial(b, s.url+"?user=u"+strconv.Itoa(i), extra)
 		bc.conns = append(bc.conns, c.nc)
 		c.expectText("ready")
 		bc.wg.Add(1)
@@ -51,7 +52,7 @@ func (bc *benchClients) count(br *bufio.Reader) {
 		if _, err := io.ReadFull(br, hdr[:2]); err != nil {
 			return
 		}
-		n := int64(hdr[1] & 0x7f)
+		op, n := hdr[0]&0x0f, int64(hdr[1]&0x7f)
 		switch n {
 		case 126:
 			if _, err := io.ReadFull(br, hdr[:2]); err != nil {
@@ -67,7 +68,7 @@ func (bc *benchClients) count(br *bufio.Reader) {
 		if _, err := br.Discard(int(n)); err != nil {
 			return
 		}
-		if op := hdr[0] & 0x0f; op == 0x1 || op == 0x2 {
+		if op == 0x1 || op == 0x2 {
 			bc.received.Add(1)
 		}
 	}
@@ -102,7 +103,7 @@ func BenchmarkRoomBroadcast(b *testing.B) {
 	for _, subs := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("subscribers=%d", subs), func(b *testing.B) {
 			s := benchHub(b)
-			bc := newBenchClients(b, s, subs)
+			bc := newBenchClients(b, s, subs, nil)
 			room := s.hub.Room("r")
 			msg := wsroom.Text(string(make([]byte, 64)))
 			const window = 256
@@ -129,7 +130,7 @@ func BenchmarkRoomBroadcast(b *testing.B) {
 // the cost must depend on the 10, not the 1,000.
 func BenchmarkHubSendTo(b *testing.B) {
 	s := benchHub(b)
-	bc := newBenchClients(b, s, 1000)
+	bc := newBenchClients(b, s, 1000, nil)
 	users := make([]string, 10)
 	for i := range users {
 		users[i] = "u" + strconv.Itoa(i*97)

@@ -36,6 +36,8 @@ type Hub struct {
 
 	stats       counters
 	parallelMin int // fan-outs this large are split across cores (parallelFanout; lowered by tests)
+
+	deflateStats deflateStats // compression work (compress.go)
 }
 
 // New returns a Hub configured by opts (see Options for the defaults).
@@ -189,6 +191,7 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		// one could no longer get a clean HTTP answer.
 		u.Header = http.Header{"Sec-WebSocket-Protocol": {protocol}}
 	}
+	deflate := h.deflateHeader(&u.Header, r)
 	if len(r.Header["Connection"]) > 1 || !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		// The checks above accept tokens spread over several header lines
 		// or listed with others (RFC 9110 §5.3, §7.8); gobwas/ws reads only
@@ -219,7 +222,7 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	rw = nil
 
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	c := &Conn{hub: h, nc: nc, id: id, protocol: protocol, ctx: ctx, cancel: cancel}
+	c := &Conn{hub: h, nc: nc, id: id, protocol: protocol, deflate: deflate, ctx: ctx, cancel: cancel}
 	c.lastRead.Store(h.now())
 	c.lastPing = c.lastRead.Load()
 	if !h.register(c) {

@@ -87,8 +87,10 @@ type Options struct {
 
 	// ReadLimit is the maximum size in bytes of one inbound message, all
 	// fragments together. A larger message closes the connection with 1009
-	// as soon as its frame header announces the excess. Default 64 KiB; -1
-	// disables the limit (memory then grows with what peers send).
+	// as soon as its frame header announces the excess. A compressed message
+	// (see Compression) is limited after inflation: inflating stops, with
+	// 1009, one byte past the limit. Default 64 KiB; -1 disables the limit
+	// (memory then grows with what peers send).
 	ReadLimit int64
 
 	// PingInterval is how often the server pings every connection.
@@ -115,6 +117,12 @@ type Options struct {
 	// Defaults 8192 messages and 4 MiB.
 	SendQueueMessages int
 	SendQueueBytes    int
+
+	// Compression configures permessage-deflate (RFC 7692). The zero value
+	// leaves it off: no offer is accepted. See CompressionOptions for the
+	// threshold (default 512 bytes), the level (default 1) and how offers
+	// are answered. ReadLimit then bounds a message's inflated size.
+	Compression CompressionOptions
 
 	// Logger receives recovered panics and unexpected I/O errors.
 	// Default slog.Default().
@@ -176,6 +184,7 @@ func (o Options) withDefaults() Options {
 	}
 	o.OriginPatterns = append([]string(nil), o.OriginPatterns...)
 	o.Subprotocols = append([]string(nil), o.Subprotocols...)
+	o.Compression = o.Compression.withDefaults()
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

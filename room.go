@@ -70,7 +70,7 @@ func (r *Room) Broadcast(m Message) error { return r.BroadcastExcept(m, nil) }
 // BroadcastExcept is Broadcast to every connection in the room except one
 // (typically the sender). except may be nil.
 func (r *Room) BroadcastExcept(m Message, except *Conn) error {
-	b, err := r.hub.prepare(m)
+	p, err := r.hub.prepare(m)
 	if err != nil {
 		return err
 	}
@@ -81,7 +81,7 @@ func (r *Room) BroadcastExcept(m Message, except *Conn) error {
 		*buf = append(*buf, rm.members...)
 	}
 	h.mu.RUnlock()
-	h.fanout(b, *buf, except)
+	h.fanout(p, *buf, except)
 	putConns(buf)
 	return nil
 }
@@ -90,7 +90,7 @@ func (r *Room) BroadcastExcept(m Message, except *Conn) error {
 // room. Users not in the room receive nothing. The cost is proportional to
 // the number of users named, not to the size of the room.
 func (r *Room) SendTo(m Message, userIDs ...string) error {
-	b, err := r.hub.prepare(m)
+	p, err := r.hub.prepare(m)
 	if err != nil {
 		return err
 	}
@@ -101,7 +101,7 @@ func (r *Room) SendTo(m Message, userIDs ...string) error {
 		*buf = h.appendUserConns(*buf, userIDs, rm)
 	}
 	h.mu.RUnlock()
-	h.fanout(b, *buf, nil)
+	h.fanout(p, *buf, nil)
 	putConns(buf)
 	return nil
 }
@@ -110,7 +110,7 @@ func (r *Room) SendTo(m Message, userIDs ...string) error {
 // they are in, and for no one else. Naming a user twice delivers once.
 // The cost is proportional to the number of users named.
 func (h *Hub) SendTo(m Message, userIDs ...string) error {
-	b, err := h.prepare(m)
+	p, err := h.prepare(m)
 	if err != nil {
 		return err
 	}
@@ -118,14 +118,14 @@ func (h *Hub) SendTo(m Message, userIDs ...string) error {
 	h.mu.RLock()
 	*buf = h.appendUserConns(*buf, userIDs, nil)
 	h.mu.RUnlock()
-	h.fanout(b, *buf, nil)
+	h.fanout(p, *buf, nil)
 	putConns(buf)
 	return nil
 }
 
 // Broadcast queues m for every connection of the Hub.
 func (h *Hub) Broadcast(m Message) error {
-	b, err := h.prepare(m)
+	p, err := h.prepare(m)
 	if err != nil {
 		return err
 	}
@@ -133,17 +133,18 @@ func (h *Hub) Broadcast(m Message) error {
 	h.mu.RLock()
 	*buf = append(*buf, h.conns...)
 	h.mu.RUnlock()
-	h.fanout(b, *buf, nil)
+	h.fanout(p, *buf, nil)
 	putConns(buf)
 	return nil
 }
 
-// prepare encodes m once for a fan-out.
-func (h *Hub) prepare(m Message) ([]byte, error) {
+// prepare encodes m once for a fan-out (and compresses it at most once
+// per compression setting, when a recipient first needs it).
+func (h *Hub) prepare(m Message) (prepared, error) {
 	if h.closed.Load() {
-		return nil, ErrHubClosed
+		return prepared{}, ErrHubClosed
 	}
-	return m.encode()
+	return m.prepare(h)
 }
 
 // appendUserConns appends the connections of userIDs (each user once),
@@ -171,28 +172,28 @@ func (h *Hub) appendUserConns(dst []*Conn, userIDs []string, rm *room) []*Conn {
 	return dst
 }
 
-// fanout queues the encoded frame b for every connection in conns except
-// one. Large fan-outs are split across cores; the goroutines are joined
-// before it returns.
-func (h *Hub) fanout(b []byte, conns []*Conn, except *Conn) {
+// fanout queues the prepared message pm for every connection in conns
+// except one. Large fan-outs are split across cores; the goroutines are
+// joined before it returns.
+func (h *Hub) fanout(pm prepared, conns []*Conn, except *Conn) {
 	p := runtime.GOMAXPROCS(0)
 	if len(conns) < h.parallelMin || p == 1 {
-		h.enqueueAll(b, conns, except)
+		h.enqueueAll(pm, conns, except)
 		return
 	}
 	var wg sync.WaitGroup
 	chunk := (len(conns) + p - 1) / p
 	for lo := 0; lo < len(conns); lo += chunk {
 		part := conns[lo:min(lo+chunk, len(conns))]
-		wg.Go(func() { h.enqueueAll(b, part, except) })
+		wg.Go(func() { h.enqueueAll(pm, part, except) })
 	}
 	wg.Wait()
 }
 
-func (h *Hub) enqueueAll(b []byte, conns []*Conn, except *Conn) {
+func (h *Hub) enqueueAll(pm prepared, conns []*Conn, except *Conn) {
 	for _, c := range conns {
 		if c != except {
-			c.enqueue(b, false)
+			c.enqueue(pm.frameFor(c), false)
 		}
 	}
 }

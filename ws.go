@@ -35,7 +35,7 @@
 // # Close codes
 //
 // wsroom closes with 1000 (Conn.Close default), 1001 (Shutdown), 1002
-// (protocol violation), 1007 (invalid UTF-8), 1008 (slow consumer or an
+// (protocol violation), 1007 (invalid UTF-8 or compressed data), 1008 (slow consumer or an
 // OnConnect rejection), 1009 (message over ReadLimit) and 1011 (a panic in
 // a callback). Handshakes are refused with HTTP 400, 403, 405, 426 or 503,
 // or the status Identify chooses.
@@ -70,6 +70,7 @@ type Conn struct {
 	nc       net.Conn
 	id       string
 	protocol string
+	deflate  uint8 // permessage-deflate: our window bits (8–15), 0 if not negotiated
 	ctx      context.Context
 	cancel   context.CancelFunc
 
@@ -115,11 +116,11 @@ func (c *Conn) Context() context.Context { return c.ctx }
 // send overflowed the queue (the connection is then closed with 1008), and
 // ErrInvalidUTF8 or ErrMessageType for a malformed message.
 func (c *Conn) Send(m Message) error {
-	b, err := m.encode()
+	p, err := m.prepare(c.hub)
 	if err != nil {
 		return err
 	}
-	if err := c.enqueue(b, false); err != nil {
+	if err := c.enqueue(p.frameFor(c), false); err != nil {
 		return err
 	}
 	return nil
@@ -306,6 +307,7 @@ func (c *Conn) serve(r *http.Request, pending []byte) {
 		return
 	}
 	c.parser.Init((*frameHandler)(c), c.hub.opts.ReadLimit)
+	c.parser.AllowCompressed(c.deflate != 0)
 	if len(pending) > 0 && !c.feed(pending) {
 		return
 	}
@@ -382,6 +384,12 @@ func (fh *frameHandler) OnMessage(op frame.Opcode, payload []byte) error {
 	c.mu.Unlock()
 	if closing {
 		return nil // we are closing: the peer's late messages are not delivered
+	}
+	if c.parser.Compressed() {
+		var err error
+		if payload, err = c.inflate(op, payload); err != nil {
+			return err
+		}
 	}
 	c.hub.stats.messagesIn.Add(1)
 	if c.hub.opts.OnMessage != nil {

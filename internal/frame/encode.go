@@ -5,6 +5,10 @@ import (
 	"unicode/utf8"
 )
 
+// RSV1 is the first-byte bit that marks a compressed message
+// (permessage-deflate, RFC 7692 §6); set it on a header from AppendHeader.
+const RSV1 = 0x40
+
 // HeaderLen returns the length of the header of an unmasked server frame
 // carrying payloadLen bytes: 2, 4 or 10.
 func HeaderLen(payloadLen int) int {

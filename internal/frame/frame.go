@@ -82,6 +82,7 @@ func (e *Error) Error() string {
 var (
 	errUnmasked        = &Error{CodeProtocolError, "unmasked client frame"}
 	errRSV             = &Error{CodeProtocolError, "reserved bits set"}
+	errRSV1            = &Error{CodeProtocolError, "rsv1 set on a continuation or control frame"}
 	errOpcode          = &Error{CodeProtocolError, "reserved opcode"}
 	errControlTooLong  = &Error{CodeProtocolError, "control frame too long"}
 	errControlFrag     = &Error{CodeProtocolError, "fragmented control frame"}
@@ -132,6 +133,8 @@ type Parser struct {
 	op      Opcode // opcode of the current frame
 	fin     bool   // FIN bit of the current frame
 	msgOp   Opcode // OpText or OpBinary while a data message is in progress, else 0
+	rsv1    bool   // RSV1 may mark a data message as compressed (AllowCompressed)
+	deflate bool   // the current (or just delivered) data message had RSV1 set
 	n       uint8  // bytes held in scratch
 
 	// scratch holds a partial frame header while in stHeader and the
@@ -147,6 +150,39 @@ func (p *Parser) Init(h Handler, limit int64) {
 		limit = 0
 	}
 	*p = Parser{h: h, limit: limit}
+}
+
+// AllowCompressed lets RSV1 mark the first frame of a data message as
+// compressed (permessage-deflate, RFC 7692 §6). Call it after Init, before
+// the first Feed, once the extension has been negotiated. RSV1 stays a
+// protocol error (1002) on continuation and control frames, and RSV2/RSV3
+// always are. The parser does not inflate: it hands the compressed message
+// to OnMessage as it arrived and Compressed reports it. Text messages that
+// are compressed are not UTF-8-checked here (the caller checks them after
+// inflating), and their size on the wire may reach CompressedLimit(limit).
+func (p *Parser) AllowCompressed(allow bool) { p.rsv1 = allow }
+
+// Compressed reports whether the data message being delivered to
+// OnMessage had RSV1 set. It is meaningful only during OnMessage.
+func (p *Parser) Compressed() bool { return p.deflate }
+
+// CompressedLimit is how many bytes a compressed message may take on the
+// wire when its inflated size is limited to limit: limit plus 1/8, the worst
+// expansion of deflate's fixed Huffman code, plus 64 bytes of block headers.
+// The caller enforces limit itself after inflating. limit <= 0 means none.
+func CompressedLimit(limit int64) int64 {
+	if limit <= 0 {
+		return 0
+	}
+	return limit + limit/8 + 64
+}
+
+// msgLimit is the wire limit for the data message in progress.
+func (p *Parser) msgLimit() int64 {
+	if p.deflate {
+		return CompressedLimit(p.limit)
+	}
+	return p.limit
 }
 
 // InMessage reports whether the parser is in the middle of a frame or of a
@@ -182,7 +218,12 @@ func frameHeaderLen(b1 byte) int {
 // checkHead validates what the first two header bytes say on their own.
 func (p *Parser) checkHead(b0, b1 byte) error {
 	if b0&0x70 != 0 {
-		return errRSV
+		if b0&0x30 != 0 || !p.rsv1 {
+			return errRSV
+		}
+		if op := Opcode(b0 & 0x0f); op == OpContinuation || op.IsControl() {
+			return errRSV1 // only the first frame of a data message
+		}
 	}
 	if b1&0x80 == 0 {
 		return errUnmasked
@@ -229,14 +270,15 @@ func (p *Parser) startFrame(h []byte) error {
 	}
 	op := Opcode(h[0] & 0x0f)
 	if !op.IsControl() {
-		// len(p.msg) and length are both < 2^63: the sum cannot overflow.
-		if p.limit > 0 && uint64(len(p.msg))+length > uint64(p.limit) {
-			return errTooBig
-		}
 		if op != OpContinuation {
 			p.msgOp = op
 			p.msg = nil
 			p.utf8.Reset()
+			p.deflate = h[0]&0x40 != 0
+		}
+		// len(p.msg) and length are both < 2^63: the sum cannot overflow.
+		if l := p.msgLimit(); l > 0 && uint64(len(p.msg))+length > uint64(l) {
+			return errTooBig
 		}
 	}
 	p.op = op
@@ -335,7 +377,7 @@ func (p *Parser) Feed(b []byte) error {
 			continue
 		}
 
-		if p.msgOp == OpText && !p.utf8.Write(chunk) {
+		if p.msgOp == OpText && !p.deflate && !p.utf8.Write(chunk) {
 			return p.fail(errUTF8)
 		}
 		p.appendMsg(chunk)
@@ -378,8 +420,8 @@ func (p *Parser) appendMsg(chunk []byte) {
 		if p.fin && int64(c) > int64(need)+p.remain {
 			c = need + int(p.remain)
 		}
-		if p.limit > 0 && int64(c) > p.limit {
-			c = int(p.limit)
+		if l := p.msgLimit(); l > 0 && int64(c) > l {
+			c = int(l)
 		}
 		m := make([]byte, l, c)
 		copy(m, p.msg)
@@ -409,7 +451,7 @@ func (p *Parser) endFrame(payload []byte) error {
 		return nil
 	}
 	msgOp := p.msgOp
-	if msgOp == OpText && !p.utf8.Complete() {
+	if msgOp == OpText && !p.deflate && !p.utf8.Complete() {
 		return p.fail(errUTF8)
 	}
 	m := p.msg

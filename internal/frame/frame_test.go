@@ -423,18 +423,7 @@ func TestHandlerError(t *testing.T) {
 			var p Parser
 			p.Init(r, 0)
 			r.t = t
-			buf := append([]byte(nil), data...)
-			n := c.size
-			if n == 0 {
-				n = len(buf)
-			}
-			var err error
-			for len(buf) > 0 && err == nil {
-				k := min(n, len(buf))
-				err = p.Feed(buf[:k])
-				buf = buf[k:]
-			}
-			if err != errStop {
+			if err := feedPieces(&p, data, c.size); err != errStop {
 				t.Fatalf("failAt %d %s: got %v, want errStop unchanged", failAt, c.name, err)
 			}
 			if len(r.events) != failAt {

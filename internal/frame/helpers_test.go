@@ -146,22 +146,23 @@ func feedChopped(t testing.TB, data []byte, n int, limit int64, r *recorder) ([]
 	r.t = t
 	r.limit = limit
 	p.Init(r, limit)
+	return r.events, feedPieces(&p, data, n)
+}
+
+// feedPieces feeds a copy of data to p in pieces of size n (n <= 0: all
+// at once) and returns the first error.
+func feedPieces(p *Parser, data []byte, n int) error {
 	buf := append([]byte(nil), data...)
 	if n <= 0 {
-		n = len(buf)
-		if n == 0 {
-			n = 1
-		}
+		n = max(len(buf), 1)
 	}
 	var err error
-	for len(buf) > 0 {
+	for len(buf) > 0 && err == nil {
 		k := min(n, len(buf))
-		if err = p.Feed(buf[:k]); err != nil {
-			break
-		}
+		err = p.Feed(buf[:k])
 		buf = buf[k:]
 	}
-	return r.events, err
+	return err
 }
 
 // errCode returns the close code of a *Error, 0 for nil, -1 for other errors.

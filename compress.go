@@ -1,0 +1,392 @@
+package wsroom
+
+// permessage-deflate (RFC 7692): negotiation, inbound inflation and
+// outbound compression. docs/compression.md explains the decisions.
+
+import (
+	"compress/flate"
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"unicode/utf8"
+
+	"github.com/gobwas/httphead"
+	"github.com/gobwas/ws/wsflate"
+	"github.com/wsroom/wsroom/internal/frame"
+)
+
+// Defaults applied by New to a zero CompressionOptions.Threshold and Level.
+const (
+	DefaultCompressionThreshold = 512
+	DefaultCompressionLevel     = flate.BestSpeed
+)
+
+// CompressionOptions configures permessage-deflate (RFC 7692); see
+// Options.Compression. The zero value leaves compression off.
+//
+// When enabled, the server accepts the first acceptable permessage-deflate
+// offer of a client and always answers server_no_context_takeover and
+// client_no_context_takeover: every message is compressed on its own, so a
+// broadcast is compressed once and the same frame goes to every compressing
+// recipient, and an idle connection holds no compression state (compressors
+// and decompressors are pooled and taken only while a message is being
+// processed). Malformed or unsupported offers are declined: the connection
+// proceeds without compression.
+type CompressionOptions struct {
+	// Enabled accepts clients' permessage-deflate offers. Default false:
+	// compression costs CPU per message, and compressing secrets together
+	// with attacker-chosen text in one message can leak them (CRIME/BREACH).
+	Enabled bool
+
+	// Threshold is the size in bytes below which outbound messages are sent
+	// uncompressed. Default 512 (DefaultCompressionThreshold); -1
+	// compresses every message. A message whose compressed form would not
+	// be smaller is sent uncompressed whatever its size.
+	Threshold int
+
+	// Level is the compress/flate level used for outbound messages: 1
+	// (flate.BestSpeed) to 9 (flate.BestCompression), flate.DefaultCompression
+	// or flate.HuffmanOnly. Default 1 (DefaultCompressionLevel).
+	Level int
+}
+
+// withDefaults validates o and fills in its defaults.
+func (o CompressionOptions) withDefaults() CompressionOptions {
+	if o.Threshold == 0 {
+		o.Threshold = DefaultCompressionThreshold
+	}
+	if o.Threshold == -1 {
+		o.Threshold = 0
+	}
+	if o.Threshold < 0 {
+		panic("wsroom: Compression.Threshold must be positive, 0 for the default or -1 to compress everything")
+	}
+	if o.Level == 0 {
+		o.Level = DefaultCompressionLevel
+	}
+	if o.Level < flate.HuffmanOnly || o.Level > flate.BestCompression || o.Level == flate.NoCompression {
+		panic("wsroom: Compression.Level must be 1–9, flate.DefaultCompression or flate.HuffmanOnly")
+	}
+	return o
+}
+
+// maxWindowBits is the LZ77 window of deflate: 2^15 bytes.
+const maxWindowBits = 15
+
+// deflateStats counts compression work; tests read them.
+type deflateStats struct {
+	compressions atomic.Uint64 // messages compressed (once per broadcast and setting)
+	inflated     atomic.Uint64 // bytes produced by inflating inbound messages
+}
+
+// negotiateDeflate picks the first acceptable permessage-deflate offer among
+// the Sec-WebSocket-Extensions lines and returns the response header value
+// and the window bits our compressor must respect (8–15), or "" and 0 to
+// proceed without compression.
+//
+// RFC 7692 §5.1: an offer with an unknown parameter, an invalid value or a
+// repeated parameter is declined, which means trying the next offer, not
+// failing the handshake. A header line that is not valid extension syntax
+// declines every offer.
+func negotiateDeflate(lines []string) (answer string, bits uint8) {
+	var offers []httphead.Option
+	for _, line := range lines {
+		var ok bool
+		if offers, ok = httphead.ParseOptions([]byte(line), offers); !ok {
+			return "", 0
+		}
+	}
+	for _, o := range offers {
+		if !strings.EqualFold(string(o.Name), wsflate.ExtensionName) || repeatedParam(o) {
+			continue
+		}
+		var p wsflate.Parameters
+		if p.Parse(o) != nil {
+			continue
+		}
+		// §7.1.1.1 and §7.1.1.2: the server may always ask for no context
+		// takeover in both directions. §7.1.2.1: server_max_window_bits is
+		// accepted by echoing it (we compress within it). §7.1.2.2:
+		// client_max_window_bits only bounds what the client sends; we
+		// inflate any window, so it needs no answer.
+		resp := wsflate.Parameters{ServerNoContextTakeover: true, ClientNoContextTakeover: true}
+		bits = maxWindowBits
+		if p.ServerMaxWindowBits.Defined() {
+			resp.ServerMaxWindowBits = p.ServerMaxWindowBits
+			bits = uint8(p.ServerMaxWindowBits)
+		}
+		var b strings.Builder
+		httphead.WriteOptions(&b, []httphead.Option{resp.Option()})
+		return b.String(), bits
+	}
+	return "", 0
+}
+
+// repeatedParam reports whether an offer names a parameter twice (wsflate
+// misses a repeated valueless client_max_window_bits).
+func repeatedParam(o httphead.Option) bool {
+	seen := make(map[string]bool, o.Parameters.Size())
+	dup := false
+	o.Parameters.ForEach(func(k, _ []byte) bool {
+		dup = seen[string(k)]
+		seen[string(k)] = true
+		return !dup
+	})
+	return dup
+}
+
+// deflateHeader sets the negotiated answer on the upgrader's response
+// headers and returns the window bits for the connection (0: none).
+func (h *Hub) deflateHeader(header *http.Header, r *http.Request) uint8 {
+	if !h.opts.Compression.Enabled {
+		return 0
+	}
+	answer, bits := negotiateDeflate(r.Header.Values("Sec-WebSocket-Extensions"))
+	if answer != "" {
+		if *header == nil {
+			*header = http.Header{}
+		}
+		header.Set("Sec-WebSocket-Extensions", answer)
+	}
+	return bits
+}
+
+// Inbound.
+
+// deflateTail is the end of a sync flush, stripped by the sender (RFC 7692
+// §7.2.1) and appended again by the receiver (§7.2.2).
+var deflateTail = []byte{0x00, 0x00, 0xff, 0xff}
+
+var (
+	errInflateTooBig = &frame.Error{Code: frame.CodeTooBig, Reason: "message too big"}
+	errInflateData   = &frame.Error{Code: frame.CodeInvalidData, Reason: "invalid compressed data"}
+	errInflateUTF8   = &frame.Error{Code: frame.CodeInvalidData, Reason: "invalid utf-8 in text message"}
+)
+
+// inflater is a pooled decompressor with its input.
+type inflater struct {
+	src tailReader
+	fr  io.ReadCloser // a flate reader over src; implements flate.Resetter
+}
+
+var inflaters = sync.Pool{New: func() any {
+	f := &inflater{}
+	f.fr = flate.NewReader(&f.src)
+	return f
+}}
+
+// tailReader reads b and then deflateTail. It is an io.ByteReader so that
+// flate reads it directly instead of wrapping it in a new bufio.Reader.
+type tailReader struct {
+	b    []byte
+	tail []byte
+}
+
+func (r *tailReader) reset(b []byte) { r.b, r.tail = b, deflateTail }
+
+func (r *tailReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		r.b, r.tail = r.tail, nil
+		if len(r.b) == 0 {
+			return 0, io.EOF
+		}
+	}
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	return n, nil
+}
+
+func (r *tailReader) ReadByte() (byte, error) {
+	if len(r.b) == 0 {
+		r.b, r.tail = r.tail, nil
+		if len(r.b) == 0 {
+			return 0, io.EOF
+		}
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c, nil
+}
+
+// inflate decompresses a message that arrived with RSV1. It never produces
+// more than limit+1 bytes (limit <= 0: no limit) and grows its output only
+// as bytes are actually produced, never by a size the peer declared. Text
+// is UTF-8-checked after inflating. Errors are *frame.Error: 1009 over the
+// limit, 1007 for invalid compressed data or invalid UTF-8.
+func (c *Conn) inflate(op frame.Opcode, payload []byte) ([]byte, error) {
+	limit := c.hub.opts.ReadLimit
+	f := inflaters.Get().(*inflater)
+	f.src.reset(payload)
+	f.fr.(flate.Resetter).Reset(&f.src, nil)
+	out, err := readBounded(f.fr, limit, len(payload))
+	f.src.reset(nil)
+	inflaters.Put(f)
+	c.hub.deflateStats.inflated.Add(uint64(len(out)))
+	if err != nil {
+		return nil, err
+	}
+	if op == frame.OpText && !utf8.Valid(out) {
+		return nil, errInflateUTF8
+	}
+	return out, nil
+}
+
+// readBounded reads r to its end into a buffer of at most limit+1 bytes
+// (limit <= 0: unbounded), starting from a capacity guessed from the
+// compressed size.
+func readBounded(r io.Reader, limit int64, compressed int) ([]byte, error) {
+	most := -1 // the most bytes we let r produce
+	if limit > 0 {
+		most = int(limit) + 1
+	}
+	n := 2*compressed + 64
+	if most > 0 && n > most {
+		n = most
+	}
+	out := make([]byte, 0, n)
+	for {
+		if len(out) == cap(out) {
+			grow := cap(out)
+			if most > 0 && len(out)+grow > most {
+				grow = most - len(out)
+			}
+			out = slices.Grow(out, grow)
+		}
+		end := cap(out)
+		if most > 0 && end > most {
+			end = most
+		}
+		k, err := r.Read(out[len(out):end])
+		out = out[:len(out)+k]
+		if most > 0 && len(out) >= most {
+			return out, errInflateTooBig
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+			// The stream ends at our appended sync-flush tail (no final
+			// block), which flate reports as an unexpected EOF.
+			return out, nil
+		default:
+			return out, errInflateData
+		}
+	}
+}
+
+// Outbound.
+
+// deflater is a pooled compressor writing into its own scratch buffer.
+type deflater struct {
+	fw  *flate.Writer
+	buf []byte
+}
+
+func (d *deflater) Write(p []byte) (int, error) {
+	d.buf = append(d.buf, p...)
+	return len(p), nil
+}
+
+// deflaters holds a pool per level, indexed by level - flate.HuffmanOnly.
+var deflaters [flate.BestCompression - flate.HuffmanOnly + 1]sync.Pool
+
+// maxScratch is the largest scratch buffer a pooled deflater keeps.
+const maxScratch = 256 << 10
+
+// compressFrame returns a complete server frame (FIN and RSV1 set) holding
+// data compressed at level with an empty window, or nil if compressing
+// would not make the payload smaller.
+func compressFrame(op frame.Opcode, data []byte, level int) []byte {
+	pool := &deflaters[level-flate.HuffmanOnly]
+	d, _ := pool.Get().(*deflater)
+	if d == nil {
+		d = &deflater{}
+		d.fw, _ = flate.NewWriter(d, level) // level is validated by New
+	} else {
+		d.fw.Reset(d)
+	}
+	d.buf = d.buf[:0]
+	d.fw.Write(data)
+	d.fw.Flush() // a sync flush: the output ends with deflateTail
+	var b []byte
+	if z := d.buf[:len(d.buf)-len(deflateTail)]; len(z) < len(data) {
+		b = make([]byte, 0, frame.HeaderLen(len(z))+len(z))
+		b = frame.AppendHeader(b, op, len(z))
+		b[0] |= frame.RSV1
+		b = append(b, z...)
+	}
+	if cap(d.buf) > maxScratch {
+		d.buf = nil
+	}
+	pool.Put(d)
+	return b
+}
+
+// prepared is a message encoded once for any number of recipients: the
+// plain frame, and lazily at most one compressed frame per distinct
+// compression setting among the recipients.
+type prepared struct {
+	plain []byte
+	z     *compressedForms // nil when no recipient may get a compressed frame
+}
+
+// compressedForms holds the compressed frames of one message. Form 0 uses
+// the hub's level; form 1 uses HuffmanOnly (no back-references) for
+// recipients whose negotiated window is smaller than the message.
+type compressedForms struct {
+	op    frame.Opcode
+	data  []byte
+	level int
+	stats *deflateStats
+	form  [2]struct {
+		once sync.Once
+		b    []byte // nil: send plain
+	}
+}
+
+// prepare encodes m for sending through h: the plain frame now, the
+// compressed forms when a recipient first needs them.
+func (m Message) prepare(h *Hub) (prepared, error) {
+	b, err := m.encode()
+	if err != nil {
+		return prepared{}, err
+	}
+	p := prepared{plain: b}
+	if z := &h.opts.Compression; z.Enabled && len(m.Data) >= z.Threshold && len(m.Data) > 0 {
+		p.z = &compressedForms{op: frame.Opcode(m.Type), data: m.Data, level: z.Level, stats: &h.deflateStats}
+	}
+	return p, nil
+}
+
+// frameFor returns the frame to queue for c.
+func (p prepared) frameFor(c *Conn) []byte {
+	if p.z == nil || c.deflate == 0 {
+		return p.plain
+	}
+	return p.z.frame(c.deflate, p.plain)
+}
+
+// frame returns the compressed frame for a recipient whose negotiated
+// server window is 2^bits bytes, compressing on first use, or plain if
+// compression does not pay. Go's compressor always uses a 32 KiB window;
+// with no context takeover its back-references never reach before the
+// message, so it respects any window at least as large as the message.
+// Larger messages to a smaller window use HuffmanOnly, which has none.
+func (z *compressedForms) frame(bits uint8, plain []byte) []byte {
+	i, level := 0, z.level
+	if bits < maxWindowBits && len(z.data) > 1<<bits && level != flate.HuffmanOnly {
+		i, level = 1, flate.HuffmanOnly
+	}
+	f := &z.form[i]
+	f.once.Do(func() {
+		f.b = compressFrame(z.op, z.data, level)
+		z.stats.compressions.Add(1)
+	})
+	if f.b == nil {
+		return plain
+	}
+	return f.b
+}
