@@ -15,6 +15,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -44,7 +45,7 @@ func run(ctx context.Context, args []string) (*report, error) {
 		all         = fs.Bool("all", false, "every scenario on every server, plus the soak (on -soak-servers)")
 		quick       = fs.Bool("quick", false, "small sizes and short runs (sizes 200,1000,2000; 0.5 s runs; 5 s soak)")
 		serveName   = fs.String("serve", "", "run only the named server (for manual use) and print its address")
-		serverList  = fs.String("servers", "wsroom,gorilla,melody,gobwas-raw", "servers to run, comma-separated")
+		serverList  = fs.String("servers", "wsroom,gorilla,melody,gobwas-raw,coder", "servers to run, comma-separated")
 		scenList    = fs.String("scenarios", "idle,fanout,latency,sendto", "scenarios: idle,fanout,latency,sendto,soak (handshakes/s is measured with the 10k set)")
 		sizes       = fs.String("sizes", "1000,10000,19500", "small,mid,large connection counts")
 		dur         = fs.Duration("dur", 2*time.Second, "publishing time of each fan-out and SendTo run")
@@ -151,22 +152,30 @@ func run(ctx context.Context, args []string) (*report, error) {
 	md := rep.markdown()
 	fmt.Print(md)
 	if *mdPath != "" {
-		if err := os.WriteFile(*mdPath, []byte(md), 0o644); err != nil {
+		if err := writeFile(*mdPath, []byte(md)); err != nil {
 			return rep, err
 		}
 	}
 	if *svgPath != "" {
-		if err := os.WriteFile(*svgPath, []byte(rep.svg()), 0o644); err != nil {
+		if err := writeFile(*svgPath, []byte(rep.svg())); err != nil {
 			return rep, err
 		}
 	}
 	if *jsonPath != "" {
 		b, _ := json.MarshalIndent(rep.results, "", "  ")
-		if err := os.WriteFile(*jsonPath, b, 0o644); err != nil {
+		if err := writeFile(*jsonPath, b); err != nil {
 			return rep, err
 		}
 	}
 	return rep, nil
+}
+
+// writeFile writes b to path, creating its directory if needed.
+func writeFile(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
 }
 
 func split(s string) []string {

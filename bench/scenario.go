@@ -261,8 +261,10 @@ func (p *phase) sendTo(c *config) loadResult {
 // (idx; nil = all) is at most `window` messages behind once it is sent:
 // a window on totals would let one slow connection fall arbitrarily far
 // behind.
-func (p *phase) load(c *config, idx []int, users []string, chunk, window int) loadResult {
+func (p *phase) load(c *config, idx []int, users []string, chunk, win int) loadResult {
 	l, ctl := p.l, p.srv.ctl
+	win = window(p.srv.name, win)
+	chunk = min(chunk, win)
 	per := p.n
 	if idx != nil {
 		per = len(idx)
@@ -277,7 +279,7 @@ func (p *phase) load(c *config, idx []int, users []string, chunk, window int) lo
 	base, closed0, merged0 := l.recv.Load(), l.closed.Load(), l.merged.Load()
 	start, selfCPU, selfWait, drops0 := time.Now(), cpuMicros(), runQueueWaitMicros(), softnetDrops()
 	for r.Messages == 0 || time.Since(start) < c.dur {
-		if need := int64(r.Messages + chunk - window); need > 0 {
+		if need := int64(r.Messages + chunk - win); need > 0 {
 			if err := l.waitEach(idx, each, need, c.stall); err != nil {
 				r.Err = err.Error()
 				break

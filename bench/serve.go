@@ -42,15 +42,29 @@ type target interface {
 }
 
 // servers lists every server this tool can run, in table order.
+// queue is the per-connection message bound beyond which the server kicks
+// or drops (0: none); the publisher's window stays below ¾ of it.
 var servers = []struct {
-	name string
-	new  func() target
-	note string
+	name  string
+	new   func() target
+	queue int
+	note  string
 }{
-	{"wsroom", newWsroom, "wsroom Hub, one room, default Options"},
-	{"gorilla", newGorilla, "gorilla/websocket examples/chat hub: 2 goroutines/conn, 256-slot send chan, hub goroutine; kicks a client whose chan is full; merges queued messages into one frame"},
-	{"melody", newMelody, "olahol/melody defaults: hub goroutine, 2 goroutines/conn, 256-slot buffer; drops messages when full; SendTo is BroadcastFilter (scans all sessions)"},
-	{"gobwas-raw", newGobwasRaw, "gobwas/ws via net/http: reader goroutine per conn, frame encoded once, publisher writes each conn directly (mutex), user map for SendTo"},
+	{"wsroom", newWsroom, 8192, "wsroom Hub, one room, default Options"},
+	{"gorilla", newGorilla, 256, "gorilla/websocket examples/chat hub: 2 goroutines/conn, 256-slot send chan, hub goroutine; kicks a client whose chan is full; merges queued messages into one frame"},
+	{"melody", newMelody, 256, "olahol/melody defaults: hub goroutine, 2 goroutines/conn, 256-slot buffer; drops messages when full; SendTo is BroadcastFilter (scans all sessions)"},
+	{"gobwas-raw", newGobwasRaw, 0, "gobwas/ws via net/http: reader goroutine per conn, frame encoded once, publisher writes each conn directly (mutex), user map for SendTo"},
+	{"coder", newCoder, coderBuffer, "coder/websocket internal/examples/chat: handler goroutine writes + CloseRead goroutine per conn, 16-message channel, kicks (1008) when full, no rate limiter; user map for SendTo; the publisher's window is 12 (¾ of 16) instead of 64/16/192"},
+}
+
+// window caps a publisher window at ¾ of the server's queue bound.
+func window(server string, w int) int {
+	for _, s := range servers {
+		if s.name == server && s.queue > 0 {
+			return max(1, min(w, s.queue*3/4))
+		}
+	}
+	return w
 }
 
 func knownServer(name string) bool {
