@@ -94,14 +94,8 @@ func runServer(ctx context.Context, c *config, name string) (*result, error) {
 	r := &result{Server: name, Fanout: map[int]loadResult{}, SendTo: map[int]loadResult{}}
 	if c.any("fanout", "sendto") {
 		err := withServer(ctx, c, name, c.small, func(p *phase) error {
-			if c.scenarios["fanout"] {
-				r.Fanout[c.small] = p.fanout(c, 16, 64)
-				log.Printf("%s: fan-out %d subs: %s", name, c.small, fmtLoad(r.Fanout[c.small]))
-			}
-			if c.scenarios["sendto"] {
-				r.SendTo[c.small] = p.sendTo(c)
-				log.Printf("%s: SendTo among %d: %s", name, c.small, fmtLoad(r.SendTo[c.small]))
-			}
+			p.fanoutStep(c, r, 16, 64)
+			p.sendToStep(c, r)
 			return nil
 		})
 		if err != nil {
@@ -112,27 +106,16 @@ func runServer(ctx context.Context, c *config, name string) (*result, error) {
 		err := withServer(ctx, c, name, c.mid, func(p *phase) error {
 			r.Handshakes, r.HSDrops = float64(c.mid)/p.connectTime.Seconds(), p.connectDrops
 			log.Printf("%s: %d handshakes in %v: %.0f/s (kernel drops %d)", name, c.mid, p.connectTime.Round(time.Millisecond), r.Handshakes, r.HSDrops)
-			if c.scenarios["idle"] {
-				ir, err := p.idle()
-				if err != nil {
-					return err
-				}
-				r.Idle = append(r.Idle, ir)
-				log.Printf("%s: idle at %d: %.2f KiB/conn, %.2f goroutines/conn", name, ir.Conns, ir.RSSKiBPerConn, ir.GoroutinePerCon)
+			if err := p.idleStep(c, r); err != nil {
+				return err
 			}
-			if c.scenarios["fanout"] {
-				r.Fanout[c.mid] = p.fanout(c, 4, 16)
-				log.Printf("%s: fan-out %d subs: %s", name, c.mid, fmtLoad(r.Fanout[c.mid]))
-			}
+			p.fanoutStep(c, r, 4, 16)
 			if c.scenarios["latency"] {
 				p.latency(c, r)
 				log.Printf("%s: latency at %d subs, %.0f deliveries/s: p50 %v p99 %v max %v (%d samples, kernel drops %d) %s",
 					name, c.mid, c.latRate, r.P50, r.P99, r.LatMax, r.LatSamples, r.LatDrops, r.LatErr)
 			}
-			if c.scenarios["sendto"] {
-				r.SendTo[c.mid] = p.sendTo(c)
-				log.Printf("%s: SendTo among %d: %s", name, c.mid, fmtLoad(r.SendTo[c.mid]))
-			}
+			p.sendToStep(c, r)
 			return nil
 		})
 		if err != nil {
@@ -141,18 +124,10 @@ func runServer(ctx context.Context, c *config, name string) (*result, error) {
 	}
 	if c.any("idle", "sendto") {
 		err := withServer(ctx, c, name, c.large, func(p *phase) error {
-			if c.scenarios["idle"] {
-				ir, err := p.idle()
-				if err != nil {
-					return err
-				}
-				r.Idle = append(r.Idle, ir)
-				log.Printf("%s: idle at %d: %.2f KiB/conn, %.2f goroutines/conn", name, ir.Conns, ir.RSSKiBPerConn, ir.GoroutinePerCon)
+			if err := p.idleStep(c, r); err != nil {
+				return err
 			}
-			if c.scenarios["sendto"] {
-				r.SendTo[c.large] = p.sendTo(c)
-				log.Printf("%s: SendTo among %d: %s", name, c.large, fmtLoad(r.SendTo[c.large]))
-			}
+			p.sendToStep(c, r)
 			return nil
 		})
 		if err != nil {
@@ -170,6 +145,36 @@ func runServer(ctx context.Context, c *config, name string) (*result, error) {
 		}
 	}
 	return r, nil
+}
+
+// idleStep records idle memory and goroutines if the idle scenario is on.
+func (p *phase) idleStep(c *config, r *result) error {
+	if !c.scenarios["idle"] {
+		return nil
+	}
+	ir, err := p.idle()
+	if err != nil {
+		return err
+	}
+	r.Idle = append(r.Idle, ir)
+	log.Printf("%s: idle at %d: %.2f KiB/conn, %.2f goroutines/conn", r.Server, ir.Conns, ir.RSSKiBPerConn, ir.GoroutinePerCon)
+	return nil
+}
+
+// fanoutStep runs the fan-out if that scenario is on.
+func (p *phase) fanoutStep(c *config, r *result, chunk, window int) {
+	if c.scenarios["fanout"] {
+		r.Fanout[p.n] = p.fanout(c, chunk, window)
+		log.Printf("%s: fan-out %d subs: %s", r.Server, p.n, fmtLoad(r.Fanout[p.n]))
+	}
+}
+
+// sendToStep runs SendTo if that scenario is on.
+func (p *phase) sendToStep(c *config, r *result) {
+	if c.scenarios["sendto"] {
+		r.SendTo[p.n] = p.sendTo(c)
+		log.Printf("%s: SendTo among %d: %s", r.Server, p.n, fmtLoad(r.SendTo[p.n]))
+	}
 }
 
 // phase is one server process with n connected, registered clients.

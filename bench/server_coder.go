@@ -20,7 +20,7 @@ import (
 type coderServer struct {
 	mu     sync.Mutex
 	subs   map[*coderSub]struct{}
-	users  map[string]map[*coderSub]struct{}
+	users  userIndex[*coderSub]
 	kicked atomic.Int64
 }
 
@@ -34,7 +34,7 @@ type coderSub struct {
 const coderBuffer = 16
 
 func newCoder() target {
-	return &coderServer{subs: map[*coderSub]struct{}{}, users: map[string]map[*coderSub]struct{}{}}
+	return &coderServer{subs: map[*coderSub]struct{}{}, users: userIndex[*coderSub]{}}
 }
 
 func (s *coderServer) handler() http.Handler {
@@ -70,22 +70,14 @@ func (s *coderServer) handler() http.Handler {
 func (s *coderServer) add(sub *coderSub) {
 	s.mu.Lock()
 	s.subs[sub] = struct{}{}
-	if s.users[sub.user] == nil {
-		s.users[sub.user] = map[*coderSub]struct{}{}
-	}
-	s.users[sub.user][sub] = struct{}{}
+	s.users.add(sub.user, sub)
 	s.mu.Unlock()
 }
 
 func (s *coderServer) remove(sub *coderSub) {
 	s.mu.Lock()
 	delete(s.subs, sub)
-	if m := s.users[sub.user]; m != nil {
-		delete(m, sub)
-		if len(m) == 0 {
-			delete(s.users, sub.user)
-		}
-	}
+	s.users.remove(sub.user, sub)
 	s.mu.Unlock()
 }
 

@@ -18,7 +18,7 @@ import (
 type gobwasRaw struct {
 	mu    sync.RWMutex
 	set   map[*rawConn]struct{}
-	users map[string]map[*rawConn]struct{}
+	users userIndex[*rawConn]
 	buf   []*rawConn // publisher's snapshot, reused
 	pubMu sync.Mutex // serializes publishers (guards buf)
 }
@@ -30,7 +30,7 @@ type rawConn struct {
 }
 
 func newGobwasRaw() target {
-	return &gobwasRaw{set: map[*rawConn]struct{}{}, users: map[string]map[*rawConn]struct{}{}}
+	return &gobwasRaw{set: map[*rawConn]struct{}{}, users: userIndex[*rawConn]{}}
 }
 
 func (s *gobwasRaw) handler() http.Handler {
@@ -66,22 +66,14 @@ func (s *gobwasRaw) handler() http.Handler {
 func (s *gobwasRaw) add(c *rawConn) {
 	s.mu.Lock()
 	s.set[c] = struct{}{}
-	if s.users[c.user] == nil {
-		s.users[c.user] = map[*rawConn]struct{}{}
-	}
-	s.users[c.user][c] = struct{}{}
+	s.users.add(c.user, c)
 	s.mu.Unlock()
 }
 
 func (s *gobwasRaw) remove(c *rawConn) {
 	s.mu.Lock()
 	delete(s.set, c)
-	if m := s.users[c.user]; m != nil {
-		delete(m, c)
-		if len(m) == 0 {
-			delete(s.users, c.user)
-		}
-	}
+	s.users.remove(c.user, c)
 	s.mu.Unlock()
 }
 

@@ -61,15 +61,10 @@ func newGorilla() target {
 
 func (s *gorillaServer) run() {
 	clients := map[*gorillaClient]bool{}
-	users := map[string]map[*gorillaClient]bool{}
+	users := userIndex[*gorillaClient]{}
 	remove := func(c *gorillaClient) {
 		delete(clients, c)
-		if m := users[c.user]; m != nil {
-			delete(m, c)
-			if len(m) == 0 {
-				delete(users, c.user)
-			}
-		}
+		users.remove(c.user, c)
 		close(c.send)
 		s.nconns.Store(int64(len(clients)))
 	}
@@ -85,10 +80,7 @@ func (s *gorillaServer) run() {
 		select {
 		case c := <-s.register:
 			clients[c] = true
-			if users[c.user] == nil {
-				users[c.user] = map[*gorillaClient]bool{}
-			}
-			users[c.user][c] = true
+			users.add(c.user, c)
 			s.nconns.Store(int64(len(clients)))
 		case c := <-s.unregister:
 			if clients[c] {
