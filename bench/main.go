@@ -74,7 +74,7 @@ func run(ctx context.Context, args []string) (*report, error) {
 	c := &config{
 		servers: split(*serverList), scenarios: map[string]bool{},
 		dur: *dur, latRate: *latRate, latDur: *latDur, parallel: *parallel, sources: *sources,
-		serverCPU: *serverCPU, serverProcs: *serverProcs, soak: *soak,
+		serverCPU: *serverCPU, clientCPU: *clientCPU, serverProcs: *serverProcs, soak: *soak,
 		soakServers: split(*soakServers), stall: *stall,
 	}
 	for _, s := range split(*scenList) {
@@ -136,7 +136,6 @@ func run(ctx context.Context, args []string) (*report, error) {
 
 	rep := &report{cfg: c, clientCPU: *clientCPU, clientProcs: runtime.GOMAXPROCS(0), started: time.Now(),
 		load: loadAvg(), backlog: netdevMaxBacklog()}
-	drops0 := softnetDrops()
 	for _, s := range c.servers {
 		r, err := runServer(ctx, c, s)
 		if err != nil {
@@ -148,7 +147,6 @@ func run(ctx context.Context, args []string) (*report, error) {
 			break
 		}
 	}
-	rep.drops = softnetDrops() - drops0
 	md := rep.markdown()
 	fmt.Print(md)
 	if *mdPath != "" {

@@ -75,8 +75,8 @@ func TestEndToEnd(t *testing.T) {
 		if (r.Soak != nil) != (r.Server == "wsroom") {
 			t.Errorf("%s: soak ran: %v, want only on wsroom", r.Server, r.Soak != nil)
 		}
-		if s := r.Soak; s != nil && (s.Burst.Deliveries != 20*60 || s.After.Conns != 60) {
-			t.Errorf("soak: burst %s, %d conns after", fmtLoad(s.Burst), s.After.Conns)
+		if s := r.Soak; s != nil && (s.Burst.Deliveries != 20*60 || len(s.Samples) != 6 || s.Samples[5].Stats.Conns != 60) {
+			t.Errorf("soak: burst %s, samples %+v", fmtLoad(s.Burst), s.Samples)
 		}
 	}
 	for path, want := range map[string]string{md: "| metric | wsroom | gorilla | melody | gobwas-raw |", svg: "<svg", js: `"Server": "gobwas-raw"`} {

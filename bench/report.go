@@ -18,7 +18,6 @@ type report struct {
 	started     time.Time
 	load        string // load average when the run started
 	backlog     int    // net.core.netdev_max_backlog
-	drops       int64  // kernel softnet drops over the whole run
 	results     []*result
 }
 
@@ -60,13 +59,17 @@ func (rep *report) rows() []row {
 			if r.LatSamples == 0 {
 				return 0, "", false
 			}
-			note := ""
+			var parts []string
 			if r.LatErr != "" {
-				note = "loss"
+				parts = append(parts, "loss")
+			}
+			if r.LatKicked > 0 {
+				parts = append(parts, fmt.Sprintf("kicked %d", r.LatKicked))
 			}
 			if r.LatDrops > 0 {
-				note = strings.TrimPrefix(note+fmt.Sprintf(", kernel drops %d", r.LatDrops), ", ")
+				parts = append(parts, fmt.Sprintf("kernel drops %d", r.LatDrops))
 			}
+			note := strings.Join(parts, ", ")
 			return float64(q(r).Microseconds()) / 1000, note, true
 		}
 	}
@@ -128,8 +131,8 @@ func loadNote(lr loadResult) string {
 	if lr.NetDrops > 0 {
 		parts = append(parts, fmt.Sprintf("kernel drops %d", lr.NetDrops))
 	}
-	if w := max(lr.ServerWait, lr.ClientWait); w > 0.1 {
-		parts = append(parts, fmt.Sprintf("CPU-starved %.0f%%", 100*w))
+	if lr.Foreign > 0.1 {
+		parts = append(parts, fmt.Sprintf("busy machine %.0f%%", 100*lr.Foreign))
 	}
 	if lr.ClientUtil > 0.9 && lr.ClientUtil > lr.ServerUtil {
 		parts = append(parts, "client-bound")
@@ -144,6 +147,21 @@ func (rep *report) byName(name string) *result {
 		}
 	}
 	return nil
+}
+
+// drops sums the kernel's softnet drops over the measured intervals
+// (handshakes, fan-out, latency and SendTo runs).
+func (rep *report) drops() int64 {
+	var n int64
+	for _, r := range rep.results {
+		n += r.HSDrops + r.LatDrops
+		for _, m := range []map[int]loadResult{r.Fanout, r.SendTo} {
+			for _, lr := range m {
+				n += lr.NetDrops
+			}
+		}
+	}
+	return n
 }
 
 // ratio is wsroom's advantage over other on a row (> 1: wsroom is better).
@@ -214,10 +232,11 @@ func (rep *report) markdown() string {
 		b.WriteString("\n")
 	}
 	b.WriteString("\nRatios are wsroom's advantage (> 1× means wsroom is better: faster, leaner or lower latency).\n")
-	if rep.drops > 0 {
-		fmt.Fprintf(&b, "\n**Warning: the kernel dropped %d packets during the run** (/proc/net/softnet_stat: a CPU's input backlog was full, "+
-			"machine-wide). Each drop stalls a TCP connection for a retransmission timeout (≥ 200 ms); cells marked \"kernel drops\" "+
-			"measure that, not the server. Rerun on a quiet machine, or raise net.core.netdev_max_backlog (now %d).\n", rep.drops, rep.backlog)
+	if d := rep.drops(); d > 0 {
+		fmt.Fprintf(&b, "\n**Warning: the kernel dropped %d packets during the measurements** (/proc/net/softnet_stat: a CPU's input "+
+			"backlog was full; counted machine-wide). Each drop stalls a TCP connection for a retransmission timeout (≥ 200 ms); "+
+			"cells marked \"kernel drops\" measure that, not the server. Rerun on a quiet machine, or raise "+
+			"net.core.netdev_max_backlog (now %d).\n", d, rep.backlog)
 	}
 	for _, r := range rep.results {
 		if r.Failed != "" {
@@ -302,10 +321,11 @@ func (rep *report) targets() string {
 	return b.String()
 }
 
-// lossless reports whether wsroom's run behind a row lost no message.
+// lossless reports whether wsroom's run behind a row lost no message and
+// kicked no connection.
 func lossless(rw row, w *result) bool {
 	_, note, _ := rw.get(w)
-	return !strings.Contains(note, "LOST") && note != "loss"
+	return !strings.Contains(note, "LOST") && !strings.Contains(note, "loss") && !strings.Contains(note, "kicked")
 }
 
 func (rep *report) soakSection() string {
@@ -316,18 +336,12 @@ func (rep *report) soakSection() string {
 			continue
 		}
 		if b.Len() == 0 {
-			b.WriteString("\n### Soak\n\n| server | conns | idle | | RSS KiB | goroutines | heap KiB |\n|---|---:|---:|---|---:|---:|---:|\n")
+			b.WriteString("\n### Soak\n\n| server | conns | when | RSS KiB | goroutines | heap KiB |\n|---|---:|---|---:|---:|---:|\n")
 		}
-		for _, x := range []struct {
-			when string
-			st   serverStats
-		}{{"before", s.Before}, {"after idle", s.Idled}, {"after burst", s.After}} {
-			fmt.Fprintf(&b, "| %s | %d | %v | %s | %d | %d | %d |\n", r.Server, s.Conns, s.Idle, x.when, x.st.RSSKiB, x.st.Goroutines, x.st.HeapInuse>>10)
+		for _, x := range s.Samples {
+			fmt.Fprintf(&b, "| %s | %d | %s | %d | %d | %d |\n", r.Server, s.Conns, x.When, x.Stats.RSSKiB, x.Stats.Goroutines, x.Stats.HeapInuse>>10)
 		}
-		grew := s.After.Goroutines > s.Before.Goroutines || s.After.Conns < s.Before.Conns ||
-			float64(s.After.RSSKiB) > 1.1*float64(s.Before.RSSKiB)
-		fmt.Fprintf(&b, "\n%s soak: burst %s; %s\n", r.Server, fmtLoad(s.Burst),
-			map[bool]string{true: "**something grew or connections were lost** (goroutines, connections, or RSS > +10%).", false: "nothing grew (goroutines equal, connections kept, RSS within +10%)."}[grew])
+		fmt.Fprintf(&b, "\n%s soak: %s. Burst: %s.\n", r.Server, s.verdict(), fmtLoad(s.Burst))
 	}
 	return b.String()
 }
@@ -349,8 +363,8 @@ func (rep *report) runsSection() string {
 			}
 		}
 		if r.LatSamples > 0 {
-			fmt.Fprintf(&b, "- %s latency @%s: p50 %v, p99 %v, max %v over %d deliveries, kernel drops %d %s\n",
-				r.Server, k(rep.cfg.mid), r.P50, r.P99, r.LatMax, r.LatSamples, r.LatDrops, r.LatErr)
+			fmt.Fprintf(&b, "- %s latency @%s: p50 %v, p99 %v, max %v over %d deliveries, kicked %d, kernel drops %d %s\n",
+				r.Server, k(rep.cfg.mid), r.P50, r.P99, r.LatMax, r.LatSamples, r.LatKicked, r.LatDrops, r.LatErr)
 		}
 	}
 	return b.String()
@@ -380,8 +394,9 @@ const methodNotes = `
 - Loopback packets pass through each CPU's input backlog (net.core.netdev_max_backlog, 1000 by default). When the
   kernel cannot drain it (a busy machine starves ksoftirqd), packets are dropped and the TCP connection waits a
   retransmission timeout: the tool counts these drops machine-wide and marks the runs they hit.
-- "CPU-starved N%" marks runs where the server's or the client's threads waited for a CPU (run queue, from
-  /proc/self/task/*/schedstat) for N% of the run: other processes took the pinned core. Such numbers say little.
+- "busy machine N%" marks runs during which other processes (or kernel work not charged to the two processes)
+  used N% of a CPU on the measured cores (/proc/stat busy time minus both processes' getrusage; 10 ms
+  resolution). Such numbers say little.
 - Numbers from a loaded machine are not conclusions: check the load average above.
 `
 

@@ -20,6 +20,7 @@ type config struct {
 	parallel    int // concurrent dialers
 	sources     int // 127.0.0.x source addresses
 	serverCPU   int // -1 = unpinned
+	clientCPU   int // -1 = unpinned
 	serverProcs int
 	soak        time.Duration
 	soakServers []string
@@ -41,8 +42,7 @@ type loadResult struct {
 	NetDrops   int64   // packets the kernel dropped machine-wide during the run (softnet backlog)
 	ServerUtil float64 // server CPU time / wall time over the run
 	ClientUtil float64 // load generator CPU time / wall time over the run
-	ServerWait float64 // server threads' run-queue wait / wall time (CPU taken by other processes)
-	ClientWait float64 // the same for the load generator
+	Foreign    float64 // CPU time other processes used on the measured CPUs / wall time
 	Err        string  `json:",omitempty"`
 }
 
@@ -54,12 +54,15 @@ type idleResult struct {
 }
 
 type soakResult struct {
-	Conns  int
-	Idle   time.Duration
-	Before serverStats
-	Idled  serverStats
-	After  serverStats
-	Burst  loadResult
+	Conns   int
+	Idle    time.Duration
+	Samples []soakSample // start, each quarter of the idle time, after the burst
+	Burst   loadResult
+}
+
+type soakSample struct {
+	When  string
+	Stats serverStats
 }
 
 // result collects every measurement of one server.
@@ -75,8 +78,21 @@ type result struct {
 	Handshakes float64 // per second, while opening the mid-size set
 	HSDrops    int64   // softnet drops while opening it
 	LatDrops   int64   // softnet drops during the latency run
+	LatKicked  int64   // connections closed by the server during the latency run
 	Soak       *soakResult
 	Failed     string `json:",omitempty"`
+}
+
+// busyMicros is the busy time of the CPUs the server and the client run
+// on (the whole machine unless both are pinned).
+func (c *config) busyMicros() int64 {
+	if c.serverCPU < 0 || c.clientCPU < 0 {
+		return cpuBusyMicros(-1)
+	}
+	if c.serverCPU == c.clientCPU {
+		return cpuBusyMicros(c.serverCPU)
+	}
+	return cpuBusyMicros(c.serverCPU) + cpuBusyMicros(c.clientCPU)
 }
 
 func (c *config) any(names ...string) bool {
@@ -282,7 +298,8 @@ func (p *phase) load(c *config, idx []int, users []string, chunk, win int) loadR
 		return r
 	}
 	base, closed0, merged0 := l.recv.Load(), l.closed.Load(), l.merged.Load()
-	start, selfCPU, selfWait, drops0 := time.Now(), cpuMicros(), runQueueWaitMicros(), softnetDrops()
+	start, selfCPU, drops0 := time.Now(), cpuMicros(), softnetDrops()
+	busy0 := c.busyMicros()
 	for r.Messages == 0 || time.Since(start) < c.dur {
 		if need := int64(r.Messages + chunk - win); need > 0 {
 			if err := l.waitEach(idx, each, need, c.stall); err != nil {
@@ -309,8 +326,7 @@ func (p *phase) load(c *config, idx []int, users []string, chunk, win int) loadR
 	wall := float64(time.Since(start).Microseconds())
 	r.ServerUtil = float64(after.CPUMicros-before.CPUMicros) / wall
 	r.ClientUtil = float64(cpuMicros()-selfCPU) / wall
-	r.ServerWait = float64(after.WaitMicros-before.WaitMicros) / wall
-	r.ClientWait = float64(runQueueWaitMicros()-selfWait) / wall
+	r.Foreign = float64(c.busyMicros()-busy0-(after.CPUMicros-before.CPUMicros)-(cpuMicros()-selfCPU)) / wall
 	r.Deliveries = l.recv.Load() - base
 	r.Secs = end.Sub(start).Seconds()
 	if r.Secs > 0 {
@@ -337,8 +353,8 @@ func (p *phase) latency(c *config, r *result) {
 	n := max(int(rate*c.latDur.Seconds()), 2)
 	l.lat.reset()
 	l.latOn.Store(true)
-	drops0 := softnetDrops()
-	defer func() { r.LatDrops = softnetDrops() - drops0 }()
+	drops0, closed0 := softnetDrops(), l.closed.Load()
+	defer func() { r.LatDrops, r.LatKicked = softnetDrops()-drops0, l.closed.Load()-closed0 }()
 	base := l.recv.Load()
 	err := p.srv.ctl.publish(p.ctx, n, rate, nil)
 	if err == nil {
@@ -352,41 +368,65 @@ func (p *phase) latency(c *config, r *result) {
 	r.LatSamples = l.lat.total()
 }
 
-// soak holds the connections idle for c.soak, then publishes a burst of 20
-// broadcasts, recording server stats (after GC) before, after the idle
-// time and after the burst.
+// soak holds the connections idle for c.soak, sampling server stats
+// (after GC) at the start and every quarter of it, then publishes a burst
+// of 20 broadcasts and samples again.
 func (p *phase) soak(c *config) (*soakResult, error) {
 	s := &soakResult{Conns: p.n, Idle: c.soak}
-	var err error
-	if s.Before, err = p.srv.ctl.stats(p.ctx, true); err != nil {
+	sample := func(when string) error {
+		st, err := p.srv.ctl.stats(p.ctx, true)
+		s.Samples = append(s.Samples, soakSample{When: when, Stats: st})
+		return err
+	}
+	if err := sample("start"); err != nil {
 		return s, err
 	}
 	log.Printf("%s: soak: %d connections idle for %v", p.srv.name, p.n, c.soak)
-	select {
-	case <-time.After(c.soak):
-	case <-p.ctx.Done():
-		return s, p.ctx.Err()
-	}
-	if s.Idled, err = p.srv.ctl.stats(p.ctx, true); err != nil {
-		return s, err
+	for q := 1; q <= 4; q++ {
+		select {
+		case <-time.After(c.soak / 4):
+		case <-p.ctx.Done():
+			return s, p.ctx.Err()
+		}
+		if err := sample(fmt.Sprintf("idle %v", c.soak*time.Duration(q)/4)); err != nil {
+			return s, err
+		}
 	}
 	burst := *c
 	burst.dur = 0
 	s.Burst = p.load(&burst, nil, nil, 20, 20)
 	time.Sleep(500 * time.Millisecond)
-	if s.After, err = p.srv.ctl.stats(p.ctx, true); err != nil {
+	if err := sample("after burst"); err != nil {
 		return s, err
 	}
-	log.Printf("%s: soak: RSS %d→%d→%d KiB, goroutines %d→%d→%d, heap %d→%d→%d KiB; burst %s", p.srv.name,
-		s.Before.RSSKiB, s.Idled.RSSKiB, s.After.RSSKiB, s.Before.Goroutines, s.Idled.Goroutines, s.After.Goroutines,
-		s.Before.HeapInuse>>10, s.Idled.HeapInuse>>10, s.After.HeapInuse>>10, fmtLoad(s.Burst))
+	log.Printf("%s: soak: %s; burst %s", p.srv.name, s.verdict(), fmtLoad(s.Burst))
 	return s, nil
 }
 
+// verdict says whether anything grew: goroutines and connections must be
+// what they were at the start, and RSS at the end of the idle time within
+// 10% of RSS halfway through (after the first heartbeat rounds, which
+// every connection's first ping and pong warm up).
+func (s *soakResult) verdict() string {
+	if len(s.Samples) < 6 {
+		return "incomplete"
+	}
+	first, half, idleEnd, last := s.Samples[0].Stats, s.Samples[2].Stats, s.Samples[4].Stats, s.Samples[5].Stats
+	grew := last.Goroutines != first.Goroutines || last.Conns != first.Conns ||
+		float64(idleEnd.RSSKiB) > 1.1*float64(half.RSSKiB)
+	v := fmt.Sprintf("goroutines %d→%d, connections %d→%d, RSS %d→%d KiB halfway→end of idle (%+.0f%% from the start)",
+		first.Goroutines, last.Goroutines, first.Conns, last.Conns, half.RSSKiB, idleEnd.RSSKiB,
+		100*(float64(idleEnd.RSSKiB)/float64(first.RSSKiB)-1))
+	if grew {
+		return "**something grew or connections were lost**: " + v
+	}
+	return "nothing grew: " + v
+}
+
 func fmtLoad(r loadResult) string {
-	s := fmt.Sprintf("%d msgs, %d/%d deliveries in %.2fs: %.0f/s, %.2f µs CPU/delivery, kicked %d, dropped %d, merged frames %d, CPU use server %.0f%% client %.0f%%, waiting for a CPU server %.0f%% client %.0f%%, kernel drops %d",
+	s := fmt.Sprintf("%d msgs, %d/%d deliveries in %.2fs: %.0f/s, %.2f µs CPU/delivery, kicked %d, dropped %d, merged frames %d, CPU use server %.0f%% client %.0f%% others %.0f%%, kernel drops %d",
 		r.Messages, r.Deliveries, r.Expected, r.Secs, r.PerSec, r.CPUMicros, r.Kicked, r.Dropped, r.Merged,
-		100*r.ServerUtil, 100*r.ClientUtil, 100*r.ServerWait, 100*r.ClientWait, r.NetDrops)
+		100*r.ServerUtil, 100*r.ClientUtil, 100*r.Foreign, r.NetDrops)
 	if r.Err != "" {
 		s += " ERROR: " + r.Err
 	}

@@ -92,7 +92,6 @@ type serverStats struct {
 	StackInuse uint64 `json:"stack_inuse"`
 	Goroutines int    `json:"goroutines"`
 	CPUMicros  int64  `json:"cpu_us"`
-	WaitMicros int64  `json:"runqueue_wait_us"`
 	Conns      int    `json:"conns"`
 	Kicked     int64  `json:"kicked"`
 	Dropped    int64  `json:"dropped"`
@@ -195,7 +194,6 @@ func collectStats(t target, gc bool) serverStats {
 		StackInuse: ms.StackInuse,
 		Goroutines: runtime.NumGoroutine(),
 		CPUMicros:  cpuMicros(),
-		WaitMicros: runQueueWaitMicros(),
 		Conns:      t.conns(),
 		Kicked:     k,
 		Dropped:    d,
