@@ -33,7 +33,9 @@ func (h *Hub) Room(name string) *Room { return &Room{hub: h, name: name} }
 // Name returns the room's name.
 func (r *Room) Name() string { return r.name }
 
-// Len returns the number of connections in the room on this Hub.
+// Len returns the number of connections in the room on this Hub. With
+// a Broker it stays node-local: members connected to other nodes are not
+// counted (nor listed by Members).
 func (r *Room) Len() int {
 	r.hub.mu.RLock()
 	defer r.hub.mu.RUnlock()
@@ -64,7 +66,10 @@ func (r *Room) Members() iter.Seq[*Conn] {
 // Broadcast queues m for every connection in the room. The frame is
 // encoded once and shared. It never blocks on a peer; recipients whose
 // queue overflows are closed as slow consumers. It returns an error only
-// for a malformed message or after Shutdown.
+// for a malformed message, after Shutdown, or, with a Broker, when the
+// message reached this node's members but could not be published to the
+// other nodes (ErrNotPublished). The same holds for every room, user and
+// hub-wide send below.
 func (r *Room) Broadcast(m Message) error { return r.BroadcastExcept(m, nil) }
 
 // BroadcastExcept is Broadcast to every connection in the room except one
@@ -83,7 +88,11 @@ func (r *Room) BroadcastExcept(m Message, except *Conn) error {
 	h.mu.RUnlock()
 	h.fanout(b, *buf, except)
 	putConns(buf)
-	return nil
+	kind := byte(kindRoom)
+	if except != nil {
+		kind = kindRoomExcept
+	}
+	return h.publish(kind, m, nil, roomTopic(r.name))
 }
 
 // SendTo queues m for the connections of the given users that are in this
@@ -103,7 +112,7 @@ func (r *Room) SendTo(m Message, userIDs ...string) error {
 	h.mu.RUnlock()
 	h.fanout(b, *buf, nil)
 	putConns(buf)
-	return nil
+	return h.publish(kindRoomUsers, m, userIDs, roomTopic(r.name))
 }
 
 // SendTo queues m for every connection of the given users, whatever rooms
@@ -120,7 +129,7 @@ func (h *Hub) SendTo(m Message, userIDs ...string) error {
 	h.mu.RUnlock()
 	h.fanout(b, *buf, nil)
 	putConns(buf)
-	return nil
+	return h.publish(kindUsers, m, nil, userTopics(userIDs)...)
 }
 
 // Broadcast queues m for every connection of the Hub.
@@ -135,7 +144,7 @@ func (h *Hub) Broadcast(m Message) error {
 	h.mu.RUnlock()
 	h.fanout(b, *buf, nil)
 	putConns(buf)
-	return nil
+	return h.publish(kindAll, m, nil, topicAll)
 }
 
 // prepare encodes m once for a fan-out.
@@ -213,7 +222,8 @@ func (c *Conn) Join(name string) error {
 		}
 	}
 	rm := h.rooms[name]
-	if rm == nil {
+	created := rm == nil
+	if created {
 		rm = &room{name: name, index: make(map[*Conn]int)}
 		h.rooms[name] = rm
 	}
@@ -221,6 +231,9 @@ func (c *Conn) Join(name string) error {
 	rm.members = append(rm.members, c)
 	c.rooms = append(c.rooms, rm)
 	h.mu.Unlock()
+	if created {
+		h.syncInterest(roomTopic(name))
+	}
 	c.presence(h.opts.OnJoin, "OnJoin", name)
 	return nil
 }
@@ -238,7 +251,11 @@ func (c *Conn) Leave(name string) error {
 	rm := c.rooms[i]
 	c.rooms = slices.Delete(c.rooms, i, i+1)
 	h.removeMemberLocked(rm, c)
+	emptied := len(rm.members) == 0
 	h.mu.Unlock()
+	if emptied {
+		h.syncInterest(roomTopic(name))
+	}
 	c.presence(h.opts.OnLeave, "OnLeave", name)
 	return nil
 }
