@@ -39,12 +39,12 @@ type node struct {
 	url    string // ws://127.0.0.1:port/ws
 }
 
-// newNode starts a hub whose users come from ?user= and who join ?room=.
+// newNode starts a hub whose users come from ?user= and who join ?room=,
+// with a broker on redisAddr unless it is "".
 func newNode(t testing.TB, redisAddr string, edit func(*wsroom.Options)) *node {
 	t.Helper()
-	b := redisbroker.New(redisbroker.Options{Addr: redisAddr, Logger: quietLogger()})
+	var b *redisbroker.Broker
 	opts := wsroom.Options{
-		Broker:   b,
 		Logger:   quietLogger(),
 		Identify: func(r *http.Request) (string, error) { return r.URL.Query().Get("user"), nil },
 		OnConnect: func(c *wsroom.Conn, r *http.Request) error {
@@ -53,6 +53,10 @@ func newNode(t testing.TB, redisAddr string, edit func(*wsroom.Options)) *node {
 			}
 			return nil
 		},
+	}
+	if redisAddr != "" {
+		b = redisbroker.New(redisbroker.Options{Addr: redisAddr, Logger: quietLogger()})
+		opts.Broker = b
 	}
 	if edit != nil {
 		edit(&opts)
