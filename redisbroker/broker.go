@@ -303,9 +303,8 @@ func (b *Broker) receiver() {
 			return
 		}
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				b.setConnected(true, nil) // connected, merely idle
+			if idle(err) {
+				b.setConnected(true, nil)
 				continue
 			}
 			b.setConnected(false, err)
@@ -326,6 +325,17 @@ func (b *Broker) receiver() {
 			}
 		}
 	}
+}
+
+// idle reports whether a receive error is only a read timeout on an
+// established connection (a dial that timed out is a failure).
+func idle(err error) bool {
+	var ne net.Error
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return false
+	}
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // setConnected records the subscription connection's state, logging

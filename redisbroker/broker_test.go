@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/redisbroker"
 	"github.com/wsroom/wsroom/redisbroker/internal/redistest"
 )
 
@@ -261,5 +262,25 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 		}
 		local.expect(m)
 		remote.expect(m)
+	}
+}
+
+func TestShutdownClosesTheBroker(t *testing.T) {
+	addr := redistest.Shared(t)
+	a := newNode(t, addr, nil)
+	if err := a.broker.Publish([]byte("x"), "room:nobody"); err != nil {
+		t.Fatalf("publish before shutdown: %v", err)
+	}
+	if err := a.hub.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.broker.Publish([]byte("x"), "room:nobody"); !errors.Is(err, redisbroker.ErrClosed) {
+		t.Fatalf("publish after shutdown: %v, want ErrClosed", err)
+	}
+	if err := a.broker.Subscribe("room:r"); !errors.Is(err, redisbroker.ErrClosed) {
+		t.Fatalf("subscribe after shutdown: %v, want ErrClosed", err)
+	}
+	if err := a.hub.Room("r").Broadcast(wsroom.Text("x")); !errors.Is(err, wsroom.ErrHubClosed) {
+		t.Fatalf("send after shutdown: %v", err)
 	}
 }

@@ -131,14 +131,6 @@ func (c *wsClient) expectNothing() {
 	}
 }
 
-// send writes a text message.
-func (c *wsClient) send(s string) {
-	c.t.Helper()
-	if err := wsutil.WriteClientText(c.nc, []byte(s)); err != nil {
-		c.t.Fatalf("send: %v", err)
-	}
-}
-
 // numSub returns PUBSUB NUMSUB for the hub's topic on Redis.
 func numSub(t testing.TB, rc *redis.Client, topic string) int64 {
 	t.Helper()
