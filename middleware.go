@@ -445,8 +445,8 @@ func (h *Hub) heartbeat(stop chan struct{}) {
 // connections are dropped at once and Shutdown returns ctx.Err() after
 // joining their goroutines. Sends after Shutdown return ErrHubClosed.
 // Shutdown closes the Broker, if any, first: nothing more is published
-// or received. Shutdown may be called more than once. http.Server.Shutdown does not
-// wait for hijacked connections: call both.
+// or received. Shutdown may be called more than once.
+// http.Server.Shutdown does not wait for hijacked connections: call both.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	h.closed.Store(true)
