@@ -339,3 +339,21 @@ func TestBrokerRelayDirectMessageAcrossHubs(t *testing.T) {
 	alice.expectNothing()
 	eve.expectNothing()
 }
+
+func FuzzBrokerEnvelope(f *testing.F) {
+	f.Add(byte(3), []byte("alice\x00bob"), []byte("hello"))
+	f.Add(byte(1), []byte(""), []byte{})
+	f.Add(byte(6), []byte("lobby"), []byte("\xff\x00"))
+	f.Fuzz(func(t *testing.T, kind byte, rawNames, data []byte) {
+		wsroom.ParseEnvelope(data) // arbitrary bytes: must not panic
+		kind = 1 + kind%6
+		var names []string
+		if kind == 3 || kind == 6 {
+			names = strings.Split(string(rawNames), "\x00")
+		}
+		ok, k, typ, gotNames, gotData := wsroom.EnvelopeRoundTrip(kind, wsroom.BinaryMessage, names, data)
+		if !ok || k != kind || typ != wsroom.BinaryMessage || !slices.Equal(gotNames, names) || string(gotData) != string(data) {
+			t.Fatalf("round trip of kind %d %q %q: ok %v kind %d type %v names %q data %q", kind, names, data, ok, k, typ, gotNames, gotData)
+		}
+	})
+}
