@@ -26,10 +26,14 @@ type Broker interface {
 	// call and may be reused afterwards.
 	Start(deliver func(topic string, payload []byte))
 
-	// Publish sends payload on each topic. A nil error means the broker
-	// accepted it for every topic; an error means it may not have reached
-	// some or all of them.
-	Publish(payload []byte, topics ...string) error
+	// Publish starts sending payload on each topic and returns without
+	// waiting for the network; the Hub delivers the send to its own
+	// connections meanwhile, then calls wait exactly once. wait blocks
+	// until the outcome is known: nil means the broker accepted payload
+	// for every topic; an error means it may not have reached some or all
+	// of them. payload is not modified and must not be kept after wait
+	// returns.
+	Publish(payload []byte, topics ...string) (wait func() error)
 
 	// Subscribe and Unsubscribe add and remove topics from those delivered.
 	// They must not wait for the network: a broker that is disconnected
@@ -197,19 +201,35 @@ func connTopics(id string, rooms []*room) []string {
 	return t
 }
 
-// publish sends m to the other nodes on topics, after the local delivery.
-// names are the users of kindRoomUsers or the rooms of kindUsersSharing.
-// It returns nil without a broker.
-func (h *Hub) publish(kind byte, m Message, names []string, topics ...string) error {
+// publish starts sending m to the other nodes on topics; the caller
+// delivers locally meanwhile, then reads the outcome with result. names
+// are the users of kindRoomUsers or the rooms of kindUsersSharing.
+// Without a broker it does nothing.
+func (h *Hub) publish(kind byte, m Message, names []string, topics ...string) publishing {
 	if h.bk.b == nil || len(topics) == 0 {
-		return nil
+		return publishing{}
 	}
 	p := appendEnvelope(nil, kind, m.Type, &h.bk.node, names, m.Data)
-	if err := h.bk.b.Publish(p, topics...); err != nil {
-		h.stats.brokerErrors.Add(1)
+	return publishing{h, h.bk.b.Publish(p, topics...)}
+}
+
+// publishing is a publish in flight.
+type publishing struct {
+	h    *Hub
+	wait func() error // nil: nothing was published
+}
+
+// result waits for the publish and counts its outcome. A failure wraps
+// ErrNotPublished.
+func (p publishing) result() error {
+	if p.wait == nil {
+		return nil
+	}
+	if err := p.wait(); err != nil {
+		p.h.stats.brokerErrors.Add(1)
 		return fmt.Errorf("%w: %w", ErrNotPublished, err)
 	}
-	h.stats.brokerOut.Add(1)
+	p.h.stats.brokerOut.Add(1)
 	return nil
 }
 
@@ -310,6 +330,7 @@ func (h *Hub) sendToSharing(m Message, from *Conn, ids []string) error {
 		return err
 	}
 	rooms := from.Rooms()
+	pub := h.publish(kindUsersSharing, m, rooms, userTopics(ids)...)
 	buf := getConns()
 	h.mu.RLock()
 	for i, id := range ids {
@@ -320,7 +341,7 @@ func (h *Hub) sendToSharing(m Message, from *Conn, ids []string) error {
 	h.mu.RUnlock()
 	h.fanout(b, *buf, nil)
 	putConns(buf)
-	return h.publish(kindUsersSharing, m, rooms, userTopics(ids)...)
+	return pub.result()
 }
 
 // brokerMsg is a decoded broker message. data and names refer to the

@@ -66,18 +66,18 @@ func (b *memBroker) Start(deliver func(topic string, payload []byte)) {
 	}()
 }
 
-func (b *memBroker) Publish(payload []byte, topics ...string) error {
+func (b *memBroker) Publish(payload []byte, topics ...string) func() error {
 	b.bus.mu.Lock()
 	defer b.bus.mu.Unlock()
 	if b.bus.down {
-		return errors.New("bus down")
+		return func() error { return errors.New("bus down") }
 	}
 	for _, t := range topics {
 		for s := range b.bus.subs[t] {
 			s.inbox <- memMsg{t, slices.Clone(payload)}
 		}
 	}
-	return nil
+	return func() error { return nil }
 }
 
 func (b *memBroker) Subscribe(topics ...string) error {

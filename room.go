@@ -80,6 +80,11 @@ func (r *Room) BroadcastExcept(m Message, except *Conn) error {
 		return err
 	}
 	h := r.hub
+	kind := byte(kindRoom)
+	if except != nil {
+		kind = kindRoomExcept
+	}
+	pub := h.publish(kind, m, nil, roomTopic(r.name))
 	buf := getConns()
 	h.mu.RLock()
 	if rm := h.rooms[r.name]; rm != nil {
@@ -88,11 +93,7 @@ func (r *Room) BroadcastExcept(m Message, except *Conn) error {
 	h.mu.RUnlock()
 	h.fanout(b, *buf, except)
 	putConns(buf)
-	kind := byte(kindRoom)
-	if except != nil {
-		kind = kindRoomExcept
-	}
-	return h.publish(kind, m, nil, roomTopic(r.name))
+	return pub.result()
 }
 
 // SendTo queues m for the connections of the given users that are in this
@@ -104,6 +105,7 @@ func (r *Room) SendTo(m Message, userIDs ...string) error {
 		return err
 	}
 	h := r.hub
+	pub := h.publish(kindRoomUsers, m, userIDs, roomTopic(r.name))
 	buf := getConns()
 	h.mu.RLock()
 	if rm := h.rooms[r.name]; rm != nil {
@@ -112,7 +114,7 @@ func (r *Room) SendTo(m Message, userIDs ...string) error {
 	h.mu.RUnlock()
 	h.fanout(b, *buf, nil)
 	putConns(buf)
-	return h.publish(kindRoomUsers, m, userIDs, roomTopic(r.name))
+	return pub.result()
 }
 
 // SendTo queues m for every connection of the given users, whatever rooms
@@ -123,13 +125,14 @@ func (h *Hub) SendTo(m Message, userIDs ...string) error {
 	if err != nil {
 		return err
 	}
+	pub := h.publish(kindUsers, m, nil, userTopics(userIDs)...)
 	buf := getConns()
 	h.mu.RLock()
 	*buf = h.appendUserConns(*buf, userIDs, nil)
 	h.mu.RUnlock()
 	h.fanout(b, *buf, nil)
 	putConns(buf)
-	return h.publish(kindUsers, m, nil, userTopics(userIDs)...)
+	return pub.result()
 }
 
 // Broadcast queues m for every connection of the Hub.
@@ -138,13 +141,14 @@ func (h *Hub) Broadcast(m Message) error {
 	if err != nil {
 		return err
 	}
+	pub := h.publish(kindAll, m, nil, topicAll)
 	buf := getConns()
 	h.mu.RLock()
 	*buf = append(*buf, h.conns...)
 	h.mu.RUnlock()
 	h.fanout(b, *buf, nil)
 	putConns(buf)
-	return h.publish(kindAll, m, nil, topicAll)
+	return pub.result()
 }
 
 // prepare encodes m once for a fan-out.

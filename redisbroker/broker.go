@@ -184,40 +184,42 @@ func (b *Broker) Start(deliver func(topic string, payload []byte)) {
 	go b.subscriber()
 }
 
-// Publish implements wsroom.Broker: it queues payload for every topic and
-// waits for Redis's replies, at most about twice PublishTimeout.
-func (b *Broker) Publish(payload []byte, topics ...string) error {
+// Publish implements wsroom.Broker: it queues payload for every topic
+// and returns; wait returns Redis's verdict, within about twice
+// PublishTimeout.
+func (b *Broker) Publish(payload []byte, topics ...string) (wait func() error) {
 	if b.down.Load() {
 		b.publishErrors.Add(1)
-		return ErrUnavailable
+		return failed(ErrUnavailable)
 	}
 	r := &pubReq{payload: payload, topics: topics, expires: time.Now().Add(b.opts.PublishTimeout), done: make(chan error, 1)}
 	b.closeMu.RLock()
+	defer b.closeMu.RUnlock()
 	if b.closed {
-		b.closeMu.RUnlock()
-		return ErrClosed
+		return failed(ErrClosed)
 	}
 	select {
 	case b.reqs <- r:
+		return r.wait
 	default:
-		// The queue is full: Redis is slow or away. Wait, within bounds.
-		t := time.NewTimer(b.opts.PublishTimeout)
-		select {
-		case b.reqs <- r:
-			t.Stop()
-		case <-t.C:
-			b.closeMu.RUnlock()
-			b.publishErrors.Add(1)
-			return errors.New("redisbroker: publish queue full: Redis is not keeping up")
-		case <-b.ctx.Done():
-			t.Stop()
-			b.closeMu.RUnlock()
-			return ErrClosed
-		}
 	}
-	b.closeMu.RUnlock()
-	return <-r.done // the publisher answers every queued request
+	// The queue is full: Redis is slow or away. Wait, within bounds.
+	t := time.NewTimer(b.opts.PublishTimeout)
+	defer t.Stop()
+	select {
+	case b.reqs <- r:
+		return r.wait // the publisher answers every queued request
+	case <-t.C:
+		b.publishErrors.Add(1)
+		return failed(errors.New("redisbroker: publish queue full: Redis is not keeping up"))
+	case <-b.ctx.Done():
+		return failed(ErrClosed)
+	}
 }
+
+func (r *pubReq) wait() error { return <-r.done }
+
+func failed(err error) func() error { return func() error { return err } }
 
 // publisher writes queued sends to Redis in pipelines of up to MaxBatch.
 func (b *Broker) publisher() {

@@ -268,13 +268,13 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 func TestShutdownClosesTheBroker(t *testing.T) {
 	addr := redistest.Shared(t)
 	a := newNode(t, addr, nil)
-	if err := a.broker.Publish([]byte("x"), "room:nobody"); err != nil {
+	if err := a.broker.Publish([]byte("x"), "room:nobody")(); err != nil {
 		t.Fatalf("publish before shutdown: %v", err)
 	}
 	if err := a.hub.Shutdown(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.broker.Publish([]byte("x"), "room:nobody"); !errors.Is(err, redisbroker.ErrClosed) {
+	if err := a.broker.Publish([]byte("x"), "room:nobody")(); !errors.Is(err, redisbroker.ErrClosed) {
 		t.Fatalf("publish after shutdown: %v, want ErrClosed", err)
 	}
 	if err := a.broker.Subscribe("room:r"); !errors.Is(err, redisbroker.ErrClosed) {
