@@ -16,6 +16,7 @@ import (
 
 	"github.com/gobwas/ws/wsutil"
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/redisbroker"
 	"github.com/wsroom/wsroom/redisbroker/internal/redistest"
 )
 
@@ -226,4 +227,34 @@ func waitFor(b *testing.B, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// BenchmarkBrokerHop measures the Redis hop alone, without WebSockets:
+// broker A publishes a timestamp, broker B's delivery callback reads it.
+// One message in flight at a time; reports p50/p99 publish-to-deliver.
+func BenchmarkBrokerHop(b *testing.B) {
+	addr := redistest.Shared(b)
+	rc := newRedisClient(b, addr)
+	pub := redisbroker.New(redisbroker.Options{Addr: addr, Logger: quietLogger()})
+	sub := redisbroker.New(redisbroker.Options{Addr: addr, Logger: quietLogger()})
+	got := make(chan time.Duration, 1)
+	pub.Start(func(string, []byte) {})
+	sub.Start(func(_ string, p []byte) { got <- time.Duration(time.Now().UnixNano() - int64(binary.BigEndian.Uint64(p))) })
+	defer pub.Close()
+	defer sub.Close()
+	sub.Subscribe("room:hop")
+	waitNumSub(b, rc, map[string]int64{"room:hop": 1})
+	lat := make([]time.Duration, 0, b.N)
+	p := make([]byte, 64)
+	b.ResetTimer()
+	for range b.N {
+		binary.BigEndian.PutUint64(p, uint64(time.Now().UnixNano()))
+		if err := pub.Publish(p, "room:hop")(); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, <-got)
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }
