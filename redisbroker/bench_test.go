@@ -239,7 +239,9 @@ func BenchmarkBrokerHop(b *testing.B) {
 	sub := redisbroker.New(redisbroker.Options{Addr: addr, Logger: quietLogger()})
 	got := make(chan time.Duration, 1)
 	pub.Start(func(string, []byte) {})
-	sub.Start(func(_ string, p []byte) { got <- time.Duration(time.Now().UnixNano() - int64(binary.BigEndian.Uint64(p))) })
+	sub.Start(func(_ string, p []byte) {
+		got <- time.Duration(time.Now().UnixNano() - int64(binary.BigEndian.Uint64(p)))
+	})
 	defer pub.Close()
 	defer sub.Close()
 	sub.Subscribe("room:hop")

@@ -115,10 +115,10 @@ type Broker struct {
 	applied map[string]bool // topics handed to ps; only the subscriber goroutine touches it
 	subKick chan struct{}
 
-	deliver   func(topic string, payload []byte)
-	started   atomic.Bool
-	connected atomic.Bool
-	down      atomic.Bool // the subscription connection failed and is not back
+	deliver func(topic string, payload []byte)
+	started atomic.Bool
+	state   atomic.Int32 // stateUnknown, stateUp or stateDown
+	down    atomic.Bool  // the subscription connection failed and is not back
 
 	published, publishErrors, received, reconnects atomic.Uint64
 }
@@ -344,16 +344,29 @@ func idle(err error) bool {
 // changes.
 func (b *Broker) setConnected(up bool, err error) {
 	b.down.Store(!up)
-	if b.connected.Swap(up) == up {
-		return
-	}
+	state := int32(stateDown)
 	if up {
-		b.opts.Logger.Info("redisbroker: connected; subscriptions restored", "addr", b.client.Options().Addr)
-	} else {
+		state = stateUp
+	}
+	prev := b.state.Swap(state)
+	switch {
+	case prev == state:
+	case up && b.reconnects.Load() == 0:
+		b.opts.Logger.Info("redisbroker: connected", "addr", b.client.Options().Addr)
+	case up:
+		b.opts.Logger.Info("redisbroker: reconnected; subscriptions restored", "addr", b.client.Options().Addr)
+	default:
 		b.reconnects.Add(1)
-		b.opts.Logger.Warn("redisbroker: lost Redis; reconnecting", "addr", b.client.Options().Addr, "err", err)
+		b.opts.Logger.Warn("redisbroker: Redis unreachable; retrying", "addr", b.client.Options().Addr, "err", err)
 	}
 }
+
+// Subscription connection states.
+const (
+	stateUnknown = iota // not yet tried
+	stateUp
+	stateDown
+)
 
 // Subscribe implements wsroom.Broker. It records the topics and returns;
 // the subscriber goroutine applies them.
@@ -440,13 +453,13 @@ type Stats struct {
 	Published     uint64 // sends Redis acknowledged (one per send, whatever its topics)
 	PublishErrors uint64 // sends that returned an error
 	Received      uint64 // messages received on subscribed channels, own echo included
-	Reconnects    uint64 // times the subscription connection was lost
+	Reconnects    uint64 // times Redis was found unreachable (the first failed attempt included)
 }
 
 // Stats returns the broker's counters.
 func (b *Broker) Stats() Stats {
 	return Stats{
-		Connected:     b.connected.Load(),
+		Connected:     b.state.Load() == stateUp,
 		Published:     b.published.Load(),
 		PublishErrors: b.publishErrors.Load(),
 		Received:      b.received.Load(),
