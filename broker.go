@@ -156,24 +156,31 @@ func (h *Hub) syncInterest(topics ...string) {
 		}
 	}
 	h.mu.RUnlock()
-	if len(sub) > 0 {
-		if err := h.bk.b.Subscribe(sub...); err != nil {
-			h.stats.brokerErrors.Add(1)
-			h.opts.Logger.Error("wsroom: broker subscribe failed", "topics", sub, "err", err)
-		} else {
-			for _, t := range sub {
-				h.bk.subscribed[t] = struct{}{}
-			}
-		}
+	h.changeInterest(sub, true)
+	h.changeInterest(unsub, false)
+}
+
+// changeInterest asks the broker to subscribe to topics (on) or to
+// unsubscribe from them, and records the change if it succeeds. Called
+// with h.bk.mu held.
+func (h *Hub) changeInterest(topics []string, on bool) {
+	if len(topics) == 0 {
+		return
 	}
-	if len(unsub) > 0 {
-		if err := h.bk.b.Unsubscribe(unsub...); err != nil {
-			h.stats.brokerErrors.Add(1)
-			h.opts.Logger.Error("wsroom: broker unsubscribe failed", "topics", unsub, "err", err)
+	change, what := h.bk.b.Subscribe, "subscribe"
+	if !on {
+		change, what = h.bk.b.Unsubscribe, "unsubscribe"
+	}
+	if err := change(topics...); err != nil {
+		h.stats.brokerErrors.Add(1)
+		h.opts.Logger.Error("wsroom: broker "+what+" failed", "topics", topics, "err", err)
+		return
+	}
+	for _, t := range topics {
+		if on {
+			h.bk.subscribed[t] = struct{}{}
 		} else {
-			for _, t := range unsub {
-				delete(h.bk.subscribed, t)
-			}
+			delete(h.bk.subscribed, t)
 		}
 	}
 }
