@@ -159,7 +159,7 @@ func TestInterestOnlyWhereMembersAre(t *testing.T) {
 }
 
 func TestUnsubscribeWhenLastMemberLeaves(t *testing.T) {
-	addr := redistest.Shared(t)
+	addr := redistest.Start(t).Addr // our own: it checks that nobody subscribes to "all"
 	rc := newRedisClient(t, addr)
 	room := "leave-" + t.Name()
 	a := newNode(t, addr, nil)
