@@ -357,3 +357,41 @@ func FuzzBrokerEnvelope(f *testing.F) {
 		}
 	})
 }
+
+func TestBrokerInterestSettlesUnderConcurrentJoins(t *testing.T) {
+	bus := newMemBus()
+	a := newServer(t, nodeOptions(bus.broker()))
+	const n = 8
+	for i := range n {
+		dial(t, a.url+"?user=u"+string(rune('0'+i))+"&room=base", nil)
+	}
+	waitFor(t, "members", func() bool { return a.hub.Room("base").Len() == n })
+	var conns []*wsroom.Conn
+	for c := range a.hub.Room("base").Members() {
+		conns = append(conns, c)
+	}
+	for round := range 20 {
+		var wg sync.WaitGroup
+		for i, c := range conns {
+			wg.Go(func() {
+				for j := range 50 {
+					c.Join("x")
+					if (i+j+round)%3 != 0 {
+						c.Leave("x")
+					}
+				}
+				if round%2 == 1 || (i+round)%4 != 0 { // odd rounds end empty
+					c.Leave("x")
+				}
+			})
+		}
+		wg.Wait()
+		want := 0
+		if a.hub.Room("x").Len() > 0 {
+			want = 1
+		}
+		if got := bus.subscribers("room:x"); got != want {
+			t.Fatalf("round %d: %d members, %d subscriptions to room:x", round, a.hub.Room("x").Len(), got)
+		}
+	}
+}
