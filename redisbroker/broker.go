@@ -19,7 +19,8 @@
 // most once: a node that is disconnected from Redis, or whose subscription
 // to a room or user is not yet in place (a few hundred microseconds after
 // the first local member joins), misses what is published meanwhile. A
-// PUBLISH is never retried, so nothing is delivered twice. Messages
+// PUBLISH is never retried, so nothing is delivered twice; an error after
+// a timeout means the outcome is unknown (Redis may have published it). Messages
 // published by one node arrive at every other node in the order they were
 // sent.
 //
