@@ -34,6 +34,7 @@ type Hub struct {
 	beating  bool          // the heartbeat goroutine runs
 	stopBeat chan struct{} // closed to stop it
 
+	bk          brokerState // Options.Broker and the hub's side of it
 	stats       counters
 	parallelMin int // fan-outs this large are split across cores (parallelFanout; lowered by tests)
 
@@ -45,7 +46,7 @@ type Hub struct {
 // a PongTimeout shorter than PingInterval). A Hub starts no goroutine
 // until its first connection; call Shutdown to end its connections.
 func New(opts Options) *Hub {
-	return &Hub{
+	h := &Hub{
 		opts:  opts.withDefaults(),
 		start: time.Now(),
 		rooms: make(map[string]*room),
@@ -53,6 +54,8 @@ func New(opts Options) *Hub {
 
 		parallelMin: parallelFanout,
 	}
+	h.startBroker()
+	return h
 }
 
 var (
@@ -234,6 +237,7 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.stats.accepted.Add(1)
+	h.syncInterest(topicAll, userTopic(c.id))
 	c.serve(r, pending)
 }
 
@@ -372,6 +376,7 @@ func (h *Hub) unregister(c *Conn) {
 		h.removeMemberLocked(rm, c)
 	}
 	h.mu.Unlock()
+	h.syncInterest(connTopics(c.id, rooms)...)
 	for _, rm := range rooms {
 		c.presence(h.opts.OnLeave, "OnLeave", rm.name)
 	}
@@ -442,8 +447,9 @@ func (h *Hub) heartbeat(stop chan struct{}) {
 // goroutine the hub started has returned. If ctx ends first, the remaining
 // connections are dropped at once and Shutdown returns ctx.Err() after
 // joining their goroutines. Sends after Shutdown return ErrHubClosed.
-// Shutdown may be called more than once. http.Server.Shutdown does not
-// wait for hijacked connections: call both.
+// Shutdown closes the Broker, if any, first: nothing more is published
+// or received. Shutdown may be called more than once.
+// http.Server.Shutdown does not wait for hijacked connections: call both.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	h.closed.Store(true)
@@ -453,6 +459,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		h.beating = false
 	}
 	h.mu.Unlock()
+	h.closeBroker()
 	for _, c := range conns {
 		c.startClose(&CloseError{Code: StatusGoingAway, Reason: shutdownReason}, false)
 	}
@@ -479,6 +486,8 @@ type counters struct {
 	messagesIn, bytesIn   atomic.Uint64
 	messagesOut, bytesOut atomic.Uint64
 	slowConsumers, panics atomic.Uint64
+	brokerOut, brokerIn   atomic.Uint64
+	brokerErrors          atomic.Uint64
 }
 
 // Stats is a snapshot of a Hub's state and running totals.
@@ -497,6 +506,12 @@ type Stats struct {
 
 	SlowConsumerCloses uint64 // connections closed because their queue overflowed
 	Panics             uint64 // panics recovered in callbacks
+
+	// With a Broker: sends published to the other nodes, sends received
+	// from them (this node's echo excluded), and failures (publishes that
+	// returned ErrNotPublished to the sender, (un)subscribe errors and
+	// received messages that could not be decoded).
+	BrokerOut, BrokerIn, BrokerErrors uint64
 }
 
 // Stats returns a snapshot of the hub's counters.
@@ -512,5 +527,8 @@ func (h *Hub) Stats() Stats {
 	s.BytesOut = h.stats.bytesOut.Load()
 	s.SlowConsumerCloses = h.stats.slowConsumers.Load()
 	s.Panics = h.stats.panics.Load()
+	s.BrokerOut = h.stats.brokerOut.Load()
+	s.BrokerIn = h.stats.brokerIn.Load()
+	s.BrokerErrors = h.stats.brokerErrors.Load()
 	return s
 }

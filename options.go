@@ -127,6 +127,16 @@ type Options struct {
 	// Logger receives recovered panics and unexpected I/O errors.
 	// Default slog.Default().
 	Logger *slog.Logger
+
+	// Broker, if set, spreads rooms and users over several processes
+	// (nodes): Room.Broadcast, Room.BroadcastExcept, Room.SendTo,
+	// Hub.SendTo and Hub.Broadcast then also publish to the broker, and
+	// each node delivers what others publish to its own connections. A
+	// node subscribes only to the rooms and users it has connections for.
+	// The Hub owns the broker and closes it in Shutdown; use one broker
+	// per Hub. Default nil: a single process. See docs/multinode.md for
+	// the delivery guarantee.
+	Broker Broker
 }
 
 // withDefaults returns a validated copy of o with defaults filled in.

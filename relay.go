@@ -21,7 +21,11 @@ type RelayOptions struct {
 	// Default: the sending connection must be a member of the named room,
 	// and every named user must have a connection in at least one room the
 	// sending connection is in. (Another connection of the same user does
-	// not lend its rooms.)
+	// not lend its rooms.) With Options.Broker set, the named users may be
+	// connected to other nodes, so the default policy checks them where
+	// they are: each node delivers a direct message to its connections of
+	// a named user only if one of them is in a room the sending connection
+	// is in; the sender gets no error for a user who shares no room.
 	Authorize func(from *Conn, to RelayTarget) error
 
 	// MaxRecipients bounds the users one envelope may name. Default 100.
@@ -71,6 +75,8 @@ func Relay(opts RelayOptions) func(c *Conn, m Message) {
 			err = h.Room(env.Room).SendTo(out, env.To...)
 		case env.Room != "":
 			err = h.Room(env.Room).BroadcastExcept(out, c)
+		case opts.Authorize == nil && h.bk.b != nil:
+			err = h.sendToSharing(out, c, env.To) // the default policy, checked on each node
 		default:
 			err = h.SendTo(out, env.To...)
 		}
@@ -98,6 +104,9 @@ func shareRoom(from *Conn, to RelayTarget) error {
 	defer h.mu.RUnlock()
 	if to.Room != "" && !slices.ContainsFunc(from.rooms, func(rm *room) bool { return rm.name == to.Room }) {
 		return errNotMember
+	}
+	if h.bk.b != nil {
+		return nil // users are checked on their nodes: see Relay's default case
 	}
 	for _, id := range to.Users {
 		shared := false

@@ -33,7 +33,9 @@ func (h *Hub) Room(name string) *Room { return &Room{hub: h, name: name} }
 // Name returns the room's name.
 func (r *Room) Name() string { return r.name }
 
-// Len returns the number of connections in the room on this Hub.
+// Len returns the number of connections in the room on this Hub. With
+// a Broker it stays node-local: members connected to other nodes are not
+// counted (nor listed by Members).
 func (r *Room) Len() int {
 	r.hub.mu.RLock()
 	defer r.hub.mu.RUnlock()
@@ -64,7 +66,10 @@ func (r *Room) Members() iter.Seq[*Conn] {
 // Broadcast queues m for every connection in the room. The frame is
 // encoded once and shared. It never blocks on a peer; recipients whose
 // queue overflows are closed as slow consumers. It returns an error only
-// for a malformed message or after Shutdown.
+// for a malformed message, after Shutdown, or, with a Broker, when the
+// message reached this node's members but could not be published to the
+// other nodes (ErrNotPublished). The same holds for every room, user and
+// hub-wide send below.
 func (r *Room) Broadcast(m Message) error { return r.BroadcastExcept(m, nil) }
 
 // BroadcastExcept is Broadcast to every connection in the room except one
@@ -75,6 +80,11 @@ func (r *Room) BroadcastExcept(m Message, except *Conn) error {
 		return err
 	}
 	h := r.hub
+	kind := byte(kindRoom)
+	if except != nil {
+		kind = kindRoomExcept
+	}
+	pub := h.publish(kind, m, nil, roomTopic(r.name))
 	buf := getConns()
 	h.mu.RLock()
 	if rm := h.rooms[r.name]; rm != nil {
@@ -83,7 +93,7 @@ func (r *Room) BroadcastExcept(m Message, except *Conn) error {
 	h.mu.RUnlock()
 	h.fanout(p, *buf, except)
 	putConns(buf)
-	return nil
+	return pub.result()
 }
 
 // SendTo queues m for the connections of the given users that are in this
@@ -95,6 +105,7 @@ func (r *Room) SendTo(m Message, userIDs ...string) error {
 		return err
 	}
 	h := r.hub
+	pub := h.publish(kindRoomUsers, m, userIDs, roomTopic(r.name))
 	buf := getConns()
 	h.mu.RLock()
 	if rm := h.rooms[r.name]; rm != nil {
@@ -103,7 +114,7 @@ func (r *Room) SendTo(m Message, userIDs ...string) error {
 	h.mu.RUnlock()
 	h.fanout(p, *buf, nil)
 	putConns(buf)
-	return nil
+	return pub.result()
 }
 
 // SendTo queues m for every connection of the given users, whatever rooms
@@ -114,13 +125,14 @@ func (h *Hub) SendTo(m Message, userIDs ...string) error {
 	if err != nil {
 		return err
 	}
+	pub := h.publish(kindUsers, m, nil, userTopics(userIDs)...)
 	buf := getConns()
 	h.mu.RLock()
 	*buf = h.appendUserConns(*buf, userIDs, nil)
 	h.mu.RUnlock()
 	h.fanout(p, *buf, nil)
 	putConns(buf)
-	return nil
+	return pub.result()
 }
 
 // Broadcast queues m for every connection of the Hub.
@@ -129,13 +141,14 @@ func (h *Hub) Broadcast(m Message) error {
 	if err != nil {
 		return err
 	}
+	pub := h.publish(kindAll, m, nil, topicAll)
 	buf := getConns()
 	h.mu.RLock()
 	*buf = append(*buf, h.conns...)
 	h.mu.RUnlock()
 	h.fanout(p, *buf, nil)
 	putConns(buf)
-	return nil
+	return pub.result()
 }
 
 // prepare encodes m once for a fan-out (and compresses it at most once
@@ -214,7 +227,8 @@ func (c *Conn) Join(name string) error {
 		}
 	}
 	rm := h.rooms[name]
-	if rm == nil {
+	created := rm == nil
+	if created {
 		rm = &room{name: name, index: make(map[*Conn]int)}
 		h.rooms[name] = rm
 	}
@@ -222,6 +236,9 @@ func (c *Conn) Join(name string) error {
 	rm.members = append(rm.members, c)
 	c.rooms = append(c.rooms, rm)
 	h.mu.Unlock()
+	if created {
+		h.syncInterest(roomTopic(name))
+	}
 	c.presence(h.opts.OnJoin, "OnJoin", name)
 	return nil
 }
@@ -239,7 +256,11 @@ func (c *Conn) Leave(name string) error {
 	rm := c.rooms[i]
 	c.rooms = slices.Delete(c.rooms, i, i+1)
 	h.removeMemberLocked(rm, c)
+	emptied := len(rm.members) == 0
 	h.mu.Unlock()
+	if emptied {
+		h.syncInterest(roomTopic(name))
+	}
 	c.presence(h.opts.OnLeave, "OnLeave", name)
 	return nil
 }

@@ -1,0 +1,262 @@
+package redisbroker_test
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws/wsutil"
+	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/redisbroker"
+	"github.com/wsroom/wsroom/redisbroker/internal/redistest"
+)
+
+// Measurements, not tests: run them on a quiet machine with
+//
+//	go test -run '^$' -bench . -benchtime 200x ./
+//
+// WSROOM_BENCH_SUBS sets the subscribers per node (default 4000; each
+// costs two file descriptors in this process). WSROOM_BENCH_PACE sets the
+// interval between fan-out messages (default 50ms, for latency); 0 sends
+// them back to back (for deliveries/s; the latencies then include queueing).
+
+func benchSubs() int {
+	if n, err := strconv.Atoi(os.Getenv("WSROOM_BENCH_SUBS")); err == nil && n > 0 {
+		return n
+	}
+	return 4000
+}
+
+// latencyClients are subscribers that record, for every message, the
+// time from the send (stamped in the payload) to its arrival.
+type latencyClients struct {
+	wg       sync.WaitGroup
+	received atomic.Int64
+	mu       sync.Mutex
+	lat      []time.Duration
+}
+
+// attach dials n subscribers to url and starts their readers, which stop
+// after want messages (or on error).
+func (lc *latencyClients) attach(b *testing.B, url string, n, want int) {
+	conns := make([]*wsClient, n)
+	var dialWG sync.WaitGroup
+	for w := range 8 {
+		dialWG.Go(func() {
+			for i := w; i < n; i += 8 {
+				conns[i] = dialWS(b, fmt.Sprintf("%s?user=u%d&room=bench", url, i))
+			}
+		})
+	}
+	dialWG.Wait()
+	for _, c := range conns {
+		lc.wg.Go(func() {
+			// A cheap reader, so that the clients sharing the machine cost
+			// the server little: every message is one unmasked 64-byte
+			// binary frame (2-byte header).
+			local := make([]time.Duration, 0, want)
+			br := bufio.NewReaderSize(c.rw, 4096)
+			var f [2 + 64]byte
+			c.nc.SetReadDeadline(time.Now().Add(5 * time.Minute))
+			for range want {
+				if _, err := io.ReadFull(br, f[:]); err != nil || f[0] != 0x82 || f[1] != 64 {
+					break
+				}
+				local = append(local, time.Duration(time.Now().UnixNano()-int64(binary.BigEndian.Uint64(f[2:]))))
+				lc.received.Add(1)
+			}
+			lc.mu.Lock()
+			lc.lat = append(lc.lat, local...)
+			lc.mu.Unlock()
+		})
+	}
+}
+
+func (lc *latencyClients) report(b *testing.B, name string) {
+	lc.wg.Wait()
+	slices.Sort(lc.lat)
+	if len(lc.lat) == 0 {
+		b.Fatalf("%s: nothing received", name)
+	}
+	b.ReportMetric(float64(lc.lat[len(lc.lat)/2].Microseconds()), name+"-p50-µs")
+	b.ReportMetric(float64(lc.lat[len(lc.lat)*99/100].Microseconds()), name+"-p99-µs")
+}
+
+// stamped returns a 64-byte binary message carrying the current time.
+func stamped() wsroom.Message {
+	p := make([]byte, 64)
+	binary.BigEndian.PutUint64(p, uint64(time.Now().UnixNano()))
+	return wsroom.Binary(p)
+}
+
+// BenchmarkRoomFanout sends b.N 64-byte messages, one every pace, to one
+// room from node A, and reports publish-to-receive latency percentiles
+// for subscribers on node A (local) and node B (remote, through Redis),
+// and the deliveries per second over the run. "single-node" is the same
+// room with all its subscribers on one hub without a broker.
+func BenchmarkRoomFanout(b *testing.B) {
+	subs := benchSubs()
+	pace := 50 * time.Millisecond
+	if d, err := time.ParseDuration(os.Getenv("WSROOM_BENCH_PACE")); err == nil {
+		pace = d
+	}
+	b.Run("single-node", func(b *testing.B) {
+		a := newNode(b, "", nil)
+		var local latencyClients
+		local.attach(b, a.url, subs, b.N)
+		waitFor(b, func() bool { return a.hub.Room("bench").Len() == subs })
+		runFanout(b, a, pace, subs, &local)
+		local.report(b, "local")
+	})
+	b.Run("two-nodes", func(b *testing.B) {
+		addr := redistest.Shared(b)
+		rc := newRedisClient(b, addr)
+		a, n2 := newNode(b, addr, nil), newNode(b, addr, nil)
+		var local, remote latencyClients
+		local.attach(b, a.url, subs, b.N)
+		remote.attach(b, n2.url, subs, b.N)
+		waitFor(b, func() bool { return a.hub.Room("bench").Len() == subs && n2.hub.Room("bench").Len() == subs })
+		waitNumSub(b, rc, map[string]int64{"room:bench": 2})
+		runFanout(b, a, pace, 2*subs, &local, &remote)
+		local.report(b, "local")
+		remote.report(b, "remote")
+	})
+}
+
+func runFanout(b *testing.B, a *node, pace time.Duration, recipients int, groups ...*latencyClients) {
+	runtime.GC()
+	b.ResetTimer()
+	start := time.Now()
+	var tick <-chan time.Time
+	if pace > 0 {
+		t := time.NewTicker(pace)
+		defer t.Stop()
+		tick = t.C
+	}
+	for range b.N {
+		if tick != nil {
+			<-tick
+		}
+		if err := a.hub.Room("bench").Broadcast(stamped()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	want := int64(recipients * b.N)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var got int64
+		for _, g := range groups {
+			got += g.received.Load()
+		}
+		if got == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("received %d of %d deliveries", got, want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	b.ReportMetric(float64(want)/time.Since(start).Seconds(), "deliveries/s")
+}
+
+// BenchmarkRoomMessagesThroughRedis publishes b.N 64-byte room messages
+// from 1 or 64 concurrent senders on node A to a room whose only member is
+// on node B, and reports the room messages per second that reach it. Each
+// send waits for Redis's acknowledgment, so one sender is bound by the
+// round trip; concurrent sends share pipelines.
+func BenchmarkRoomMessagesThroughRedis(b *testing.B) {
+	for _, senders := range []int{1, 64} {
+		b.Run(fmt.Sprintf("senders=%d", senders), func(b *testing.B) { roomThroughput(b, senders) })
+	}
+}
+
+func roomThroughput(b *testing.B, senders int) {
+	addr := redistest.Shared(b)
+	rc := newRedisClient(b, addr)
+	a, n2 := newNode(b, addr, nil), newNode(b, addr, func(o *wsroom.Options) { o.SendQueueMessages = 1 << 20; o.SendQueueBytes = 1 << 30 })
+	c := dialWS(b, n2.url+"?user=sink&room=tput")
+	waitNumSub(b, rc, map[string]int64{"room:tput": 1})
+	var got atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for range b.N {
+			c.nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+			if _, _, err := wsutil.ReadServerData(c.rw); err != nil {
+				return
+			}
+			got.Add(1)
+		}
+	})
+	payload := make([]byte, 64)
+	b.ResetTimer()
+	start := time.Now()
+	var next atomic.Int64
+	var sendWG sync.WaitGroup
+	for range senders {
+		sendWG.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				if err := a.hub.Room("tput").Broadcast(wsroom.Binary(payload)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	sendWG.Wait()
+	wg.Wait()
+	if int(got.Load()) != b.N {
+		b.Fatalf("received %d of %d", got.Load(), b.N)
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+}
+
+func waitFor(b *testing.B, cond func() bool) {
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			b.Fatal("timed out")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// BenchmarkBrokerHop measures the Redis hop alone, without WebSockets:
+// broker A publishes a timestamp, broker B's delivery callback reads it.
+// One message in flight at a time; reports p50/p99 publish-to-deliver.
+func BenchmarkBrokerHop(b *testing.B) {
+	addr := redistest.Shared(b)
+	rc := newRedisClient(b, addr)
+	pub := redisbroker.New(redisbroker.Options{Addr: addr, Logger: quietLogger()})
+	sub := redisbroker.New(redisbroker.Options{Addr: addr, Logger: quietLogger()})
+	got := make(chan time.Duration, 1)
+	pub.Start(func(string, []byte) {})
+	sub.Start(func(_ string, p []byte) {
+		got <- time.Duration(time.Now().UnixNano() - int64(binary.BigEndian.Uint64(p)))
+	})
+	defer pub.Close()
+	defer sub.Close()
+	sub.Subscribe("room:hop")
+	waitNumSub(b, rc, map[string]int64{"room:hop": 1})
+	lat := make([]time.Duration, 0, b.N)
+	p := make([]byte, 64)
+	b.ResetTimer()
+	for range b.N {
+		binary.BigEndian.PutUint64(p, uint64(time.Now().UnixNano()))
+		if err := pub.Publish(p, "room:hop")(); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, <-got)
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}

@@ -1,0 +1,83 @@
+// Command chat is examples/chat spread over several processes: the same
+// app (package chatapp), with a Redis broker so that a room's members and
+// a user's connections may be on any node.
+//
+//	redis-server --port 6379 --save ""              # one Redis
+//	go run ./examples/chat -addr :8081 -redis 127.0.0.1:6379
+//	go run ./examples/chat -addr :8082 -redis 127.0.0.1:6379
+//
+// Open http://localhost:8081/ and http://localhost:8082/ and join the same
+// room with two names: messages and direct messages cross nodes.
+//
+// What differs from a single node:
+//
+//   - Direct messages. wsroom.Relay's default policy lets a user message
+//     only users who share a room with them. With a broker it cannot see
+//     other nodes' rooms, so each node checks the recipients it holds: a
+//     DM reaches a user's connections on a node if one of them shares a
+//     room with the sender. A DM to a user who shares no room is dropped
+//     without an error to the sender (single node: "forbidden: no shared
+//     room with a recipient").
+//   - Presence lists are node-local. Each node builds the list from its own
+//     members (Room.Members is node-local) and broadcasts it to the whole
+//     room, so the list a page shows is that of the node where the last
+//     join or leave happened, not the whole room's.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/examples/chat/chatapp"
+	"github.com/wsroom/wsroom/redisbroker"
+)
+
+func main() {
+	addr := flag.String("addr", ":8081", "address to listen on")
+	redisAddr := flag.String("redis", redisbroker.DefaultAddr, "Redis host:port shared by every node")
+	flag.Parse()
+	if err := run(*addr, *redisAddr); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// run serves until SIGINT or SIGTERM, then shuts down gracefully.
+func run(addr, redisAddr string) error {
+	// The hub owns the broker: Hub.Shutdown closes it.
+	b := redisbroker.New(redisbroker.Options{Addr: redisAddr})
+	handler, hub := chatapp.New(wsroom.Options{Broker: b})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		hub.Shutdown(context.Background())
+		return err
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	fmt.Printf("wsroom chat node on %s (Redis %s): open http://%s/\n", ln.Addr(), redisAddr, ln.Addr())
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := errors.Join(srv.Shutdown(ctx), hub.Shutdown(ctx)); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}

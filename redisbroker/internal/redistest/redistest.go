@@ -1,0 +1,94 @@
+// Package redistest starts throwaway redis-server processes for tests.
+package redistest
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Server is a redis-server process started by a test, listening on Addr
+// with no persistence in a temporary directory.
+type Server struct {
+	Addr string
+	t    testing.TB
+	dir  string
+	cmd  *exec.Cmd
+}
+
+// Shared returns the Redis named by WSROOM_REDIS_ADDR, or starts one for
+// this test.
+func Shared(t testing.TB) string {
+	if addr := os.Getenv("WSROOM_REDIS_ADDR"); addr != "" {
+		return addr
+	}
+	return Start(t).Addr
+}
+
+// Start starts redis-server on a free loopback port; Cleanup kills it by
+// PID. Under CI=true a missing redis-server fails the test instead of
+// skipping it.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("redis-server is not installed (needed by the redisbroker tests): %v", err)
+		}
+		t.Skipf("redis-server is not installed: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	s := &Server{Addr: addr, t: t, dir: t.TempDir()}
+	s.Restart()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Restart runs redis-server on s.Addr (again) and waits until it answers.
+func (s *Server) Restart() {
+	s.t.Helper()
+	_, port, _ := net.SplitHostPort(s.Addr)
+	s.cmd = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--dir", s.dir,
+		"--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning")
+	dieWithParent(s.cmd)
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("start redis-server: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", s.Addr, time.Second)
+		if err == nil {
+			fmt.Fprint(c, "PING\r\n")
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if strings.HasPrefix(line, "+PONG") {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			s.Stop()
+			s.t.Fatalf("redis-server on %s did not start: %v", s.Addr, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Stop kills the redis-server process by PID and reaps it.
+func (s *Server) Stop() {
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+	s.cmd = nil
+}
