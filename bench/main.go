@@ -45,7 +45,7 @@ func run(ctx context.Context, args []string) (*report, error) {
 		all         = fs.Bool("all", false, "every scenario on every server, plus the soak (on -soak-servers)")
 		quick       = fs.Bool("quick", false, "small sizes and short runs (sizes 200,1000,2000; 0.5 s runs; 5 s soak)")
 		serveName   = fs.String("serve", "", "run only the named server (for manual use) and print its address")
-		serverList  = fs.String("servers", "wsroom,gorilla,melody,gobwas-raw,coder", "servers to run, comma-separated")
+		serverList  = fs.String("servers", "wsroom,gorilla,melody,gobwas-raw,gobwas-epoll,coder", "servers to run, comma-separated")
 		scenList    = fs.String("scenarios", "idle,fanout,latency,sendto", "scenarios: idle,fanout,latency,sendto,soak (handshakes/s is measured with the 10k set)")
 		sizes       = fs.String("sizes", "1000,10000,19500", "small,mid,large connection counts")
 		dur         = fs.Duration("dur", 2*time.Second, "publishing time of each fan-out and SendTo run")

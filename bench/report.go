@@ -131,7 +131,7 @@ func loadNote(lr loadResult) string {
 	if lr.NetDrops > 0 {
 		parts = append(parts, fmt.Sprintf("kernel drops %d", lr.NetDrops))
 	}
-	if lr.Foreign > 0.1 {
+	if lr.Foreign > 0.25 {
 		parts = append(parts, fmt.Sprintf("busy machine %.0f%%", 100*lr.Foreign))
 	}
 	if lr.ClientUtil > 0.9 && lr.ClientUtil > lr.ServerUtil {
@@ -394,9 +394,9 @@ const methodNotes = `
 - Loopback packets pass through each CPU's input backlog (net.core.netdev_max_backlog, 1000 by default). When the
   kernel cannot drain it (a busy machine starves ksoftirqd), packets are dropped and the TCP connection waits a
   retransmission timeout: the tool counts these drops machine-wide and marks the runs they hit.
-- "busy machine N%" marks runs during which other processes (or kernel work not charged to the two processes)
-  used N% of a CPU on the measured cores (/proc/stat busy time minus both processes' getrusage; 10 ms
-  resolution). Such numbers say little.
+- "busy machine N%" marks runs during which more than 25% of a CPU on the measured cores went to something
+  other than the two processes (/proc/stat busy time minus both processes' getrusage, 10 ms resolution): other
+  processes, or kernel packet work not charged to either. Above that, the numbers say little.
 - Numbers from a loaded machine are not conclusions: check the load average above.
 `
 

@@ -42,7 +42,7 @@ type loadResult struct {
 	NetDrops   int64   // packets the kernel dropped machine-wide during the run (softnet backlog)
 	ServerUtil float64 // server CPU time / wall time over the run
 	ClientUtil float64 // load generator CPU time / wall time over the run
-	Foreign    float64 // CPU time other processes used on the measured CPUs / wall time
+	Foreign    float64 // CPU time used on the measured CPUs outside the two processes / wall time
 	Err        string  `json:",omitempty"`
 }
 
@@ -326,7 +326,7 @@ func (p *phase) load(c *config, idx []int, users []string, chunk, win int) loadR
 	wall := float64(time.Since(start).Microseconds())
 	r.ServerUtil = float64(after.CPUMicros-before.CPUMicros) / wall
 	r.ClientUtil = float64(cpuMicros()-selfCPU) / wall
-	r.Foreign = float64(c.busyMicros()-busy0-(after.CPUMicros-before.CPUMicros)-(cpuMicros()-selfCPU)) / wall
+	r.Foreign = max(0, float64(c.busyMicros()-busy0-(after.CPUMicros-before.CPUMicros)-(cpuMicros()-selfCPU))/wall)
 	r.Deliveries = l.recv.Load() - base
 	r.Secs = end.Sub(start).Seconds()
 	if r.Secs > 0 {

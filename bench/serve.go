@@ -54,6 +54,7 @@ var servers = []struct {
 	{"gorilla", newGorilla, 256, "gorilla/websocket examples/chat hub: 2 goroutines/conn, 256-slot send chan, hub goroutine; kicks a client whose chan is full; merges queued messages into one frame"},
 	{"melody", newMelody, 256, "olahol/melody defaults: hub goroutine, 2 goroutines/conn, 256-slot buffer; drops messages when full; SendTo is BroadcastFilter (scans all sessions)"},
 	{"gobwas-raw", newGobwasRaw, 0, "gobwas/ws via net/http: reader goroutine per conn, frame encoded once, publisher writes each conn directly (mutex), user map for SendTo"},
+	{"gobwas-epoll", newGobwasEpoll, 0, "gobwas-raw with one epoll goroutine instead of a reader goroutine per conn (0 goroutines per idle conn): what an idle connection costs at the least"},
 	{"coder", newCoder, coderBuffer, "coder/websocket internal/examples/chat: handler goroutine writes + CloseRead goroutine per conn, 16-message channel, kicks (1008) when full, no rate limiter; user map for SendTo; the publisher's window is 12 (¾ of 16) instead of 64/16/192"},
 }
 

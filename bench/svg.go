@@ -27,7 +27,7 @@ func (rep *report) svg() string {
 	n := len(rep.results)
 	panelH := 24 + n*(barH+gap)
 	height := 30 + len(panels)*(panelH+panelGap)
-	colors := map[string]string{"wsroom": "#2f7ed8", "gorilla": "#8d8d8d", "melody": "#c9a227", "gobwas-raw": "#5aa05a", "coder": "#b05a9a"}
+	colors := map[string]string{"wsroom": "#2f7ed8", "gorilla": "#8d8d8d", "melody": "#c9a227", "gobwas-raw": "#5aa05a", "coder": "#b05a9a", "gobwas-epoll": "#2e8b57"}
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/><text x="10" y="20" font-size="14" font-weight="bold">wsroom vs anchors (%s)</text>`+"\n",

@@ -115,10 +115,8 @@ func netdevMaxBacklog() int {
 }
 
 // cpuBusyMicros returns the time CPU cpu (all CPUs when cpu < 0) has
-// spent running processes (user, nice, system) or stolen by the
-// hypervisor since boot, from /proc/stat, in µs (10 ms resolution).
-// Interrupt and softirq time (where loopback packets are processed) is left
-// out: it belongs to the measured traffic as much as to anything else.
+// spent on anything but idling (user, nice, system, irq, softirq, steal)
+// since boot, from /proc/stat, in µs (10 ms resolution).
 func cpuBusyMicros(cpu int) int64 {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
@@ -135,7 +133,7 @@ func cpuBusyMicros(cpu int) int64 {
 		}
 		var busy int64
 		for j, v := range f[1:9] { // user nice system idle iowait irq softirq steal
-			if j >= 3 && j <= 6 {
+			if j == 3 || j == 4 {
 				continue
 			}
 			n, _ := strconv.ParseInt(v, 10, 64)
