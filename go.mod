@@ -7,3 +7,5 @@ require (
 	github.com/gobwas/ws v1.5.0
 	go.uber.org/goleak v1.3.0
 )
+
+require golang.org/x/sys v0.49.0

@@ -24,7 +24,7 @@ import (
 type Hub struct {
 	opts   Options
 	start  time.Time      // origin of the hub clock
-	wg     sync.WaitGroup // every connection's reader and the heartbeat
+	wg     sync.WaitGroup // every connection, the heartbeat and the poller
 	closed atomic.Bool    // Shutdown has begun
 
 	mu       sync.RWMutex // guards the fields below and Conn.rooms/hubIdx/removed
@@ -33,6 +33,8 @@ type Hub struct {
 	users    map[string][]*Conn
 	beating  bool          // the heartbeat goroutine runs
 	stopBeat chan struct{} // closed to stop it
+
+	poll hubPoll // the readiness poller (Linux)
 
 	stats       counters
 	parallelMin int // fan-outs this large are split across cores (parallelFanout; lowered by tests)
@@ -218,13 +220,11 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	rw = nil
 
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	c := &Conn{hub: h, nc: nc, id: id, protocol: protocol, ctx: ctx, cancel: cancel}
+	c := &Conn{hub: h, nc: nc, id: id, protocol: protocol, reqCtx: r.Context()}
 	c.lastRead.Store(h.now())
 	c.lastPing = c.lastRead.Load()
 	if !h.register(c) {
 		// Shutdown began while we upgraded: say so, as to everyone else.
-		cancel()
 		nc.SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
 		nc.Write(shutdownFrame)
 		nc.Close()

@@ -70,10 +70,11 @@ type Conn struct {
 	nc       net.Conn
 	id       string
 	protocol string
-	ctx      context.Context
-	cancel   context.CancelFunc
+	reqCtx   context.Context // the upgrade request's; Context derives from it
 
 	parser   frame.Parser // used only by the reader
+	poll     connPoll     // the readiness poller's registration (Linux)
+	bufs     net.Buffers  // the batch being written; used only by the writer
 	lastRead atomic.Int64 // hub clock, nanoseconds
 	busy     atomic.Bool  // the reader is inside an application callback
 	lastPing int64        // hub clock; used only by the heartbeat goroutine
@@ -88,6 +89,9 @@ type Conn struct {
 	closeQueued bool        // the close frame is in queue
 	closeRecv   bool        // the peer's close frame was read
 	closeErr    *CloseError // how the connection ends; first cause wins
+	ended       bool        // finish has run
+	ctx         context.Context
+	cancel      context.CancelFunc // ctx's; both created by the first Context call
 	writers     sync.WaitGroup
 
 	// Guarded by hub.mu.
@@ -108,7 +112,19 @@ func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 // Context returns a context that carries the values of the upgrade
 // request's context (what authentication middleware stored there) and is
 // cancelled when the connection closes.
-func (c *Conn) Context() context.Context { return c.ctx }
+func (c *Conn) Context() context.Context {
+	// Created on first use: most connections never ask, and an idle
+	// connection should not pay for a cancelable context.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx == nil {
+		c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(c.reqCtx))
+		if c.ended {
+			c.cancel()
+		}
+	}
+	return c.ctx
+}
 
 // Send queues m for this connection. It never blocks on the peer. It
 // returns ErrClosed if the connection is closing, ErrSlowConsumer if this
@@ -213,6 +229,7 @@ func (c *Conn) startCloseLocked(ce *CloseError, discard bool) bool {
 	c.queueCtrl++
 	c.closeQueued = true
 	c.startWriterLocked()
+	c.wakeReader()
 	return true
 }
 
@@ -223,6 +240,7 @@ func (c *Conn) abort(ce *CloseError) {
 	c.noteCauseLocked(ce)
 	c.mu.Unlock()
 	c.nc.Close()
+	c.wakeReader()
 }
 
 // noteCauseLocked records how the connection ended. The first close keeps
@@ -259,8 +277,9 @@ func (c *Conn) writeLoop() {
 		c.mu.Unlock()
 
 		c.nc.SetWriteDeadline(time.Now().Add(timeout))
-		bufs := net.Buffers(batch)
-		n, err := bufs.WriteTo(c.nc)
+		c.bufs = batch // a field, so the writev does not allocate
+		n, err := c.bufs.WriteTo(c.nc)
+		c.bufs = nil
 		c.hub.stats.bytesOut.Add(uint64(n))
 		if err == nil {
 			c.hub.stats.messagesOut.Add(uint64(len(batch) - nctrl))
@@ -279,6 +298,7 @@ func (c *Conn) writeLoop() {
 			c.writing = false
 			c.mu.Unlock()
 			c.nc.Close()
+			c.wakeReader()
 			return
 		}
 		c.mu.Unlock()
@@ -295,20 +315,34 @@ func (c *Conn) writeLoop() {
 	}
 }
 
-// serve runs the connection on the calling goroutine until it ends:
-// OnConnect, then the read loop, then cleanup. r is the upgrade request
-// (not used after OnConnect); pending holds bytes the HTTP server had
-// already read past the handshake.
+// serve runs OnConnect and parses pending, the bytes the HTTP server had
+// already read past the handshake, on the calling goroutine. Then, where
+// it can (see pollStart), it hands the connection to the hub's readiness
+// poller and returns; otherwise it runs the read loop until the
+// connection ends. Either way finish runs once, on the reader, at the
+// end. r is the upgrade request (not used after OnConnect).
 func (c *Conn) serve(r *http.Request, pending []byte) {
-	defer c.finish()
 	if !c.connect(r) {
 		c.drain()
+		c.finish()
 		return
 	}
 	c.parser.Init((*frameHandler)(c), c.hub.opts.ReadLimit)
 	if len(pending) > 0 && !c.feed(pending) {
+		c.finish()
 		return
 	}
+	if c.pollStart() {
+		return
+	}
+	c.readLoop()
+	c.finish()
+}
+
+// readLoop reads with blocking reads until the connection ends: the
+// reader goroutine of an unpolled connection, and the reader of a polled
+// one once it is closing.
+func (c *Conn) readLoop() {
 	buf := make([]byte, readBufferSize)
 	for {
 		n, err := c.nc.Read(buf)
@@ -460,18 +494,22 @@ func (c *Conn) recoverCallback(name string, ok *bool) {
 }
 
 // finish waits for the writer, releases the socket, leaves every room and
-// reports the close. It runs once, on the reader, when serve returns.
+// reports the close. It runs once, on the reader, when reading ends.
 func (c *Conn) finish() {
 	c.mu.Lock()
 	c.closing = true
 	c.mu.Unlock()
 	c.hub.unregister(c)
 	c.writers.Wait() // bounded by WriteTimeout
+	c.pollStop()
 	c.nc.Close()
-	c.cancel()
 	c.mu.Lock()
-	ce := c.closeErr
+	c.ended = true
+	ce, cancel := c.closeErr, c.cancel
 	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 	if ce == nil {
 		ce = &CloseError{Code: StatusAbnormalClosure, Remote: true}
 	}

@@ -1,0 +1,180 @@
+package poller
+
+import (
+	"errors"
+	"os"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Handler is told that its socket is readable (or hung up, or in error).
+// Ready runs on the poller's goroutine with the poller locked: it must
+// return quickly, never block and never call the Poller (hand the work to
+// another goroutine).
+type Handler interface {
+	Ready()
+}
+
+// ErrClosed is returned by a Poller's methods after Close.
+var ErrClosed = errors.New("poller: closed")
+
+// events is how many events Run collects per epoll_wait.
+const events = 128
+
+// armed is the interest set of every registration: readable, peer hung
+// up; one event per arming.
+const armed = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+
+// Poller is one epoll instance and the handlers registered with it. Its
+// methods are safe for concurrent use.
+type Poller struct {
+	file *os.File        // the epoll fd, registered with Go's netpoller
+	rc   syscall.RawConn // file's; every use of the epoll fd goes through it
+
+	mu     sync.Mutex
+	regs   map[uint64]Handler // registration id -> handler
+	nextID uint64
+}
+
+// New creates an epoll instance. Call Run to dispatch its events and Close
+// to release it.
+func New() (*Poller, error) {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	// Non-blocking, so that os.NewFile registers it with the runtime's
+	// netpoller: Run then parks its goroutine, not a thread, while idle.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("setnonblock", err)
+	}
+	f := os.NewFile(uintptr(fd), "epoll")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &Poller{file: f, rc: rc, regs: make(map[uint64]Handler)}, nil
+}
+
+// Add registers the socket behind sc, armed for one readiness event, and
+// returns the registration id to give to Rearm and Remove.
+func (p *Poller) Add(sc syscall.RawConn, h Handler) (uint64, error) {
+	p.mu.Lock()
+	p.nextID++
+	id := p.nextID
+	p.regs[id] = h
+	p.mu.Unlock()
+	if err := p.ctl(sc, unix.EPOLL_CTL_ADD, id); err != nil {
+		p.forget(id)
+		return 0, err
+	}
+	return id, nil
+}
+
+// Rearm arms registration id for one more readiness event. If the socket
+// is readable already, the event comes at once.
+func (p *Poller) Rearm(sc syscall.RawConn, id uint64) error {
+	return p.ctl(sc, unix.EPOLL_CTL_MOD, id)
+}
+
+// Remove deregisters id: its handler is not called again, even for an
+// event already collected. Call it before closing the socket; on a socket
+// that is already closed it only forgets the handler (the kernel dropped
+// the registration when the socket closed).
+func (p *Poller) Remove(sc syscall.RawConn, id uint64) error {
+	p.forget(id)
+	err := p.ctl(sc, unix.EPOLL_CTL_DEL, id)
+	if errors.Is(err, unix.ENOENT) {
+		err = nil
+	}
+	return err
+}
+
+func (p *Poller) forget(id uint64) {
+	p.mu.Lock()
+	delete(p.regs, id)
+	p.mu.Unlock()
+}
+
+// Len returns the number of registrations.
+func (p *Poller) Len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.regs)
+}
+
+// ctl runs epoll_ctl for the socket behind sc. Both descriptors are held
+// open for the duration of the call: a closed socket or poller gives an
+// error instead of acting on a reused descriptor number.
+func (p *Poller) ctl(sc syscall.RawConn, op int, id uint64) error {
+	var err error
+	cerr := sc.Control(func(fd uintptr) {
+		perr := p.rc.Control(func(epfd uintptr) {
+			ev := unix.EpollEvent{Events: armed, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
+			err = unix.EpollCtl(int(epfd), op, int(fd), &ev)
+		})
+		if perr != nil {
+			err = ErrClosed
+		}
+	})
+	if cerr != nil {
+		return cerr
+	}
+	if err != nil && err != ErrClosed {
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	return err
+}
+
+// Run dispatches readiness events to their handlers until Close. It
+// returns nil after Close, or the error that stopped it.
+func (p *Poller) Run() error {
+	evs := make([]unix.EpollEvent, events)
+	var werr error
+	err := p.rc.Read(func(epfd uintptr) bool {
+		for {
+			n, err := unix.EpollWait(int(epfd), evs, 0)
+			switch {
+			case err == unix.EINTR:
+				continue
+			case err != nil:
+				werr = os.NewSyscallError("epoll_wait", err)
+				return true
+			case n == 0:
+				return false // wait for the epoll fd through Go's netpoller
+			}
+			p.dispatch(evs[:n])
+		}
+	})
+	if errors.Is(err, os.ErrClosed) {
+		err = nil
+	}
+	if werr != nil {
+		return werr
+	}
+	return err
+}
+
+// dispatch calls the handlers of evs that are still registered. It holds
+// p.mu meanwhile, so Remove returning means the handler is not running
+// and will not run.
+func (p *Poller) dispatch(evs []unix.EpollEvent) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, ev := range evs {
+		id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+		if h, ok := p.regs[id]; ok {
+			h.Ready()
+		}
+	}
+}
+
+// Close releases the epoll instance and makes Run return. Registered
+// sockets are not closed.
+func (p *Poller) Close() error {
+	return p.file.Close()
+}
