@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -32,6 +33,8 @@ const armed = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
 type Poller struct {
 	file *os.File        // the epoll fd, registered with Go's netpoller
 	rc   syscall.RawConn // file's; every use of the epoll fd goes through it
+
+	closed atomic.Bool // Close was called
 
 	mu     sync.Mutex
 	regs   map[uint64]Handler // registration id -> handler
@@ -83,8 +86,8 @@ func (p *Poller) Rearm(sc syscall.RawConn, id uint64) error {
 
 // Remove deregisters id: its handler is not called again, even for an
 // event already collected. Call it before closing the socket; on a socket
-// that is already closed it only forgets the handler (the kernel dropped
-// the registration when the socket closed).
+// that is already closed it forgets the handler and returns the socket's
+// error (the kernel dropped the registration when the socket closed).
 func (p *Poller) Remove(sc syscall.RawConn, id uint64) error {
 	p.forget(id)
 	err := p.ctl(sc, unix.EPOLL_CTL_DEL, id)
@@ -150,8 +153,8 @@ func (p *Poller) Run() error {
 			p.dispatch(evs[:n])
 		}
 	})
-	if errors.Is(err, os.ErrClosed) {
-		err = nil
+	if p.closed.Load() {
+		return nil // Close woke us with "use of closed file"
 	}
 	if werr != nil {
 		return werr
@@ -176,5 +179,6 @@ func (p *Poller) dispatch(evs []unix.EpollEvent) {
 // Close releases the epoll instance and makes Run return. Registered
 // sockets are not closed.
 func (p *Poller) Close() error {
+	p.closed.Store(true)
 	return p.file.Close()
 }
