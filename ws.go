@@ -72,12 +72,11 @@ type Conn struct {
 	protocol string
 	reqCtx   context.Context // the upgrade request's; Context derives from it
 
-	parser   frame.Parser // used only by the reader
-	poll     connPoll     // the readiness poller's registration (Linux)
-	bufs     net.Buffers  // the batch being written; used only by the writer
-	lastRead atomic.Int64 // hub clock, nanoseconds
-	busy     atomic.Bool  // the reader is inside an application callback
-	lastPing int64        // hub clock; used only by the heartbeat goroutine
+	parser   *frame.Parser // used only by the reader; nil while idle (see parserFor)
+	poll     connPoll      // the readiness poller's registration (Linux)
+	lastRead atomic.Int64  // hub clock, nanoseconds
+	busy     atomic.Bool   // the reader is inside an application callback
+	lastPing int64         // hub clock; used only by the heartbeat goroutine
 
 	mu          sync.Mutex  // guards the fields below
 	queue       [][]byte    // encoded frames not yet taken by the writer
@@ -277,9 +276,7 @@ func (c *Conn) writeLoop() {
 		c.mu.Unlock()
 
 		c.nc.SetWriteDeadline(time.Now().Add(timeout))
-		c.bufs = batch // a field, so the writev does not allocate
-		n, err := c.bufs.WriteTo(c.nc)
-		c.bufs = nil
+		n, err := writeBatch(c.nc, batch)
 		c.hub.stats.bytesOut.Add(uint64(n))
 		if err == nil {
 			c.hub.stats.messagesOut.Add(uint64(len(batch) - nctrl))
@@ -327,7 +324,6 @@ func (c *Conn) serve(r *http.Request, pending []byte) {
 		c.finish()
 		return
 	}
-	c.parser.Init((*frameHandler)(c), c.hub.opts.ReadLimit)
 	if len(pending) > 0 && !c.feed(pending) {
 		c.finish()
 		return
@@ -361,7 +357,7 @@ func (c *Conn) readLoop() {
 func (c *Conn) feed(b []byte) bool {
 	c.lastRead.Store(c.hub.now())
 	c.hub.stats.bytesIn.Add(uint64(len(b)))
-	err := c.parser.Feed(b)
+	err := c.parserFor().Feed(b)
 	if err == nil {
 		return true
 	}

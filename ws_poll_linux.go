@@ -224,6 +224,7 @@ func (c *Conn) readAvailable() (stop bool) {
 		case op.err == unix.EINTR:
 			continue
 		case op.err == unix.EAGAIN:
+			c.releaseParser()
 			return false
 		case op.err != nil:
 			c.readEnded(os.NewSyscallError("read", op.err))
