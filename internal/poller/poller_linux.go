@@ -114,16 +114,12 @@ func (p *Poller) Len() int {
 // open for the duration of the call: a closed socket or poller gives an
 // error instead of acting on a reused descriptor number.
 func (p *Poller) ctl(sc syscall.RawConn, op int, id uint64) error {
-	var err error
-	cerr := sc.Control(func(fd uintptr) {
-		perr := p.rc.Control(func(epfd uintptr) {
-			ev := unix.EpollEvent{Events: armed, Fd: int32(uint32(id)), Pad: int32(uint32(id >> 32))}
-			err = unix.EpollCtl(int(epfd), op, int(fd), &ev)
-		})
-		if perr != nil {
-			err = ErrClosed
-		}
-	})
+	c := ctlOps.Get().(*ctlOp)
+	c.p, c.op, c.id, c.err = p, op, id, nil
+	cerr := sc.Control(c.onSocket)
+	err := c.err
+	*c = ctlOp{onSocket: c.onSocket, onEpoll: c.onEpoll}
+	ctlOps.Put(c)
 	if cerr != nil {
 		return cerr
 	}
@@ -131,6 +127,36 @@ func (p *Poller) ctl(sc syscall.RawConn, op int, id uint64) error {
 		return os.NewSyscallError("epoll_ctl", err)
 	}
 	return err
+}
+
+// ctlOp is one epoll_ctl call with its RawConn callbacks, pooled so that
+// re-arming a socket allocates nothing.
+type ctlOp struct {
+	p        *Poller
+	op       int
+	id       uint64
+	fd       uintptr
+	err      error
+	onSocket func(fd uintptr)
+	onEpoll  func(epfd uintptr)
+}
+
+var ctlOps = sync.Pool{New: func() any {
+	c := new(ctlOp)
+	c.onSocket, c.onEpoll = c.socket, c.epoll
+	return c
+}}
+
+func (c *ctlOp) socket(fd uintptr) {
+	c.fd = fd
+	if err := c.p.rc.Control(c.onEpoll); err != nil {
+		c.err = ErrClosed
+	}
+}
+
+func (c *ctlOp) epoll(epfd uintptr) {
+	ev := unix.EpollEvent{Events: armed, Fd: int32(uint32(c.id)), Pad: int32(uint32(c.id >> 32))}
+	c.err = unix.EpollCtl(int(epfd), c.op, int(c.fd), &ev)
 }
 
 // Run dispatches readiness events to their handlers until Close. It
