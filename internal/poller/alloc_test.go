@@ -2,20 +2,12 @@
 
 package poller_test
 
-import (
-	"testing"
-
-	"github.com/wsroom/wsroom/internal/poller"
-)
+import "testing"
 
 // Not under the race detector: its sync.Pool drops items on purpose.
 
 func TestRearmAllocatesNothing(t *testing.T) {
-	p, err := poller.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer run(t, p)()
+	p := start(t)
 	sv, _ := pair(t)
 	rc := rawConn(t, sv)
 	id, err := p.Add(rc, make(chanHandler, 1))

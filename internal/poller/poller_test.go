@@ -72,6 +72,17 @@ func run(t *testing.T, p *poller.Poller) func() {
 	}
 }
 
+// start returns a running Poller that is closed and joined at cleanup.
+func start(t *testing.T) *poller.Poller {
+	t.Helper()
+	p, err := poller.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(run(t, p))
+	return p
+}
+
 func expect(t *testing.T, h chanHandler, want bool, what string) {
 	t.Helper()
 	wait := 2 * time.Second
@@ -91,11 +102,7 @@ func expect(t *testing.T, h chanHandler, want bool, what string) {
 }
 
 func TestOneShotRearmRemove(t *testing.T) {
-	p, err := poller.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer run(t, p)()
+	p := start(t)
 	sv, cl := pair(t)
 	rc := rawConn(t, sv)
 	h := make(chanHandler, 1)
@@ -124,11 +131,7 @@ func TestOneShotRearmRemove(t *testing.T) {
 }
 
 func TestHangUpIsReady(t *testing.T) {
-	p, err := poller.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer run(t, p)()
+	p := start(t)
 	sv, cl := pair(t)
 	h := make(chanHandler, 1)
 	if _, err := p.Add(rawConn(t, sv), h); err != nil {
@@ -139,11 +142,7 @@ func TestHangUpIsReady(t *testing.T) {
 }
 
 func TestClosedSocket(t *testing.T) {
-	p, err := poller.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer run(t, p)()
+	p := start(t)
 	sv, _ := pair(t)
 	rc := rawConn(t, sv)
 	h := make(chanHandler, 1)
@@ -167,11 +166,7 @@ func TestClosedSocket(t *testing.T) {
 }
 
 func TestManySockets(t *testing.T) {
-	p, err := poller.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer run(t, p)()
+	p := start(t)
 	const n = 300 // more than one epoll_wait batch
 	hs := make([]chanHandler, n)
 	cls := make([]net.Conn, n)
