@@ -69,7 +69,10 @@ func (h *Hub) now() int64 { return int64(time.Since(h.start)) }
 // ServeHTTP upgrades a WebSocket handshake and serves the connection.
 // Requests that are not WebSocket handshakes get 426 Upgrade Required;
 // malformed handshakes get 400, 403, 405 or 426 with a one-line reason;
-// after Shutdown has begun, 503.
+// after Shutdown has begun, 503. On Linux, when the hijacked connection is
+// a plain *net.TCPConn, ServeHTTP returns once OnConnect has run and the
+// connection is handed to the hub's readiness poller; otherwise it returns
+// when the connection ends.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !isWebSocket(r) {
 		h.stats.rejected.Add(1)
