@@ -35,3 +35,35 @@ func BenchmarkConnSend(b *testing.B) {
 	}
 	bc.waitReceived(b, int64(b.N))
 }
+
+// BenchmarkHandshake measures a connection's whole life over loopback:
+// handshake, one echoed message, client close (the server's OnClose is
+// not awaited).
+func BenchmarkHandshake(b *testing.B) {
+	s, _ := pollServer(b, wsroom.Options{})
+	addr := s.srv.Listener.Addr().String()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		nc, br := quickHandshake(b, addr, "u", nil)
+		echoOnce(b, nc, br, "hello")
+		nc.Close()
+	}
+}
+
+// BenchmarkEcho measures a round trip on one connection: the client sends
+// a 64-byte text message and reads the echo. On Linux each message wakes
+// the connection through the readiness poller.
+func BenchmarkEcho(b *testing.B) {
+	s, _ := pollServer(b, wsroom.Options{})
+	nc, br := quickHandshake(b, s.srv.Listener.Addr().String(), "u", nil)
+	defer nc.Close()
+	c := &client{t: b, nc: nc, br: br}
+	msg := string(make([]byte, 64))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		c.sendText(msg)
+		c.expectText(msg)
+	}
+}

@@ -18,10 +18,11 @@ import (
 // goroutine of its own: after OnConnect it is registered with the hub's
 // readiness poller (one epoll instance per Hub, see internal/poller), and
 // an idle connection has no goroutine and no read buffer. When its socket
-// becomes readable, a goroutine takes a pooled buffer, reads until the
-// socket has nothing more (EAGAIN), feeds the parser and runs the
-// callbacks, then re-arms the socket, returns the buffer and exits: one
-// goroutine per active connection, none per idle one, and callbacks of
+// becomes readable, one of the poller's workers takes a pooled buffer,
+// reads until the socket has nothing more (EAGAIN), feeds the parser and
+// runs the callbacks, then re-arms the socket, returns the buffer and
+// waits for other work: one goroutine per active connection (workers
+// without work exit after a second), none per idle one, and callbacks of
 // one connection still run one at a time and in order. Once the
 // connection is closing (a close frame queued, or the socket dropped) its
 // reader stays on a goroutine and reads with deadlines like the fallback
@@ -144,6 +145,9 @@ type pollHandler Conn
 // Ready implements poller.Handler.
 func (ph *pollHandler) Ready() { (*Conn)(ph).wakeReader() }
 
+// Run implements poller.Task: the reader, on one of the poller's workers.
+func (ph *pollHandler) Run() { (*Conn)(ph).pollRead() }
+
 // wakeReader makes sure the reader of a polled connection runs (again)
 // and looks at the socket and the connection's state: on readiness, and
 // whenever the connection starts closing or its socket is dropped. It
@@ -155,7 +159,8 @@ func (c *Conn) wakeReader() {
 		switch s.Load() {
 		case pollIdle:
 			if s.CompareAndSwap(pollIdle, pollRunning) {
-				go c.pollRead()
+				// Polled and not finished, so the poller is open.
+				c.poll.p.Go((*pollHandler)(c))
 				return
 			}
 		case pollRunning:

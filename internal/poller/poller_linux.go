@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,6 +18,14 @@ import (
 type Handler interface {
 	Ready()
 }
+
+// Task is work for one of the poller's workers (see Poller.Go).
+type Task interface {
+	Run()
+}
+
+// workerIdle is how long a worker waits for a task before it exits.
+const workerIdle = time.Second
 
 // ErrClosed is returned by a Poller's methods after Close.
 var ErrClosed = errors.New("poller: closed")
@@ -34,7 +43,10 @@ type Poller struct {
 	file *os.File        // the epoll fd, registered with Go's netpoller
 	rc   syscall.RawConn // file's; every use of the epoll fd goes through it
 
-	closed atomic.Bool // Close was called
+	closed atomic.Bool    // Close was called
+	done   chan struct{}  // closed by Close: idle workers exit
+	work   chan Task      // unbuffered: a send succeeds when a worker waits
+	wg     sync.WaitGroup // workers; Run waits for them
 
 	mu     sync.Mutex
 	regs   map[uint64]Handler // registration id -> handler
@@ -60,7 +72,7 @@ func New() (*Poller, error) {
 		f.Close()
 		return nil, err
 	}
-	return &Poller{file: f, rc: rc, regs: make(map[uint64]Handler)}, nil
+	return &Poller{file: f, rc: rc, regs: make(map[uint64]Handler), done: make(chan struct{}), work: make(chan Task)}, nil
 }
 
 // Add registers the socket behind sc, armed for one readiness event, and
@@ -159,9 +171,44 @@ func (c *ctlOp) epoll(epfd uintptr) {
 	c.err = unix.EpollCtl(int(epfd), c.op, int(c.fd), &ev)
 }
 
-// Run dispatches readiness events to their handlers until Close. It
-// returns nil after Close, or the error that stopped it.
+// Go runs t.Run on one of the poller's workers: an idle one if there is
+// one, else a new one. A worker keeps its grown stack between tasks, so a
+// task that wakes up a connection does not start from a small stack every
+// time. Workers exit after a second without work or once the poller is
+// closed; Run returns only after all of them have. Go must not be called
+// after Close.
+func (p *Poller) Go(t Task) {
+	select {
+	case p.work <- t:
+		return
+	default:
+	}
+	p.wg.Add(1)
+	go p.worker(t)
+}
+
+func (p *Poller) worker(t Task) {
+	defer p.wg.Done()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		t.Run()
+		idle.Reset(workerIdle)
+		select {
+		case t = <-p.work:
+		case <-idle.C:
+			return
+		case <-p.done:
+			return
+		}
+	}
+}
+
+// Run dispatches readiness events to their handlers until Close, then
+// waits for the workers (see Go) to finish their tasks. It returns nil
+// after Close, or the error that stopped it.
 func (p *Poller) Run() error {
+	defer p.wg.Wait()
 	evs := make([]unix.EpollEvent, events)
 	var werr error
 	err := p.rc.Read(func(epfd uintptr) bool {
@@ -204,7 +251,10 @@ func (p *Poller) dispatch(evs []unix.EpollEvent) {
 
 // Close releases the epoll instance and makes Run return. Registered
 // sockets are not closed.
+// Close may be called by a task; it does not wait for anything.
 func (p *Poller) Close() error {
-	p.closed.Store(true)
+	if !p.closed.Swap(true) {
+		close(p.done)
+	}
 	return p.file.Close()
 }

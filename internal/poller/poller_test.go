@@ -4,6 +4,7 @@ package poller_test
 
 import (
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -195,5 +196,54 @@ func TestCloseEndsRun(t *testing.T) {
 	sv, _ := pair(t)
 	if _, err := p.Add(rawConn(t, sv), make(chanHandler, 1)); err == nil {
 		t.Fatal("Add after Close succeeded")
+	}
+}
+
+// taskFunc is a poller.Task.
+type taskFunc func()
+
+func (f taskFunc) Run() { f() }
+
+func TestGoReusesIdleWorkers(t *testing.T) {
+	p := start(t)
+	ran := make(chan struct{})
+	p.Go(taskFunc(func() { ran <- struct{}{} }))
+	<-ran
+	time.Sleep(20 * time.Millisecond) // the worker is back waiting
+	before := runtime.NumGoroutine()
+	for range 10 {
+		p.Go(taskFunc(func() { ran <- struct{}{} }))
+		<-ran
+		time.Sleep(5 * time.Millisecond)
+	}
+	if after := runtime.NumGoroutine(); after > before {
+		t.Fatalf("%d goroutines after 10 sequential tasks, %d before: idle workers not reused", after, before)
+	}
+}
+
+func TestRunWaitsForWorkers(t *testing.T) {
+	p, err := poller.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	returned := make(chan error, 1)
+	go func() { returned <- p.Run() }()
+	release, started := make(chan struct{}), make(chan struct{})
+	p.Go(taskFunc(func() { close(started); <-release }))
+	<-started
+	p.Close()
+	select {
+	case err := <-returned:
+		t.Fatalf("Run returned (%v) while a task was running", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	select {
+	case err := <-returned:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after Close and the last task")
 	}
 }
