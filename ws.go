@@ -194,7 +194,7 @@ func (c *Conn) startWriterLocked() {
 	}
 	c.writing = true
 	c.writers.Add(1)
-	go c.writeLoop()
+	c.goWriter()
 }
 
 // startClose queues a close frame unless the connection is already

@@ -41,7 +41,7 @@ const (
 type connPoll struct {
 	state atomic.Int32
 	id    uint64          // registration id; set before the first re-arm
-	p     *poller.Poller  // nil when not polled
+	p     *poller.Poller  // nil when not polled; set and cleared by the reader under Conn.mu
 	rc    syscall.RawConn // the socket's; all raw reads go through it
 }
 
@@ -113,12 +113,16 @@ func (c *Conn) pollStart() bool {
 	if p == nil {
 		return false
 	}
+	c.mu.Lock()
 	c.poll.p, c.poll.rc = p, rc
+	c.mu.Unlock()
 	c.poll.state.Store(pollRunning)
 	id, err := p.Add(rc, (*pollHandler)(c))
 	if err != nil {
 		c.poll.state.Store(pollOff)
+		c.mu.Lock()
 		c.poll.p, c.poll.rc = nil, nil
+		c.mu.Unlock()
 		c.hub.releasePoller()
 		return false
 	}
@@ -134,7 +138,9 @@ func (c *Conn) pollStop() {
 		return
 	}
 	c.poll.p.Remove(c.poll.rc, c.poll.id)
+	c.mu.Lock()
 	c.poll.p = nil
+	c.mu.Unlock()
 	c.hub.releasePoller()
 }
 
@@ -147,6 +153,24 @@ func (ph *pollHandler) Ready() { (*Conn)(ph).wakeReader() }
 
 // Run implements poller.Task: the reader, on one of the poller's workers.
 func (ph *pollHandler) Run() { (*Conn)(ph).pollRead() }
+
+// writerTask is a Conn's writer as a poller.Task.
+type writerTask Conn
+
+// Run implements poller.Task.
+func (w *writerTask) Run() { (*Conn)(w).writeLoop() }
+
+// goWriter starts the writer (startWriterLocked, c.mu held). A polled
+// connection's writer runs on one of the poller's workers, which neither
+// allocates nor starts from a small stack; the poller is open because
+// writers start only before finish, which waits for them.
+func (c *Conn) goWriter() {
+	if p := c.poll.p; p != nil {
+		p.Go((*writerTask)(c))
+		return
+	}
+	go c.writeLoop()
+}
 
 // wakeReader makes sure the reader of a polled connection runs (again)
 // and looks at the socket and the connection's state: on readiness, and

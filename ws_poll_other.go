@@ -13,3 +13,5 @@ func (c *Conn) pollStart() bool { return false }
 func (c *Conn) pollStop() {}
 
 func (c *Conn) wakeReader() {}
+
+func (c *Conn) goWriter() { go c.writeLoop() }
