@@ -193,6 +193,7 @@ func (p *Poller) worker(t Task) {
 	defer idle.Stop()
 	for {
 		t.Run()
+		t = nil // do not keep the task's memory alive while idle
 		idle.Reset(workerIdle)
 		select {
 		case t = <-p.work:
