@@ -24,7 +24,7 @@ import (
 type Hub struct {
 	opts   Options
 	start  time.Time      // origin of the hub clock
-	wg     sync.WaitGroup // every connection's reader and the heartbeat
+	wg     sync.WaitGroup // every connection, the heartbeat and the poller
 	closed atomic.Bool    // Shutdown has begun
 
 	mu       sync.RWMutex // guards the fields below and Conn.rooms/hubIdx/removed
@@ -34,7 +34,9 @@ type Hub struct {
 	beating  bool          // the heartbeat goroutine runs
 	stopBeat chan struct{} // closed to stop it
 
-	bk          brokerState // Options.Broker and the hub's side of it
+	bk   brokerState // Options.Broker and the hub's side of it
+	poll hubPoll     // the readiness poller (Linux)
+
 	stats       counters
 	parallelMin int // fan-outs this large are split across cores (parallelFanout; lowered by tests)
 
@@ -72,7 +74,10 @@ func (h *Hub) now() int64 { return int64(time.Since(h.start)) }
 // ServeHTTP upgrades a WebSocket handshake and serves the connection.
 // Requests that are not WebSocket handshakes get 426 Upgrade Required;
 // malformed handshakes get 400, 403, 405 or 426 with a one-line reason;
-// after Shutdown has begun, 503.
+// after Shutdown has begun, 503. On Linux, when the hijacked connection is
+// a plain *net.TCPConn, ServeHTTP returns once OnConnect has run and the
+// connection is handed to the hub's readiness poller; otherwise it returns
+// when the connection ends.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !isWebSocket(r) {
 		h.stats.rejected.Add(1)
@@ -224,13 +229,11 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	rw = nil
 
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	c := &Conn{hub: h, nc: nc, id: id, protocol: protocol, deflate: deflate, ctx: ctx, cancel: cancel}
+	c := &Conn{hub: h, nc: nc, id: id, protocol: protocol, deflate: deflate, reqCtx: r.Context()}
 	c.lastRead.Store(h.now())
 	c.lastPing = c.lastRead.Load()
 	if !h.register(c) {
 		// Shutdown began while we upgraded: say so, as to everyone else.
-		cancel()
 		nc.SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
 		nc.Write(shutdownFrame)
 		nc.Close()

@@ -70,14 +70,14 @@ type Conn struct {
 	nc       net.Conn
 	id       string
 	protocol string
-	deflate  uint8 // permessage-deflate: our window bits (8–15), 0 if not negotiated
-	ctx      context.Context
-	cancel   context.CancelFunc
+	deflate  uint8           // permessage-deflate: our window bits (8–15), 0 if not negotiated
+	reqCtx   context.Context // the upgrade request's; Context derives from it
 
-	parser   frame.Parser // used only by the reader
-	lastRead atomic.Int64 // hub clock, nanoseconds
-	busy     atomic.Bool  // the reader is inside an application callback
-	lastPing int64        // hub clock; used only by the heartbeat goroutine
+	parser   *frame.Parser // used only by the reader; nil while idle (see parserFor)
+	poll     connPoll      // the readiness poller's registration (Linux)
+	lastRead atomic.Int64  // hub clock, nanoseconds
+	busy     atomic.Bool   // the reader is inside an application callback
+	lastPing int64         // hub clock; used only by the heartbeat goroutine
 
 	mu          sync.Mutex  // guards the fields below
 	queue       [][]byte    // encoded frames not yet taken by the writer
@@ -89,6 +89,9 @@ type Conn struct {
 	closeQueued bool        // the close frame is in queue
 	closeRecv   bool        // the peer's close frame was read
 	closeErr    *CloseError // how the connection ends; first cause wins
+	ended       bool        // finish has run
+	ctx         context.Context
+	cancel      context.CancelFunc // ctx's; both created by the first Context call
 	writers     sync.WaitGroup
 
 	// Guarded by hub.mu.
@@ -109,7 +112,19 @@ func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 // Context returns a context that carries the values of the upgrade
 // request's context (what authentication middleware stored there) and is
 // cancelled when the connection closes.
-func (c *Conn) Context() context.Context { return c.ctx }
+func (c *Conn) Context() context.Context {
+	// Created on first use: most connections never ask, and an idle
+	// connection should not pay for a cancelable context.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx == nil {
+		c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(c.reqCtx))
+		if c.ended {
+			c.cancel()
+		}
+	}
+	return c.ctx
+}
 
 // Send queues m for this connection. It never blocks on the peer. It
 // returns ErrClosed if the connection is closing, ErrSlowConsumer if this
@@ -180,7 +195,7 @@ func (c *Conn) startWriterLocked() {
 	}
 	c.writing = true
 	c.writers.Add(1)
-	go c.writeLoop()
+	c.goWriter()
 }
 
 // startClose queues a close frame unless the connection is already
@@ -214,6 +229,7 @@ func (c *Conn) startCloseLocked(ce *CloseError, discard bool) bool {
 	c.queueCtrl++
 	c.closeQueued = true
 	c.startWriterLocked()
+	c.wakeReader()
 	return true
 }
 
@@ -224,6 +240,7 @@ func (c *Conn) abort(ce *CloseError) {
 	c.noteCauseLocked(ce)
 	c.mu.Unlock()
 	c.nc.Close()
+	c.wakeReader()
 }
 
 // noteCauseLocked records how the connection ended. The first close keeps
@@ -260,8 +277,7 @@ func (c *Conn) writeLoop() {
 		c.mu.Unlock()
 
 		c.nc.SetWriteDeadline(time.Now().Add(timeout))
-		bufs := net.Buffers(batch)
-		n, err := bufs.WriteTo(c.nc)
+		n, err := writeBatch(c.nc, batch)
 		c.hub.stats.bytesOut.Add(uint64(n))
 		if err == nil {
 			c.hub.stats.messagesOut.Add(uint64(len(batch) - nctrl))
@@ -280,6 +296,7 @@ func (c *Conn) writeLoop() {
 			c.writing = false
 			c.mu.Unlock()
 			c.nc.Close()
+			c.wakeReader()
 			return
 		}
 		c.mu.Unlock()
@@ -296,21 +313,33 @@ func (c *Conn) writeLoop() {
 	}
 }
 
-// serve runs the connection on the calling goroutine until it ends:
-// OnConnect, then the read loop, then cleanup. r is the upgrade request
-// (not used after OnConnect); pending holds bytes the HTTP server had
-// already read past the handshake.
+// serve runs OnConnect and parses pending, the bytes the HTTP server had
+// already read past the handshake, on the calling goroutine. Then, where
+// it can (see pollStart), it hands the connection to the hub's readiness
+// poller and returns; otherwise it runs the read loop until the
+// connection ends. Either way finish runs once, on the reader, at the
+// end. r is the upgrade request (not used after OnConnect).
 func (c *Conn) serve(r *http.Request, pending []byte) {
-	defer c.finish()
 	if !c.connect(r) {
 		c.drain()
+		c.finish()
 		return
 	}
-	c.parser.Init((*frameHandler)(c), c.hub.opts.ReadLimit)
-	c.parser.AllowCompressed(c.deflate != 0)
 	if len(pending) > 0 && !c.feed(pending) {
+		c.finish()
 		return
 	}
+	if c.pollStart() {
+		return
+	}
+	c.readLoop()
+	c.finish()
+}
+
+// readLoop reads with blocking reads until the connection ends: the
+// reader goroutine of an unpolled connection, and the reader of a polled
+// one once it is closing.
+func (c *Conn) readLoop() {
 	buf := make([]byte, readBufferSize)
 	for {
 		n, err := c.nc.Read(buf)
@@ -329,7 +358,7 @@ func (c *Conn) serve(r *http.Request, pending []byte) {
 func (c *Conn) feed(b []byte) bool {
 	c.lastRead.Store(c.hub.now())
 	c.hub.stats.bytesIn.Add(uint64(len(b)))
-	err := c.parser.Feed(b)
+	err := c.parserFor().Feed(b)
 	if err == nil {
 		return true
 	}
@@ -468,18 +497,22 @@ func (c *Conn) recoverCallback(name string, ok *bool) {
 }
 
 // finish waits for the writer, releases the socket, leaves every room and
-// reports the close. It runs once, on the reader, when serve returns.
+// reports the close. It runs once, on the reader, when reading ends.
 func (c *Conn) finish() {
 	c.mu.Lock()
 	c.closing = true
 	c.mu.Unlock()
 	c.hub.unregister(c)
 	c.writers.Wait() // bounded by WriteTimeout
+	c.pollStop()
 	c.nc.Close()
-	c.cancel()
 	c.mu.Lock()
-	ce := c.closeErr
+	c.ended = true
+	ce, cancel := c.closeErr, c.cancel
 	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 	if ce == nil {
 		ce = &CloseError{Code: StatusAbnormalClosure, Remote: true}
 	}
