@@ -861,6 +861,46 @@ func TestWrappedResponseWriterNoHijacker(t *testing.T) {
 	}
 }
 
+// hsPanickyWriter's Hijack asserts http.Hijacker on what it wraps without
+// checking, as gin's writer does; over hsOpaqueWriter that panics.
+type hsPanickyWriter struct{ http.ResponseWriter }
+
+func (w hsPanickyWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return w.ResponseWriter.(http.Hijacker).Hijack()
+}
+
+// TestPanickingHijack: a panic inside the writer's Hijack is answered with
+// a one-line 500, counted as a rejection, and the HTTP connection goes on.
+func TestPanickingHijack(t *testing.T) {
+	t.Parallel()
+	s := hsNewServer(t, wsroom.Options{OnMessage: hsEcho}, func(h *wsroom.Hub) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(hsPanickyWriter{hsOpaqueWriter{w}}, r)
+		})
+	})
+	nc, br, resp := rawHandshake(t, handshakeRequest(s.url, nil))
+	defer nc.Close()
+	body := hsBody(t, resp)
+	if resp.StatusCode != http.StatusInternalServerError || !strings.HasPrefix(body, "wsroom: cannot take over the connection") || strings.Count(body, "\n") > 1 {
+		t.Fatalf("%s %q, want 500 with the one-line reason", resp.Status, body)
+	}
+	req2, _ := http.NewRequest("GET", s.url, nil)
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := req2.Write(nc); err != nil {
+		t.Fatalf("second request: %v", err)
+	}
+	resp2, err := http.ReadResponse(br, req2)
+	if err != nil {
+		t.Fatalf("second response: %v", err)
+	}
+	if hsBody(t, resp2); resp2.StatusCode != http.StatusUpgradeRequired {
+		t.Errorf("second request: %s, want 426", resp2.Status)
+	}
+	if st := s.hub.Stats(); st.Rejected != 2 || st.Accepted != 0 || st.Connections != 0 {
+		t.Errorf("Stats() = %+v, want 2 rejections and nothing open", st)
+	}
+}
+
 type hsCtxKey struct{}
 
 // TestConnContext checks that Conn.Context carries the upgrade request's

@@ -1,10 +1,13 @@
 package wsroom
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"path"
@@ -208,7 +211,7 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		r.Header.Set("Connection", "Upgrade")
 		r.Header.Set("Upgrade", "websocket")
 	}
-	nc, rw, _, err := u.Upgrade(r, w)
+	nc, rw, err := h.upgrade(&u, r, w)
 	if err != nil {
 		// Everything the upgrader checks was checked above, so this is a
 		// failed hijack or write; the upgrader has answered if it could.
@@ -242,6 +245,23 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	h.stats.accepted.Add(1)
 	h.syncInterest(topicAll, userTopic(c.id))
 	c.serve(r, pending)
+}
+
+// upgrade runs the upgrader. Some frameworks' ResponseWriters implement
+// Hijack with an unchecked type assertion on the writer they wrap (gin's
+// does); behind a middleware whose writer is not an http.Hijacker that
+// panics. The panic is turned into an error and a one-line 500 answer
+// instead of a dropped connection and a stack trace in the server's log.
+func (h *Hub) upgrade(u *ws.HTTPUpgrader, r *http.Request, w http.ResponseWriter) (nc net.Conn, rw *bufio.ReadWriter, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			nc, rw = nil, nil
+			err = fmt.Errorf("hijacking the connection panicked: %v", v)
+			http.Error(w, "wsroom: cannot take over the connection: the ResponseWriter does not support hijacking", http.StatusInternalServerError)
+		}
+	}()
+	nc, rw, _, err = u.Upgrade(r, w)
+	return nc, rw, err
 }
 
 // identify runs Options.Identify, turning errors and panics into answers.

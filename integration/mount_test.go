@@ -613,9 +613,38 @@ func TestWrappedResponseWriter(t *testing.T) {
 				// Not a supported stack: gin's own writer implements Hijack
 				// with an unchecked w.(http.Hijacker) on the writer beneath
 				// it (gin v1.12.0 response_writer.go), so behind a wrapper
-				// that only has Unwrap it panics inside the upgrade and the
-				// client sees the connection drop. Wrap gin engines with
-				// writers that implement Hijack (the Hijacker case below).
+				// that only has Unwrap its Hijack panics. The hub turns that
+				// into a one-line answer instead of a dropped connection;
+				// plain routes still work. Wrap gin
+				// engines with writers that implement Hijack (the Hijacker
+				// case below).
+				t.Run("Gin/Unwrap/refused", func(t *testing.T) {
+					th := newTestHub(t)
+					var st wrapStats
+					srv := serve(t, th, tt.build(th.Hub, wrapWith(false, &st)))
+					req, err := http.NewRequest(http.MethodGet, srv.URL+"/ws", nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					req.Header = browserHeader(srv)
+					req.Header.Set("Connection", "Upgrade")
+					req.Header.Set("Upgrade", "websocket")
+					req.Header.Set("Sec-WebSocket-Version", "13")
+					req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+					resp, err := (&http.Client{Timeout: timeout}).Do(req)
+					if err != nil {
+						t.Fatalf("handshake: %v (want a 500 answer, not a dropped connection)", err)
+					}
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					// The hub answers 500, but gin's Hijack marked the
+					// response as written before it panicked, so gin sends
+					// its default 200 status line with the hub's body.
+					if resp.StatusCode != http.StatusOK || string(body) != "wsroom: cannot take over the connection: the ResponseWriter does not support hijacking\n" {
+						t.Fatalf("handshake: %s %q, want gin's 200 with wsroom's one-line reason", resp.Status, body)
+					}
+					expectStatus(t, srv, "/health", http.StatusOK, "ok: /health")
+				})
 				continue
 			}
 			name := tt.name + "/Unwrap"
