@@ -17,6 +17,9 @@ const (
 	// Large is an echo endpoint that accepts 16 MiB messages (group 9,
 	// and 7.1.6's 256 KiB message).
 	Large
+	// Deflate is an echo endpoint with permessage-deflate enabled and a
+	// read limit of at least 128 KiB and below 16 MiB (groups 12 and 13).
+	Deflate
 )
 
 // Case is one conformance case: a handshake, then steps run in order.

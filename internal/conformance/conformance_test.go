@@ -48,14 +48,30 @@ func hubTargets(t *testing.T) map[conformance.Endpoint]conformance.Target {
 	}
 }
 
+// deflateEndpointOptions, when set, enables permessage-deflate on a third
+// echo endpoint (conformance.Deflate, read limit 1 MiB), and
+// TestConformance then runs groups 12 and 13 against it. When nil the
+// summary says they were not run.
+var deflateEndpointOptions func(*wsroom.Options)
+
 // TestConformance runs every case against wsroom's echo endpoints and
 // fails on any case that is not OK. With WSROOM_CONFORMANCE_SUMMARY set,
 // it also writes the Markdown summary to that file.
 func TestConformance(t *testing.T) {
 	r := conformance.Runner{Targets: hubTargets(t)}
+	cases := conformance.Cases()
+	if deflateEndpointOptions != nil {
+		opts := wsroom.Options{ReadLimit: 1 << 20}
+		deflateEndpointOptions(&opts)
+		r.Targets[conformance.Deflate] = echoTarget(t, opts)
+		cases = append(cases, conformance.DeflateCases()...)
+	}
 	start := time.Now()
-	results := r.Run(conformance.Cases())
+	results := r.Run(cases)
 	md := conformance.Markdown(results)
+	if deflateEndpointOptions == nil {
+		md += "\nGroups 12–13 (permessage-deflate): not run (no deflate endpoint).\n"
+	}
 	if raceEnabled {
 		md += "\nBuilt with the race detector: the timings above are not performance figures.\n"
 	}

@@ -19,6 +19,8 @@ type Session struct {
 	// (set it once permessage-deflate is negotiated).
 	AllowRSV1 bool
 
+	pmd *pmdState // negotiated permessage-deflate (deflate.go)
+
 	strictWait time.Duration
 	conn       net.Conn
 	resp       *http.Response

@@ -17,6 +17,8 @@ var GroupTitles = map[int]string{
 	7:  "Close handling",
 	9:  "Limits/performance",
 	10: "Miscellaneous",
+	12: "Deflate payloads",
+	13: "Deflate parameters",
 }
 
 // GroupCount is one group's tally.
@@ -93,6 +95,7 @@ func Markdown(results []Result) string {
 			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", r.Case.ID, r.Case.Description, r.Elapsed.Round(time.Millisecond), r.Info)
 		}
 	}
+	writeDeflateNotes(&b, results)
 	var bad, retried []Result
 	for _, r := range results {
 		if r.Verdict != OK {
@@ -114,4 +117,30 @@ func Markdown(results []Result) string {
 		}
 	}
 	return b.String()
+}
+
+// writeDeflateNotes says how many messages groups 12 and 13 send, and
+// lists their notes (offers the server declined), if they ran.
+func writeDeflateNotes(b *strings.Builder, results []Result) {
+	var ran bool
+	var notes []Result
+	for _, r := range results {
+		if r.Case.Group == 12 || r.Case.Group == 13 {
+			ran = true
+			if r.Info != "" {
+				notes = append(notes, r)
+			}
+		}
+	}
+	if !ran {
+		return
+	}
+	fmt.Fprintf(b, "\nGroups 12–13 send %d messages per case up to 2 KiB, then about 256 KiB per case (%d of 128 KiB); Autobahn sends 1000.\n",
+		DeflateCount(16), DeflateCount(128<<10))
+	if len(notes) > 0 {
+		b.WriteString("\n| case | note |\n|---|---|\n")
+		for _, r := range notes {
+			fmt.Fprintf(b, "| %s | %s |\n", r.Case.ID, r.Info)
+		}
+	}
 }
