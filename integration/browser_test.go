@@ -71,6 +71,24 @@ func do(t *testing.T, tab context.Context, what string, actions ...chromedp.Acti
 	}
 }
 
+// pageCodec is the pages' JavaScript for peerMessage ({type, data} with
+// base64 data): toSend(m) is what to pass to WebSocket.send (a string for
+// text, the bytes otherwise) and received(d) turns a message event's data
+// (binaryType 'arraybuffer') into a peerMessage.
+const pageCodec = `const fromB64 = s => Uint8Array.from(atob(s), c => c.charCodeAt(0));
+function toB64(u8) {
+  let s = '';
+  for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode.apply(null, u8.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+function toSend(m) {
+  const bytes = fromB64(m.data);
+  return m.type === 'text' ? new TextDecoder('utf-8', { fatal: true }).decode(bytes) : bytes;
+}
+const received = d => typeof d === 'string'
+  ? { type: 'text', data: toB64(new TextEncoder().encode(d)) }
+  : { type: 'binary', data: toB64(new Uint8Array(d)) };`
+
 // echoPage runs the peer protocol of peers_test.go with the browser's own
 // WebSocket: runEcho(url, spec) resolves to the report.
 const echoPage = `<!doctype html>
@@ -78,12 +96,7 @@ const echoPage = `<!doctype html>
 <title>wsroom echo peer</title>
 <script>
 'use strict';
-const fromB64 = s => Uint8Array.from(atob(s), c => c.charCodeAt(0));
-function toB64(u8) {
-  let s = '';
-  for (let i = 0; i < u8.length; i += 0x8000) s += String.fromCharCode.apply(null, u8.subarray(i, i + 0x8000));
-  return btoa(s);
-}
+` + pageCodec + `
 async function runEcho(url, spec) {
   const report = { received: [], closeCode: 0 };
   try {
@@ -98,12 +111,8 @@ async function runEcho(url, spec) {
     const next = () => inbox.length ? Promise.resolve(inbox.shift())
                                     : new Promise(resolve => { wake = () => { wake = null; resolve(inbox.shift()); }; });
     for (const m of spec) {
-      const bytes = fromB64(m.data);
-      ws.send(m.type === 'text' ? new TextDecoder('utf-8', { fatal: true }).decode(bytes) : bytes);
-      const d = await Promise.race([next(), closedEarly]);
-      report.received.push(typeof d === 'string'
-        ? { type: 'text', data: toB64(new TextEncoder().encode(d)) }
-        : { type: 'binary', data: toB64(new Uint8Array(d)) });
+      ws.send(toSend(m));
+      report.received.push(received(await Promise.race([next(), closedEarly])));
     }
     ws.close(1000, 'done');
     report.closeCode = (await closed).code;

@@ -39,6 +39,13 @@ func runPeer(t *testing.T, name string, argv ...string) {
 // TestNodeWS round-trips the peer messages with Node's `ws` package
 // (node/package-lock.json pins it; ./test.sh runs `npm ci`).
 func TestNodeWS(t *testing.T) {
+	runPeer(t, "node-ws", requireNodeWS(t), filepath.Join("node", "peer.mjs"))
+}
+
+// requireNodeWS returns the path of node, having checked that the `ws`
+// package is installed in node/ (see requirePeer).
+func requireNodeWS(t *testing.T) string {
+	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
 		requirePeer(t, "node is not installed")
@@ -46,7 +53,7 @@ func TestNodeWS(t *testing.T) {
 	if _, err := os.Stat(filepath.Join("node", "node_modules", "ws", "package.json")); err != nil {
 		requirePeer(t, "node/node_modules/ws is missing: run `npm ci` in integration/node")
 	}
-	runPeer(t, "node-ws", node, filepath.Join("node", "peer.mjs"))
+	return node
 }
 
 // pythonPath is Debian's interpreter, which python3-websocket belongs to

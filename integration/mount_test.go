@@ -110,7 +110,18 @@ func newTestHub(t *testing.T) *testHub {
 // joins every goroutine it started), then closes the server.
 func serve(t *testing.T, th *testHub, h http.Handler) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(h)
+	return serveOn(t, th, h, nil)
+}
+
+// serveOn is serve with the server's listener replaced by wrap(listener)
+// when wrap is not nil.
+func serveOn(t *testing.T, th *testHub, h http.Handler, wrap func(net.Listener) net.Listener) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(h)
+	if wrap != nil {
+		srv.Listener = wrap(srv.Listener)
+	}
+	srv.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
