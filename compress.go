@@ -101,7 +101,7 @@ func negotiateDeflate(lines []string) (answer string, bits uint8) {
 		}
 	}
 	for _, o := range offers {
-		if !strings.EqualFold(string(o.Name), wsflate.ExtensionName) || repeatedParam(o) {
+		if !strings.EqualFold(string(o.Name), wsflate.ExtensionName) || badParams(o) {
 			continue
 		}
 		var p wsflate.Parameters
@@ -126,17 +126,18 @@ func negotiateDeflate(lines []string) (answer string, bits uint8) {
 	return "", 0
 }
 
-// repeatedParam reports whether an offer names a parameter twice (wsflate
-// misses a repeated valueless client_max_window_bits).
-func repeatedParam(o httphead.Option) bool {
+// badParams reports what wsflate's parser lets through: a parameter named
+// twice (a repeated valueless client_max_window_bits) or a value with a
+// leading zero, which RFC 7692 §7.1.2 does not allow ("010").
+func badParams(o httphead.Option) bool {
 	seen := make(map[string]bool, o.Parameters.Size())
-	dup := false
-	o.Parameters.ForEach(func(k, _ []byte) bool {
-		dup = seen[string(k)]
+	bad := false
+	o.Parameters.ForEach(func(k, v []byte) bool {
+		bad = seen[string(k)] || (len(v) > 0 && v[0] == '0')
 		seen[string(k)] = true
-		return !dup
+		return !bad
 	})
-	return dup
+	return bad
 }
 
 // deflateHeader sets the negotiated answer on the upgrader's response
@@ -233,6 +234,33 @@ func (c *Conn) inflate(op frame.Opcode, payload []byte) ([]byte, error) {
 		return nil, errInflateUTF8
 	}
 	return out, nil
+}
+
+// CheckCompressedPrefix implements frame.PrefixChecker: it inflates the
+// part of a fragmented compressed message received so far, discarding the
+// output, and fails with 1009 as soon as that part alone inflates past
+// ReadLimit, or with 1007 if it is not valid deflate data.
+func (fh *frameHandler) CheckCompressedPrefix(prefix []byte) error {
+	c := (*Conn)(fh)
+	limit := c.hub.opts.ReadLimit
+	if limit <= 0 {
+		return nil
+	}
+	f := inflaters.Get().(*inflater)
+	f.src.b, f.src.tail = prefix, nil // cut mid-stream: no sync-flush tail
+	f.fr.(flate.Resetter).Reset(&f.src, nil)
+	n, err := io.CopyN(io.Discard, f.fr, limit+1)
+	f.src.reset(nil)
+	inflaters.Put(f)
+	c.hub.deflateStats.inflated.Add(uint64(n))
+	switch {
+	case n > limit:
+		return errInflateTooBig
+	case err == nil, errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return nil // the rest of the message is still to come
+	default:
+		return errInflateData
+	}
 }
 
 // readBounded reads r to its end into a buffer of at most limit+1 bytes

@@ -154,6 +154,8 @@ func TestDeflateNegotiation(t *testing.T) {
 		{"server_max_window_bits 16", on, []string{"permessage-deflate; server_max_window_bits=16"}, ""},
 		{"server_max_window_bits word", on, []string{"permessage-deflate; server_max_window_bits=ten"}, ""},
 		{"client_max_window_bits 16", on, []string{"permessage-deflate; client_max_window_bits=16"}, ""},
+		{"leading zero", on, []string{"permessage-deflate; server_max_window_bits=010"}, ""},
+		{"leading zero, then a valid offer", on, []string{"permessage-deflate; client_max_window_bits=09, permessage-deflate"}, answerDefault},
 		{"no_context_takeover with value", on, []string{"permessage-deflate; server_no_context_takeover=1"}, ""},
 		{"bad syntax", on, []string{"permessage-deflate;;=,"}, ""},
 		{"bad syntax on another line", on, []string{"permessage-deflate", "=;"}, ""},
@@ -424,9 +426,8 @@ func TestDeflateReadLimit(t *testing.T) {
 			if name == "bomb in one frame" {
 				c.sendCompressed(0x2, bomb)
 			} else {
-				half := len(bomb) / 2
-				c.writeRaw(encodeFrame(false, 0x40, 0x2, true, bomb[:half]))
-				c.writeRaw(encodeFrame(true, 0, 0x0, true, bomb[half:]))
+				// Refused on its first half: the final frame is never sent.
+				c.writeRaw(encodeFrame(false, 0x40, 0x2, true, bomb[:len(bomb)/2]))
 			}
 			c.expectClose(1009)
 			// It inflated up to the limit and one byte more, never further.

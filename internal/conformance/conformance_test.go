@@ -48,11 +48,11 @@ func hubTargets(t *testing.T) map[conformance.Endpoint]conformance.Target {
 	}
 }
 
-// deflateEndpointOptions, when set, enables permessage-deflate on a third
-// echo endpoint (conformance.Deflate, read limit 1 MiB), and
-// TestConformance then runs groups 12 and 13 against it. When nil the
-// summary says they were not run.
-var deflateEndpointOptions func(*wsroom.Options)
+// deflateEndpointOptions enables permessage-deflate on a third echo
+// endpoint (conformance.Deflate, read limit 1 MiB), against which
+// TestConformance runs groups 12 and 13. Were it nil, the summary would
+// say they were not run.
+var deflateEndpointOptions = func(o *wsroom.Options) { o.Compression.Enabled = true }
 
 // TestConformance runs every case against wsroom's echo endpoints and
 // fails on any case that is not OK. With WSROOM_CONFORMANCE_SUMMARY set,

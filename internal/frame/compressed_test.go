@@ -95,3 +95,63 @@ func TestCompressedLimit(t *testing.T) {
 		}
 	}
 }
+
+// prefixRecorder records the prefix lengths CheckCompressedPrefix sees and
+// fails the parser once a prefix reaches failAt (0: never).
+type prefixRecorder struct {
+	recorder
+	lens   []int
+	failAt int
+}
+
+func (r *prefixRecorder) CheckCompressedPrefix(prefix []byte) error {
+	r.lens = append(r.lens, len(prefix))
+	if r.failAt > 0 && len(prefix) >= r.failAt {
+		return errTooBig
+	}
+	return nil
+}
+
+// TestCompressedPrefixChecks: a fragmented compressed message is shown to
+// CheckCompressedPrefix from 1 KiB on, each time it has doubled, never for
+// its final frame, never for plain messages; an error fails the parser at
+// once.
+func TestCompressedPrefixChecks(t *testing.T) {
+	var frames [][]byte
+	frames = append(frames, rawFrame(0x42, rep(1, 512), false, lenAuto))
+	for range 30 {
+		frames = append(frames, mk(false, OpContinuation, rep(1, 512)))
+	}
+	frames = append(frames, mk(true, OpContinuation, rep(1, 512)))
+	compressed := cat(frames...)
+	plain := cat(append([][]byte{mk(false, OpBinary, rep(1, 4096))}, mk(true, OpContinuation, rep(1, 4096)))...)
+
+	var r prefixRecorder
+	var p Parser
+	p.Init(&r, 0)
+	p.AllowCompressed(true)
+	if err := p.Feed(cat(compressed, plain)); err != nil {
+		t.Fatalf("Feed: %v", err)
+	}
+	want := []int{1024, 2048, 4096, 8192}
+	if len(r.lens) != len(want) {
+		t.Fatalf("checked prefixes of %v bytes, want %v", r.lens, want)
+	}
+	for i := range want {
+		if r.lens[i] != want[i] {
+			t.Fatalf("checked prefixes of %v bytes, want %v", r.lens, want)
+		}
+	}
+	if len(r.events) != 2 {
+		t.Fatalf("got %d messages, want 2", len(r.events))
+	}
+
+	// An error refuses the message before its final frame arrives.
+	r2 := prefixRecorder{failAt: 2048}
+	p.Init(&r2, 0)
+	p.AllowCompressed(true)
+	err := p.Feed(cat(frames[:4]...))
+	if errCode(err) != CodeTooBig || len(r2.events) != 0 {
+		t.Fatalf("Feed: %v with %d messages, want 1009 and none", err, len(r2.events))
+	}
+}

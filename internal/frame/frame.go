@@ -110,6 +110,21 @@ type Handler interface {
 	OnControl(op Opcode, payload []byte) error
 }
 
+// PrefixChecker is an optional interface of a Handler that receives
+// compressed messages. While a fragmented compressed message arrives, the
+// parser calls CheckCompressedPrefix with the compressed bytes received so
+// far, each time they have doubled since the last call (from 1 KiB on), so
+// that a decompression bomb or corrupt data is refused before the final
+// frame and the total extra work stays a small multiple of one inflation.
+// prefix is valid only during the call. An error fails the parser.
+type PrefixChecker interface {
+	CheckCompressedPrefix(prefix []byte) error
+}
+
+// firstPrefixCheck is the compressed size at which a fragmented compressed
+// message is first checked.
+const firstPrefixCheck = 1 << 10
+
 // Parser states.
 const (
 	stHeader  uint8 = iota // reading a frame header
@@ -135,6 +150,7 @@ type Parser struct {
 	msgOp   Opcode // OpText or OpBinary while a data message is in progress, else 0
 	rsv1    bool   // RSV1 may mark a data message as compressed (AllowCompressed)
 	deflate bool   // the current (or just delivered) data message had RSV1 set
+	zCheck  int    // compressed size at which to call CheckCompressedPrefix next
 	n       uint8  // bytes held in scratch
 
 	// scratch holds a partial frame header while in stHeader and the
@@ -275,6 +291,7 @@ func (p *Parser) startFrame(h []byte) error {
 			p.msg = nil
 			p.utf8.Reset()
 			p.deflate = h[0]&0x40 != 0
+			p.zCheck = firstPrefixCheck
 		}
 		// len(p.msg) and length are both < 2^63: the sum cannot overflow.
 		if l := p.msgLimit(); l > 0 && uint64(len(p.msg))+length > uint64(l) {
@@ -448,6 +465,14 @@ func (p *Parser) endFrame(payload []byte) error {
 		return nil
 	}
 	if !p.fin {
+		if p.deflate && len(p.msg) >= p.zCheck {
+			p.zCheck = 2 * len(p.msg)
+			if pc, ok := p.h.(PrefixChecker); ok {
+				if err := pc.CheckCompressedPrefix(p.msg); err != nil {
+					return p.fail(err)
+				}
+			}
+		}
 		return nil
 	}
 	msgOp := p.msgOp
