@@ -36,7 +36,7 @@ func newInProcess(b *testing.B, n int) *inProcess {
 	})
 	ip.room = ip.hub.Room("r")
 	srv := httptest.NewServer(ip.hub)
-	ip.l = newLoader(strings.TrimPrefix(srv.URL, "http://"), 4)
+	ip.l = newLoader(strings.TrimPrefix(srv.URL, "http://"), 4, loadOpts{})
 	b.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -22,6 +22,7 @@ import (
 type loader struct {
 	addr    string // server host:port
 	sources int    // number of 127.0.0.x source addresses to spread over
+	opts    loadOpts
 
 	mu     sync.Mutex
 	conns  []net.Conn
@@ -32,7 +33,12 @@ type loader struct {
 	frames atomic.Int64 // data frames received
 	merged atomic.Int64 // frames carrying more than one message
 	closed atomic.Int64 // connections the server closed
-	bad    atomic.Int64 // frames whose size is not a multiple of the payload
+	bad    atomic.Int64 // frames whose size is not a multiple of the payload, or JSON messages that failed a check
+
+	wire       atomic.Int64 // bytes of data frames received (headers included)
+	negotiated atomic.Int64 // connections whose handshake answer accepted permessage-deflate
+	compressed atomic.Int64 // messages received compressed (RSV1)
+	verified   atomic.Int64 // JSON messages whose length and CRC-32 were checked
 
 	target atomic.Int64 // waitRecv's goal; math.MaxInt64 when none
 	hit    chan time.Time
@@ -41,8 +47,23 @@ type loader struct {
 	lat   histogram
 }
 
-func newLoader(addr string, sources int) *loader {
-	l := &loader{addr: addr, sources: max(sources, 1), hit: make(chan time.Time, 1)}
+// loadOpts are the clients' settings for the compression scenario; the
+// zero value is the plain clients of every other scenario.
+type loadOpts struct {
+	deflate      bool // offer permessage-deflate (both no_context_takeover parameters)
+	json         bool // expect the 4 KiB JSON messages instead of 64-byte ones
+	inflateEvery int  // check (inflating if compressed) every n-th JSON message of each connection
+}
+
+// deflateOffer is the clients' permessage-deflate offer: both
+// no-context-takeover parameters, which wsroom and gorilla put in their
+// answers whatever the offer (browsers offer "permessage-deflate;
+// client_max_window_bits").
+const deflateOffer = "permessage-deflate; client_no_context_takeover; server_no_context_takeover"
+
+func newLoader(addr string, sources int, opts loadOpts) *loader {
+	opts.inflateEvery = max(opts.inflateEvery, 1)
+	l := &loader{addr: addr, sources: max(sources, 1), opts: opts, hit: make(chan time.Time, 1)}
 	l.target.Store(math.MaxInt64)
 	return l
 }
@@ -88,7 +109,11 @@ func (l *loader) dial(i int) error {
 	}
 	req := "GET /ws?u=" + userOf(i) + " HTTP/1.1\r\nHost: " + l.addr +
 		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + wsKey +
-		"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+		"\r\nSec-WebSocket-Version: 13\r\n"
+	if l.opts.deflate {
+		req += "Sec-WebSocket-Extensions: " + deflateOffer + "\r\n"
+	}
+	req += "\r\n"
 	if _, err := io.WriteString(nc, req); err != nil {
 		nc.Close()
 		return err
@@ -100,6 +125,7 @@ func (l *loader) dial(i int) error {
 		nc.Close()
 		return fmt.Errorf("handshake %d: %q %v", i, status, err)
 	}
+	deflate := false
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil {
@@ -109,6 +135,12 @@ func (l *loader) dial(i int) error {
 		if line == "\r\n" {
 			break
 		}
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Sec-WebSocket-Extensions") {
+			deflate = strings.HasPrefix(strings.TrimSpace(v), "permessage-deflate")
+		}
+	}
+	if deflate {
+		l.negotiated.Add(1)
 	}
 	_ = nc.SetReadDeadline(time.Time{})
 	count := new(atomic.Int64)
@@ -119,33 +151,39 @@ func (l *loader) dial(i int) error {
 	}
 	l.counts[i] = count
 	l.mu.Unlock()
-	l.wg.Go(func() { l.read(nc, br, count) })
+	l.wg.Go(func() { l.read(nc, br, count, deflate) })
 	return nil
 }
 
 // read parses frames until the connection ends, counting data messages
-// and answering pings (the servers drop peers that never pong).
-func (l *loader) read(nc net.Conn, br *bufio.Reader, count *atomic.Int64) {
+// and answering pings (the servers drop peers that never pong). deflate
+// says whether the connection negotiated permessage-deflate.
+func (l *loader) read(nc net.Conn, br *bufio.Reader, count *atomic.Int64, deflate bool) {
 	var hdr [8]byte
 	var scratch, msg []byte
+	var msgZ, msgText bool // the fragmented message in msg is compressed, is text
 	defer l.closed.Add(1)
 	for {
 		if _, err := io.ReadFull(br, hdr[:2]); err != nil {
 			return
 		}
-		op, fin := hdr[0]&0x0f, hdr[0]&0x80 != 0
-		n := int(hdr[1] & 0x7f)
+		op, fin, z := hdr[0]&0x0f, hdr[0]&0x80 != 0, hdr[0]&0x40 != 0
+		n, hlen := int(hdr[1]&0x7f), 2
 		switch n {
 		case 126:
 			if _, err := io.ReadFull(br, hdr[:2]); err != nil {
 				return
 			}
-			n = int(binary.BigEndian.Uint16(hdr[:2]))
+			n, hlen = int(binary.BigEndian.Uint16(hdr[:2])), 4
 		case 127:
 			if _, err := io.ReadFull(br, hdr[:8]); err != nil {
 				return
 			}
-			n = int(binary.BigEndian.Uint64(hdr[:8]))
+			n, hlen = int(binary.BigEndian.Uint64(hdr[:8])), 10
+		}
+		if z && (!deflate || op == 0x0 || op >= 0x8) {
+			l.bad.Add(1) // RSV1 without the extension, or on a continuation or control frame
+			return
 		}
 		if n > 1<<20 || len(msg) > 1<<20 {
 			return
@@ -166,16 +204,19 @@ func (l *loader) read(nc net.Conn, br *bufio.Reader, count *atomic.Int64) {
 				return
 			}
 		}
+		if op < 0x8 {
+			l.wire.Add(int64(hlen + n))
+		}
 		switch op {
 		case 0x1, 0x2:
 			if fin {
-				l.onData(p, count)
+				l.onData(p, op == 0x1, z, count)
 			} else { // gorilla fragments a message larger than its write buffer
-				msg = append(msg[:0], p...)
+				msg, msgText, msgZ = append(msg[:0], p...), op == 0x1, z
 			}
 		case 0x0:
 			if msg = append(msg, p...); fin {
-				l.onData(msg, count)
+				l.onData(msg, msgText, msgZ, count)
 			}
 		case 0x8:
 			return
@@ -190,9 +231,22 @@ func (l *loader) read(nc net.Conn, br *bufio.Reader, count *atomic.Int64) {
 	}
 }
 
-// onData counts one data frame. A frame of k messages merged with '\n'
-// separators (gorilla's chat example) is 65k-1 bytes long.
-func (l *loader) onData(p []byte, count *atomic.Int64) {
+// onData counts one data message (text: a text message; z: it was
+// compressed). A frame of k messages merged with '\n' separators
+// (gorilla's chat example) is 65k-1 bytes long.
+func (l *loader) onData(p []byte, text, z bool, count *atomic.Int64) {
+	if l.opts.json {
+		if !text {
+			l.bad.Add(1) // the JSON goes out as text
+			return
+		}
+		l.onJSON(p, z, count)
+		return
+	}
+	if z {
+		l.bad.Add(1) // no server compresses 64-byte messages
+		return
+	}
 	k := 1
 	if len(p) != payloadSize {
 		if (len(p)+1)%(payloadSize+1) != 0 {
@@ -210,6 +264,40 @@ func (l *loader) onData(p []byte, count *atomic.Int64) {
 			l.lat.record(now - ts)
 		}
 	}
+	l.count(k, count)
+}
+
+// onJSON checks and counts one message of the compression scenario. Every
+// message counts; every opts.inflateEvery-th of each connection (the first
+// included) is inflated if compressed and checked for its length and
+// CRC-32. A message that fails is not counted: the run then stalls and
+// reports it (as "malformed").
+func (l *loader) onJSON(p []byte, z bool, count *atomic.Int64) {
+	if z {
+		l.compressed.Add(1)
+	}
+	if count.Load()%int64(l.opts.inflateEvery) == 0 {
+		msg := p
+		if z {
+			f := getInflater()
+			defer putInflater(f)
+			msg = f.inflate(p)
+		}
+		if !checkJSON(msg) {
+			l.bad.Add(1)
+			return
+		}
+		l.verified.Add(1)
+	} else if !z && len(p) != jsonSize {
+		l.bad.Add(1)
+		return
+	}
+	l.count(1, count)
+}
+
+// count adds k messages received by one connection and signals waitRecv
+// when its goal is reached.
+func (l *loader) count(k int, count *atomic.Int64) {
 	count.Add(int64(k))
 	if n := l.recv.Add(int64(k)); n >= l.target.Load() {
 		if l.target.Swap(math.MaxInt64) != math.MaxInt64 {

@@ -111,9 +111,13 @@ func (c *control) stats(ctx context.Context, gc bool) (serverStats, error) {
 
 // publish asks the server to publish n messages (to the room, or to users
 // when users is not empty) at rate per second (0 = back to back) and
-// returns once the server's publish loop has finished.
-func (c *control) publish(ctx context.Context, n int, rate float64, users []string) error {
+// returns once the server's publish loop has finished. json publishes the
+// compression scenario's 4 KiB JSON messages to the room, back to back.
+func (c *control) publish(ctx context.Context, n int, rate float64, users []string, json bool) error {
 	q := url.Values{"n": {strconv.Itoa(n)}, "rate": {strconv.FormatFloat(rate, 'g', -1, 64)}}
+	if json {
+		q.Set("json", "1")
+	}
 	if len(users) > 0 {
 		q.Set("users", strings.Join(users, ","))
 	}

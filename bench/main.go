@@ -46,7 +46,7 @@ func run(ctx context.Context, args []string) (*report, error) {
 		quick       = fs.Bool("quick", false, "small sizes and short runs (sizes 200,1000,2000; 0.5 s runs; 5 s soak)")
 		serveName   = fs.String("serve", "", "run only the named server (for manual use) and print its address")
 		serverList  = fs.String("servers", "wsroom,gorilla,melody,gobwas-raw,gobwas-epoll,coder", "servers to run, comma-separated")
-		scenList    = fs.String("scenarios", "idle,fanout,latency,sendto", "scenarios: idle,fanout,latency,sendto,soak (handshakes/s is measured with the 10k set)")
+		scenList    = fs.String("scenarios", "idle,fanout,latency,sendto", "scenarios: idle,fanout,latency,sendto,soak,compress (handshakes/s is measured with the 10k set; compress runs on -compress-servers)")
 		sizes       = fs.String("sizes", "1000,10000,19500", "small,mid,large connection counts")
 		dur         = fs.Duration("dur", 2*time.Second, "publishing time of each fan-out and SendTo run")
 		latRate     = fs.Float64("lat-rate", 50000, "deliveries/s of the paced latency run")
@@ -64,6 +64,9 @@ func run(ctx context.Context, args []string) (*report, error) {
 		svgPath     = fs.String("svg", "", "write an SVG chart here")
 		mdPath      = fs.String("md", "", "also write the Markdown report here")
 		jsonPath    = fs.String("json", "", "write raw results as JSON here")
+		compList    = fs.String("compress-servers", "wsroom,wsroom-deflate,gorilla-prepared", "servers of the compress scenario: 4 KiB JSON fan-out at the small size, idle at the mid size")
+		inflate     = fs.Int("inflate-every", 16, "compress scenario: clients inflate and check one message in this many per connection (1: every message)")
+		settle      = fs.Duration("compress-settle", 2*time.Second, "compress scenario: rest after the burst before measuring idle memory again (wsroom's poller workers exit after 1 s without work)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -76,12 +79,13 @@ func run(ctx context.Context, args []string) (*report, error) {
 		dur: *dur, latRate: *latRate, latDur: *latDur, parallel: *parallel, sources: *sources,
 		serverCPU: *serverCPU, clientCPU: *clientCPU, serverProcs: *serverProcs, soak: *soak,
 		soakServers: split(*soakServers), stall: *stall,
+		compressServers: split(*compList), inflateEvery: max(*inflate, 1), compressSettle: *settle,
 	}
 	for _, s := range split(*scenList) {
 		c.scenarios[s] = true
 	}
 	if *all {
-		for _, s := range []string{"idle", "fanout", "latency", "sendto", "soak"} {
+		for _, s := range []string{"idle", "fanout", "latency", "sendto", "soak", "compress"} {
 			c.scenarios[s] = true
 		}
 	}
@@ -122,6 +126,11 @@ func run(ctx context.Context, args []string) (*report, error) {
 			return nil, fmt.Errorf("unknown server %q", s)
 		}
 	}
+	for _, s := range c.compressServers {
+		if _, ok := compressServer(s); !ok {
+			return nil, fmt.Errorf("unknown compress server %q", s)
+		}
+	}
 	if _, err := raiseNoFile(); err != nil {
 		return nil, err
 	}
@@ -137,6 +146,9 @@ func run(ctx context.Context, args []string) (*report, error) {
 	rep := &report{cfg: c, clientCPU: *clientCPU, clientProcs: runtime.GOMAXPROCS(0), started: time.Now(),
 		load: loadAvg(), backlog: netdevMaxBacklog()}
 	for _, s := range c.servers {
+		if !c.any("idle", "fanout", "latency", "sendto", "soak") {
+			break
+		}
 		r, err := runServer(ctx, c, s)
 		if err != nil {
 			log.Printf("%s: %v", s, err)
@@ -146,6 +158,9 @@ func run(ctx context.Context, args []string) (*report, error) {
 		if ctx.Err() != nil {
 			break
 		}
+	}
+	if c.scenarios["compress"] && ctx.Err() == nil {
+		rep.compress = runCompress(ctx, c)
 	}
 	md := rep.markdown()
 	fmt.Print(md)
@@ -160,7 +175,10 @@ func run(ctx context.Context, args []string) (*report, error) {
 		}
 	}
 	if *jsonPath != "" {
-		b, _ := json.MarshalIndent(rep.results, "", "  ")
+		b, _ := json.MarshalIndent(struct {
+			Servers     []*result
+			Compression []*compressResult `json:",omitempty"`
+		}{rep.results, rep.compress}, "", "  ")
 		if err := writeFile(*jsonPath, b); err != nil {
 			return rep, err
 		}

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
+	"compress/flate"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -27,13 +30,15 @@ func TestMain(m *testing.M) {
 
 // TestEndToEnd runs every scenario on every server at a tiny size, as the
 // real command does (server processes, control channel, report, chart),
-// and checks that every measurement is there and nothing was lost.
+// and checks that every measurement is there and nothing was lost. The
+// compression scenario runs on its own servers: 4 KiB JSON to 20
+// subscribers, idle at 50.
 func TestEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	md, svg, js := filepath.Join(dir, "r.md"), filepath.Join(dir, "r.svg"), filepath.Join(dir, "r.json")
 	rep, err := run(context.Background(), []string{
 		"-all", "-sizes", "20,50,60", "-dur", "100ms", "-lat-rate", "2000", "-lat-dur", "200ms",
-		"-soak", "200ms", "-parallel", "8", "-sources", "2",
+		"-soak", "200ms", "-parallel", "8", "-sources", "2", "-compress-settle", "100ms", "-inflate-every", "3",
 		"-server-cpu", "-1", "-client-cpu", "-1", "-server-procs", "0", "-client-procs", "0",
 		"-md", md, "-svg", svg, "-json", js,
 	})
@@ -82,7 +87,12 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("soak: burst %s, samples %+v", fmtLoad(s.Burst), s.Samples)
 		}
 	}
-	for path, want := range map[string]string{md: "| metric | wsroom | gorilla | melody | gobwas-raw |", svg: "<svg", js: `"Server": "gobwas-raw"`} {
+	checkCompression(t, rep)
+	for path, want := range map[string]string{
+		md:  "| metric | wsroom | gorilla | melody | gobwas-raw |",
+		svg: "<svg",
+		js:  `"Server": "gobwas-raw"`,
+	} {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
@@ -90,6 +100,94 @@ func TestEndToEnd(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("%s lacks %q:\n%s", filepath.Base(path), want, b)
 		}
+	}
+}
+
+// checkCompression checks the compression scenario of an -all run: every
+// message arrived and was counted, the sampled ones were checked, RSV1
+// appeared exactly on the compressing servers' messages, which are much
+// smaller on the wire, and the report has the table and the idle target.
+func checkCompression(t *testing.T, rep *report) {
+	t.Helper()
+	if len(rep.compress) != len(compressServers) {
+		t.Fatalf("%d compression results for %d servers", len(rep.compress), len(compressServers))
+	}
+	for _, r := range rep.compress {
+		if r.Failed != "" {
+			t.Errorf("compression %s failed: %s", r.Server, r.Failed)
+			continue
+		}
+		lr := r.Fanout
+		if lr == nil || lr.Err != "" || lr.Deliveries != lr.Expected || lr.Expected == 0 || lr.PerSec <= 0 || lr.CPUMicros <= 0 {
+			t.Errorf("compression %s fan-out: %+v", r.Server, lr)
+			continue
+		}
+		// Each of the 20 connections checks its 1st, 4th, 7th, ... message.
+		if want := 20 * ((lr.Deliveries/20 + 2) / 3); lr.Verified != want {
+			t.Errorf("compression %s: %d messages checked of %d, want %d", r.Server, lr.Verified, lr.Deliveries, want)
+		}
+		want, wire := int64(0), lr.WirePerDelivery
+		if r.Deflate {
+			want = lr.Deliveries
+		}
+		if lr.Compressed != want {
+			t.Errorf("compression %s: %d of %d deliveries compressed, want %d", r.Server, lr.Compressed, lr.Deliveries, want)
+		}
+		if (r.Deflate && wire > jsonSize/3) || (!r.Deflate && wire < jsonSize) {
+			t.Errorf("compression %s: %.0f wire bytes per %d-byte message", r.Server, wire, jsonSize)
+		}
+		for _, ir := range []*idleResult{r.Idle, r.IdleAfter} {
+			if ir == nil || ir.Conns != 50 || ir.RSSKiBPerConn <= 0 {
+				t.Errorf("compression %s: idle %+v", r.Server, ir)
+			}
+		}
+	}
+	md := rep.markdown()
+	for _, want := range []string{"### Compression (issue 5)", "| server CPU µs/delivery, 20 subs |", "negotiated compression adds ≤ 0.5 KiB idle RSS/conn @50 (before any message)"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+}
+
+// TestJSONMessage checks the compression scenario's messages and the
+// clients' checks: every variant is valid JSON of jsonSize bytes with a
+// matching CRC-32, survives deflate + inflate, and a changed byte, a
+// truncated or a longer message, or bad deflate data are caught.
+func TestJSONMessage(t *testing.T) {
+	f := getInflater()
+	defer putInflater(f)
+	for seq := range jsonVariants {
+		m := jsonMessage(seq)
+		if !json.Valid(m) || !checkJSON(m) {
+			t.Fatalf("message %d (%d bytes) does not check: %s", seq, len(m), m)
+		}
+		var z bytes.Buffer
+		fw, _ := flate.NewWriter(&z, flate.BestSpeed)
+		fw.Write(m)
+		fw.Flush()
+		p := bytes.TrimSuffix(z.Bytes(), []byte{0, 0, 0xff, 0xff})
+		if len(p) == z.Len() || len(p) > jsonSize/4 {
+			t.Fatalf("message %d compresses to %d bytes (with tail %d)", seq, len(p), z.Len())
+		}
+		if got := f.inflate(p); !checkJSON(got) {
+			t.Fatalf("message %d: inflated %d bytes that do not check", seq, len(got))
+		}
+		bad := bytes.Clone(m)
+		bad[100] ^= 1
+		if checkJSON(bad) || checkJSON(m[:jsonSize-1]) || checkJSON(append(bytes.Clone(m), ' ')) {
+			t.Fatalf("message %d: a changed, truncated or longer message checks", seq)
+		}
+	}
+	var z bytes.Buffer
+	fw, _ := flate.NewWriter(&z, flate.BestSpeed)
+	fw.Write(bytes.Repeat(jsonMessage(0), 2))
+	fw.Flush()
+	if got := f.inflate(z.Bytes()); len(got) != jsonSize+1 || checkJSON(got) {
+		t.Errorf("a message of 2×%d bytes inflated to %d bytes", jsonSize, len(got))
+	}
+	if got := f.inflate([]byte{0xff, 0xff, 0xff}); got != nil {
+		t.Errorf("bad deflate data inflated to %d bytes", len(got))
 	}
 }
 

@@ -19,6 +19,7 @@ type report struct {
 	load        string // load average when the run started
 	backlog     int    // net.core.netdev_max_backlog
 	results     []*result
+	compress    []*compressResult // the compression scenario
 }
 
 // row is one line of the comparison table: how to read a value from a
@@ -161,6 +162,11 @@ func (rep *report) drops() int64 {
 			}
 		}
 	}
+	for _, r := range rep.compress {
+		if r.Fanout != nil {
+			n += r.Fanout.NetDrops
+		}
+	}
 	return n
 }
 
@@ -174,7 +180,13 @@ func ratio(rw row, w, other *result) (float64, bool) {
 	if !ok1 || !ok2 {
 		return 0, false
 	}
-	if rw.lower {
+	return advantage(a, b, rw.lower)
+}
+
+// advantage is how much better value a is than b (> 1: a is better);
+// lower says lower values are better.
+func advantage(a, b float64, lower bool) (float64, bool) {
+	if lower {
 		a, b = b, a
 	}
 	if b == 0 {
@@ -190,9 +202,45 @@ func (rep *report) markdown() string {
 	c := rep.cfg
 	fmt.Fprintf(&b, "\n## wsroom bench, %s\n\n", rep.started.UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&b, "%s, %d CPUs, %s; load average at start %s, net.core.netdev_max_backlog %d. Server: own process, CPU %s, GOMAXPROCS=%s. "+
-		"Load generator: CPU %s, GOMAXPROCS=%d, one goroutine per client connection. 64-byte binary messages.\n\n",
+		"Load generator: CPU %s, GOMAXPROCS=%d, one goroutine per client connection. 64-byte binary messages (the compression scenario: 4 KiB JSON).\n\n",
 		cpuModel(), runtime.NumCPU(), runtime.Version(), rep.load, rep.backlog, cpuStr(c.serverCPU), procsStr(c.serverProcs),
 		cpuStr(rep.clientCPU), rep.clientProcs)
+	if len(rep.results) > 0 {
+		rep.mainTable(&b)
+	}
+	if d := rep.drops(); d > 0 {
+		fmt.Fprintf(&b, "\n**Warning: the kernel dropped %d packets during the measurements** (/proc/net/softnet_stat: a CPU's input "+
+			"backlog was full; counted machine-wide). Each drop stalls a TCP connection for a retransmission timeout (≥ 200 ms); "+
+			"cells marked \"kernel drops\" measure that, not the server. Rerun on a quiet machine, or raise "+
+			"net.core.netdev_max_backlog (now %d).\n", d, rep.backlog)
+	}
+	for _, r := range rep.results {
+		if r.Failed != "" {
+			fmt.Fprintf(&b, "\n**%s failed:** %s\n", r.Server, r.Failed)
+		}
+	}
+	b.WriteString(rep.targets())
+	b.WriteString(rep.compressionSection())
+	b.WriteString(rep.soakSection())
+	b.WriteString(rep.runsSection())
+	b.WriteString("\n### Servers\n\n")
+	for _, s := range servers {
+		if rep.byName(s.name) != nil {
+			fmt.Fprintf(&b, "- **%s**: %s.\n", s.name, s.note)
+		}
+	}
+	for _, s := range compressServers {
+		if rep.compressByName(s.name) != nil {
+			fmt.Fprintf(&b, "- **%s** (compression): %s.\n", s.name, s.note)
+		}
+	}
+	b.WriteString(methodNotes)
+	return b.String()
+}
+
+// mainTable writes the comparison table of the servers and wsroom's
+// advantage over each anchor.
+func (rep *report) mainTable(b *strings.Builder) {
 	names := make([]string, 0, len(rep.results))
 	for _, r := range rep.results {
 		names = append(names, r.Server)
@@ -215,16 +263,16 @@ func (rep *report) markdown() string {
 			case !ok:
 				b.WriteString(" — |")
 			case note == "%":
-				fmt.Fprintf(&b, " %.0f%% |", v)
+				fmt.Fprintf(b, " %.0f%% |", v)
 			case note != "":
-				fmt.Fprintf(&b, " %s (%s) |", num(v), note)
+				fmt.Fprintf(b, " %s (%s) |", num(v), note)
 			default:
-				fmt.Fprintf(&b, " %s |", num(v))
+				fmt.Fprintf(b, " %s |", num(v))
 			}
 		}
 		for _, a := range shown {
 			if x, ok := ratio(rw, w, rep.byName(a)); ok {
-				fmt.Fprintf(&b, " %s× |", num(x))
+				fmt.Fprintf(b, " %s× |", num(x))
 			} else {
 				b.WriteString(" — |")
 			}
@@ -232,28 +280,6 @@ func (rep *report) markdown() string {
 		b.WriteString("\n")
 	}
 	b.WriteString("\nRatios are wsroom's advantage (> 1× means wsroom is better: faster, leaner or lower latency).\n")
-	if d := rep.drops(); d > 0 {
-		fmt.Fprintf(&b, "\n**Warning: the kernel dropped %d packets during the measurements** (/proc/net/softnet_stat: a CPU's input "+
-			"backlog was full; counted machine-wide). Each drop stalls a TCP connection for a retransmission timeout (≥ 200 ms); "+
-			"cells marked \"kernel drops\" measure that, not the server. Rerun on a quiet machine, or raise "+
-			"net.core.netdev_max_backlog (now %d).\n", d, rep.backlog)
-	}
-	for _, r := range rep.results {
-		if r.Failed != "" {
-			fmt.Fprintf(&b, "\n**%s failed:** %s\n", r.Server, r.Failed)
-		}
-	}
-	b.WriteString(rep.targets())
-	b.WriteString(rep.soakSection())
-	b.WriteString(rep.runsSection())
-	b.WriteString("\n### Servers\n\n")
-	for _, s := range servers {
-		if rep.byName(s.name) != nil {
-			fmt.Fprintf(&b, "- **%s**: %s.\n", s.name, s.note)
-		}
-	}
-	b.WriteString(methodNotes)
-	return b.String()
 }
 
 // targets checks issue 4's goals.
@@ -365,6 +391,11 @@ func (rep *report) runsSection() string {
 		if r.LatSamples > 0 {
 			fmt.Fprintf(&b, "- %s latency @%s: p50 %v, p99 %v, max %v over %d deliveries, kicked %d, kernel drops %d %s\n",
 				r.Server, k(rep.cfg.mid), r.P50, r.P99, r.LatMax, r.LatSamples, r.LatKicked, r.LatDrops, r.LatErr)
+		}
+	}
+	for _, r := range rep.compress {
+		if r.Fanout != nil {
+			fmt.Fprintf(&b, "- %s 4 KiB JSON fan-out @%s: %s\n", r.Server, k(rep.cfg.small), fmtLoad(*r.Fanout))
 		}
 	}
 	return b.String()

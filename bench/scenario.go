@@ -10,7 +10,7 @@ import (
 // config selects servers, scenarios and sizes.
 type config struct {
 	servers     []string
-	scenarios   map[string]bool // idle, fanout, latency, sendto, soak
+	scenarios   map[string]bool // idle, fanout, latency, sendto, soak, compress
 	small       int             // fan-out and SendTo at 1k
 	mid         int             // idle, fan-out, latency, SendTo, handshakes at 10k
 	large       int             // idle and SendTo at 19.5k
@@ -26,6 +26,10 @@ type config struct {
 	soakServers []string
 	soakConns   int
 	stall       time.Duration // a run with no progress for this long has lost messages
+
+	compressServers []string      // servers of the compression scenario (compressServers)
+	inflateEvery    int           // clients check one JSON message in this many per connection
+	compressSettle  time.Duration // rest between the burst and the second idle measurement
 }
 
 // loadResult is one fan-out or SendTo run.
@@ -43,7 +47,11 @@ type loadResult struct {
 	ServerUtil float64 // server CPU time / wall time over the run
 	ClientUtil float64 // load generator CPU time / wall time over the run
 	Foreign    float64 // CPU time used on the measured CPUs outside the two processes / wall time
-	Err        string  `json:",omitempty"`
+
+	WirePerDelivery float64 // bytes of data frames (headers included) received per delivery
+	Compressed      int64   `json:",omitempty"` // deliveries received compressed (RSV1)
+	Verified        int64   `json:",omitempty"` // JSON deliveries checked (length and CRC-32, inflated if compressed)
+	Err             string  `json:",omitempty"`
 }
 
 type idleResult struct {
@@ -109,7 +117,7 @@ func (c *config) any(names ...string) bool {
 func runServer(ctx context.Context, c *config, name string) (*result, error) {
 	r := &result{Server: name, Fanout: map[int]loadResult{}, SendTo: map[int]loadResult{}}
 	if c.any("fanout", "sendto") {
-		err := withServer(ctx, c, name, c.small, func(p *phase) error {
+		err := withServer(ctx, c, name, c.small, loadOpts{}, func(p *phase) error {
 			p.fanoutStep(c, r, 16, 64)
 			p.sendToStep(c, r)
 			return nil
@@ -119,7 +127,7 @@ func runServer(ctx context.Context, c *config, name string) (*result, error) {
 		}
 	}
 	if c.any("idle", "fanout", "latency", "sendto") {
-		err := withServer(ctx, c, name, c.mid, func(p *phase) error {
+		err := withServer(ctx, c, name, c.mid, loadOpts{}, func(p *phase) error {
 			r.Handshakes, r.HSDrops = float64(c.mid)/p.connectTime.Seconds(), p.connectDrops
 			log.Printf("%s: %d handshakes in %v: %.0f/s (kernel drops %d)", name, c.mid, p.connectTime.Round(time.Millisecond), r.Handshakes, r.HSDrops)
 			if err := p.idleStep(c, r); err != nil {
@@ -139,7 +147,7 @@ func runServer(ctx context.Context, c *config, name string) (*result, error) {
 		}
 	}
 	if c.any("idle", "sendto") {
-		err := withServer(ctx, c, name, c.large, func(p *phase) error {
+		err := withServer(ctx, c, name, c.large, loadOpts{}, func(p *phase) error {
 			if err := p.idleStep(c, r); err != nil {
 				return err
 			}
@@ -151,7 +159,7 @@ func runServer(ctx context.Context, c *config, name string) (*result, error) {
 		}
 	}
 	if c.scenarios["soak"] && contains(c.soakServers, name) {
-		err := withServer(ctx, c, name, c.soakConns, func(p *phase) error {
+		err := withServer(ctx, c, name, c.soakConns, loadOpts{}, func(p *phase) error {
 			s, err := p.soak(c)
 			r.Soak = s
 			return err
@@ -204,13 +212,15 @@ type phase struct {
 	connectDrops int64
 }
 
-func withServer(ctx context.Context, c *config, name string, n int, f func(*phase) error) error {
+// withServer starts the named server, connects n clients with the given
+// options and runs f.
+func withServer(ctx context.Context, c *config, name string, n int, opts loadOpts, f func(*phase) error) error {
 	srv, err := startServer(name, c.serverCPU, c.serverProcs)
 	if err != nil {
 		return err
 	}
 	defer srv.stop()
-	p := &phase{ctx: ctx, srv: srv, n: n, l: newLoader(srv.addr, c.sources)}
+	p := &phase{ctx: ctx, srv: srv, n: n, l: newLoader(srv.addr, c.sources, opts)}
 	defer p.l.close()
 	if p.base, err = srv.ctl.stats(ctx, true); err != nil {
 		return err
@@ -298,6 +308,7 @@ func (p *phase) load(c *config, idx []int, users []string, chunk, win int) loadR
 		return r
 	}
 	base, closed0, merged0 := l.recv.Load(), l.closed.Load(), l.merged.Load()
+	wire0, z0, verified0 := l.wire.Load(), l.compressed.Load(), l.verified.Load()
 	start, selfCPU, drops0 := time.Now(), cpuMicros(), softnetDrops()
 	busy0 := c.busyMicros()
 	for r.Messages == 0 || time.Since(start) < c.dur {
@@ -307,7 +318,7 @@ func (p *phase) load(c *config, idx []int, users []string, chunk, win int) loadR
 				break
 			}
 		}
-		if err := ctl.publish(p.ctx, chunk, 0, users); err != nil {
+		if err := ctl.publish(p.ctx, chunk, 0, users, l.opts.json); err != nil {
 			r.Err = err.Error()
 			break
 		}
@@ -342,6 +353,10 @@ func (p *phase) load(c *config, idx []int, users []string, chunk, win int) loadR
 	r.Kicked = l.closed.Load() - closed0
 	r.Dropped = after.Dropped - before.Dropped
 	r.Merged = l.merged.Load() - merged0
+	r.Compressed, r.Verified = l.compressed.Load()-z0, l.verified.Load()-verified0
+	if r.Deliveries > 0 {
+		r.WirePerDelivery = float64(l.wire.Load()-wire0) / float64(r.Deliveries)
+	}
 	return r
 }
 
@@ -356,7 +371,7 @@ func (p *phase) latency(c *config, r *result) {
 	drops0, closed0 := softnetDrops(), l.closed.Load()
 	defer func() { r.LatDrops, r.LatKicked = softnetDrops()-drops0, l.closed.Load()-closed0 }()
 	base := l.recv.Load()
-	err := p.srv.ctl.publish(p.ctx, n, rate, nil)
+	err := p.srv.ctl.publish(p.ctx, n, rate, nil, false)
 	if err == nil {
 		_, err = l.waitRecv(base+int64(n)*int64(p.n), c.stall)
 	}
@@ -427,6 +442,9 @@ func fmtLoad(r loadResult) string {
 	s := fmt.Sprintf("%d msgs, %d/%d deliveries in %.2fs: %.0f/s, %.2f µs CPU/delivery, kicked %d, dropped %d, merged frames %d, CPU use server %.0f%% client %.0f%% others %.0f%%, kernel drops %d",
 		r.Messages, r.Deliveries, r.Expected, r.Secs, r.PerSec, r.CPUMicros, r.Kicked, r.Dropped, r.Merged,
 		100*r.ServerUtil, 100*r.ClientUtil, 100*r.Foreign, r.NetDrops)
+	if r.Compressed > 0 || r.Verified > 0 {
+		s += fmt.Sprintf(", %.0f wire bytes/delivery, %d compressed, %d checked", r.WirePerDelivery, r.Compressed, r.Verified)
+	}
 	if r.Err != "" {
 		s += " ERROR: " + r.Err
 	}

@@ -29,7 +29,8 @@ const serveEnv = "WSROOM_BENCH_SERVE"
 type target interface {
 	// handler serves WebSocket handshakes on /ws.
 	handler() http.Handler
-	// broadcast sends p to every connection. p is not reused.
+	// broadcast sends p to every connection. p is never modified
+	// afterwards (the compression scenario publishes the same slices again).
 	broadcast(p []byte)
 	// sendTo sends p to every connection of the given users.
 	sendTo(p []byte, users []string)
@@ -58,6 +59,20 @@ var servers = []struct {
 	{"coder", newCoder, coderBuffer, "coder/websocket internal/examples/chat: handler goroutine writes + CloseRead goroutine per conn, 16-message channel, kicks (1008) when full, no rate limiter; user map for SendTo; the publisher's window is 12 (¾ of 16) instead of 64/16/192"},
 }
 
+// compressServers are the servers of the compression scenario, in table
+// order. Every client offers permessage-deflate; deflate says whether the
+// server accepts it. They are run by the compression scenario only.
+var compressServers = []struct {
+	name    string
+	new     func() target
+	deflate bool
+	note    string
+}{
+	{"wsroom", newWsroom, false, "wsroom with default Options: compression off, offers declined"},
+	{"wsroom-deflate", newWsroomDeflate, true, "wsroom with Compression{Enabled: true} and its defaults (threshold 512 B, level 1, no context takeover both ways): a broadcast is compressed once and its frame shared"},
+	{"gorilla-prepared", newGorillaPrepared, true, "gorilla's examples/chat hub with Upgrader{EnableCompression: true}, EnableWriteCompression(true) (level 1, no context takeover both ways) and one websocket.PreparedMessage per broadcast written with WritePreparedMessage (compressed once per message); no merging"},
+}
+
 // window caps a publisher window at ¾ of the server's queue bound.
 func window(server string, w int) int {
 	for _, s := range servers {
@@ -79,6 +94,11 @@ func knownServer(name string) bool {
 
 func newTarget(name string) (target, error) {
 	for _, s := range servers {
+		if s.name == name {
+			return s.new(), nil
+		}
+	}
+	for _, s := range compressServers {
 		if s.name == name {
 			return s.new(), nil
 		}
@@ -110,8 +130,9 @@ var published atomic.Int64
 // same listener:
 //
 //	/ctl/stats?gc=1           runtime.GC + debug.FreeOSMemory first, then serverStats
-//	/ctl/publish?n=&rate=&users=  publish n messages (rate per second, 0 = back to back)
-//	                          to the room, or with users=k to k users via sendTo
+//	/ctl/publish?n=&rate=&users=&json=  publish n messages (rate per second, 0 = back to back)
+//	                          to the room, or with users=k to k users via sendTo;
+//	                          json=1 publishes the 4 KiB JSON messages (jsonMessage)
 func serve(name string, cpu int) error {
 	if _, err := raiseNoFile(); err != nil {
 		return err
@@ -124,6 +145,9 @@ func serve(name string, cpu int) error {
 	t, err := newTarget(name)
 	if err != nil {
 		return err
+	}
+	for i := range jsonMsgs {
+		jsonMsgs[i] = jsonMessage(i)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -143,7 +167,11 @@ func serve(name string, cpu int) error {
 			users = strings.Split(u, ",")
 		}
 		start := time.Now()
-		publish(t, n, rate, users)
+		if q.Get("json") == "1" {
+			publishJSON(t, n)
+		} else {
+			publish(t, n, rate, users)
+		}
 		writeJSON(w, map[string]int64{"ns": int64(time.Since(start))})
 	})
 	go func() {
@@ -177,6 +205,32 @@ func publish(t target, n int, rate float64, users []string) {
 		} else {
 			t.broadcast(p)
 		}
+		published.Add(1)
+	}
+}
+
+// jsonMsgs are the compression scenario's messages, made at start so that
+// making them is not counted as server CPU.
+var jsonMsgs [jsonVariants][]byte
+
+// textTarget is a target that can broadcast text frames: the servers of
+// the compression scenario.
+type textTarget interface {
+	broadcastText(p []byte)
+}
+
+// publishJSON broadcasts n of the 4 KiB JSON messages back to back, cycling
+// through jsonMsgs, as text frames where the server can (binary otherwise).
+// The servers never modify a published slice, so the same variant is
+// handed over again every jsonVariants messages; each broadcast is still
+// encoded and compressed anew.
+func publishJSON(t target, n int) {
+	send := t.broadcast
+	if tt, ok := t.(textTarget); ok {
+		send = tt.broadcastText
+	}
+	for range n {
+		send(jsonMsgs[published.Load()%jsonVariants])
 		published.Add(1)
 	}
 }

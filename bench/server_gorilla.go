@@ -15,28 +15,34 @@ import (
 // it wakes into one frame separated by '\n', as the example does. The
 // example has no user index; a users map in the hub (O(k) SendTo) is the
 // natural extension and is what is measured. Messages are binary (the
-// payload carries a binary timestamp) where the example uses text.
-type gorillaServer struct {
+// payload carries a binary timestamp) where the example uses text. M is
+// what the send channels carry: []byte here, *websocket.PreparedMessage
+// for gorilla-prepared (newGorillaPrepared).
+type gorillaServer[M any] struct {
 	upgrader   websocket.Upgrader
-	register   chan *gorillaClient
-	unregister chan *gorillaClient
-	bcast      chan []byte
-	direct     chan gorillaDirect
+	register   chan *gorillaClient[M]
+	unregister chan *gorillaClient[M]
+	bcast      chan M
+	direct     chan gorillaDirect[M]
 	nconns     atomic.Int64
 	kicked     atomic.Int64
 	merged     atomic.Int64
+
+	prepare func(p []byte, text bool) M              // turns a publish into a queued message
+	write   func(c *gorillaClient[M], first M) error // writes first and whatever it merges behind it
+	setup   func(c *websocket.Conn)                  // configures a new connection (nil: nothing)
 }
 
-type gorillaDirect struct {
-	p     []byte
+type gorillaDirect[M any] struct {
+	m     M
 	users []string
 }
 
-type gorillaClient struct {
-	s    *gorillaServer
+type gorillaClient[M any] struct {
+	s    *gorillaServer[M]
 	conn *websocket.Conn
 	user string
-	send chan []byte
+	send chan M
 }
 
 // The example's constants.
@@ -48,29 +54,62 @@ const (
 )
 
 func newGorilla() target {
-	s := &gorillaServer{
-		upgrader:   websocket.Upgrader{ReadBufferSize: 1024, WriteBufferSize: 1024},
-		register:   make(chan *gorillaClient),
-		unregister: make(chan *gorillaClient),
-		bcast:      make(chan []byte),
-		direct:     make(chan gorillaDirect),
-	}
+	return startGorilla(&gorillaServer[[]byte]{
+		upgrader: websocket.Upgrader{ReadBufferSize: 1024, WriteBufferSize: 1024},
+		prepare:  func(p []byte, _ bool) []byte { return p }, // the writer sends binary frames
+		write:    writeMerged,
+	})
+}
+
+// newGorillaPrepared is the same hub with permessage-deflate: the upgrader
+// accepts clients' offers (gorilla always answers server_no_context_takeover
+// and client_no_context_takeover), write compression is on for every
+// connection, and each publish becomes one websocket.PreparedMessage that
+// every writer sends with WritePreparedMessage, so a message is compressed
+// once per broadcast. Queued messages are not merged (a prepared message is
+// a frame of its own).
+func newGorillaPrepared() target {
+	return startGorilla(&gorillaServer[*websocket.PreparedMessage]{
+		upgrader: websocket.Upgrader{ReadBufferSize: 1024, WriteBufferSize: 1024, EnableCompression: true},
+		prepare: func(p []byte, text bool) *websocket.PreparedMessage {
+			typ := websocket.BinaryMessage
+			if text {
+				typ = websocket.TextMessage
+			}
+			pm, err := websocket.NewPreparedMessage(typ, p)
+			if err != nil {
+				panic(err) // only for an invalid message type
+			}
+			return pm
+		},
+		write: func(c *gorillaClient[*websocket.PreparedMessage], pm *websocket.PreparedMessage) error {
+			return c.conn.WritePreparedMessage(pm)
+		},
+		setup: func(c *websocket.Conn) { c.EnableWriteCompression(true) },
+	})
+}
+
+func startGorilla[M any](s *gorillaServer[M]) target {
+	s.register = make(chan *gorillaClient[M])
+	s.unregister = make(chan *gorillaClient[M])
+	s.bcast = make(chan M)
+	s.direct = make(chan gorillaDirect[M])
 	go s.run() // like the example, the hub runs for the life of the process
 	return s
 }
 
-func (s *gorillaServer) run() {
-	clients := map[*gorillaClient]bool{}
-	users := userIndex[*gorillaClient]{}
-	remove := func(c *gorillaClient) {
+func (s *gorillaServer[M]) run() {
+	clients := map[*gorillaClient[M]]bool{}
+	users := userIndex[*gorillaClient[M]]{}
+	remove := func(c *gorillaClient[M]) {
 		delete(clients, c)
 		users.remove(c.user, c)
 		close(c.send)
 		s.nconns.Store(int64(len(clients)))
 	}
-	deliver := func(c *gorillaClient, p []byte) {
+	deliver := func(c *gorillaClient[M], m M) {
 		select {
-		case c.send <- p:
+		case c.send <- m:
 		default:
 			s.kicked.Add(1)
 			remove(c)
@@ -86,34 +125,37 @@ func (s *gorillaServer) run() {
 			if clients[c] {
 				remove(c)
 			}
-		case p := <-s.bcast:
+		case m := <-s.bcast:
 			for c := range clients {
-				deliver(c, p)
+				deliver(c, m)
 			}
 		case d := <-s.direct:
 			for _, u := range d.users {
 				for c := range users[u] {
-					deliver(c, d.p)
+					deliver(c, d.m)
 				}
 			}
 		}
 	}
 }
 
-func (s *gorillaServer) handler() http.Handler {
+func (s *gorillaServer[M]) handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		conn, err := s.upgrader.Upgrade(w, r, nil)
 		if err != nil {
 			return
 		}
-		c := &gorillaClient{s: s, conn: conn, user: r.URL.Query().Get("u"), send: make(chan []byte, 256)}
+		if s.setup != nil {
+			s.setup(conn)
+		}
+		c := &gorillaClient[M]{s: s, conn: conn, user: r.URL.Query().Get("u"), send: make(chan M, 256)}
 		s.register <- c
 		go c.writePump()
 		go c.readPump()
 	})
 }
 
-func (c *gorillaClient) readPump() {
+func (c *gorillaClient[M]) readPump() {
 	defer func() {
 		c.s.unregister <- c
 		c.conn.Close()
@@ -130,7 +172,7 @@ func (c *gorillaClient) readPump() {
 	}
 }
 
-func (c *gorillaClient) writePump() {
+func (c *gorillaClient[M]) writePump() {
 	ticker := time.NewTicker(gorillaPingPeriod)
 	defer func() {
 		ticker.Stop()
@@ -138,26 +180,13 @@ func (c *gorillaClient) writePump() {
 	}()
 	for {
 		select {
-		case p, ok := <-c.send:
+		case m, ok := <-c.send:
 			_ = c.conn.SetWriteDeadline(time.Now().Add(gorillaWriteWait))
 			if !ok {
 				_ = c.conn.WriteMessage(websocket.CloseMessage, []byte{})
 				return
 			}
-			w, err := c.conn.NextWriter(websocket.BinaryMessage)
-			if err != nil {
-				return
-			}
-			_, _ = w.Write(p)
-			n := len(c.send)
-			if n > 0 {
-				c.s.merged.Add(1)
-			}
-			for range n {
-				_, _ = w.Write([]byte{'\n'})
-				_, _ = w.Write(<-c.send)
-			}
-			if err := w.Close(); err != nil {
+			if err := c.s.write(c, m); err != nil {
 				return
 			}
 		case <-ticker.C:
@@ -169,14 +198,35 @@ func (c *gorillaClient) writePump() {
 	}
 }
 
-func (s *gorillaServer) broadcast(p []byte) { s.bcast <- p }
-
-func (s *gorillaServer) sendTo(p []byte, users []string) {
-	s.direct <- gorillaDirect{p: p, users: users}
+// writeMerged is the example's writer: p and every message queued behind
+// it go out as one frame, separated by '\n'.
+func writeMerged(c *gorillaClient[[]byte], p []byte) error {
+	w, err := c.conn.NextWriter(websocket.BinaryMessage)
+	if err != nil {
+		return err
+	}
+	_, _ = w.Write(p)
+	n := len(c.send)
+	if n > 0 {
+		c.s.merged.Add(1)
+	}
+	for range n {
+		_, _ = w.Write([]byte{'\n'})
+		_, _ = w.Write(<-c.send)
+	}
+	return w.Close()
 }
 
-func (s *gorillaServer) conns() int { return int(s.nconns.Load()) }
+func (s *gorillaServer[M]) broadcast(p []byte) { s.bcast <- s.prepare(p, false) }
 
-func (s *gorillaServer) counters() (kicked, dropped, merged int64) {
+func (s *gorillaServer[M]) broadcastText(p []byte) { s.bcast <- s.prepare(p, true) }
+
+func (s *gorillaServer[M]) sendTo(p []byte, users []string) {
+	s.direct <- gorillaDirect[M]{m: s.prepare(p, false), users: users}
+}
+
+func (s *gorillaServer[M]) conns() int { return int(s.nconns.Load()) }
+
+func (s *gorillaServer[M]) counters() (kicked, dropped, merged int64) {
 	return s.kicked.Load(), 0, s.merged.Load()
 }

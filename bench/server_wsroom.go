@@ -13,11 +13,20 @@ type wsroomServer struct {
 	room *wsroom.Room
 }
 
-func newWsroom() target {
+func newWsroom() target { return newWsroomWith(wsroom.CompressionOptions{}) }
+
+// newWsroomDeflate is wsroom with permessage-deflate enabled and its
+// defaults (threshold 512 bytes, level 1).
+func newWsroomDeflate() target {
+	return newWsroomWith(wsroom.CompressionOptions{Enabled: true})
+}
+
+func newWsroomWith(z wsroom.CompressionOptions) target {
 	s := &wsroomServer{}
 	s.hub = wsroom.New(wsroom.Options{
-		Identify:  func(r *http.Request) (string, error) { return r.URL.Query().Get("u"), nil },
-		OnConnect: func(c *wsroom.Conn, _ *http.Request) error { return c.Join("r") },
+		Identify:    func(r *http.Request) (string, error) { return r.URL.Query().Get("u"), nil },
+		OnConnect:   func(c *wsroom.Conn, _ *http.Request) error { return c.Join("r") },
+		Compression: z,
 	})
 	s.room = s.hub.Room("r")
 	return s
@@ -26,6 +35,10 @@ func newWsroom() target {
 func (s *wsroomServer) handler() http.Handler { return s.hub }
 
 func (s *wsroomServer) broadcast(p []byte) { _ = s.room.Broadcast(wsroom.Binary(p)) }
+
+func (s *wsroomServer) broadcastText(p []byte) {
+	_ = s.room.Broadcast(wsroom.Message{Type: wsroom.TextMessage, Data: p})
+}
 
 func (s *wsroomServer) sendTo(p []byte, users []string) {
 	_ = s.hub.SendTo(wsroom.Binary(p), users...)
