@@ -75,7 +75,7 @@ done
 # --- bounded fuzzing ---------------------------------------------------
 FUZZTIME=${FUZZTIME:-20s}
 if [ "$FUZZTIME" != 0 ]; then
-	for target in FuzzHandshake:. FuzzParser:./internal/frame FuzzEnvelope:./internal/envelope; do
+	for target in FuzzHandshake:. FuzzInflate:. FuzzParser:./internal/frame FuzzEnvelope:./internal/envelope; do
 		name=${target%%:*} pkg=${target#*:}
 		echo "== fuzz $name ($pkg) for $FUZZTIME"
 		go test -run '^$' -fuzz "^$name\$" -fuzztime "$FUZZTIME" "$pkg"

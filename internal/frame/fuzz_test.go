@@ -38,6 +38,8 @@ func FuzzParser(f *testing.F) {
 		frameWithKey(0x81, []byte{0xed, 0xa0, 0x80}, zero),
 		frameWithKey(0x81, []byte{0xf4, 0x90, 0x80, 0x80}, zero),
 		frameWithKey(0xc1, []byte("rsv"), zero),
+		cat(frameWithKey(0x41, []byte{0xf2, 0x48, 0xcd}, zero), frameWithKey(0x80, []byte{0xc9, 0xc9, 0x07, 0}, zero)),
+		cat(frameWithKey(0x42, []byte("z"), zero), frameWithKey(0xc0, []byte("bad"), zero)),
 		frameWithKey(0x83, nil, zero),
 		frameWithKey(0x09, nil, zero),
 		rawFrame(0x81, []byte("unmasked"), true, 0),
@@ -47,7 +49,8 @@ func FuzzParser(f *testing.F) {
 		cat(mk(true, OpText, nil), mk(true, OpBinary, nil), mk(true, OpPong, nil)),
 	}
 	for i, s := range seeds {
-		// The first byte selects chop size, limit and handler failure.
+		// The first byte selects chop size, limit, whether compressed
+		// (RSV1) messages are allowed, and handler failure.
 		f.Add(append([]byte{byte(i * 37)}, s...))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -58,17 +61,19 @@ func FuzzParser(f *testing.F) {
 		data = data[1:]
 		chop := int(ctlByte&7) + 1
 		limit := fuzzLimits[(ctlByte>>3)&7]
-		failAt := int(ctlByte >> 6)
+		rsv1 := ctlByte&0x40 != 0
+		failAt := int(ctlByte >> 7)
 
 		run := func(n int) ([]event, error) {
-			r := &recorder{failAt: failAt, failErr: errStop}
+			r := &recorder{failAt: failAt, failErr: errStop, rsv1: rsv1}
 			events, err := feedChopped(t, data, n, limit, r)
 			for _, e := range events {
 				if !e.control {
 					if e.op != OpText && e.op != OpBinary {
 						t.Fatalf("message with opcode %v", e.op)
 					}
-					if e.op == OpText && !utf8.ValidString(e.payload) {
+					// Compressed text is checked after inflating, by the caller.
+					if e.op == OpText && !rsv1 && !utf8.ValidString(e.payload) {
 						t.Fatalf("invalid UTF-8 text delivered: %q", e.payload)
 					}
 					continue

@@ -104,6 +104,7 @@ type recorder struct {
 	nilMsg  bool  // saw an OnMessage with a nil payload
 	limit   int64
 	t       testing.TB
+	rsv1    bool // feedChopped allows compressed messages (RSV1)
 }
 
 func (r *recorder) add(e event) error {
@@ -146,7 +147,9 @@ func feedChopped(t testing.TB, data []byte, n int, limit int64, r *recorder) ([]
 	r.t = t
 	r.limit = limit
 	p.Init(r, limit)
-	return r.events, feedPieces(&p, data, n)
+	p.AllowCompressed(r.rsv1)
+	err := feedPieces(&p, data, n)
+	return r.events, err
 }
 
 // feedPieces feeds a copy of data to p in pieces of size n (n <= 0: all
