@@ -9,7 +9,9 @@
 // memory and fds are not counted), opens n connections from this process
 // with raw handshakes, leaves them idle, and asks the server to measure
 // after a forced GC and returning free memory to the OS. The figures are
-// (with n connections − with none) / n.
+// (with n connections − with none) / n. The hub is set up like a typical
+// app's (and like bench/'s): the user ID comes from the URL, every user has
+// two connections, and every connection joins one room.
 package main
 
 import (
@@ -85,7 +87,11 @@ func rss() uint64 {
 // server serves a hub on loopback, prints its address, then answers each
 // "measure" line on stdin with a sample.
 func server(fallback bool) {
-	hub := wsroom.New(wsroom.Options{OnMessage: func(c *wsroom.Conn, m wsroom.Message) { c.Send(m) }})
+	hub := wsroom.New(wsroom.Options{
+		Identify:  func(r *http.Request) (string, error) { return r.URL.Query().Get("u"), nil },
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error { return c.Join("r") },
+		OnMessage: func(c *wsroom.Conn, m wsroom.Message) { c.Send(m) },
+	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		log.Fatal(err)
@@ -148,12 +154,12 @@ func client(n int, fallback bool) {
 	}
 	// One connection first, so the hub's heartbeat and poller exist in
 	// the baseline and the deltas are per connection.
-	first := dial(addr)
+	first := dial(addr, "first")
 	time.Sleep(200 * time.Millisecond)
 	base, _ := ask()
 	conns := make([]net.Conn, 0, n)
-	for range n {
-		conns = append(conns, dial(addr))
+	for i := range n {
+		conns = append(conns, dial(addr, "u"+strconv.Itoa(i/2)))
 	}
 	time.Sleep(time.Second)
 	s, open := ask()
@@ -179,13 +185,13 @@ func client(n int, fallback bool) {
 }
 
 // dial opens a WebSocket connection with a raw handshake.
-func dial(addr string) net.Conn {
+func dial(addr, user string) net.Conn {
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", addr)
+	fmt.Fprintf(c, "GET /?u=%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", user, addr)
 	br := bufio.NewReader(c)
 	status, err := br.ReadString('\n')
 	if err != nil || !strings.Contains(status, " 101 ") {
