@@ -256,11 +256,10 @@ func (c *Conn) noteCauseLocked(ce *CloseError) {
 }
 
 // writeLoop sends everything queued, one vectored write per batch, until
-// the queue is empty. It is the only code that writes to nc after the
-// handshake.
+// the queue is empty. It and a polled connection's flush (see goWriter)
+// are the only code that writes to nc after the handshake, one at a time.
 func (c *Conn) writeLoop() {
 	defer c.writers.Done()
-	timeout := c.hub.opts.WriteTimeout
 	for {
 		c.mu.Lock()
 		if len(c.queue) == 0 {
@@ -268,49 +267,77 @@ func (c *Conn) writeLoop() {
 			c.mu.Unlock()
 			return
 		}
-		batch := c.queue
-		c.queue, c.spare = c.spare, nil
-		nctrl := c.queueCtrl
-		c.queueBytes, c.queueCtrl = 0, 0
-		withClose := c.closeQueued
-		c.closeQueued = false
+		b := c.takeBatchLocked()
 		c.mu.Unlock()
-
-		c.nc.SetWriteDeadline(time.Now().Add(timeout))
-		n, err := writeBatch(c.nc, batch)
-		c.hub.stats.bytesOut.Add(uint64(n))
-		if err == nil {
-			c.hub.stats.messagesOut.Add(uint64(len(batch) - nctrl))
-		}
-
-		c.mu.Lock()
-		clear(batch)
-		if c.spare == nil {
-			c.spare = batch[:0]
-		}
-		if err != nil {
-			c.closing = true
-			c.noteCauseLocked(&CloseError{Code: StatusAbnormalClosure, Remote: true, Err: err})
-			clear(c.queue)
-			c.queue = c.queue[:0]
-			c.writing = false
-			c.mu.Unlock()
-			c.nc.Close()
-			c.wakeReader()
+		if !c.writeRest(b, b.frames) {
 			return
 		}
-		c.mu.Unlock()
-		if withClose {
-			// Our close frame is out: half-close so the peer sees the end
-			// of the stream even if it never answers, and bound the wait
-			// for its answer. Draining until then keeps the close frame
-			// from being destroyed by a reset.
-			if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
-				cw.CloseWrite()
-			}
-			c.nc.SetReadDeadline(time.Now().Add(timeout))
-		}
 	}
+}
+
+// batch is what a writer took from the queue in one go.
+type batch struct {
+	frames    [][]byte
+	nctrl     int  // control frames in frames (not counted as messages)
+	withClose bool // the last frame is our close frame
+}
+
+// takeBatchLocked takes everything queued (c.mu held, queue not empty).
+func (c *Conn) takeBatchLocked() batch {
+	b := batch{frames: c.queue, nctrl: c.queueCtrl, withClose: c.closeQueued}
+	c.queue, c.spare = c.spare, nil
+	c.queueBytes, c.queueCtrl = 0, 0
+	c.closeQueued = false
+	return b
+}
+
+// writeRest writes rest, the frames of b not written yet (the first one
+// possibly cut), with blocking writes under WriteTimeout, then ends b
+// (see batchDone).
+func (c *Conn) writeRest(b batch, rest [][]byte) bool {
+	c.nc.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteTimeout))
+	n, err := writeBatch(c.nc, rest)
+	return c.batchDone(b, n, err)
+}
+
+// batchDone ends a batch whose last write wrote n bytes and returned err:
+// it counts them, recycles the batch's slice and, if our close frame went
+// out, half-closes. On err it drops the connection, clears the queue and
+// stops writing (writing is false) and returns false; the caller then
+// calls c.writers.Done.
+func (c *Conn) batchDone(b batch, n int64, err error) bool {
+	c.hub.stats.bytesOut.Add(uint64(n))
+	if err == nil {
+		c.hub.stats.messagesOut.Add(uint64(len(b.frames) - b.nctrl))
+	}
+	c.mu.Lock()
+	clear(b.frames)
+	if c.spare == nil {
+		c.spare = b.frames[:0]
+	}
+	if err != nil {
+		c.closing = true
+		c.noteCauseLocked(&CloseError{Code: StatusAbnormalClosure, Remote: true, Err: err})
+		clear(c.queue)
+		c.queue = c.queue[:0]
+		c.writing = false
+		c.mu.Unlock()
+		c.nc.Close()
+		c.wakeReader()
+		return false
+	}
+	c.mu.Unlock()
+	if b.withClose {
+		// Our close frame is out: half-close so the peer sees the end
+		// of the stream even if it never answers, and bound the wait
+		// for its answer. Draining until then keeps the close frame
+		// from being destroyed by a reset.
+		if cw, ok := c.nc.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+		c.nc.SetReadDeadline(time.Now().Add(c.hub.opts.WriteTimeout))
+	}
+	return true
 }
 
 // serve runs OnConnect and parses pending, the bytes the HTTP server had

@@ -42,7 +42,8 @@ type connPoll struct {
 	state atomic.Int32
 	id    uint64          // registration id; set before the first re-arm
 	p     *poller.Poller  // nil when not polled; set and cleared by the reader under Conn.mu
-	rc    syscall.RawConn // the socket's; all raw reads go through it
+	rc    syscall.RawConn // the socket's; all raw reads and writes go through it
+	rest  pendingWrite    // handed from a flush to the blocking writer
 }
 
 // hubPoll owns the hub's poller. It starts with the first polled
@@ -154,19 +155,14 @@ func (ph *pollHandler) Ready() { (*Conn)(ph).wakeReader() }
 // Run implements poller.Task: the reader, on one of the poller's workers.
 func (ph *pollHandler) Run() { (*Conn)(ph).pollRead() }
 
-// writerTask is a Conn's writer as a poller.Task.
-type writerTask Conn
-
-// Run implements poller.Task.
-func (w *writerTask) Run() { (*Conn)(w).writeLoop() }
-
 // goWriter starts the writer (startWriterLocked, c.mu held). A polled
-// connection's writer runs on one of the poller's workers, which neither
-// allocates nor starts from a small stack; the poller is open because
-// writers start only before finish, which waits for them.
+// connection's writer is first a flush on the poller's queue (see
+// flushTask), and only a connection whose socket does not take everything
+// at once gets a blocking writer on one of the poller's workers. The
+// poller is open: writers start only before finish, which waits for them.
 func (c *Conn) goWriter() {
 	if p := c.poll.p; p != nil {
-		p.Go((*writerTask)(c))
+		p.Queue((*flushTask)(c))
 		return
 	}
 	go c.writeLoop()

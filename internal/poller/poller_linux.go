@@ -3,6 +3,7 @@ package poller
 import (
 	"errors"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -51,6 +52,11 @@ type Poller struct {
 	mu     sync.Mutex
 	regs   map[uint64]Handler // registration id -> handler
 	nextID uint64
+
+	qmu      sync.Mutex // guards the fields below (see Queue)
+	fifo     ring       // queued tasks
+	draining int        // drainers running
+	drainers int        // at most this many: GOMAXPROCS when New ran
 }
 
 // New creates an epoll instance. Call Run to dispatch its events and Close
@@ -72,7 +78,11 @@ func New() (*Poller, error) {
 		f.Close()
 		return nil, err
 	}
-	return &Poller{file: f, rc: rc, regs: make(map[uint64]Handler), done: make(chan struct{}), work: make(chan Task)}, nil
+	return &Poller{
+		file: f, rc: rc, regs: make(map[uint64]Handler),
+		done: make(chan struct{}), work: make(chan Task),
+		drainers: runtime.GOMAXPROCS(0),
+	}, nil
 }
 
 // Add registers the socket behind sc, armed for one readiness event, and
