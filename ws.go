@@ -84,7 +84,7 @@ type Conn struct {
 	spare       [][]byte    // a drained queue kept for reuse
 	queueBytes  int         // bytes in queue
 	queueCtrl   int         // control frames in queue (not counted as messages)
-	writing     bool        // a writer goroutine is running
+	writing     bool        // a writer runs or is queued (one at a time)
 	closing     bool        // no more frames are accepted
 	closeQueued bool        // the close frame is in queue
 	closeRecv   bool        // the peer's close frame was read
@@ -187,8 +187,9 @@ func (c *Conn) enqueue(b []byte, control bool) error {
 	return nil
 }
 
-// startWriterLocked starts the writer goroutine unless one is running.
-// The writer exits when the queue is empty, so an idle connection has none.
+// startWriterLocked starts the writer (see goWriter) unless one is
+// running or queued. The writer ends when the queue is empty, so an idle
+// connection has none.
 func (c *Conn) startWriterLocked() {
 	if c.writing {
 		return
