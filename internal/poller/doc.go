@@ -14,4 +14,11 @@
 // socket reuses) is recognised as stale and dropped. Every epoll_ctl on a
 // socket goes through its syscall.RawConn, so it never touches a descriptor
 // number after the socket was closed.
+//
+// Work runs on the poller's workers, goroutines that exit after a second
+// without work and that Run joins: Poller.Go hands a task to an idle
+// worker or starts one, and Poller.Queue appends a task to a FIFO that at
+// most GOMAXPROCS workers drain, one task after another, so that a burst
+// of short non-blocking tasks (wsroom's flushes after a broadcast) is
+// served by a few goroutines instead of one each.
 package poller
