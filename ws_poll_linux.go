@@ -43,7 +43,6 @@ type connPoll struct {
 	id    uint64          // registration id; set before the first re-arm
 	p     *poller.Poller  // nil when not polled; set and cleared by the reader under Conn.mu
 	rc    syscall.RawConn // the socket's; all raw reads and writes go through it
-	rest  pendingWrite    // handed from a flush to the blocking writer
 }
 
 // hubPoll owns the hub's poller. It starts with the first polled

@@ -26,13 +26,6 @@ import (
 // slow peer never holds up a drainer, and the connection still has one
 // writer at a time: the flush, then that worker.
 
-// pendingWrite is a batch a flush could not finish, and what is left of
-// it, for the blocking writer (connPoll.rest).
-type pendingWrite struct {
-	b    batch
-	rest [][]byte
-}
-
 // flushTask is a polled Conn's non-blocking flush, a poller.Task.
 type flushTask Conn
 
@@ -69,8 +62,9 @@ func (f *flushTask) Run() {
 	if err == unix.EAGAIN {
 		// The socket is full: the rest is for a blocking writer.
 		c.hub.stats.bytesOut.Add(uint64(n))
-		c.poll.rest = pendingWrite{b: b, rest: rest}
-		c.poll.p.Go((*restWriter)(c))
+		w := restWriters.Get().(*restWriter)
+		w.c, w.b, w.rest = c, b, rest
+		c.poll.p.Go(w)
 		return
 	}
 	if !c.batchDone(b, n, err) {
@@ -90,16 +84,22 @@ func (f *flushTask) Run() {
 	c.writers.Done()
 }
 
-// restWriter is a polled Conn's blocking writer (a poller.Task): it
-// finishes the batch a flush left (connPoll.rest), then runs writeLoop.
-type restWriter Conn
+// restWriter is a polled Conn's blocking writer (a poller.Task, pooled):
+// it finishes the batch a flush left, then runs writeLoop.
+type restWriter struct {
+	c    *Conn
+	b    batch
+	rest [][]byte // what is left of b.frames, the first one possibly cut
+}
+
+var restWriters = sync.Pool{New: func() any { return new(restWriter) }}
 
 // Run implements poller.Task.
 func (w *restWriter) Run() {
-	c := (*Conn)(w)
-	pw := c.poll.rest
-	c.poll.rest = pendingWrite{}
-	if !c.writeRest(pw.b, pw.rest) {
+	c, b, rest := w.c, w.b, w.rest
+	*w = restWriter{}
+	restWriters.Put(w)
+	if !c.writeRest(b, rest) {
 		c.writers.Done()
 		return
 	}
