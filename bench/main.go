@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string) (*report, error) {
 		jsonPath    = fs.String("json", "", "write raw results as JSON here")
 		compList    = fs.String("compress-servers", "wsroom,wsroom-deflate,gorilla-prepared", "servers of the compress scenario: 4 KiB JSON fan-out at the small size, idle at the mid size")
 		inflate     = fs.Int("inflate-every", 32, "compress scenario: clients inflate and check one message in this many per connection (1: every message)")
-		settle      = fs.Duration("compress-settle", 2*time.Second, "compress scenario: rest after the burst before measuring idle memory again (wsroom's poller workers exit after 1 s without work)")
+		settle      = fs.Duration("compress-settle", 2*time.Second, "compress and soak scenarios: rest after the burst before measuring idle memory again (wsroom's poller workers exit after 1 s without work)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return nil, err

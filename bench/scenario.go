@@ -29,7 +29,7 @@ type config struct {
 
 	compressServers []string      // servers of the compression scenario (compressServers)
 	inflateEvery    int           // clients check one JSON message in this many per connection
-	compressSettle  time.Duration // rest between the burst and the second idle measurement
+	compressSettle  time.Duration // rest after a burst before measuring idle memory again (compress and soak)
 }
 
 // loadResult is one fan-out or SendTo run.
@@ -410,7 +410,9 @@ func (p *phase) soak(c *config) (*soakResult, error) {
 	burst := *c
 	burst.dur = 0
 	s.Burst = p.load(&burst, nil, nil, 20, 20)
-	time.Sleep(500 * time.Millisecond)
+	// Let idle workers exit (wsroom's poller keeps a worker for 1 s after
+	// its last task) before judging what the burst left behind.
+	time.Sleep(c.compressSettle)
 	if err := sample("after burst"); err != nil {
 		return s, err
 	}
