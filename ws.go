@@ -70,13 +70,13 @@ type Conn struct {
 	nc       net.Conn
 	id       string
 	protocol string
-	deflate  uint8           // permessage-deflate: our window bits (8–15), 0 if not negotiated
 	reqCtx   context.Context // the upgrade request's; Context derives from it
 
 	parser   *frame.Parser // used only by the reader; nil while idle (see parserFor)
 	poll     connPoll      // the readiness poller's registration (Linux)
 	lastRead atomic.Int64  // hub clock, nanoseconds
 	busy     atomic.Bool   // the reader is inside an application callback
+	deflate  uint8         // permessage-deflate: our window bits (8–15), 0 if not negotiated
 	lastPing int64         // hub clock; used only by the heartbeat goroutine
 
 	mu          sync.Mutex  // guards the fields below
@@ -90,14 +90,14 @@ type Conn struct {
 	closeRecv   bool        // the peer's close frame was read
 	closeErr    *CloseError // how the connection ends; first cause wins
 	ended       bool        // finish has run
+	removed     bool        // unregistered from the hub; guarded by hub.mu (next to ended to keep Conn in a 320-byte size class)
 	ctx         context.Context
 	cancel      context.CancelFunc // ctx's; both created by the first Context call
 	writers     sync.WaitGroup
 
-	// Guarded by hub.mu.
-	rooms   []*room
-	hubIdx  int  // index in hub.conns
-	removed bool // unregistered from the hub
+	// Guarded by hub.mu (as is removed).
+	rooms  []*room
+	hubIdx int // index in hub.conns
 }
 
 // ID returns the user ID Identify gave this connection.
