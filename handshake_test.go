@@ -843,21 +843,28 @@ func TestWrappedResponseWriterNoHijacker(t *testing.T) {
 		t.Errorf("body %q, want gobwas/ws's not-a-Hijacker reason", body)
 	}
 	// Not hijacked: the same connection serves the next request.
-	req2, _ := http.NewRequest("GET", s.url, nil)
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	if err := req2.Write(nc); err != nil {
-		t.Fatalf("second request: %v", err)
-	}
-	resp2, err := http.ReadResponse(br, req2)
-	if err != nil {
-		t.Fatalf("second response: %v", err)
-	}
-	if hsBody(t, resp2); resp2.StatusCode != http.StatusUpgradeRequired {
-		t.Errorf("second request: %s, want 426", resp2.Status)
-	}
+	hsExpectNotHijacked(t, nc, br, s.url)
 	waitFor(t, "2 rejections", func() bool { return s.hub.Stats().Rejected == 2 })
 	if st := s.hub.Stats(); st.Accepted != 0 || st.Connections != 0 {
 		t.Errorf("Stats() = %+v, want nothing accepted or open", st)
+	}
+}
+
+// hsExpectNotHijacked checks that the HTTP connection nc (read through br)
+// still serves requests: a plain GET of url gets the hub's 426.
+func hsExpectNotHijacked(t *testing.T, nc net.Conn, br *bufio.Reader, url string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := req.Write(nc); err != nil {
+		t.Fatalf("second request: %v", err)
+	}
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		t.Fatalf("second response: %v", err)
+	}
+	if hsBody(t, resp); resp.StatusCode != http.StatusUpgradeRequired {
+		t.Errorf("second request: %s, want 426", resp.Status)
 	}
 }
 
@@ -884,18 +891,7 @@ func TestPanickingHijack(t *testing.T) {
 	if resp.StatusCode != http.StatusInternalServerError || !strings.HasPrefix(body, "wsroom: cannot take over the connection") || strings.Count(body, "\n") > 1 {
 		t.Fatalf("%s %q, want 500 with the one-line reason", resp.Status, body)
 	}
-	req2, _ := http.NewRequest("GET", s.url, nil)
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	if err := req2.Write(nc); err != nil {
-		t.Fatalf("second request: %v", err)
-	}
-	resp2, err := http.ReadResponse(br, req2)
-	if err != nil {
-		t.Fatalf("second response: %v", err)
-	}
-	if hsBody(t, resp2); resp2.StatusCode != http.StatusUpgradeRequired {
-		t.Errorf("second request: %s, want 426", resp2.Status)
-	}
+	hsExpectNotHijacked(t, nc, br, s.url)
 	if st := s.hub.Stats(); st.Rejected != 2 || st.Accepted != 0 || st.Connections != 0 {
 		t.Errorf("Stats() = %+v, want 2 rejections and nothing open", st)
 	}
