@@ -119,8 +119,12 @@ func (r *recorder) OnMessage(op Opcode, payload []byte) error {
 	if payload == nil {
 		r.nilMsg = true
 	}
-	if r.limit > 0 && int64(len(payload)) > r.limit {
-		r.t.Errorf("message of %d bytes exceeds limit %d", len(payload), r.limit)
+	limit := r.limit
+	if r.rsv1 {
+		limit = CompressedLimit(limit) // a compressed message's wire allowance
+	}
+	if limit > 0 && int64(len(payload)) > limit {
+		r.t.Errorf("message of %d bytes exceeds limit %d", len(payload), limit)
 	}
 	return r.add(msg(op, payload))
 }
