@@ -106,7 +106,10 @@ type Options struct {
 
 	// WriteTimeout bounds every write to a connection, and how long a
 	// closing connection waits for the peer's close frame. A peer that does
-	// not accept bytes for this long is dropped. Default 10 s.
+	// not accept bytes for this long is dropped; a slow one that keeps
+	// reading is not, however long a big message takes (over TLS, whose
+	// writes cannot resume after a timeout, each write must finish within
+	// WriteTimeout). Default 10 s.
 	WriteTimeout time.Duration
 
 	// SendQueueMessages and SendQueueBytes bound each connection's queue of

@@ -291,21 +291,63 @@ func TestPollerShutdownFlushesPendingWrites(t *testing.T) {
 func TestPollerFlushAfterBlockingWriterDeadline(t *testing.T) {
 	// A blocking writer leaves its write deadline set; once it has passed,
 	// the next flush must still deliver (through a blocking writer again).
-	s, _ := pollServer(t, wsroom.Options{WriteTimeout: 300 * time.Millisecond, SendQueueBytes: 64 << 20})
+	// WriteTimeout bounds each whole blocking write, so it must be long
+	// enough for a loaded -race run to read the big message.
+	const timeout = 2 * time.Second
+	s, _ := pollServer(t, wsroom.Options{WriteTimeout: timeout, SendQueueBytes: 64 << 20})
 	nc, br := quickHandshake(t, s.srv.Listener.Addr().String(), "u", nil)
 	defer nc.Close()
 	echoOnce(t, nc, br, "registered")
 	// Bigger than the socket buffers: the flush leaves a rest.
-	big := bytes.Repeat([]byte("0123456789abcdef"), 2<<20) // 32 MiB
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB
 	if err := s.hub.SendTo(wsroom.Binary(big), "u"); err != nil {
 		t.Fatal(err)
 	}
 	c := &client{t: t, nc: nc, br: br}
-	if _, data, err := c.readMessage(5 * time.Second); err != nil || !bytes.Equal(data, big) {
+	if _, data, err := c.readMessage(10 * time.Second); err != nil || !bytes.Equal(data, big) {
 		t.Fatalf("big message: %d bytes, %v", len(data), err)
 	}
-	for i := range 3 {
-		time.Sleep(400 * time.Millisecond) // past the deadline
+	for i := range 2 {
+		time.Sleep(timeout + 200*time.Millisecond) // past the deadline
 		echoOnce(t, nc, br, "later "+strconv.Itoa(i))
+	}
+}
+
+// slowReader reads at most 32 KiB per call, 20 ms apart: about 1.6 MB/s.
+type slowReader struct{ r io.Reader }
+
+func (s slowReader) Read(p []byte) (int, error) {
+	time.Sleep(20 * time.Millisecond)
+	return s.r.Read(p[:min(len(p), 32<<10)])
+}
+
+// TestSlowReaderIsNotDropped: WriteTimeout drops a peer that accepts no
+// bytes for that long, not one that keeps reading but needs longer for a
+// big message: 4 MiB at about 1.6 MB/s through small socket buffers, with
+// a 1 s WriteTimeout. The connection is polled (the listener hands out the
+// *net.TCPConn itself, only with a small send buffer).
+func TestSlowReaderIsNotDropped(t *testing.T) {
+	ln := new(dtListener)
+	ln.small.Store(true)
+	s := newServerWith(t, wsroom.Options{
+		Identify:     func(r *http.Request) (string, error) { return r.URL.Query().Get("user"), nil },
+		OnMessage:    func(c *wsroom.Conn, m wsroom.Message) { c.Send(m) },
+		WriteTimeout: time.Second,
+	}, serverSetup{wrapListener: func(l net.Listener) net.Listener { ln.Listener = l; return ln }})
+	nc, br := quickHandshake(t, s.srv.Listener.Addr().String(), "u", nil)
+	defer nc.Close()
+	nc.(*net.TCPConn).SetReadBuffer(16 << 10)
+	echoOnce(t, nc, br, "registered")
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
+	if err := s.hub.SendTo(wsroom.Binary(big), "u"); err != nil {
+		t.Fatal(err)
+	}
+	c := &client{t: t, nc: nc, br: bufio.NewReaderSize(slowReader{br}, 32<<10)}
+	start := time.Now()
+	if _, data, err := c.readMessage(30 * time.Second); err != nil || !bytes.Equal(data, big) {
+		t.Fatalf("big message after %v: %d bytes, %v", time.Since(start), len(data), err)
+	}
+	if took := time.Since(start); took < 2*time.Second {
+		t.Fatalf("read in %v, not much longer than WriteTimeout: the reader was not slow enough to test anything", took)
 	}
 }

@@ -47,6 +47,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -294,11 +295,23 @@ func (c *Conn) takeBatchLocked() batch {
 
 // writeRest writes rest, the frames of b not written yet (the first one
 // possibly cut), with blocking writes under WriteTimeout, then ends b
-// (see batchDone).
+// (see batchDone). On a plain TCP connection a write that timed out after
+// making progress goes on with a fresh deadline: only a peer that accepts
+// no bytes at all for WriteTimeout is dropped, not a slow one that takes a
+// big batch longer than that. (A TLS connection cannot go on after a
+// write timed out.)
 func (c *Conn) writeRest(b batch, rest [][]byte) bool {
-	c.nc.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteTimeout))
-	n, err := writeBatch(c.nc, rest)
-	return c.batchDone(b, n, err)
+	var total int64
+	for {
+		c.nc.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteTimeout))
+		n, left, err := writeBatch(c.nc, rest)
+		total += n
+		if _, tcp := c.nc.(*net.TCPConn); tcp && n > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			rest = left
+			continue
+		}
+		return c.batchDone(b, total, err)
+	}
 }
 
 // batchDone ends a batch whose last write wrote n bytes and returned err:

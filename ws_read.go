@@ -39,12 +39,15 @@ func (c *Conn) releaseParser() {
 // local one would escape to the heap on every write.
 var buffersPool = sync.Pool{New: func() any { return new(net.Buffers) }}
 
-// writeBatch writes frames to nc in one vectored write.
-func writeBatch(nc net.Conn, frames [][]byte) (int64, error) {
+// writeBatch writes frames to nc in one vectored write. left is what
+// was not written (nil when err is nil); net.Buffers has already cut the
+// frame it stopped in, in frames' own backing array.
+func writeBatch(nc net.Conn, frames [][]byte) (n int64, left [][]byte, err error) {
 	b := buffersPool.Get().(*net.Buffers)
 	*b = frames
-	n, err := b.WriteTo(nc)
+	n, err = b.WriteTo(nc)
+	left = *b
 	*b = nil
 	buffersPool.Put(b)
-	return n, err
+	return n, left, err
 }
