@@ -243,7 +243,9 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.stats.accepted.Add(1)
-	h.syncInterest(topicAll, userTopic(c.id))
+	if h.bk.b != nil {
+		h.syncInterest(topicAll, userTopic(c.id))
+	}
 	c.serve(r, pending)
 }
 
@@ -399,7 +401,9 @@ func (h *Hub) unregister(c *Conn) {
 		h.removeMemberLocked(rm, c)
 	}
 	h.mu.Unlock()
-	h.syncInterest(connTopics(c.id, rooms)...)
+	if h.bk.b != nil {
+		h.syncInterest(connTopics(c.id, rooms)...)
+	}
 	for _, rm := range rooms {
 		c.presence(h.opts.OnLeave, "OnLeave", rm.name)
 	}
