@@ -153,8 +153,11 @@ func TestBrokerDeliversAcrossHubsExactlyOnce(t *testing.T) {
 	bob := dial(t, b.url+"?user=bob&room=lobby", nil)
 	bob2 := dial(t, a.url+"?user=bob&room=lobby", nil) // bob on two nodes
 	carol := dial(t, c.url+"?user=carol&room=other", nil)
-	waitFor(t, "room subscriptions", func() bool {
-		return bus.subscribers("room:lobby") == 2 && bus.subscribers("room:other") == 1 &&
+	// Every member joined (a subscription shows only the first member of
+	// a node joined: node A has two), and every topic is subscribed.
+	waitFor(t, "members and subscriptions", func() bool {
+		return a.hub.Room("lobby").Len() == 2 && b.hub.Room("lobby").Len() == 1 && c.hub.Room("other").Len() == 1 &&
+			bus.subscribers("room:lobby") == 2 && bus.subscribers("room:other") == 1 &&
 			bus.subscribers("user:bob") == 2 && bus.subscribers("all") == 3
 	})
 	all := []*client{alice, bob, bob2, carol}

@@ -31,6 +31,8 @@ func TestTwoNodesExactlyOnce(t *testing.T) {
 	alice := dialWS(t, a.url+"?user=alice2&room="+room)
 	bob := dialWS(t, b.url+"?user=bob2&room="+room)
 	bobA := dialWS(t, a.url+"?user=bob2&room="+room) // bob on both nodes
+	waitMembers(t, a, room, 2)
+	waitMembers(t, b, room, 1)
 	waitNumSub(t, rc, map[string]int64{"room:" + room: 2, "user:bob2": 2, "user:alice2": 1})
 	all := []*wsClient{alice, bob, bobA}
 	quiet := func() {
@@ -73,6 +75,9 @@ func TestThreeNodesExactlyOnce(t *testing.T) {
 	bobC := dialWS(t, c.url+"?user=bob3&room="+other) // bob on two nodes, two rooms
 	carol := dialWS(t, c.url+"?user=carol3&room="+other)
 	dave := dialWS(t, b.url+"?user=dave3&room="+lobby)
+	waitMembers(t, a, lobby, 1)
+	waitMembers(t, b, lobby, 2)
+	waitMembers(t, c, other, 2)
 	waitNumSub(t, rc, map[string]int64{"room:" + lobby: 2, "room:" + other: 1, "user:bob3": 2})
 	all := []*wsClient{alice, bob, bobC, carol, dave}
 	quiet := func() {

@@ -168,3 +168,17 @@ func newRedisClient(t testing.TB, addr string) *redis.Client {
 	t.Cleanup(func() { rc.Close() })
 	return rc
 }
+
+// waitMembers waits until n's room has want local members: a client's
+// dial returns at the 101, before OnConnect's Join has run, and a topic's
+// subscription shows only that a node's first member joined.
+func waitMembers(t testing.TB, n *node, room string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for n.hub.Room(room).Len() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("room %s has %d members on this node, want %d", room, n.hub.Room(room).Len(), want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
