@@ -18,17 +18,10 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log"
 	"net"
-	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
 	"github.com/wsroom/wsroom"
 	"github.com/wsroom/wsroom/examples/chat/chatapp"
@@ -49,43 +42,6 @@ func run(addr string) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	fmt.Printf("wsroom chat: open %s\n", browseURL(ln.Addr()))
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served:
-		return err
-	case <-ctx.Done():
-	}
-	stop() // a second Ctrl-C kills the process at once
-	log.Print("wsroom chat: shutting down")
-
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	// http.Server.Shutdown stops accepting and waits for plain HTTP
-	// requests, but it does not track hijacked connections: Hub.Shutdown
-	// refuses new handshakes, closes every WebSocket with 1001 "server
-	// shutdown" after flushing what is queued, and waits for the hub's
-	// goroutines. After the deadline it drops whatever is left.
-	if err := errors.Join(srv.Shutdown(ctx), hub.Shutdown(ctx)); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	return nil
-}
-
-// browseURL turns the listening address into a URL a browser can open:
-// ":8080" and "0.0.0.0:8080" listen everywhere, so point at localhost.
-func browseURL(a net.Addr) string {
-	host, port, err := net.SplitHostPort(a.String())
-	if err != nil {
-		return "http://" + a.String() + "/"
-	}
-	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
-		host = "localhost"
-	}
-	return "http://" + net.JoinHostPort(host, port) + "/"
+	fmt.Printf("wsroom chat: open %s\n", chatapp.BrowseURL(ln.Addr()))
+	return chatapp.Serve(ln, handler, hub)
 }

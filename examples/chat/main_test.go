@@ -288,8 +288,8 @@ func TestBrowseURL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := browseURL(a); got != want {
-			t.Errorf("browseURL(%s) = %s, want %s", addr, got, want)
+		if got := chatapp.BrowseURL(a); got != want {
+			t.Errorf("BrowseURL(%s) = %s, want %s", addr, got, want)
 		}
 	}
 }

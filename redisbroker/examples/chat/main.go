@@ -26,16 +26,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log"
 	"net"
-	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
 	"github.com/wsroom/wsroom"
 	"github.com/wsroom/wsroom/examples/chat/chatapp"
@@ -61,23 +55,6 @@ func run(addr, redisAddr string) error {
 		hub.Shutdown(context.Background())
 		return err
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	fmt.Printf("wsroom chat node on %s (Redis %s): open http://%s/\n", ln.Addr(), redisAddr, ln.Addr())
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served:
-		return err
-	case <-ctx.Done():
-	}
-	stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := errors.Join(srv.Shutdown(ctx), hub.Shutdown(ctx)); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	return nil
+	fmt.Printf("wsroom chat node (Redis %s): open %s\n", redisAddr, chatapp.BrowseURL(ln.Addr()))
+	return chatapp.Serve(ln, handler, hub)
 }
