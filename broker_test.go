@@ -10,113 +10,8 @@ import (
 	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/membroker"
 )
-
-// memBus is an in-memory pub/sub shared by the memBrokers of several hubs
-// in one test: the hub side of multi-node delivery, without Redis.
-type memBus struct {
-	mu   sync.Mutex
-	subs map[string]map[*memBroker]bool
-	down bool // Publish fails
-}
-
-func newMemBus() *memBus { return &memBus{subs: make(map[string]map[*memBroker]bool)} }
-
-func (bus *memBus) setDown(d bool) { bus.mu.Lock(); bus.down = d; bus.mu.Unlock() }
-
-// subscribers returns how many brokers subscribe to topic.
-func (bus *memBus) subscribers(topic string) int {
-	bus.mu.Lock()
-	defer bus.mu.Unlock()
-	return len(bus.subs[topic])
-}
-
-// inject publishes raw bytes, as a foreign node would.
-func (bus *memBus) inject(topic string, payload []byte) {
-	bus.mu.Lock()
-	defer bus.mu.Unlock()
-	for b := range bus.subs[topic] {
-		b.inbox <- memMsg{topic, payload}
-	}
-}
-
-type memMsg struct {
-	topic   string
-	payload []byte
-}
-
-// memBroker is one hub's broker on a memBus. Its goroutine delivers in
-// publish order, one message at a time; Close joins it.
-type memBroker struct {
-	bus   *memBus
-	inbox chan memMsg
-	done  chan struct{}
-}
-
-func (bus *memBus) broker() *memBroker {
-	return &memBroker{bus: bus, inbox: make(chan memMsg, 4096), done: make(chan struct{})}
-}
-
-func (b *memBroker) Start(deliver func(topic string, payload []byte)) {
-	go func() {
-		defer close(b.done)
-		for m := range b.inbox {
-			deliver(m.topic, m.payload)
-		}
-	}()
-}
-
-func (b *memBroker) Publish(payload []byte, topics ...string) func() error {
-	b.bus.mu.Lock()
-	defer b.bus.mu.Unlock()
-	if b.bus.down {
-		return func() error { return errors.New("bus down") }
-	}
-	for _, t := range topics {
-		for s := range b.bus.subs[t] {
-			s.inbox <- memMsg{t, slices.Clone(payload)}
-		}
-	}
-	return func() error { return nil }
-}
-
-func (b *memBroker) Subscribe(topics ...string) error {
-	b.bus.mu.Lock()
-	defer b.bus.mu.Unlock()
-	for _, t := range topics {
-		if b.bus.subs[t] == nil {
-			b.bus.subs[t] = make(map[*memBroker]bool)
-		}
-		b.bus.subs[t][b] = true
-	}
-	return nil
-}
-
-func (b *memBroker) Unsubscribe(topics ...string) error {
-	b.bus.mu.Lock()
-	defer b.bus.mu.Unlock()
-	for _, t := range topics {
-		delete(b.bus.subs[t], b)
-		if len(b.bus.subs[t]) == 0 {
-			delete(b.bus.subs, t)
-		}
-	}
-	return nil
-}
-
-func (b *memBroker) Close() error {
-	b.bus.mu.Lock()
-	for t, s := range b.bus.subs {
-		delete(s, b)
-		if len(s) == 0 {
-			delete(b.bus.subs, t)
-		}
-	}
-	close(b.inbox)
-	b.bus.mu.Unlock()
-	<-b.done
-	return nil
-}
 
 // nodeOptions identifies users by ?user= and joins ?room= (if given).
 func nodeOptions(b wsroom.Broker) wsroom.Options {
@@ -144,10 +39,10 @@ func (c *client) expectNothing() {
 }
 
 func TestBrokerDeliversAcrossHubsExactlyOnce(t *testing.T) {
-	bus := newMemBus()
-	a := newServer(t, nodeOptions(bus.broker()))
-	b := newServer(t, nodeOptions(bus.broker()))
-	c := newServer(t, nodeOptions(bus.broker()))
+	bus := membroker.NewBus()
+	a := newServer(t, nodeOptions(bus.NewBroker()))
+	b := newServer(t, nodeOptions(bus.NewBroker()))
+	c := newServer(t, nodeOptions(bus.NewBroker()))
 
 	alice := dial(t, a.url+"?user=alice&room=lobby", nil)
 	bob := dial(t, b.url+"?user=bob&room=lobby", nil)
@@ -157,8 +52,8 @@ func TestBrokerDeliversAcrossHubsExactlyOnce(t *testing.T) {
 	// a node joined: node A has two), and every topic is subscribed.
 	waitFor(t, "members and subscriptions", func() bool {
 		return a.hub.Room("lobby").Len() == 2 && b.hub.Room("lobby").Len() == 1 && c.hub.Room("other").Len() == 1 &&
-			bus.subscribers("room:lobby") == 2 && bus.subscribers("room:other") == 1 &&
-			bus.subscribers("user:bob") == 2 && bus.subscribers("all") == 3
+			bus.Subscribers("room:lobby") == 2 && bus.Subscribers("room:other") == 1 &&
+			bus.Subscribers("user:bob") == 2 && bus.Subscribers("all") == 3
 	})
 	all := []*client{alice, bob, bob2, carol}
 	quiet := func() {
@@ -223,12 +118,12 @@ func TestBrokerDeliversAcrossHubsExactlyOnce(t *testing.T) {
 }
 
 func TestBrokerInterestFollowsLocalMembers(t *testing.T) {
-	bus := newMemBus()
-	a := newServer(t, nodeOptions(bus.broker()))
-	b := newServer(t, nodeOptions(bus.broker()))
+	bus := membroker.NewBus()
+	a := newServer(t, nodeOptions(bus.NewBroker()))
+	b := newServer(t, nodeOptions(bus.NewBroker()))
 	alice := dial(t, a.url+"?user=alice&room=r1", nil)
 	waitFor(t, "alice's topics", func() bool {
-		return bus.subscribers("room:r1") == 1 && bus.subscribers("user:alice") == 1 && bus.subscribers("all") == 1
+		return bus.Subscribers("room:r1") == 1 && bus.Subscribers("user:alice") == 1 && bus.Subscribers("all") == 1
 	})
 	// Node B has nobody: it subscribes to nothing and receives nothing.
 	if err := a.hub.Room("r1").Broadcast(wsroom.Text("x")); err != nil {
@@ -246,29 +141,27 @@ func TestBrokerInterestFollowsLocalMembers(t *testing.T) {
 	if err := conn.Join("r2"); err != nil {
 		t.Fatal(err)
 	}
-	if got := bus.subscribers("room:r2"); got != 1 {
+	if got := bus.Subscribers("room:r2"); got != 1 {
 		t.Fatalf("after Join: room:r2 has %d subscribers", got)
 	}
 	if err := conn.Leave("r2"); err != nil {
 		t.Fatal(err)
 	}
-	if got := bus.subscribers("room:r2"); got != 0 {
+	if got := bus.Subscribers("room:r2"); got != 0 {
 		t.Fatalf("after the last member left: room:r2 has %d subscribers", got)
 	}
 	alice.closeHandshake(1000)
 	waitFor(t, "every topic released", func() bool {
-		bus.mu.Lock()
-		defer bus.mu.Unlock()
-		return len(bus.subs) == 0
+		return bus.Topics() == 0
 	})
 }
 
 func TestBrokerPublishFailureIsReportedAndLocalDeliveryGoesOn(t *testing.T) {
-	bus := newMemBus()
-	a := newServer(t, nodeOptions(bus.broker()))
+	bus := membroker.NewBus()
+	a := newServer(t, nodeOptions(bus.NewBroker()))
 	alice := dial(t, a.url+"?user=alice&room=r", nil)
-	waitFor(t, "subscription", func() bool { return bus.subscribers("room:r") == 1 })
-	bus.setDown(true)
+	waitFor(t, "subscription", func() bool { return bus.Subscribers("room:r") == 1 })
+	bus.SetDown(true)
 	sends := []func() error{
 		func() error { return a.hub.Room("r").Broadcast(wsroom.Text("1")) },
 		func() error { return a.hub.Room("r").SendTo(wsroom.Text("2"), "alice") },
@@ -284,7 +177,7 @@ func TestBrokerPublishFailureIsReportedAndLocalDeliveryGoesOn(t *testing.T) {
 	if s := a.hub.Stats(); s.BrokerErrors != 4 || s.BrokerOut != 0 {
 		t.Errorf("stats %+v, want 4 broker errors", s)
 	}
-	bus.setDown(false)
+	bus.SetDown(false)
 	if err := a.hub.Broadcast(wsroom.Text("ok")); err != nil {
 		t.Fatal(err)
 	}
@@ -292,10 +185,10 @@ func TestBrokerPublishFailureIsReportedAndLocalDeliveryGoesOn(t *testing.T) {
 }
 
 func TestBrokerIgnoresMalformedMessages(t *testing.T) {
-	bus := newMemBus()
-	a := newServer(t, nodeOptions(bus.broker()))
+	bus := membroker.NewBus()
+	a := newServer(t, nodeOptions(bus.NewBroker()))
 	alice := dial(t, a.url+"?user=alice&room=r", nil)
-	waitFor(t, "subscription", func() bool { return bus.subscribers("room:r") == 1 })
+	waitFor(t, "subscription", func() bool { return bus.Subscribers("room:r") == 1 })
 	node := strings.Repeat("n", 16)
 	bad := [][]byte{
 		nil,
@@ -308,10 +201,12 @@ func TestBrokerIgnoresMalformedMessages(t *testing.T) {
 		[]byte("\x01\x03\x01" + node + "\x02\x05alice\x7fbob"),       // a name overruns
 		[]byte("\x01\x04\x01" + node + "users kind on a room topic"), // reaches no one
 	}
+	foreign := bus.NewBroker() // a node that publishes raw bytes
+	defer foreign.Close()
 	for _, p := range bad {
-		bus.inject("room:r", p)
+		foreign.Publish(p, "room:r")()
 	}
-	bus.inject("room:r", []byte("\x01\x01\x01"+node+"good"))
+	foreign.Publish([]byte("\x01\x01\x01"+node+"good"), "room:r")()
 	alice.expectText("good")
 	alice.expectNothing()
 	if s := a.hub.Stats(); s.BrokerErrors != 8 || s.BrokerIn != 2 {
@@ -320,19 +215,19 @@ func TestBrokerIgnoresMalformedMessages(t *testing.T) {
 }
 
 func TestBrokerRelayDirectMessageAcrossHubs(t *testing.T) {
-	bus := newMemBus()
+	bus := membroker.NewBus()
 	relay := func(b wsroom.Broker) wsroom.Options {
 		o := nodeOptions(b)
 		o.OnMessage = wsroom.Relay(wsroom.RelayOptions{})
 		return o
 	}
-	a := newServer(t, relay(bus.broker()))
-	b := newServer(t, relay(bus.broker()))
+	a := newServer(t, relay(bus.NewBroker()))
+	b := newServer(t, relay(bus.NewBroker()))
 	alice := dial(t, a.url+"?user=alice&room=lobby", nil)
 	bob := dial(t, b.url+"?user=bob&room=lobby", nil)
 	eve := dial(t, b.url+"?user=eve&room=elsewhere", nil)
 	waitFor(t, "subscriptions", func() bool {
-		return bus.subscribers("user:bob") == 1 && bus.subscribers("user:eve") == 1 && bus.subscribers("room:lobby") == 2
+		return bus.Subscribers("user:bob") == 1 && bus.Subscribers("user:eve") == 1 && bus.Subscribers("room:lobby") == 2
 	})
 	alice.sendText(`{"to":["bob","eve"],"data":"psst"}`)
 	bob.expectText(`{"from":"alice","data":"psst"}`)
@@ -362,8 +257,8 @@ func FuzzBrokerEnvelope(f *testing.F) {
 }
 
 func TestBrokerInterestSettlesUnderConcurrentJoins(t *testing.T) {
-	bus := newMemBus()
-	a := newServer(t, nodeOptions(bus.broker()))
+	bus := membroker.NewBus()
+	a := newServer(t, nodeOptions(bus.NewBroker()))
 	const n = 8
 	for i := range n {
 		dial(t, a.url+"?user=u"+string(rune('0'+i))+"&room=base", nil)
@@ -393,7 +288,7 @@ func TestBrokerInterestSettlesUnderConcurrentJoins(t *testing.T) {
 		if a.hub.Room("x").Len() > 0 {
 			want = 1
 		}
-		if got := bus.subscribers("room:x"); got != want {
+		if got := bus.Subscribers("room:x"); got != want {
 			t.Fatalf("round %d: %d members, %d subscriptions to room:x", round, a.hub.Room("x").Len(), got)
 		}
 	}
