@@ -1,13 +1,11 @@
 package wsroom
 
 import (
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"sync"
+
+	"github.com/wsroom/wsroom/internal/wire"
 )
 
 // Broker connects the Hubs of several processes so that room, user and
@@ -52,51 +50,9 @@ type Broker interface {
 // counted in Stats.BrokerErrors.
 var ErrNotPublished = errors.New("wsroom: delivered on this node only: publish to the broker failed")
 
-// Topics, as the Hub names them to its Broker. A broker may prefix them
-// on the wire (redisbroker does).
-const (
-	topicAll        = "all"
-	topicRoomPrefix = "room:"
-	topicUserPrefix = "user:"
-)
-
-func roomTopic(name string) string { return topicRoomPrefix + name }
-func userTopic(id string) string   { return topicUserPrefix + id }
-
-// The wire envelope of a published send:
-//
-//	version  1 byte   envelopeVersion
-//	kind     1 byte   kindRoom … kindUsersSharing
-//	type     1 byte   the MessageType
-//	node     16 bytes the publishing Hub's random ID (its own echo is ignored)
-//	names    for kindRoomUsers (users) and kindUsersSharing (rooms) only:
-//	         uvarint count, then count × (uvarint length, bytes)
-//	payload  the rest: the message's data, not yet framed
-//
-// The target room or user is the topic itself; the connection excluded by
-// BroadcastExcept is on the sending node, so the envelope does not name it.
-// Each send is encoded once, however many topics it goes to, and decoded
-// once by each receiving node, which frames it once for its local members.
-const (
-	envelopeVersion = 1
-	nodeIDLen       = 16
-	envelopeHeader  = 3 + nodeIDLen
-)
-
-// Envelope kinds.
-const (
-	kindRoom         = 1 // Room.Broadcast: every member
-	kindRoomExcept   = 2 // Room.BroadcastExcept: every member (the excluded one is remote)
-	kindRoomUsers    = 3 // Room.SendTo: the named users' connections in the room
-	kindUsers        = 4 // Hub.SendTo: every connection of the topic's user
-	kindAll          = 5 // Hub.Broadcast: every connection
-	kindUsersSharing = 6 // Relay's default policy: the topic's user, if it shares one of the named rooms
-)
-
 // brokerState is the Hub's side of its Broker. Lock order: mu before Hub.mu.
 type brokerState struct {
-	b    Broker
-	node [nodeIDLen]byte
+	b Broker
 
 	mu         sync.Mutex          // serializes Subscribe/Unsubscribe and guards the fields below
 	subscribed map[string]struct{} // topics the broker has been asked to deliver
@@ -109,7 +65,6 @@ func (h *Hub) startBroker() {
 	if h.bk.b == nil {
 		return
 	}
-	rand.Read(h.bk.node[:])
 	h.bk.subscribed = make(map[string]struct{})
 	h.bk.b.Start(h.receive)
 }
@@ -173,7 +128,7 @@ func (h *Hub) changeInterest(topics []string, on bool) {
 	}
 	if err := change(topics...); err != nil {
 		h.stats.brokerErrors.Add(1)
-		h.opts.Logger.Error("wsroom: broker "+what+" failed", "topics", topics, "err", err)
+		h.opts.Logger.Error("wsroom: broker "+what+" failed", "topics", len(topics), "first", topics[0], "err", err)
 		return
 	}
 	for _, t := range topics {
@@ -188,36 +143,59 @@ func (h *Hub) changeInterest(topics []string, on bool) {
 // interestedLocked reports whether this node has a connection topic
 // concerns. Called with h.mu held.
 func (h *Hub) interestedLocked(topic string) bool {
-	if name, ok := strings.CutPrefix(topic, topicRoomPrefix); ok {
+	switch kind, name := wire.ParseTopic(topic); kind {
+	case wire.TopicRoom:
 		return h.rooms[name] != nil
+	case wire.TopicUser:
+		return len(h.users[name]) > 0
+	case wire.TopicHub:
+		return len(h.conns) > 0
 	}
-	if id, ok := strings.CutPrefix(topic, topicUserPrefix); ok {
-		return len(h.users[id]) > 0
-	}
-	return topic == topicAll && len(h.conns) > 0
+	return false
 }
 
 // connTopics returns the topics a connection's arrival or departure may
 // change: the hub-wide one, its user's and its rooms'.
 func connTopics(id string, rooms []*room) []string {
 	t := make([]string, 0, 2+len(rooms))
-	t = append(t, topicAll, userTopic(id))
+	t = append(t, wire.TopicAll, wire.UserTopic(id))
 	for _, rm := range rooms {
-		t = append(t, roomTopic(rm.name))
+		t = append(t, wire.RoomTopic(rm.name))
 	}
 	return t
 }
 
-// publish starts sending m to the other nodes on topics; the caller
-// delivers locally meanwhile, then reads the outcome with result. names
-// are the users of kindRoomUsers or the rooms of kindUsersSharing.
+// topics returns the topics a send to t is published on.
+func (t *target) topics() []string {
+	switch {
+	case t.all:
+		return []string{wire.TopicAll}
+	case t.room != "":
+		return []string{wire.RoomTopic(t.room)}
+	default:
+		return wire.UserTopics(t.users)
+	}
+}
+
+// publish starts publishing m, addressed to t, to the other nodes; the
+// caller delivers locally meanwhile, then reads the outcome with result.
 // Without a broker it does nothing.
-func (h *Hub) publish(kind byte, m Message, names []string, topics ...string) publishing {
-	if h.bk.b == nil || len(topics) == 0 {
+func (h *Hub) publish(m Message, t target) publishing {
+	if h.bk.b == nil {
 		return publishing{}
 	}
-	p := appendEnvelope(nil, kind, m.Type, &h.bk.node, names, m.Data)
-	return publishing{h, h.bk.b.Publish(p, topics...)}
+	topics := t.topics()
+	if len(topics) == 0 {
+		return publishing{}
+	}
+	wm := wire.Message{Type: byte(m.Type), Node: h.node, Rooms: t.rooms, Data: m.Data}
+	if t.byUser {
+		wm.Users = t.users
+		if wm.Users == nil {
+			wm.Users = []string{}
+		}
+	}
+	return publishing{h, h.bk.b.Publish(wire.Append(nil, &wm), topics...)}
 }
 
 // publishing is a publish in flight.
@@ -240,33 +218,36 @@ func (p publishing) result() error {
 	return nil
 }
 
-// userTopics returns the topics of the distinct users in ids.
-func userTopics(ids []string) []string {
-	t := make([]string, 0, len(ids))
-	for _, id := range ids {
-		if s := userTopic(id); !slices.Contains(t, s) {
-			t = append(t, s)
-		}
-	}
-	return t
-}
-
 // receive is the broker's deliver callback: it decodes a send published by
-// another node and queues it for the local connections it concerns.
+// another node and delivers it to this node's recipients, which the topic
+// names and the message may narrow (see internal/wire).
 func (h *Hub) receive(topic string, payload []byte) {
 	if h.closed.Load() {
 		return
 	}
-	env, ok := parseEnvelope(payload)
-	if !ok {
+	wm, err := wire.Decode(payload)
+	if err != nil {
 		h.stats.brokerErrors.Add(1)
 		h.opts.Logger.Warn("wsroom: dropped a malformed broker message", "topic", topic, "bytes", len(payload))
 		return
 	}
-	if env.node == h.bk.node {
+	if wm.Node == h.node {
 		return // our own send, already delivered locally
 	}
-	b, err := h.prepare(Message{Type: env.typ, Data: env.data})
+	var t target
+	switch kind, name := wire.ParseTopic(topic); kind {
+	case wire.TopicRoom:
+		t = target{room: name, users: wm.Users, byUser: wm.Users != nil}
+	case wire.TopicUser:
+		t = target{users: []string{name}, rooms: wm.Rooms}
+	case wire.TopicHub:
+		t = target{all: true}
+	default:
+		h.stats.brokerErrors.Add(1)
+		h.opts.Logger.Warn("wsroom: dropped a broker message on an unknown topic", "topic", topic)
+		return
+	}
+	p, err := h.prepare(Message{Type: MessageType(wm.Type), Data: wm.Data})
 	if err != nil {
 		if !errors.Is(err, ErrHubClosed) {
 			h.stats.brokerErrors.Add(1)
@@ -275,140 +256,5 @@ func (h *Hub) receive(topic string, payload []byte) {
 		return
 	}
 	h.stats.brokerIn.Add(1)
-	buf := getConns()
-	h.mu.RLock()
-	*buf = h.appendTargetsLocked(*buf, topic, &env)
-	h.mu.RUnlock()
-	h.fanout(b, *buf, nil)
-	putConns(buf)
-}
-
-// appendTargetsLocked appends the local recipients of env received on
-// topic. A kind that does not match its topic reaches no one.
-func (h *Hub) appendTargetsLocked(dst []*Conn, topic string, env *brokerMsg) []*Conn {
-	if name, ok := strings.CutPrefix(topic, topicRoomPrefix); ok {
-		rm := h.rooms[name]
-		switch {
-		case rm == nil:
-		case env.kind == kindRoom || env.kind == kindRoomExcept:
-			dst = append(dst, rm.members...)
-		case env.kind == kindRoomUsers:
-			dst = h.appendUserConns(dst, env.names, rm)
-		}
-		return dst
-	}
-	if id, ok := strings.CutPrefix(topic, topicUserPrefix); ok {
-		switch env.kind {
-		case kindUsers:
-			dst = append(dst, h.users[id]...)
-		case kindUsersSharing:
-			if h.sharesRoomLocked(id, env.names) {
-				dst = append(dst, h.users[id]...)
-			}
-		}
-		return dst
-	}
-	if topic == topicAll && env.kind == kindAll {
-		dst = append(dst, h.conns...)
-	}
-	return dst
-}
-
-// sharesRoomLocked reports whether a local connection of user id is in
-// one of rooms.
-func (h *Hub) sharesRoomLocked(id string, rooms []string) bool {
-	for _, c := range h.users[id] {
-		for _, rm := range c.rooms {
-			if slices.Contains(rooms, rm.name) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// sendToSharing is Relay's default-policy direct message when a broker is
-// set: every node (this one included) delivers m to its connections of
-// each user in ids, provided one of them shares a room with from. The
-// check has to be made where the recipient is connected.
-func (h *Hub) sendToSharing(m Message, from *Conn, ids []string) error {
-	b, err := h.prepare(m)
-	if err != nil {
-		return err
-	}
-	rooms := from.Rooms()
-	pub := h.publish(kindUsersSharing, m, rooms, userTopics(ids)...)
-	buf := getConns()
-	h.mu.RLock()
-	for i, id := range ids {
-		if !slices.Contains(ids[:i], id) && h.sharesRoomLocked(id, rooms) {
-			*buf = append(*buf, h.users[id]...)
-		}
-	}
-	h.mu.RUnlock()
-	h.fanout(b, *buf, nil)
-	putConns(buf)
-	return pub.result()
-}
-
-// brokerMsg is a decoded broker message. data and names refer to the
-// received payload.
-type brokerMsg struct {
-	kind  byte
-	typ   MessageType
-	node  [nodeIDLen]byte
-	names []string
-	data  []byte
-}
-
-// appendEnvelope appends the wire form of a send to dst.
-func appendEnvelope(dst []byte, kind byte, typ MessageType, node *[nodeIDLen]byte, names []string, data []byte) []byte {
-	n := envelopeHeader + len(data)
-	for _, s := range names {
-		n += binary.MaxVarintLen64 + len(s)
-	}
-	dst = slices.Grow(dst, n+binary.MaxVarintLen64)
-	dst = append(dst, envelopeVersion, kind, byte(typ))
-	dst = append(dst, node[:]...)
-	if kind == kindRoomUsers || kind == kindUsersSharing {
-		dst = binary.AppendUvarint(dst, uint64(len(names)))
-		for _, s := range names {
-			dst = binary.AppendUvarint(dst, uint64(len(s)))
-			dst = append(dst, s...)
-		}
-	}
-	return append(dst, data...)
-}
-
-// parseEnvelope decodes p. ok is false for anything malformed, including
-// an unknown version. It allocates only the names, at most one per byte
-// actually present.
-func parseEnvelope(p []byte) (env brokerMsg, ok bool) {
-	if len(p) < envelopeHeader || p[0] != envelopeVersion {
-		return env, false
-	}
-	env.kind, env.typ = p[1], MessageType(p[2])
-	if env.kind < kindRoom || env.kind > kindUsersSharing || (env.typ != TextMessage && env.typ != BinaryMessage) {
-		return env, false
-	}
-	copy(env.node[:], p[3:envelopeHeader])
-	p = p[envelopeHeader:]
-	if env.kind == kindRoomUsers || env.kind == kindUsersSharing {
-		count, n := binary.Uvarint(p)
-		if n <= 0 || count > uint64(len(p)-n) {
-			return env, false
-		}
-		p = p[n:]
-		env.names = make([]string, 0, count)
-		for range count {
-			l, n := binary.Uvarint(p)
-			if n <= 0 || l > uint64(len(p)-n) {
-				return env, false
-			}
-			env.names = append(env.names, string(p[n:n+int(l)]))
-			p = p[n+int(l):]
-		}
-	}
-	env.data = p
-	return env, true
+	h.deliver(p, t)
 }

@@ -1,8 +1,5 @@
 package wsroom
 
-// permessage-deflate (RFC 7692): negotiation, inbound inflation and
-// outbound compression. docs/compression.md explains the decisions.
-
 import (
 	"compress/flate"
 	"errors"
@@ -19,60 +16,8 @@ import (
 	"github.com/wsroom/wsroom/internal/frame"
 )
 
-// Defaults applied by New to a zero CompressionOptions.Threshold and Level.
-const (
-	DefaultCompressionThreshold = 512
-	DefaultCompressionLevel     = flate.BestSpeed
-)
-
-// CompressionOptions configures permessage-deflate (RFC 7692); see
-// Options.Compression. The zero value leaves compression off.
-//
-// When enabled, the server accepts the first acceptable permessage-deflate
-// offer of a client and always answers server_no_context_takeover and
-// client_no_context_takeover: every message is compressed on its own, so a
-// broadcast is compressed once and the same frame goes to every compressing
-// recipient, and an idle connection holds no compression state (compressors
-// and decompressors are pooled and taken only while a message is being
-// processed). Malformed or unsupported offers are declined: the connection
-// proceeds without compression.
-type CompressionOptions struct {
-	// Enabled accepts clients' permessage-deflate offers. Default false:
-	// compression costs CPU per message, and compressing secrets together
-	// with attacker-chosen text in one message can leak them (CRIME/BREACH).
-	Enabled bool
-
-	// Threshold is the size in bytes below which outbound messages are sent
-	// uncompressed. Default 512 (DefaultCompressionThreshold); -1
-	// compresses every message. A message whose compressed form would not
-	// be smaller is sent uncompressed whatever its size.
-	Threshold int
-
-	// Level is the compress/flate level used for outbound messages: 1
-	// (flate.BestSpeed) to 9 (flate.BestCompression), flate.DefaultCompression
-	// or flate.HuffmanOnly. Default 1 (DefaultCompressionLevel).
-	Level int
-}
-
-// withDefaults validates o and fills in its defaults.
-func (o CompressionOptions) withDefaults() CompressionOptions {
-	if o.Threshold == 0 {
-		o.Threshold = DefaultCompressionThreshold
-	}
-	if o.Threshold == -1 {
-		o.Threshold = 0
-	}
-	if o.Threshold < 0 {
-		panic("wsroom: Compression.Threshold must be positive, 0 for the default or -1 to compress everything")
-	}
-	if o.Level == 0 {
-		o.Level = DefaultCompressionLevel
-	}
-	if o.Level < flate.HuffmanOnly || o.Level > flate.BestCompression || o.Level == flate.NoCompression {
-		panic("wsroom: Compression.Level must be 1–9, flate.DefaultCompression or flate.HuffmanOnly")
-	}
-	return o
-}
+// permessage-deflate (RFC 7692): negotiation, inbound inflation and
+// outbound compression. docs/compression.md explains the decisions.
 
 // maxWindowBits is the LZ77 window of deflate: 2^15 bytes.
 const maxWindowBits = 15
@@ -155,8 +100,6 @@ func (h *Hub) deflateHeader(header *http.Header, r *http.Request) uint8 {
 	}
 	return bits
 }
-
-// Inbound.
 
 // deflateTail is the end of a sync flush, stripped by the sender (RFC 7692
 // §7.2.1) and appended again by the receiver (§7.2.2).
@@ -305,8 +248,6 @@ func readBounded(r io.Reader, limit int64, compressed int) ([]byte, error) {
 	}
 }
 
-// Outbound.
-
 // deflater is a pooled compressor writing into its own scratch buffer.
 type deflater struct {
 	fw  *flate.Writer
@@ -353,14 +294,6 @@ func compressFrame(op frame.Opcode, data []byte, level int) []byte {
 	return b
 }
 
-// prepared is a message encoded once for any number of recipients: the
-// plain frame, and lazily at most one compressed frame per distinct
-// compression setting among the recipients.
-type prepared struct {
-	plain []byte
-	z     *compressedForms // nil when no recipient may get a compressed frame
-}
-
 // compressedForms holds the compressed frames of one message. Form 0 uses
 // the hub's level; form 1 uses HuffmanOnly (no back-references) for
 // recipients whose negotiated window is smaller than the message.
@@ -373,28 +306,6 @@ type compressedForms struct {
 		once sync.Once
 		b    []byte // nil: send plain
 	}
-}
-
-// prepare encodes m for sending through h: the plain frame now, the
-// compressed forms when a recipient first needs them.
-func (m Message) prepare(h *Hub) (prepared, error) {
-	b, err := m.encode()
-	if err != nil {
-		return prepared{}, err
-	}
-	p := prepared{plain: b}
-	if z := &h.opts.Compression; z.Enabled && len(m.Data) >= z.Threshold && len(m.Data) > 0 {
-		p.z = &compressedForms{op: frame.Opcode(m.Type), data: m.Data, level: z.Level, stats: &h.deflateStats}
-	}
-	return p, nil
-}
-
-// frameFor returns the frame to queue for c.
-func (p prepared) frameFor(c *Conn) []byte {
-	if p.z == nil || c.deflate == 0 {
-		return p.plain
-	}
-	return p.z.frame(c.deflate, p.plain)
 }
 
 // frame returns the compressed frame for a recipient whose negotiated

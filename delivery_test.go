@@ -518,7 +518,7 @@ func TestDeliverySlowConsumer(t *testing.T) {
 		// all. The heartbeat has its own tests.
 		PingInterval: -1,
 		OnClose: func(c *wsroom.Conn, err error) {
-			if c.ID() == "stuck" {
+			if c.UserID() == "stuck" {
 				closed <- err
 			}
 		},
@@ -1284,13 +1284,13 @@ func TestDeliveryShutdownDrains(t *testing.T) {
 	if err := s.hub.Broadcast(wsroom.Text("x")); !errors.Is(err, wsroom.ErrHubClosed) {
 		t.Errorf("Hub.Broadcast after Shutdown: %v, want ErrHubClosed", err)
 	}
-	if err := s.hub.SendTo(wsroom.Text("x"), c0.ID()); !errors.Is(err, wsroom.ErrHubClosed) {
+	if err := s.hub.SendTo(wsroom.Text("x"), c0.UserID()); !errors.Is(err, wsroom.ErrHubClosed) {
 		t.Errorf("Hub.SendTo after Shutdown: %v, want ErrHubClosed", err)
 	}
 	if err := room.Broadcast(wsroom.Text("x")); !errors.Is(err, wsroom.ErrHubClosed) {
 		t.Errorf("Room.Broadcast after Shutdown: %v, want ErrHubClosed", err)
 	}
-	if err := room.SendTo(wsroom.Text("x"), c0.ID()); !errors.Is(err, wsroom.ErrHubClosed) {
+	if err := room.SendTo(wsroom.Text("x"), c0.UserID()); !errors.Is(err, wsroom.ErrHubClosed) {
 		t.Errorf("Room.SendTo after Shutdown: %v, want ErrHubClosed", err)
 	}
 	if err := c0.Send(wsroom.Text("x")); !errors.Is(err, wsroom.ErrClosed) {

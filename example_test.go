@@ -111,7 +111,7 @@ func ExampleRoom_Broadcast() {
 		Identify: func(r *http.Request) (string, error) { return r.URL.Query().Get("user"), nil },
 		OnConnect: func(c *wsroom.Conn, _ *http.Request) error {
 			c.Join("lobby")
-			return c.Send(wsroom.Text("welcome " + c.ID()))
+			return c.Send(wsroom.Text("welcome " + c.UserID()))
 		},
 	})
 	srv := httptest.NewServer(hub)
@@ -138,7 +138,7 @@ func ExampleRoom_Broadcast() {
 func ExampleHub_SendTo() {
 	hub := wsroom.New(wsroom.Options{
 		Identify:  func(r *http.Request) (string, error) { return r.URL.Query().Get("user"), nil },
-		OnConnect: func(c *wsroom.Conn, _ *http.Request) error { return c.Send(wsroom.Text("hi " + c.ID())) },
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error { return c.Send(wsroom.Text("hi " + c.UserID())) },
 	})
 	srv := httptest.NewServer(hub)
 	defer exampleShutdown(hub, srv)

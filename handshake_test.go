@@ -581,7 +581,7 @@ func TestIdentifyUserID(t *testing.T) {
 	s := newServer(t, wsroom.Options{
 		Identify: func(r *http.Request) (string, error) { return r.URL.Query().Get("user"), nil },
 		OnConnect: func(c *wsroom.Conn, _ *http.Request) error {
-			return c.Send(wsroom.Text("id=" + c.ID()))
+			return c.Send(wsroom.Text("id=" + c.UserID()))
 		},
 	})
 	a1 := dial(t, s.url+"?user=alice", nil)
@@ -618,7 +618,7 @@ func TestIdentifyUserID(t *testing.T) {
 func TestIdentifyNilRandomIDs(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, wsroom.Options{
-		OnConnect: func(c *wsroom.Conn, _ *http.Request) error { return c.Send(wsroom.Text(c.ID())) },
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error { return c.Send(wsroom.Text(c.UserID())) },
 	})
 	var ids []string
 	for range 2 {
@@ -722,7 +722,7 @@ func TestMuxPatterns(t *testing.T) {
 			return room + "/" + rand.Text(), nil
 		},
 		OnConnect: func(c *wsroom.Conn, _ *http.Request) error {
-			room, _, _ := strings.Cut(c.ID(), "/")
+			room, _, _ := strings.Cut(c.UserID(), "/")
 			if err := c.Join(room); err != nil {
 				return err
 			}

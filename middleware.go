@@ -2,7 +2,6 @@ package wsroom
 
 import (
 	"bufio"
-	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -13,66 +12,12 @@ import (
 	"path"
 	"runtime/debug"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
-	"github.com/wsroom/wsroom/internal/frame"
+	"github.com/wsroom/wsroom/internal/wire"
 )
-
-// Hub owns a set of WebSocket connections, their rooms and the user index.
-// It is an http.Handler; see New. All methods are safe for concurrent use.
-type Hub struct {
-	opts   Options
-	start  time.Time      // origin of the hub clock
-	wg     sync.WaitGroup // every connection, the heartbeat and the poller
-	closed atomic.Bool    // Shutdown has begun
-
-	mu       sync.RWMutex // guards the fields below and Conn.rooms/hubIdx/removed
-	conns    []*Conn
-	rooms    map[string]*room
-	users    map[string][]*Conn
-	beating  bool          // the heartbeat goroutine runs
-	stopBeat chan struct{} // closed to stop it
-
-	bk   brokerState // Options.Broker and the hub's side of it
-	poll hubPoll     // the readiness poller (Linux)
-
-	stats       counters
-	parallelMin int // fan-outs this large are split across cores (parallelFanout; lowered by tests)
-
-	deflateStats deflateStats // compression work (compress.go)
-}
-
-// New returns a Hub configured by opts (see Options for the defaults).
-// It panics, with a "wsroom:" message, if opts cannot work (for instance
-// a PongTimeout shorter than PingInterval). A Hub starts no goroutine
-// until its first connection; call Shutdown to end its connections.
-func New(opts Options) *Hub {
-	h := &Hub{
-		opts:  opts.withDefaults(),
-		start: time.Now(),
-		rooms: make(map[string]*room),
-		users: make(map[string][]*Conn),
-
-		parallelMin: parallelFanout,
-	}
-	h.startBroker()
-	return h
-}
-
-var (
-	pingFrame     = frame.AppendFrame(nil, frame.OpPing, nil)
-	shutdownFrame = frame.AppendClose(nil, uint16(StatusGoingAway), shutdownReason)
-)
-
-// shutdownReason is the reason of the 1001 close frames Shutdown sends.
-const shutdownReason = "server shutdown"
-
-// now is the hub clock: monotonic nanoseconds since New.
-func (h *Hub) now() int64 { return int64(time.Since(h.start)) }
 
 // ServeHTTP upgrades a WebSocket handshake and serves the connection.
 // Requests that are not WebSocket handshakes get 426 Upgrade Required;
@@ -232,7 +177,7 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	rw = nil
 
-	c := &Conn{hub: h, nc: nc, id: id, protocol: protocol, deflate: deflate, reqCtx: r.Context()}
+	c := &Conn{hub: h, nc: nc, id: id, seq: h.seq.Add(1), protocol: protocol, deflate: deflate, reqCtx: r.Context()}
 	c.lastRead.Store(h.now())
 	c.lastPing = c.lastRead.Load()
 	if !h.register(c) {
@@ -244,7 +189,7 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	h.stats.accepted.Add(1)
 	if h.bk.b != nil {
-		h.syncInterest(topicAll, userTopic(c.id))
+		h.syncInterest(wire.TopicAll, wire.UserTopic(c.id))
 	}
 	c.serve(r, pending)
 }
@@ -352,210 +297,4 @@ func selectProtocol(server, offered []string) (protocol string, ok bool) {
 		}
 	}
 	return "", true
-}
-
-// register adds c to the hub; false means Shutdown has begun.
-func (h *Hub) register(c *Conn) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed.Load() {
-		return false
-	}
-	h.wg.Add(1)
-	c.hubIdx = len(h.conns)
-	h.conns = append(h.conns, c)
-	h.users[c.id] = append(h.users[c.id], c)
-	h.startHeartbeatLocked()
-	return true
-}
-
-// unregister removes c from the hub, its rooms and the user index, then
-// runs OnLeave for each room it was in.
-func (h *Hub) unregister(c *Conn) {
-	h.mu.Lock()
-	if c.removed {
-		h.mu.Unlock()
-		return
-	}
-	c.removed = true
-	last := len(h.conns) - 1
-	moved := h.conns[last]
-	h.conns[c.hubIdx] = moved
-	moved.hubIdx = c.hubIdx
-	h.conns[last] = nil
-	h.conns = h.conns[:last]
-	if uc := h.users[c.id]; len(uc) <= 1 {
-		delete(h.users, c.id)
-	} else {
-		i := 0
-		for uc[i] != c {
-			i++
-		}
-		uc[i] = uc[len(uc)-1]
-		uc[len(uc)-1] = nil
-		h.users[c.id] = uc[:len(uc)-1]
-	}
-	rooms := c.rooms
-	c.rooms = nil
-	for _, rm := range rooms {
-		h.removeMemberLocked(rm, c)
-	}
-	h.mu.Unlock()
-	if h.bk.b != nil {
-		h.syncInterest(connTopics(c.id, rooms)...)
-	}
-	for _, rm := range rooms {
-		c.presence(h.opts.OnLeave, "OnLeave", rm.name)
-	}
-}
-
-// startHeartbeatLocked starts the heartbeat goroutine if pings or pong
-// timeouts are enabled and it is not running. It stops by itself when the
-// hub has no connections.
-func (h *Hub) startHeartbeatLocked() {
-	if h.beating || (h.opts.PingInterval <= 0 && h.opts.PongTimeout <= 0) {
-		return
-	}
-	h.beating = true
-	h.stopBeat = make(chan struct{})
-	h.wg.Add(1)
-	go h.heartbeat(h.stopBeat)
-}
-
-// heartbeatPeriod is how often the heartbeat looks at every connection.
-func (h *Hub) heartbeatPeriod() time.Duration {
-	p := h.opts.PingInterval
-	if t := h.opts.PongTimeout; p <= 0 || (t > 0 && t < p) {
-		p = t
-	}
-	return max(p/4, time.Millisecond)
-}
-
-// heartbeat pings connections that have been silent for PingInterval and
-// drops those silent for PongTimeout.
-func (h *Hub) heartbeat(stop chan struct{}) {
-	defer h.wg.Done()
-	t := time.NewTicker(h.heartbeatPeriod())
-	defer t.Stop()
-	pingEvery, deadAfter := int64(h.opts.PingInterval), int64(h.opts.PongTimeout)
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-		buf := getConns()
-		h.mu.Lock()
-		if len(h.conns) == 0 {
-			h.beating = false
-			h.mu.Unlock()
-			putConns(buf)
-			return
-		}
-		*buf = append(*buf, h.conns...)
-		h.mu.Unlock()
-		now := h.now()
-		for _, c := range *buf {
-			silent := now - c.lastRead.Load()
-			switch {
-			case deadAfter > 0 && silent >= deadAfter && !c.busy.Load():
-				c.abort(&CloseError{Code: StatusAbnormalClosure, Reason: "pong timeout", Err: ErrPongTimeout})
-			case pingEvery > 0 && silent >= pingEvery && now-c.lastPing >= pingEvery:
-				c.lastPing = now
-				c.enqueue(pingFrame, true)
-			}
-		}
-		putConns(buf)
-	}
-}
-
-// Shutdown refuses new handshakes (503), lets every connection flush what
-// is queued, closes each with 1001 "server shutdown", and waits until every
-// goroutine the hub started has returned. If ctx ends first, the remaining
-// connections are dropped at once and Shutdown returns ctx.Err() after
-// joining their goroutines. Sends after Shutdown return ErrHubClosed.
-// Shutdown closes the Broker, if any, first: nothing more is published
-// or received. Shutdown may be called more than once.
-// http.Server.Shutdown does not wait for hijacked connections: call both.
-func (h *Hub) Shutdown(ctx context.Context) error {
-	h.mu.Lock()
-	h.closed.Store(true)
-	conns := append([]*Conn(nil), h.conns...)
-	if h.beating {
-		close(h.stopBeat)
-		h.beating = false
-	}
-	h.mu.Unlock()
-	h.closeBroker()
-	for _, c := range conns {
-		c.startClose(&CloseError{Code: StatusGoingAway, Reason: shutdownReason}, false)
-	}
-	done := make(chan struct{})
-	go func() {
-		h.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-	}
-	for _, c := range conns {
-		c.abort(&CloseError{Code: StatusAbnormalClosure, Reason: "shutdown deadline", Err: ctx.Err()})
-	}
-	<-done
-	return ctx.Err()
-}
-
-// counters are the hub's running totals.
-type counters struct {
-	accepted, rejected    atomic.Uint64
-	messagesIn, bytesIn   atomic.Uint64
-	messagesOut, bytesOut atomic.Uint64
-	slowConsumers, panics atomic.Uint64
-	brokerOut, brokerIn   atomic.Uint64
-	brokerErrors          atomic.Uint64
-}
-
-// Stats is a snapshot of a Hub's state and running totals.
-type Stats struct {
-	Connections int // open connections
-	Rooms       int // rooms with at least one member
-	Users       int // distinct user IDs among open connections
-
-	Accepted uint64 // handshakes completed
-	Rejected uint64 // handshakes refused, whatever the reason
-
-	MessagesIn  uint64 // data messages read
-	BytesIn     uint64 // bytes read from sockets after the handshake
-	MessagesOut uint64 // data messages written to sockets (one per recipient)
-	BytesOut    uint64 // bytes written to sockets after the handshake
-
-	SlowConsumerCloses uint64 // connections closed because their queue overflowed
-	Panics             uint64 // panics recovered in callbacks
-
-	// With a Broker: sends published to the other nodes, sends received
-	// from them (this node's echo excluded), and failures (publishes that
-	// returned ErrNotPublished to the sender, (un)subscribe errors and
-	// received messages that could not be decoded).
-	BrokerOut, BrokerIn, BrokerErrors uint64
-}
-
-// Stats returns a snapshot of the hub's counters.
-func (h *Hub) Stats() Stats {
-	h.mu.RLock()
-	s := Stats{Connections: len(h.conns), Rooms: len(h.rooms), Users: len(h.users)}
-	h.mu.RUnlock()
-	s.Accepted = h.stats.accepted.Load()
-	s.Rejected = h.stats.rejected.Load()
-	s.MessagesIn = h.stats.messagesIn.Load()
-	s.BytesIn = h.stats.bytesIn.Load()
-	s.MessagesOut = h.stats.messagesOut.Load()
-	s.BytesOut = h.stats.bytesOut.Load()
-	s.SlowConsumerCloses = h.stats.slowConsumers.Load()
-	s.Panics = h.stats.panics.Load()
-	s.BrokerOut = h.stats.brokerOut.Load()
-	s.BrokerIn = h.stats.brokerIn.Load()
-	s.BrokerErrors = h.stats.brokerErrors.Load()
-	return s
 }

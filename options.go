@@ -1,6 +1,7 @@
 package wsroom
 
 import (
+	"compress/flate"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -200,6 +201,61 @@ func (o Options) withDefaults() Options {
 	o.Compression = o.Compression.withDefaults()
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// Defaults applied by New to a zero CompressionOptions.Threshold and Level.
+const (
+	DefaultCompressionThreshold = 512
+	DefaultCompressionLevel     = flate.BestSpeed
+)
+
+// CompressionOptions configures permessage-deflate (RFC 7692); see
+// Options.Compression. The zero value leaves compression off.
+//
+// When enabled, the server accepts the first acceptable permessage-deflate
+// offer of a client and always answers server_no_context_takeover and
+// client_no_context_takeover: every message is compressed on its own, so a
+// broadcast is compressed once and the same frame goes to every compressing
+// recipient, and an idle connection holds no compression state (compressors
+// and decompressors are pooled and taken only while a message is being
+// processed). Malformed or unsupported offers are declined: the connection
+// proceeds without compression.
+type CompressionOptions struct {
+	// Enabled accepts clients' permessage-deflate offers. Default false:
+	// compression costs CPU per message, and compressing secrets together
+	// with attacker-chosen text in one message can leak them (CRIME/BREACH).
+	Enabled bool
+
+	// Threshold is the size in bytes below which outbound messages are sent
+	// uncompressed. Default 512 (DefaultCompressionThreshold); -1
+	// compresses every message. A message whose compressed form would not
+	// be smaller is sent uncompressed whatever its size.
+	Threshold int
+
+	// Level is the compress/flate level used for outbound messages: 1
+	// (flate.BestSpeed) to 9 (flate.BestCompression), flate.DefaultCompression
+	// or flate.HuffmanOnly. Default 1 (DefaultCompressionLevel).
+	Level int
+}
+
+// withDefaults validates o and fills in its defaults.
+func (o CompressionOptions) withDefaults() CompressionOptions {
+	if o.Threshold == 0 {
+		o.Threshold = DefaultCompressionThreshold
+	}
+	if o.Threshold == -1 {
+		o.Threshold = 0
+	}
+	if o.Threshold < 0 {
+		panic("wsroom: Compression.Threshold must be positive, 0 for the default or -1 to compress everything")
+	}
+	if o.Level == 0 {
+		o.Level = DefaultCompressionLevel
+	}
+	if o.Level < flate.HuffmanOnly || o.Level > flate.BestCompression || o.Level == flate.NoCompression {
+		panic("wsroom: Compression.Level must be 1–9, flate.DefaultCompression or flate.HuffmanOnly")
 	}
 	return o
 }

@@ -87,7 +87,7 @@ func TestPollerSlowCallbackBlocksOnlyItsConnection(t *testing.T) {
 	release := make(chan struct{})
 	entered := make(chan struct{})
 	s, _ := pollServer(t, wsroom.Options{OnMessage: func(c *wsroom.Conn, m wsroom.Message) {
-		if c.ID() == "slow" && string(m.Data) == "block" {
+		if c.UserID() == "slow" && string(m.Data) == "block" {
 			close(entered)
 			<-release
 		}

@@ -63,14 +63,14 @@ func ptEcho(t *testing.T, opts wsroom.Options) *ptServer {
 		opts.Identify = func(r *http.Request) (string, error) { return r.URL.Query().Get("id"), nil }
 	}
 	opts.OnConnect = func(c *wsroom.Conn, r *http.Request) error {
-		s.rec(c.ID()).conn <- c
+		s.rec(c.UserID()).conn <- c
 		if onConnect != nil {
 			return onConnect(c, r)
 		}
 		return nil
 	}
 	opts.OnMessage = func(c *wsroom.Conn, m wsroom.Message) {
-		s.rec(c.ID()).delivered.Add(1)
+		s.rec(c.UserID()).delivered.Add(1)
 		if onMessage != nil {
 			onMessage(c, m)
 			return
@@ -78,7 +78,7 @@ func ptEcho(t *testing.T, opts wsroom.Options) *ptServer {
 		c.Send(m)
 	}
 	opts.OnClose = func(c *wsroom.Conn, err error) {
-		s.rec(c.ID()).closed <- err
+		s.rec(c.UserID()).closed <- err
 	}
 	s.server = newServer(t, opts)
 	return s
@@ -479,7 +479,7 @@ func TestProtocol1008OnConnect(t *testing.T) {
 	app := &wsroom.CloseError{Code: 4001, Reason: "nope"}
 	s := ptEcho(t, wsroom.Options{
 		OnConnect: func(c *wsroom.Conn, _ *http.Request) error {
-			switch c.ID() {
+			switch c.UserID() {
 			case "plain":
 				return plain
 			case "app":
@@ -620,7 +620,7 @@ func TestProtocol1011PanicInOnConnect(t *testing.T) {
 	t.Parallel()
 	s := ptEcho(t, wsroom.Options{
 		OnConnect: func(c *wsroom.Conn, _ *http.Request) error {
-			if c.ID() == "boom" {
+			if c.UserID() == "boom" {
 				panic("boom")
 			}
 			return nil

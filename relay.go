@@ -20,12 +20,13 @@ type RelayOptions struct {
 	// refuses the envelope, and its text is sent back to the sender.
 	// Default: the sending connection must be a member of the named room,
 	// and every named user must have a connection in at least one room the
-	// sending connection is in. (Another connection of the same user does
-	// not lend its rooms.) With Options.Broker set, the named users may be
-	// connected to other nodes, so the default policy checks them where
-	// they are: each node delivers a direct message to its connections of
-	// a named user only if one of them is in a room the sending connection
-	// is in; the sender gets no error for a user who shares no room.
+	// sending connection is in (another connection of the same user does
+	// not lend its rooms); such a user then gets the message on all of its
+	// connections. With Options.Broker set, the named users may be
+	// connected to other nodes, so the check is made where they are: each
+	// node delivers to its connections of a named user if one of them is
+	// in a room the sending connection is in; the sender gets no error for
+	// a user who shares no room.
 	Authorize func(from *Conn, to RelayTarget) error
 
 	// MaxRecipients bounds the users one envelope may name. Default 100.
@@ -63,23 +64,19 @@ func Relay(opts RelayOptions) func(c *Conn, m Message) {
 			c.Send(relayError(err.Error(), env.ID)) // Parse keeps a valid "id" read before the problem
 			return
 		}
-		target := RelayTarget{Room: env.Room, Users: env.To}
-		if err := authorize(c, target); err != nil {
+		if err := authorize(c, RelayTarget{Room: env.Room, Users: env.To}); err != nil {
 			c.Send(relayError("forbidden: "+err.Error(), env.ID))
 			return
 		}
-		out := Message{Type: TextMessage, Data: envelope.AppendRelay(nil, c.ID(), env.Room, env.Data)}
-		h := c.hub
+		out := Message{Type: TextMessage, Data: envelope.AppendRelay(nil, c.UserID(), env.Room, env.Data)}
+		t := target{room: env.Room, users: env.To, byUser: env.Room != "" && len(env.To) > 0}
 		switch {
-		case env.Room != "" && len(env.To) > 0:
-			err = h.Room(env.Room).SendTo(out, env.To...)
-		case env.Room != "":
-			err = h.Room(env.Room).BroadcastExcept(out, c)
-		case opts.Authorize == nil && h.bk.b != nil:
-			err = h.sendToSharing(out, c, env.To) // the default policy, checked on each node
-		default:
-			err = h.SendTo(out, env.To...)
+		case env.Room != "" && !t.byUser:
+			t.except = c
+		case env.Room == "" && opts.Authorize == nil:
+			t.rooms = c.Rooms() // the default policy: where they share a room with the sender, on every node
 		}
+		err = c.hub.send(out, t)
 		if err != nil {
 			c.Send(relayError(err.Error(), env.ID))
 		}
@@ -97,30 +94,39 @@ var (
 )
 
 // shareRoom is the default relay policy: the sender must be in the room,
-// and every named user must share a room with the sender.
+// and, without a broker, every named user must share a room with the
+// sender here (with one, Relay narrows delivery to users who share a room
+// with the sender, on every node).
 func shareRoom(from *Conn, to RelayTarget) error {
 	h := from.hub
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	if to.Room != "" && !slices.ContainsFunc(from.rooms, func(rm *room) bool { return rm.name == to.Room }) {
-		return errNotMember
+	if to.Room != "" {
+		if rm := h.rooms[to.Room]; rm == nil || !from.inRoomLocked(rm) {
+			return errNotMember
+		}
 	}
 	if h.bk.b != nil {
-		return nil // users are checked on their nodes: see Relay's default case
+		return nil
 	}
 	for _, id := range to.Users {
-		shared := false
-		for _, c := range h.users[id] {
-			for _, rm := range c.rooms {
-				if from.inRoomLocked(rm) {
-					shared = true
-					break
-				}
-			}
-		}
-		if !shared {
+		if !slices.ContainsFunc(h.users[id], func(c *Conn) bool { return shareARoomLocked(from, c) }) {
 			return errNoSharedRoom
 		}
 	}
 	return nil
+}
+
+// shareARoomLocked reports whether a and b are in a common room. It
+// looks through the rooms of the one in fewer. Called with h.mu held.
+func shareARoomLocked(a, b *Conn) bool {
+	if a.roomCount > b.roomCount {
+		a, b = b, a
+	}
+	for _, rm := range a.rooms {
+		if rm != nil && b.inRoomLocked(rm) {
+			return true
+		}
+	}
+	return false
 }

@@ -1,21 +1,36 @@
 package wsroom
 
+// Rooms and the index: which connections are in which room, which belong
+// to which user, and, from those, who receives a send (target).
+
 import (
+	"errors"
 	"iter"
-	"runtime"
 	"slices"
-	"sync"
+	"strconv"
+
+	"github.com/wsroom/wsroom/internal/wire"
 )
 
-// parallelFanout is the recipient count above which a send is split
-// across GOMAXPROCS goroutines.
-const parallelFanout = 4096
+// MaxRoomNameLen is the longest room name, in bytes, that Join accepts
+// (the relay's limit too).
+const MaxRoomNameLen = 256
+
+// ErrRoomName is returned by Join for an empty room name or one longer
+// than MaxRoomNameLen.
+var ErrRoomName = errors.New("wsroom: room name must be 1 to " + strconv.Itoa(MaxRoomNameLen) + " bytes")
 
 // room is the membership of one room. Guarded by Hub.mu.
 type room struct {
 	name    string
 	members []*Conn
-	index   map[*Conn]int // position in members
+	index   map[*Conn]membership
+}
+
+// membership locates a connection in a room: its position in the room's
+// members and the room's slot in the connection's rooms.
+type membership struct {
+	member, slot int
 }
 
 // Room addresses a named room of a Hub. A Room is a cheap handle: it is
@@ -69,103 +84,103 @@ func (r *Room) Members() iter.Seq[*Conn] {
 // for a malformed message, after Shutdown, or, with a Broker, when the
 // message reached this node's members but could not be published to the
 // other nodes (ErrNotPublished). The same holds for every room, user and
-// hub-wide send below.
-func (r *Room) Broadcast(m Message) error { return r.BroadcastExcept(m, nil) }
+// hub-wide send.
+func (r *Room) Broadcast(m Message) error { return r.hub.send(m, target{room: r.name}) }
 
 // BroadcastExcept is Broadcast to every connection in the room except one
 // (typically the sender). except may be nil.
 func (r *Room) BroadcastExcept(m Message, except *Conn) error {
-	p, err := r.hub.prepare(m)
-	if err != nil {
-		return err
-	}
-	h := r.hub
-	kind := byte(kindRoom)
-	if except != nil {
-		kind = kindRoomExcept
-	}
-	pub := h.publish(kind, m, nil, roomTopic(r.name))
-	buf := getConns()
-	h.mu.RLock()
-	if rm := h.rooms[r.name]; rm != nil {
-		*buf = append(*buf, rm.members...)
-	}
-	h.mu.RUnlock()
-	h.fanout(p, *buf, except)
-	putConns(buf)
-	return pub.result()
+	return r.hub.send(m, target{room: r.name, except: except})
 }
 
 // SendTo queues m for the connections of the given users that are in this
 // room. Users not in the room receive nothing. The cost is proportional to
 // the number of users named, not to the size of the room.
 func (r *Room) SendTo(m Message, userIDs ...string) error {
-	p, err := r.hub.prepare(m)
-	if err != nil {
-		return err
-	}
-	h := r.hub
-	pub := h.publish(kindRoomUsers, m, userIDs, roomTopic(r.name))
-	buf := getConns()
-	h.mu.RLock()
-	if rm := h.rooms[r.name]; rm != nil {
-		*buf = h.appendUserConns(*buf, userIDs, rm)
-	}
-	h.mu.RUnlock()
-	h.fanout(p, *buf, nil)
-	putConns(buf)
-	return pub.result()
+	return r.hub.send(m, target{room: r.name, users: userIDs, byUser: true})
 }
 
-// SendTo queues m for every connection of the given users, whatever rooms
-// they are in, and for no one else. Naming a user twice delivers once.
-// The cost is proportional to the number of users named.
-func (h *Hub) SendTo(m Message, userIDs ...string) error {
-	p, err := h.prepare(m)
-	if err != nil {
-		return err
-	}
-	pub := h.publish(kindUsers, m, nil, userTopics(userIDs)...)
-	buf := getConns()
+// Rooms returns the names of the rooms that have members on this Hub, in
+// no particular order. It costs O(rooms). With a Broker it stays
+// node-local.
+func (h *Hub) Rooms() []string {
 	h.mu.RLock()
-	*buf = h.appendUserConns(*buf, userIDs, nil)
-	h.mu.RUnlock()
-	h.fanout(p, *buf, nil)
-	putConns(buf)
-	return pub.result()
+	defer h.mu.RUnlock()
+	names := make([]string, 0, len(h.rooms))
+	for name := range h.rooms {
+		names = append(names, name)
+	}
+	return names
 }
 
-// Broadcast queues m for every connection of the Hub.
-func (h *Hub) Broadcast(m Message) error {
-	p, err := h.prepare(m)
-	if err != nil {
-		return err
-	}
-	pub := h.publish(kindAll, m, nil, topicAll)
-	buf := getConns()
+// UserConns returns the open connections of the user with this ID on this
+// Hub (none if the user is not connected).
+func (h *Hub) UserConns(userID string) []*Conn {
 	h.mu.RLock()
-	*buf = append(*buf, h.conns...)
-	h.mu.RUnlock()
-	h.fanout(p, *buf, nil)
-	putConns(buf)
-	return pub.result()
+	defer h.mu.RUnlock()
+	return slices.Clone(h.users[userID])
 }
 
-// prepare encodes m once for a fan-out (and compresses it at most once
-// per compression setting, when a recipient first needs it).
-func (h *Hub) prepare(m Message) (prepared, error) {
-	if h.closed.Load() {
-		return prepared{}, ErrHubClosed
+// Connected reports whether the user with this ID has an open connection
+// on this Hub.
+func (h *Hub) Connected(userID string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.users[userID]) > 0
+}
+
+// target says who receives a send: everyone, a room's members, or users'
+// connections, optionally narrowed. The same target selects the
+// recipients of a local send and, on every other node, of the published
+// copy (see broker.go).
+type target struct {
+	all    bool     // every connection
+	room   string   // the room's members ("" for none)
+	users  []string // with room and byUser: only these users' members; without room: these users' connections
+	byUser bool     // room send narrowed to users
+	rooms  []string // user send narrowed to the users with a connection in one of these rooms (nil: no narrowing)
+	except *Conn    // this connection is left out (it is on the sending node)
+}
+
+// appendRecipientsLocked appends t's recipients on this node to dst.
+// Called with h.mu held.
+func (h *Hub) appendRecipientsLocked(dst []*Conn, t target) []*Conn {
+	switch {
+	case t.all:
+		return append(dst, h.conns...)
+	case t.room != "":
+		rm := h.rooms[t.room]
+		if rm == nil {
+			return dst
+		}
+		if t.byUser {
+			return h.appendUserConns(dst, t.users, rm, nil)
+		}
+		return append(dst, rm.members...)
+	default:
+		return h.appendUserConns(dst, t.users, nil, t.rooms)
 	}
-	return m.prepare(h)
 }
 
 // appendUserConns appends the connections of userIDs (each user once),
-// restricted to members of rm when rm is not nil. Called with h.mu held.
-func (h *Hub) appendUserConns(dst []*Conn, userIDs []string, rm *room) []*Conn {
+// restricted to members of rm when rm is not nil. When inRooms is not nil
+// it keeps only the users with a connection in one of the rooms so named,
+// and then all of their connections. Called with h.mu held.
+func (h *Hub) appendUserConns(dst []*Conn, userIDs []string, rm *room, inRooms []string) []*Conn {
 	var seen map[string]struct{} // only for long lists; short ones scan
 	if len(userIDs) > 16 {
 		seen = make(map[string]struct{}, len(userIDs))
+	}
+	var among []*room // the rooms of inRooms that exist here
+	if inRooms != nil {
+		for _, name := range inRooms {
+			if r := h.rooms[name]; r != nil {
+				among = append(among, r)
+			}
+		}
+		if len(among) == 0 {
+			return dst
+		}
 	}
 	for i, id := range userIDs {
 		if seen != nil {
@@ -176,7 +191,11 @@ func (h *Hub) appendUserConns(dst []*Conn, userIDs []string, rm *room) []*Conn {
 		} else if slices.Contains(userIDs[:i], id) {
 			continue
 		}
-		for _, c := range h.users[id] {
+		conns := h.users[id]
+		if among != nil && !slices.ContainsFunc(conns, func(c *Conn) bool { return slices.ContainsFunc(among, c.inRoomLocked) }) {
+			continue
+		}
+		for _, c := range conns {
 			if rm == nil || c.inRoomLocked(rm) {
 				dst = append(dst, c)
 			}
@@ -185,81 +204,57 @@ func (h *Hub) appendUserConns(dst []*Conn, userIDs []string, rm *room) []*Conn {
 	return dst
 }
 
-// fanout queues the prepared message pm for every connection in conns
-// except one. Large fan-outs are split across cores; the goroutines are
-// joined before it returns.
-func (h *Hub) fanout(pm prepared, conns []*Conn, except *Conn) {
-	p := runtime.GOMAXPROCS(0)
-	if len(conns) < h.parallelMin || p == 1 {
-		h.enqueueAll(pm, conns, except)
-		return
-	}
-	var wg sync.WaitGroup
-	chunk := (len(conns) + p - 1) / p
-	for lo := 0; lo < len(conns); lo += chunk {
-		part := conns[lo:min(lo+chunk, len(conns))]
-		wg.Go(func() { h.enqueueAll(pm, part, except) })
-	}
-	wg.Wait()
-}
-
-func (h *Hub) enqueueAll(pm prepared, conns []*Conn, except *Conn) {
-	for _, c := range conns {
-		if c != except {
-			c.enqueue(pm.frameFor(c), false)
-		}
-	}
-}
-
 // Join adds the connection to the room called name (creating it). Joining
-// a room twice is a no-op. It returns ErrClosed if the connection is gone.
+// a room twice is a no-op. It returns ErrRoomName for an empty name or one
+// over MaxRoomNameLen bytes, and ErrClosed if the connection is gone.
+// It costs O(1), however many rooms the connection or the room holds.
 func (c *Conn) Join(name string) error {
+	if name == "" || len(name) > MaxRoomNameLen {
+		return ErrRoomName
+	}
 	h := c.hub
 	h.mu.Lock()
 	if c.removed {
 		h.mu.Unlock()
 		return ErrClosed
 	}
-	for _, rm := range c.rooms {
-		if rm.name == name {
-			h.mu.Unlock()
-			return nil
-		}
-	}
 	rm := h.rooms[name]
+	if rm != nil && c.inRoomLocked(rm) {
+		h.mu.Unlock()
+		return nil
+	}
 	created := rm == nil
 	if created {
-		rm = &room{name: name, index: make(map[*Conn]int)}
+		rm = &room{name: name, index: make(map[*Conn]membership)}
 		h.rooms[name] = rm
 	}
-	rm.index[c] = len(rm.members)
+	rm.index[c] = membership{member: len(rm.members), slot: len(c.rooms)}
 	rm.members = append(rm.members, c)
 	c.rooms = append(c.rooms, rm)
+	c.roomCount++
 	h.mu.Unlock()
 	if created {
-		h.syncInterest(roomTopic(name))
+		h.syncInterest(wire.RoomTopic(name))
 	}
 	c.presence(h.opts.OnJoin, "OnJoin", name)
 	return nil
 }
 
 // Leave removes the connection from the room called name. Leaving a room
-// the connection is not in is a no-op.
+// the connection is not in is a no-op. It costs O(1) amortized.
 func (c *Conn) Leave(name string) error {
 	h := c.hub
 	h.mu.Lock()
-	i := slices.IndexFunc(c.rooms, func(rm *room) bool { return rm.name == name })
-	if i < 0 {
+	rm := h.rooms[name]
+	if rm == nil || !c.inRoomLocked(rm) {
 		h.mu.Unlock()
 		return nil
 	}
-	rm := c.rooms[i]
-	c.rooms = slices.Delete(c.rooms, i, i+1)
 	h.removeMemberLocked(rm, c)
 	emptied := len(rm.members) == 0
 	h.mu.Unlock()
 	if emptied {
-		h.syncInterest(roomTopic(name))
+		h.syncInterest(wire.RoomTopic(name))
 	}
 	c.presence(h.opts.OnLeave, "OnLeave", name)
 	return nil
@@ -269,13 +264,16 @@ func (c *Conn) Leave(name string) error {
 func (c *Conn) Rooms() []string {
 	c.hub.mu.RLock()
 	defer c.hub.mu.RUnlock()
-	names := make([]string, len(c.rooms))
-	for i, rm := range c.rooms {
-		names[i] = rm.name
+	names := make([]string, 0, c.roomCount)
+	for _, rm := range c.rooms {
+		if rm != nil {
+			names = append(names, rm.name)
+		}
 	}
 	return names
 }
 
+// inRoomLocked reports whether c is a member of rm. Called with h.mu held.
 func (c *Conn) inRoomLocked(rm *room) bool {
 	_, ok := rm.index[c]
 	return ok
@@ -291,16 +289,21 @@ func (c *Conn) presence(f func(*Room, *Conn), name, roomName string) {
 }
 
 // removeMemberLocked removes c from rm, forgetting rm once it is empty.
+// Both sides cost O(1): rm's members are swapped with the last one, and
+// c's slot for rm is cleared, the slots being compacted (which keeps the
+// join order) once at least half of them are empty.
 func (h *Hub) removeMemberLocked(rm *room, c *Conn) {
-	i, ok := rm.index[c]
+	ms, ok := rm.index[c]
 	if !ok {
 		return
 	}
 	last := len(rm.members) - 1
-	if i != last {
+	if i := ms.member; i != last {
 		moved := rm.members[last]
 		rm.members[i] = moved
-		rm.index[moved] = i
+		mm := rm.index[moved]
+		mm.member = i
+		rm.index[moved] = mm
 	}
 	rm.members[last] = nil
 	rm.members = rm.members[:last]
@@ -308,19 +311,39 @@ func (h *Hub) removeMemberLocked(rm *room, c *Conn) {
 	if len(rm.members) == 0 {
 		delete(h.rooms, rm.name)
 	}
+	c.rooms[ms.slot] = nil
+	c.roomCount--
+	if c.roomCount == 0 {
+		c.rooms = nil
+	} else if int(c.roomCount) <= len(c.rooms)/2 {
+		c.compactRoomsLocked()
+	}
 }
 
-// A pool of recipient snapshots, so that a send allocates nothing in the
-// steady state.
-var connsPool = sync.Pool{New: func() any { s := make([]*Conn, 0, 64); return &s }}
-
-func getConns() *[]*Conn { return connsPool.Get().(*[]*Conn) }
-
-func putConns(p *[]*Conn) {
-	if cap(*p) > 1<<16 {
-		return // do not keep huge snapshots alive
+// compactRoomsLocked drops the empty slots of c.rooms, keeping the order,
+// and updates the slots the rooms record.
+func (c *Conn) compactRoomsLocked() {
+	live := c.rooms[:0]
+	for _, rm := range c.rooms {
+		if rm != nil {
+			ms := rm.index[c]
+			ms.slot = len(live)
+			rm.index[c] = ms
+			live = append(live, rm)
+		}
 	}
-	clear(*p)
-	*p = (*p)[:0]
-	connsPool.Put(p)
+	clear(c.rooms[len(live):])
+	c.rooms = live
+}
+
+// liveRooms returns c's rooms (c.rooms without its empty slots). Called
+// with h.mu held; the result is a new slice.
+func (c *Conn) liveRoomsLocked() []*room {
+	rooms := make([]*room, 0, c.roomCount)
+	for _, rm := range c.rooms {
+		if rm != nil {
+			rooms = append(rooms, rm)
+		}
+	}
+	return rooms
 }

@@ -79,7 +79,7 @@ func TestPollerSlowConsumerDoesNotHoldUpOthers(t *testing.T) {
 	slowConn := make(chan *wsroom.Conn, 1)
 	s, closed := pollServer(t, wsroom.Options{
 		OnConnect: func(c *wsroom.Conn, r *http.Request) error {
-			if c.ID() == "slow" {
+			if c.UserID() == "slow" {
 				slowConn <- c
 			}
 			return c.Join("r")
@@ -88,7 +88,7 @@ func TestPollerSlowConsumerDoesNotHoldUpOthers(t *testing.T) {
 		WriteTimeout:   time.Second,
 		OnClose: func(c *wsroom.Conn, err error) {
 			mu.Lock()
-			ends[c.ID()] = err
+			ends[c.UserID()] = err
 			mu.Unlock()
 		},
 	})

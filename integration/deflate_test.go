@@ -72,7 +72,7 @@ func newDeflateRoom(t *testing.T, v deflateVariant, page string) *deflateRoom {
 		},
 		OnConnect: func(c *wsroom.Conn, r *http.Request) error {
 			d.mu.Lock()
-			d.offers[c.ID()] = strings.Join(r.Header.Values("Sec-WebSocket-Extensions"), ", ")
+			d.offers[c.UserID()] = strings.Join(r.Header.Values("Sec-WebSocket-Extensions"), ", ")
 			d.mu.Unlock()
 			return c.Join("r")
 		},

@@ -99,7 +99,7 @@ func newTestHub(t *testing.T) *testHub {
 		OnClose: func(c *wsroom.Conn, err error) {
 			var ce *wsroom.CloseError
 			errors.As(err, &ce)
-			th.closes <- closeEvent{user: c.ID(), err: ce}
+			th.closes <- closeEvent{user: c.UserID(), err: ce}
 		},
 		Logger: slog.New(slog.NewTextHandler(th.logs, nil)),
 	})

@@ -106,7 +106,7 @@ func newEchoHub() *echoHub {
 		},
 		OnMessage: func(c *wsroom.Conn, m wsroom.Message) {
 			e.mu.Lock()
-			e.received[c.ID()] = append(e.received[c.ID()], wsroom.Message{Type: m.Type, Data: bytes.Clone(m.Data)})
+			e.received[c.UserID()] = append(e.received[c.UserID()], wsroom.Message{Type: m.Type, Data: bytes.Clone(m.Data)})
 			e.mu.Unlock()
 			if err := c.Send(m); err != nil {
 				e.logs.Write([]byte("echo: Send: " + err.Error() + "\n"))
@@ -116,9 +116,9 @@ func newEchoHub() *echoHub {
 			var ce *wsroom.CloseError
 			errors.As(err, &ce)
 			e.mu.Lock()
-			e.closed[c.ID()] = ce
+			e.closed[c.UserID()] = ce
 			e.mu.Unlock()
-			e.done <- c.ID()
+			e.done <- c.UserID()
 		},
 		Logger: slog.New(slog.NewTextHandler(e.logs, nil)),
 	})

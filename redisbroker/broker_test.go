@@ -15,7 +15,7 @@ import (
 func (n *node) member(t testing.TB, room, user string) *wsroom.Conn {
 	t.Helper()
 	for c := range n.hub.Room(room).Members() {
-		if c.ID() == user {
+		if c.UserID() == user {
 			return c
 		}
 	}

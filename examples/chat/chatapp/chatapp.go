@@ -118,7 +118,7 @@ func parseJoin(r *http.Request) (name, room string, err error) {
 func presence(room *wsroom.Room) wsroom.Message {
 	users := []string{}
 	for c := range room.Members() {
-		users = append(users, c.ID())
+		users = append(users, c.UserID())
 	}
 	slices.Sort(users)
 	var msg struct {

@@ -3,15 +3,12 @@
 package wsroom
 
 import (
-	"io"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
 
 	"github.com/wsroom/wsroom/internal/poller"
-	"golang.org/x/sys/unix"
 )
 
 // On Linux a connection that is a plain *net.TCPConn is not served by a
@@ -154,19 +151,6 @@ func (ph *pollHandler) Ready() { (*Conn)(ph).wakeReader() }
 // Run implements poller.Task: the reader, on one of the poller's workers.
 func (ph *pollHandler) Run() { (*Conn)(ph).pollRead() }
 
-// goWriter starts the writer (startWriterLocked, c.mu held). A polled
-// connection's writer is first a flush on the poller's queue (see
-// flushTask), and only a connection whose socket does not take everything
-// at once gets a blocking writer on one of the poller's workers. The
-// poller is open: writers start only before finish, which waits for them.
-func (c *Conn) goWriter() {
-	if p := c.poll.p; p != nil {
-		p.Queue((*flushTask)(c))
-		return
-	}
-	go c.writeLoop()
-}
-
 // wakeReader makes sure the reader of a polled connection runs (again)
 // and looks at the socket and the connection's state: on readiness, and
 // whenever the connection starts closing or its socket is dropped. It
@@ -190,106 +174,4 @@ func (c *Conn) wakeReader() {
 			return
 		}
 	}
-}
-
-// pollRead is the reader of a polled connection, run while it holds
-// state pollRunning (or pollPending): it reads and parses everything the
-// socket has, re-arms the socket and goes idle, unless the connection
-// ended or is closing.
-func (c *Conn) pollRead() {
-	for {
-		if c.isClosing() {
-			c.readLoop()
-			c.finish()
-			return
-		}
-		if c.readAvailable() {
-			c.finish()
-			return
-		}
-		if err := c.poll.p.Rearm(c.poll.rc, c.poll.id); err != nil {
-			// The socket was dropped under us (abort or a write error),
-			// which marks the connection closing: look again.
-			if !c.isClosing() {
-				c.readEnded(err)
-				c.finish()
-				return
-			}
-			continue
-		}
-		// Re-armed before going idle, so readiness from now on finds
-		// pollIdle (and starts a reader) or pollPending (and we loop).
-		if c.poll.state.CompareAndSwap(pollRunning, pollIdle) {
-			return
-		}
-		c.poll.state.Store(pollRunning)
-	}
-}
-
-// isClosing reports whether the connection is closing.
-func (c *Conn) isClosing() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closing
-}
-
-// readAvailable reads and feeds what the socket holds until it would
-// block. It returns true if the reader must stop (the connection ended;
-// readEnded or feed recorded why).
-func (c *Conn) readAvailable() (stop bool) {
-	op := readOps.Get().(*readOp)
-	defer readOps.Put(op)
-	for {
-		if err := c.poll.rc.Read(op.fn); err != nil {
-			c.readEnded(err) // the socket was closed under us
-			return true
-		}
-		switch {
-		case op.err == unix.EINTR:
-			continue
-		case op.err == unix.EAGAIN:
-			c.releaseParser()
-			return false
-		case op.err != nil:
-			c.readEnded(os.NewSyscallError("read", op.err))
-			return true
-		case op.n == 0:
-			c.readEnded(io.EOF)
-			return true
-		}
-		if !c.feed(op.buf[:op.n]) {
-			return true
-		}
-		if c.isClosing() {
-			return false // pollRead switches to reading with deadlines
-		}
-	}
-}
-
-// pollReadBufferSize is the size of the pooled buffers polled connections
-// read into. Only a connection that is reading holds one.
-const pollReadBufferSize = 16 << 10
-
-// readOp is a pooled read buffer with its raw read function, so reading
-// allocates nothing.
-type readOp struct {
-	buf []byte
-	n   int
-	err error
-	fn  func(fd uintptr) bool
-}
-
-var readOps = sync.Pool{New: func() any {
-	op := &readOp{buf: make([]byte, pollReadBufferSize)}
-	op.fn = op.read
-	return op
-}}
-
-// read is a syscall.RawConn read function: one non-blocking read(2).
-func (op *readOp) read(fd uintptr) bool {
-	op.n, op.err = unix.Read(int(fd), op.buf)
-	if op.n < 0 {
-		op.n = 0
-	}
-	return true
 }

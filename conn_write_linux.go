@@ -26,6 +26,19 @@ import (
 // slow peer never holds up a drainer, and the connection still has one
 // writer at a time: the flush, then that worker.
 
+// goWriter starts the writer (startWriterLocked, c.mu held). A polled
+// connection's writer is first a flush on the poller's queue (see
+// flushTask), and only a connection whose socket does not take everything
+// at once gets a blocking writer on one of the poller's workers. The
+// poller is open: writers start only before finish, which waits for them.
+func (c *Conn) goWriter() {
+	if p := c.poll.p; p != nil {
+		p.Queue((*flushTask)(c))
+		return
+	}
+	go c.writeLoop()
+}
+
 // flushTask is a polled Conn's non-blocking flush, a poller.Task.
 type flushTask Conn
 

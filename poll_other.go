@@ -2,8 +2,6 @@
 
 package wsroom
 
-// Without a readiness poller every connection has a reader goroutine.
-
 type connPoll struct{}
 
 type hubPoll struct{}
@@ -13,5 +11,3 @@ func (c *Conn) pollStart() bool { return false }
 func (c *Conn) pollStop() {}
 
 func (c *Conn) wakeReader() {}
-
-func (c *Conn) goWriter() { go c.writeLoop() }

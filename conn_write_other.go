@@ -1,0 +1,5 @@
+//go:build !linux
+
+package wsroom
+
+func (c *Conn) goWriter() { go c.writeLoop() }
