@@ -85,20 +85,13 @@ func badParams(o httphead.Option) bool {
 	return bad
 }
 
-// deflateHeader sets the negotiated answer on the upgrader's response
-// headers and returns the window bits for the connection (0: none).
-func (h *Hub) deflateHeader(header *http.Header, r *http.Request) uint8 {
+// negotiateCompression returns the Sec-WebSocket-Extensions answer to r
+// ("" for none) and the window bits for the connection (0: none).
+func (h *Hub) negotiateCompression(r *http.Request) (answer string, bits uint8) {
 	if !h.opts.Compression.Enabled {
-		return 0
+		return "", 0
 	}
-	answer, bits := negotiateDeflate(r.Header.Values("Sec-WebSocket-Extensions"))
-	if answer != "" {
-		if *header == nil {
-			*header = http.Header{}
-		}
-		header.Set("Sec-WebSocket-Extensions", answer)
-	}
-	return bits
+	return negotiateDeflate(r.Header.Values("Sec-WebSocket-Extensions"))
 }
 
 // deflateTail is the end of a sync flush, stripped by the sender (RFC 7692
@@ -314,7 +307,7 @@ type compressedForms struct {
 // with no context takeover its back-references never reach before the
 // message, so it respects any window at least as large as the message.
 // Larger messages to a smaller window use HuffmanOnly, which has none.
-func (z *compressedForms) frame(bits uint8, plain []byte) []byte {
+func (z *compressedForms) frame(bits uint8, plain *[]byte) *[]byte {
 	i, level := 0, z.level
 	if bits < maxWindowBits && len(z.data) > 1<<bits && level != flate.HuffmanOnly {
 		i, level = 1, flate.HuffmanOnly
@@ -327,5 +320,5 @@ func (z *compressedForms) frame(bits uint8, plain []byte) []byte {
 	if f.b == nil {
 		return plain
 	}
-	return f.b
+	return &f.b
 }

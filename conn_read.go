@@ -18,14 +18,25 @@ const readBufferSize = 4 << 10
 // complete from the reader's point of view.
 var errStopReading = errors.New("wsroom: stop reading")
 
-// serve runs OnConnect and parses pending, the bytes the HTTP server had
-// already read past the handshake, on the calling goroutine. Then, where
+// serve runs OnConnect, writes accept (the 101) and what was queued
+// behind it, and parses pending, the bytes the HTTP server had already
+// read past the handshake, on the calling goroutine. Then, where
 // it can (see pollStart), it hands the connection to the hub's readiness
 // poller and returns; otherwise it runs the read loop until the
 // connection ends. Either way finish runs once, on the reader, at the
 // end. r is the upgrade request (not used after OnConnect).
-func (c *Conn) serve(r *http.Request, pending []byte) {
-	if !c.connect(r) {
+func (c *Conn) serve(r *http.Request, accept, pending []byte) {
+	ok := c.connect(r)
+	// Now the 101, then whatever was queued meanwhile, go out on this
+	// goroutine, and the writer is released (see serveWebSocket).
+	c.nc.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteTimeout))
+	if _, err := c.nc.Write(accept); err != nil {
+		c.batchDone(batch{}, 0, err)
+		c.writers.Done()
+	} else {
+		c.writeLoop()
+	}
+	if !ok {
 		c.drain()
 		c.finish()
 		return
@@ -137,7 +148,7 @@ func (fh *frameHandler) OnControl(op frame.Opcode, payload []byte) error {
 	c := (*Conn)(fh)
 	switch op {
 	case frame.OpPing:
-		c.enqueue(frame.AppendFrame(make([]byte, 0, 2+len(payload)), frame.OpPong, payload), true)
+		c.enqueuePong(frame.AppendFrame(make([]byte, 0, 2+len(payload)), frame.OpPong, payload))
 	case frame.OpClose:
 		code, reason, _ := frame.ParseClose(payload) // validated by the parser
 		c.mu.Lock()

@@ -1,5 +1,10 @@
 package wsroom
 
+// Writing: each connection's bounded queue of frames, and its one writer
+// at a time, which hands whatever is queued to the kernel in vectored
+// writes under WriteTimeout. On Linux a polled connection's writer is a
+// non-blocking flush first (conn_write_linux.go).
+
 import (
 	"errors"
 	"net"
@@ -8,29 +13,167 @@ import (
 	"time"
 )
 
+// A queue holds references to frames, not copies: a broadcast's frame is
+// encoded once and each recipient's queue points at it. A reference is a
+// *[]byte (the frame's slice header lives once, in the send's prepared
+// message), kept in pooled chunks that go back to the pool as soon as they
+// are written, so an idle connection holds no queue memory at all.
+
+// entryCost is what a queued frame costs its connection besides the
+// frame's own bytes: its reference in the queue. SendQueueBytes counts
+// both (see Options).
+const entryCost = 8
+
+// chunkFrames is the number of frame references in one chunk (1 KiB).
+const chunkFrames = 126
+
+// chunk is a piece of a queue: frame references in queue order.
+type chunk struct {
+	next   *chunk
+	n      int // references used
+	frames [chunkFrames]*[]byte
+}
+
+var chunks = sync.Pool{New: func() any { return new(chunk) }}
+
+// releaseChunks clears a chain of chunks and gives them back to the pool.
+func releaseChunks(ch *chunk) {
+	for ch != nil {
+		next := ch.next
+		clear(ch.frames[:ch.n])
+		*ch = chunk{frames: ch.frames}
+		chunks.Put(ch)
+		ch = next
+	}
+}
+
+// frameQueue is a FIFO of frames waiting for the connection's writer.
+// Guarded by Conn.mu.
+type frameQueue struct {
+	head, tail *chunk
+	len        int32 // frames queued
+	ctrl       int32 // control frames among them (not counted as messages)
+	bytes      int   // accounted size: frame bytes plus entryCost per frame
+}
+
+func (q *frameQueue) push(f *[]byte, control bool) {
+	if q.tail == nil || q.tail.n == chunkFrames {
+		ch := chunks.Get().(*chunk)
+		if q.tail == nil {
+			q.head = ch
+		} else {
+			q.tail.next = ch
+		}
+		q.tail = ch
+	}
+	q.tail.frames[q.tail.n] = f
+	q.tail.n++
+	q.len++
+	q.bytes += len(*f) + entryCost
+	if control {
+		q.ctrl++
+	}
+}
+
+// drop discards everything queued.
+func (q *frameQueue) drop() {
+	releaseChunks(q.head)
+	*q = frameQueue{}
+}
+
+// batch is what a writer took from the queue in one go.
+type batch struct {
+	head      *chunk
+	n         int  // frames
+	nctrl     int  // control frames among them
+	withClose bool // the last frame is our close frame
+}
+
+// cursor is a writer's position in its batch: the next frame to write and
+// how much of it has been written already. Frames are shared, so a
+// partial write moves the cursor and never re-slices a frame.
+type cursor struct {
+	ch  *chunk
+	i   int // index in ch.frames
+	off int // bytes of *ch.frames[i] already written
+}
+
+// done reports whether everything has been written.
+func (c *cursor) done() bool { return c.ch == nil }
+
+// skipEmpty moves past written-out chunks.
+func (c *cursor) skipEmpty() {
+	for c.ch != nil && c.i == c.ch.n {
+		c.ch, c.i, c.off = c.ch.next, 0, 0
+	}
+}
+
+// advance moves the cursor n bytes forward.
+func (c *cursor) advance(n int) {
+	for n > 0 {
+		f := *c.ch.frames[c.i]
+		if rest := len(f) - c.off; n < rest {
+			c.off += n
+			return
+		} else {
+			n -= rest
+		}
+		c.i, c.off = c.i+1, 0
+		c.skipEmpty()
+	}
+	c.skipEmpty() // an empty frame left at the end
+}
+
 // enqueue appends an encoded frame to the send queue and makes sure a
-// writer is running. control frames are not counted as messages.
-func (c *Conn) enqueue(b []byte, control bool) error {
+// writer is running. control frames are not counted as messages. A frame
+// that would take the queue over SendQueueMessages or SendQueueBytes
+// (counted with entryCost) closes the connection as a slow consumer.
+func (c *Conn) enqueue(f *[]byte, control bool) error {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
 		return ErrClosed
 	}
 	opts := &c.hub.opts
-	if len(c.queue) > 0 && (len(c.queue) >= opts.SendQueueMessages || c.queueBytes+len(b) > opts.SendQueueBytes) {
+	q := &c.q
+	if q.len > 0 && (int(q.len) >= opts.SendQueueMessages || q.bytes+len(*f)+entryCost > opts.SendQueueBytes) {
 		c.startCloseLocked(&CloseError{Code: StatusPolicyViolation, Reason: "slow consumer", Err: ErrSlowConsumer}, true)
 		c.mu.Unlock()
 		c.hub.stats.slowConsumers.Add(1)
 		return ErrSlowConsumer
 	}
-	c.queue = append(c.queue, b)
-	c.queueBytes += len(b)
-	if control {
-		c.queueCtrl++
-	}
+	q.push(f, control)
 	c.startWriterLocked()
 	c.mu.Unlock()
 	return nil
+}
+
+// maxQueuedPongs is how many pongs may wait in a queue. Pings beyond that
+// replace the last waiting pong instead of adding one (RFC 6455 §5.5.3
+// allows answering only the latest ping), so a peer that pings flat out
+// costs a few queued pongs, never a slow-consumer close, while a few pings
+// in a row still get a pong each, in order.
+const maxQueuedPongs = 16
+
+// enqueuePong queues the answer to a ping (see maxQueuedPongs).
+func (c *Conn) enqueuePong(f []byte) {
+	c.mu.Lock()
+	if p := c.pong; p != nil && c.pongs >= maxQueuedPongs && !c.closing {
+		c.q.bytes += len(f) - len(*p)
+		*p = f
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	p := &f
+	if c.enqueue(p, true) == nil {
+		c.mu.Lock()
+		if c.q.tail != nil && c.q.tail.frames[c.q.tail.n-1] == p {
+			c.pong = p // still queued: the writer has not taken it
+			c.pongs++
+		}
+		c.mu.Unlock()
+	}
 }
 
 // startWriterLocked starts the writer (see goWriter) unless one is
@@ -45,6 +188,15 @@ func (c *Conn) startWriterLocked() {
 	c.goWriter()
 }
 
+// takeBatchLocked takes everything queued (c.mu held, queue not empty).
+func (c *Conn) takeBatchLocked() batch {
+	b := batch{head: c.q.head, n: int(c.q.len), nctrl: int(c.q.ctrl), withClose: c.closeQueued}
+	c.q = frameQueue{}
+	c.pong, c.pongs = nil, 0
+	c.closeQueued = false
+	return b
+}
+
 // writeLoop sends everything queued, one vectored write per batch, until
 // the queue is empty. It and a polled connection's flush (see goWriter)
 // are the only code that writes to nc after the handshake, one at a time.
@@ -52,83 +204,62 @@ func (c *Conn) writeLoop() {
 	defer c.writers.Done()
 	for {
 		c.mu.Lock()
-		if len(c.queue) == 0 {
+		if c.q.len == 0 {
 			c.writing = false
 			c.mu.Unlock()
 			return
 		}
 		b := c.takeBatchLocked()
 		c.mu.Unlock()
-		if !c.writeRest(b, b.frames) {
+		if !c.writeRest(b, cursor{ch: b.head}) {
 			return
 		}
 	}
 }
 
-// batch is what a writer took from the queue in one go.
-type batch struct {
-	frames    [][]byte
-	nctrl     int  // control frames in frames (not counted as messages)
-	withClose bool // the last frame is our close frame
-}
-
-// takeBatchLocked takes everything queued (c.mu held, queue not empty).
-func (c *Conn) takeBatchLocked() batch {
-	b := batch{frames: c.queue, nctrl: c.queueCtrl, withClose: c.closeQueued}
-	c.queue, c.spare = c.spare, nil
-	c.queueBytes, c.queueCtrl = 0, 0
-	c.closeQueued = false
-	return b
-}
-
-// writeRest writes rest, the frames of b not written yet (the first one
-// possibly cut), with blocking writes under WriteTimeout, then ends b
-// (see batchDone). On a plain TCP connection a write that timed out after
-// making progress goes on with a fresh deadline: only a peer that accepts
-// no bytes at all for WriteTimeout is dropped, not a slow one that takes a
-// big batch longer than that. (A TLS connection cannot go on after a
-// write timed out.)
-func (c *Conn) writeRest(b batch, rest [][]byte) bool {
+// writeRest writes what is left of b from cur on, with blocking writes
+// under WriteTimeout, then ends b (see batchDone). On a plain TCP
+// connection a write that timed out after making progress goes on with a
+// fresh deadline: only a peer that accepts no bytes at all for
+// WriteTimeout is dropped, not a slow one that takes a big batch longer
+// than that. (A TLS connection cannot go on after a write timed out.)
+func (c *Conn) writeRest(b batch, cur cursor) bool {
+	_, tcp := c.nc.(*net.TCPConn)
 	var total int64
-	for {
+	for cur.skipEmpty(); !cur.done(); {
 		c.nc.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteTimeout))
-		n, left, err := writeBatch(c.nc, rest)
+		n, err := writeFrom(c.nc, &cur)
 		total += n
-		if _, tcp := c.nc.(*net.TCPConn); tcp && n > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
-			rest = left
-			continue
+		if err != nil && !(tcp && n > 0 && errors.Is(err, os.ErrDeadlineExceeded)) {
+			return c.batchDone(b, total, err)
 		}
-		return c.batchDone(b, total, err)
 	}
+	return c.batchDone(b, total, nil)
 }
 
-// batchDone ends a batch whose last write wrote n bytes and returned err:
-// it counts them, recycles the batch's slice and, if our close frame went
-// out, half-closes. On err it drops the connection, clears the queue and
-// stops writing (writing is false) and returns false; the caller then
-// calls c.writers.Done.
+// batchDone ends a batch whose writes wrote n bytes, the last one
+// returning err: it counts them, releases the batch's chunks and, if our
+// close frame went out, half-closes. On err it drops the connection,
+// clears the queue and stops writing (writing is false) and returns false;
+// the caller then calls c.writers.Done.
 func (c *Conn) batchDone(b batch, n int64, err error) bool {
 	c.hub.stats.bytesOut.Add(uint64(n))
 	if err == nil {
-		c.hub.stats.messagesOut.Add(uint64(len(b.frames) - b.nctrl))
+		c.hub.stats.messagesOut.Add(uint64(b.n - b.nctrl))
 	}
-	c.mu.Lock()
-	clear(b.frames)
-	if c.spare == nil {
-		c.spare = b.frames[:0]
-	}
+	releaseChunks(b.head)
 	if err != nil {
+		c.mu.Lock()
 		c.closing = true
 		c.noteCauseLocked(&CloseError{Code: StatusAbnormalClosure, Remote: true, Err: err})
-		clear(c.queue)
-		c.queue = c.queue[:0]
+		c.q.drop()
+		c.pong, c.pongs = nil, 0
 		c.writing = false
 		c.mu.Unlock()
 		c.nc.Close()
 		c.wakeReader()
 		return false
 	}
-	c.mu.Unlock()
 	if b.withClose {
 		// Our close frame is out: half-close so the peer sees the end
 		// of the stream even if it never answers, and bound the wait
@@ -142,19 +273,45 @@ func (c *Conn) batchDone(b batch, n int64, err error) bool {
 	return true
 }
 
-// buffersPool holds the net.Buffers values writers hand to WriteTo: a
-// local one would escape to the heap on every write.
-var buffersPool = sync.Pool{New: func() any { return new(net.Buffers) }}
+// maxIovec is how many buffers one vectored write takes (IOV_MAX on Linux).
+const maxIovec = 1024
 
-// writeBatch writes frames to nc in one vectored write. left is what
-// was not written (nil when err is nil); net.Buffers has already cut the
-// frame it stopped in, in frames' own backing array.
-func writeBatch(nc net.Conn, frames [][]byte) (n int64, left [][]byte, err error) {
-	b := buffersPool.Get().(*net.Buffers)
-	*b = frames
-	n, err = b.WriteTo(nc)
-	left = *b
-	*b = nil
-	buffersPool.Put(b)
-	return n, left, err
+// buffersPool holds the net.Buffers writeFrom hands to WriteTo, with room
+// for maxIovec frames: a local one would escape to the heap on every write.
+var buffersPool = sync.Pool{New: func() any { b := make(net.Buffers, 0, maxIovec); return &b }}
+
+// writeFrom writes up to maxIovec frames from cur to nc in one vectored
+// write and advances cur past what was written.
+func writeFrom(nc net.Conn, cur *cursor) (int64, error) {
+	bp := buffersPool.Get().(*net.Buffers)
+	b := (*bp)[:0]
+	for ch, i, off := cur.ch, cur.i, cur.off; ch != nil && len(b) < maxIovec; ch, i = ch.next, 0 {
+		for ; i < ch.n && len(b) < maxIovec; i++ {
+			if f := (*ch.frames[i])[off:]; len(f) > 0 {
+				b = append(b, f)
+			}
+			off = 0
+		}
+	}
+	*bp = b
+	n, err := bp.WriteTo(nc) // consumes *bp; the frames are not modified
+	clear(b)
+	*bp = b[:0]
+	buffersPool.Put(bp)
+	cur.advance(int(n))
+	return n, err
+}
+
+// setSendBuffer applies Options.SendBuffer to a TCP connection (or the
+// TCP connection under a TLS one).
+func (h *Hub) setSendBuffer(nc net.Conn) {
+	if h.opts.SendBuffer <= 0 {
+		return
+	}
+	if u, ok := nc.(interface{ NetConn() net.Conn }); ok {
+		nc = u.NetConn()
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(h.opts.SendBuffer)
+	}
 }

@@ -47,7 +47,7 @@ type flushTask Conn
 func (f *flushTask) Run() {
 	c := (*Conn)(f)
 	c.mu.Lock()
-	if len(c.queue) == 0 { // a write error cleared it
+	if c.q.len == 0 { // a write error cleared it
 		c.writing = false
 		c.mu.Unlock()
 		c.writers.Done()
@@ -57,16 +57,17 @@ func (f *flushTask) Run() {
 	c.mu.Unlock()
 
 	op := writeOps.Get().(*writeOp)
-	op.frames = b.frames
+	op.cur = cursor{ch: b.head}
+	op.cur.skipEmpty()
 	werr := c.poll.rc.Write(op.fn)
-	n, rest, err := op.n, op.rest, op.err
+	n, cur, err := op.n, op.cur, op.err
 	op.reset()
 	writeOps.Put(op)
 	switch {
 	case errors.Is(werr, os.ErrDeadlineExceeded):
 		// A blocking writer's deadline from before has passed (they are
 		// not cleared); nothing was written.
-		n, rest, err = 0, b.frames, unix.EAGAIN
+		n, cur, err = 0, cursor{ch: b.head}, unix.EAGAIN
 	case werr != nil:
 		err = werr // the socket was closed under us
 	case err != nil && err != unix.EAGAIN:
@@ -76,7 +77,7 @@ func (f *flushTask) Run() {
 		// The socket is full: the rest is for a blocking writer.
 		c.hub.stats.bytesOut.Add(uint64(n))
 		w := restWriters.Get().(*restWriter)
-		w.c, w.b, w.rest = c, b, rest
+		w.c, w.b, w.cur = c, b, cur
 		c.poll.p.Go(w)
 		return
 	}
@@ -85,7 +86,7 @@ func (f *flushTask) Run() {
 		return
 	}
 	c.mu.Lock()
-	more := len(c.queue) > 0
+	more := c.q.len > 0
 	if !more {
 		c.writing = false
 	}
@@ -100,37 +101,33 @@ func (f *flushTask) Run() {
 // restWriter is a polled Conn's blocking writer (a poller.Task, pooled):
 // it finishes the batch a flush left, then runs writeLoop.
 type restWriter struct {
-	c    *Conn
-	b    batch
-	rest [][]byte // what is left of b.frames, the first one possibly cut
+	c   *Conn
+	b   batch
+	cur cursor // what is left of b
 }
 
 var restWriters = sync.Pool{New: func() any { return new(restWriter) }}
 
 // Run implements poller.Task.
 func (w *restWriter) Run() {
-	c, b, rest := w.c, w.b, w.rest
+	c, b, cur := w.c, w.b, w.cur
 	*w = restWriter{}
 	restWriters.Put(w)
-	if !c.writeRest(b, rest) {
+	if !c.writeRest(b, cur) {
 		c.writers.Done()
 		return
 	}
 	c.writeLoop()
 }
 
-// maxIovec is how many buffers one writev takes (IOV_MAX on Linux).
-const maxIovec = 1024
-
 // writeOp is one flush's non-blocking writes, pooled with its iovec array
 // and its RawConn function so that a flush allocates nothing.
 type writeOp struct {
-	frames [][]byte // to write
-	n      int64    // bytes written
-	rest   [][]byte // frames not (fully) written; the first one cut; nil if none
-	err    error    // of the last writev; unix.EAGAIN if the socket is full
-	iov    []unix.Iovec
-	fn     func(fd uintptr) bool
+	cur cursor // the next frame to write
+	n   int64  // bytes written
+	err error  // of the last writev; unix.EAGAIN if the socket is full
+	iov []unix.Iovec
+	fn  func(fd uintptr) bool
 }
 
 var writeOps = sync.Pool{New: func() any {
@@ -143,32 +140,32 @@ var writeOps = sync.Pool{New: func() any {
 func (op *writeOp) reset() {
 	clear(op.iov)
 	op.iov = op.iov[:0]
-	op.frames, op.rest, op.n, op.err = nil, nil, 0, nil
+	op.cur, op.n, op.err = cursor{}, 0, nil
 }
 
 // write is a syscall.RawConn write function: non-blocking writev(2) calls,
 // maxIovec frames each, until everything is written or the socket takes
 // less than it was given. It always returns true: a flush never waits.
 func (op *writeOp) write(fd uintptr) bool {
-	frames := op.frames
-	for len(frames) > 0 {
-		k := min(len(frames), maxIovec)
+	for !op.cur.done() {
 		iov := op.iov[:0]
 		want := 0
-		for _, f := range frames[:k] {
-			if len(f) == 0 {
-				continue
+		for ch, i, off := op.cur.ch, op.cur.i, op.cur.off; ch != nil && len(iov) < maxIovec; ch, i = ch.next, 0 {
+			for ; i < ch.n && len(iov) < maxIovec; i++ {
+				if f := (*ch.frames[i])[off:]; len(f) > 0 {
+					var v unix.Iovec
+					v.Base = unsafe.SliceData(f)
+					v.SetLen(len(f))
+					iov = append(iov, v)
+					want += len(f)
+				}
+				off = 0
 			}
-			var v unix.Iovec
-			v.Base = unsafe.SliceData(f)
-			v.SetLen(len(f))
-			iov = append(iov, v)
-			want += len(f)
 		}
 		op.iov = iov
 		if len(iov) == 0 {
-			frames = frames[k:]
-			continue
+			op.cur = cursor{} // only empty frames were left
+			return true
 		}
 		r, _, errno := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(unsafe.SliceData(iov))), uintptr(len(iov)))
 		if errno == unix.EINTR {
@@ -176,30 +173,14 @@ func (op *writeOp) write(fd uintptr) bool {
 		}
 		if errno != 0 {
 			op.err = errno
-			break
+			return true
 		}
 		op.n += int64(r)
+		op.cur.advance(int(r))
 		if int(r) < want {
-			frames = cut(frames, int(r))
 			op.err = unix.EAGAIN
-			break
+			return true
 		}
-		frames = frames[k:]
-	}
-	if len(frames) > 0 {
-		op.rest = frames
 	}
 	return true
-}
-
-// cut drops the first n bytes of frames, which are fewer than it holds.
-// It re-slices the first frame left in place (frames is the writer's own
-// batch; the bytes are shared and not changed).
-func cut(frames [][]byte, n int) [][]byte {
-	for n >= len(frames[0]) {
-		n -= len(frames[0])
-		frames = frames[1:]
-	}
-	frames[0] = frames[0][n:]
-	return frames
 }

@@ -62,7 +62,7 @@ func (h *Hub) heartbeat(stop chan struct{}) {
 				c.abort(&CloseError{Code: StatusAbnormalClosure, Reason: "pong timeout", Err: ErrPongTimeout})
 			case pingEvery > 0 && silent >= pingEvery && now-c.lastPing >= pingEvery:
 				c.lastPing = now
-				c.enqueue(pingFrame, true)
+				c.enqueue(&pingFrame, true)
 			}
 		}
 		putConns(buf)

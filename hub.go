@@ -59,18 +59,26 @@ func New(opts Options) *Hub {
 const shutdownReason = "server shutdown"
 
 // shutdownFrame is the close frame a handshake that lost the race with
-// Shutdown gets.
+// Shutdown gets, after its 101.
 var shutdownFrame = frame.AppendClose(nil, uint16(StatusGoingAway), shutdownReason)
 
 // now is the hub clock: monotonic nanoseconds since New.
 func (h *Hub) now() int64 { return int64(time.Since(h.start)) }
 
-// register adds c to the hub; false means Shutdown has begun.
-func (h *Hub) register(c *Conn) bool {
+// tooManyConnsFrame refuses a connection over Options.MaxConnsPerUser.
+var tooManyConnsFrame = frame.AppendClose(nil, uint16(StatusPolicyViolation), "too many connections for this user")
+
+// register adds c to the hub. It returns nil, or the close frame that
+// refuses c: Shutdown has begun (1001), or c's user already has
+// MaxConnsPerUser connections (1008).
+func (h *Hub) register(c *Conn) []byte {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed.Load() {
-		return false
+		return shutdownFrame
+	}
+	if most := h.opts.MaxConnsPerUser; most > 0 && len(h.users[c.id]) >= most {
+		return tooManyConnsFrame
 	}
 	h.wg.Add(1)
 	c.hubIdx = int32(len(h.conns))
@@ -78,7 +86,7 @@ func (h *Hub) register(c *Conn) bool {
 	c.userIdx = int32(len(h.users[c.id]))
 	h.users[c.id] = append(h.users[c.id], c)
 	h.startHeartbeatLocked()
-	return true
+	return nil
 }
 
 // unregister removes c from the hub, its rooms and the user index, then

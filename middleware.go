@@ -3,6 +3,7 @@ package wsroom
 import (
 	"bufio"
 	"crypto/rand"
+	"crypto/sha1"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -15,7 +16,6 @@ import (
 	"time"
 
 	"github.com/gobwas/httphead"
-	"github.com/gobwas/ws"
 	"github.com/wsroom/wsroom/internal/wire"
 )
 
@@ -140,33 +140,17 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		h.reject(w, &handshakeError{http.StatusBadRequest, "malformed Sec-WebSocket-Protocol header"})
 		return
 	}
-	u := ws.HTTPUpgrader{Timeout: h.opts.WriteTimeout}
-	if protocol != "" {
-		// Selected above; answering it ourselves keeps the upgrader from
-		// re-parsing the client's lines after the hijack, when a malformed
-		// one could no longer get a clean HTTP answer.
-		u.Header = http.Header{"Sec-WebSocket-Protocol": {protocol}}
-	}
-	deflate := h.deflateHeader(&u.Header, r)
-	if len(r.Header["Connection"]) > 1 || !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-		// The checks above accept tokens spread over several header lines
-		// or listed with others (RFC 9110 §5.3, §7.8); gobwas/ws reads only
-		// the first line and wants it exact, so show it the plain form.
-		r = r.Clone(r.Context())
-		r.Header.Set("Connection", "Upgrade")
-		r.Header.Set("Upgrade", "websocket")
-	}
-	nc, rw, err := h.upgrade(&u, r, w)
+	extensions, deflate := h.negotiateCompression(r)
+	nc, rw, err := h.hijack(w)
 	if err != nil {
-		// Everything the upgrader checks was checked above, so this is a
-		// failed hijack or write; the upgrader has answered if it could.
 		h.stats.rejected.Add(1)
-		if nc != nil {
-			nc.Close()
-		}
 		h.opts.Logger.Warn("wsroom: upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
+	// The server may have set deadlines on the connection (http.Server's
+	// ReadTimeout, WriteTimeout); from now on the hub sets its own.
+	nc.SetDeadline(time.Time{})
+	h.setSendBuffer(nc)
 	// Keep only the bytes the client sent right after its handshake and
 	// drop the hijacked bufio buffers: they are most of an idle
 	// connection's memory.
@@ -180,10 +164,19 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	c := &Conn{hub: h, nc: nc, id: id, seq: h.seq.Add(1), protocol: protocol, deflate: deflate, reqCtx: r.Context()}
 	c.lastRead.Store(h.now())
 	c.lastPing = c.lastRead.Load()
-	if !h.register(c) {
-		// Shutdown began while we upgraded: say so, as to everyone else.
+	// The writer is held until OnConnect has run and the 101 is written
+	// (see Conn.serve): the rooms OnConnect joins and whatever is sent to
+	// them meanwhile reach the client right behind the 101, so a client
+	// that sees "open" is already a member.
+	accept := appendAccept(nil, r.Header.Get("Sec-WebSocket-Key"), protocol, extensions)
+	c.writing = true
+	c.writers.Add(1)
+	if refusal := h.register(c); refusal != nil {
+		// Shutdown began while we upgraded, or the user has too many
+		// connections: say so with a close code the page can see.
+		h.stats.rejected.Add(1)
 		nc.SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
-		nc.Write(shutdownFrame)
+		nc.Write(append(accept, refusal...))
 		nc.Close()
 		return
 	}
@@ -191,15 +184,16 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	if h.bk.b != nil {
 		h.syncInterest(wire.TopicAll, wire.UserTopic(c.id))
 	}
-	c.serve(r, pending)
+	c.serve(r, accept, pending)
 }
 
-// upgrade runs the upgrader. Some frameworks' ResponseWriters implement
-// Hijack with an unchecked type assertion on the writer they wrap (gin's
-// does); behind a middleware whose writer is not an http.Hijacker that
-// panics. The panic is turned into an error and a one-line 500 answer
-// instead of a dropped connection and a stack trace in the server's log.
-func (h *Hub) upgrade(u *ws.HTTPUpgrader, r *http.Request, w http.ResponseWriter) (nc net.Conn, rw *bufio.ReadWriter, err error) {
+// hijack takes the connection over from the HTTP server. Some frameworks'
+// ResponseWriters implement Hijack with an unchecked type assertion on the
+// writer they wrap (gin's does); behind a middleware whose writer is not
+// an http.Hijacker that panics. The panic is turned into an error and a
+// one-line 500 answer instead of a dropped connection and a stack trace in
+// the server's log.
+func (h *Hub) hijack(w http.ResponseWriter) (nc net.Conn, rw *bufio.ReadWriter, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			nc, rw = nil, nil
@@ -207,8 +201,32 @@ func (h *Hub) upgrade(u *ws.HTTPUpgrader, r *http.Request, w http.ResponseWriter
 			http.Error(w, "wsroom: cannot take over the connection: the ResponseWriter does not support hijacking", http.StatusInternalServerError)
 		}
 	}()
-	nc, rw, _, err = u.Upgrade(r, w)
+	nc, rw, err = http.NewResponseController(w).Hijack()
+	if errors.Is(err, http.ErrNotSupported) {
+		http.Error(w, "wsroom: cannot take over the connection: the ResponseWriter is not an http.Hijacker and does not Unwrap to one", http.StatusInternalServerError)
+	}
 	return nc, rw, err
+}
+
+// acceptGUID is the GUID of RFC 6455 §1.3.
+const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+// appendAccept appends the 101 response to a handshake whose
+// Sec-WebSocket-Key is key, with the selected subprotocol and the
+// extensions answer (either may be "").
+func appendAccept(dst []byte, key, protocol, extensions string) []byte {
+	sum := sha1.Sum([]byte(key + acceptGUID))
+	dst = append(dst, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	dst = base64.StdEncoding.AppendEncode(dst, sum[:])
+	if protocol != "" {
+		dst = append(dst, "\r\nSec-WebSocket-Protocol: "...)
+		dst = append(dst, protocol...)
+	}
+	if extensions != "" {
+		dst = append(dst, "\r\nSec-WebSocket-Extensions: "...)
+		dst = append(dst, extensions...)
+	}
+	return append(dst, "\r\n\r\n"...)
 }
 
 // identify runs Options.Identify, turning errors and panics into answers.

@@ -17,6 +17,7 @@ const (
 	DefaultWriteTimeout      = 10 * time.Second
 	DefaultSendQueueMessages = 8192
 	DefaultSendQueueBytes    = 4 << 20 // 4 MiB
+	DefaultSendBuffer        = 64 << 10
 )
 
 // Options configures a Hub. The zero value is valid and safe: same-origin
@@ -116,11 +117,36 @@ type Options struct {
 	// SendQueueMessages and SendQueueBytes bound each connection's queue of
 	// outbound frames not yet handed to the kernel. A connection whose queue
 	// would overflow is closed with 1008 "slow consumer" and counted in
-	// Stats; nothing is dropped silently and no sender ever blocks. Frames
-	// shared by a broadcast count in full against every recipient's bytes.
-	// Defaults 8192 messages and 4 MiB.
+	// Stats; nothing is dropped silently and no sender ever blocks. Each
+	// queued frame counts its full size (a broadcast's shared frame counts
+	// in full against every recipient) plus 8 bytes for its place in the
+	// queue, so SendQueueBytes bounds all the heap a connection's queue can
+	// pin. Defaults 8192 messages and 4 MiB. docs/memory.md gives the
+	// worst case for a whole server.
 	SendQueueMessages int
 	SendQueueBytes    int
+
+	// SendBuffer sets each connection's kernel send buffer (SO_SNDBUF), in
+	// bytes. Linux doubles the value for its own bookkeeping and keeps it
+	// fixed, so a peer that reads nothing pins at most 2 × SendBuffer of
+	// kernel memory instead of what the kernel's autotuning would grow to
+	// (tcp_wmem's maximum, 4 MiB by default). A larger buffer helps fast
+	// readers far away (bandwidth × round trip); a smaller one limits what
+	// stalled peers cost. Default 64 KiB; -1 leaves the kernel's
+	// autotuning in place.
+	SendBuffer int
+
+	// MaxConnsPerUser, if positive, bounds the connections one user ID
+	// may hold on this Hub: a handshake beyond it is answered 101 and then
+	// closed with 1008 "too many connections for this user" (a code and
+	// reason the page can see), and counted as rejected. Default 0: no
+	// limit.
+	MaxConnsPerUser int
+
+	// MaxRoomsPerConn, if positive, bounds the rooms one connection may
+	// be in: Join beyond it returns ErrTooManyRooms. Default 0: no limit
+	// (Join, Leave and Rooms cost the same however many rooms there are).
+	MaxRoomsPerConn int
 
 	// Compression configures permessage-deflate (RFC 7692). The zero value
 	// leaves it off: no offer is accepted. See CompressionOptions for the
@@ -185,6 +211,15 @@ func (o Options) withDefaults() Options {
 	}
 	if o.SendQueueMessages < 0 || o.SendQueueBytes < 0 {
 		panic("wsroom: SendQueueMessages and SendQueueBytes must be positive")
+	}
+	if o.SendBuffer == 0 {
+		o.SendBuffer = DefaultSendBuffer
+	}
+	if o.SendBuffer < -1 {
+		panic(fmt.Sprintf("wsroom: SendBuffer %d: use a positive size, 0 for the default or -1 for the kernel's", o.SendBuffer))
+	}
+	if o.MaxConnsPerUser < 0 || o.MaxRoomsPerConn < 0 {
+		panic("wsroom: MaxConnsPerUser and MaxRoomsPerConn must be 0 (no limit) or positive")
 	}
 	for _, p := range o.OriginPatterns {
 		if _, err := path.Match(p, ""); err != nil {

@@ -73,8 +73,12 @@ func Relay(opts RelayOptions) func(c *Conn, m Message) {
 		switch {
 		case env.Room != "" && !t.byUser:
 			t.except = c
-		case env.Room == "" && opts.Authorize == nil:
-			t.rooms = c.Rooms() // the default policy: where they share a room with the sender, on every node
+		case env.Room == "" && opts.Authorize == nil && c.hub.bk.b != nil:
+			// The default policy, checked on every node: the users who
+			// share a room with the sender there. (Without a broker
+			// shareRoom has checked every user already.) This costs
+			// O(the sender's rooms) per envelope.
+			t.rooms = c.Rooms()
 		}
 		err = c.hub.send(out, t)
 		if err != nil {

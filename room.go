@@ -16,9 +16,15 @@ import (
 // (the relay's limit too).
 const MaxRoomNameLen = 256
 
-// ErrRoomName is returned by Join for an empty room name or one longer
-// than MaxRoomNameLen.
-var ErrRoomName = errors.New("wsroom: room name must be 1 to " + strconv.Itoa(MaxRoomNameLen) + " bytes")
+// Errors returned by Join.
+var (
+	// ErrRoomName is returned for an empty room name or one longer than
+	// MaxRoomNameLen.
+	ErrRoomName = errors.New("wsroom: room name must be 1 to " + strconv.Itoa(MaxRoomNameLen) + " bytes")
+	// ErrTooManyRooms is returned when the connection is in
+	// Options.MaxRoomsPerConn rooms already.
+	ErrTooManyRooms = errors.New("wsroom: connection is in too many rooms (Options.MaxRoomsPerConn)")
+)
 
 // room is the membership of one room. Guarded by Hub.mu.
 type room struct {
@@ -206,7 +212,8 @@ func (h *Hub) appendUserConns(dst []*Conn, userIDs []string, rm *room, inRooms [
 
 // Join adds the connection to the room called name (creating it). Joining
 // a room twice is a no-op. It returns ErrRoomName for an empty name or one
-// over MaxRoomNameLen bytes, and ErrClosed if the connection is gone.
+// over MaxRoomNameLen bytes, ErrTooManyRooms beyond
+// Options.MaxRoomsPerConn, and ErrClosed if the connection is gone.
 // It costs O(1), however many rooms the connection or the room holds.
 func (c *Conn) Join(name string) error {
 	if name == "" || len(name) > MaxRoomNameLen {
@@ -222,6 +229,10 @@ func (c *Conn) Join(name string) error {
 	if rm != nil && c.inRoomLocked(rm) {
 		h.mu.Unlock()
 		return nil
+	}
+	if most := h.opts.MaxRoomsPerConn; most > 0 && int(c.roomCount) >= most {
+		h.mu.Unlock()
+		return ErrTooManyRooms
 	}
 	created := rm == nil
 	if created {

@@ -45,7 +45,7 @@ func (h *Hub) send(m Message, t target) error {
 // deliver queues p for t's recipients on this node: a snapshot of them is
 // taken under the index lock, and the queues are filled after it is
 // released.
-func (h *Hub) deliver(p prepared, t target) {
+func (h *Hub) deliver(p *prepared, t target) {
 	buf := getConns()
 	h.mu.RLock()
 	*buf = h.appendRecipientsLocked(*buf, t)
@@ -56,16 +56,17 @@ func (h *Hub) deliver(p prepared, t target) {
 
 // prepare encodes m for a send through the hub, or returns ErrHubClosed
 // after Shutdown.
-func (h *Hub) prepare(m Message) (prepared, error) {
+func (h *Hub) prepare(m Message) (*prepared, error) {
 	if h.closed.Load() {
-		return prepared{}, ErrHubClosed
+		return nil, ErrHubClosed
 	}
 	return h.encode(m)
 }
 
 // prepared is a message encoded once for any number of recipients: the
 // plain frame, and lazily at most one compressed frame per distinct
-// compression setting among the recipients.
+// compression setting among the recipients. Queues refer to its frames
+// (frameFor), so it lives as long as the last recipient's queue does.
 type prepared struct {
 	plain []byte
 	z     *compressedForms // nil when no recipient may get a compressed frame
@@ -73,12 +74,12 @@ type prepared struct {
 
 // encode encodes m: the plain frame now, the compressed forms (see
 // compress.go) when a recipient first needs them.
-func (h *Hub) encode(m Message) (prepared, error) {
+func (h *Hub) encode(m Message) (*prepared, error) {
 	b, err := m.encode()
 	if err != nil {
-		return prepared{}, err
+		return nil, err
 	}
-	p := prepared{plain: b}
+	p := &prepared{plain: b}
 	if z := &h.opts.Compression; z.Enabled && len(m.Data) >= z.Threshold && len(m.Data) > 0 {
 		p.z = &compressedForms{op: frame.Opcode(m.Type), data: m.Data, level: z.Level, stats: &h.deflateStats}
 	}
@@ -86,17 +87,17 @@ func (h *Hub) encode(m Message) (prepared, error) {
 }
 
 // frameFor returns the frame to queue for c.
-func (p prepared) frameFor(c *Conn) []byte {
+func (p *prepared) frameFor(c *Conn) *[]byte {
 	if p.z == nil || c.deflate == 0 {
-		return p.plain
+		return &p.plain
 	}
-	return p.z.frame(c.deflate, p.plain)
+	return p.z.frame(c.deflate, &p.plain)
 }
 
 // fanout queues the prepared message pm for every connection in conns
 // except one. Large fan-outs are split across cores; the goroutines are
 // joined before it returns.
-func (h *Hub) fanout(pm prepared, conns []*Conn, except *Conn) {
+func (h *Hub) fanout(pm *prepared, conns []*Conn, except *Conn) {
 	p := runtime.GOMAXPROCS(0)
 	if len(conns) < h.parallelMin || p == 1 {
 		enqueueAll(pm, conns, except)
@@ -111,7 +112,7 @@ func (h *Hub) fanout(pm prepared, conns []*Conn, except *Conn) {
 	wg.Wait()
 }
 
-func enqueueAll(pm prepared, conns []*Conn, except *Conn) {
+func enqueueAll(pm *prepared, conns []*Conn, except *Conn) {
 	for _, c := range conns {
 		if c != except {
 			c.enqueue(pm.frameFor(c), false)

@@ -31,10 +31,9 @@ type Conn struct {
 	lastPing int64         // hub clock; used only by the heartbeat goroutine
 
 	mu          sync.Mutex  // guards the fields below
-	queue       [][]byte    // encoded frames not yet taken by the writer
-	spare       [][]byte    // a drained queue kept for reuse
-	queueBytes  int         // bytes in queue
-	queueCtrl   int         // control frames in queue (not counted as messages)
+	q           frameQueue  // encoded frames not yet taken by the writer
+	pong        *[]byte     // the last pong in q, if any (see enqueuePong)
+	pongs       int32       // pongs in q
 	writing     bool        // a writer runs or is queued (one at a time)
 	closing     bool        // no more frames are accepted
 	closeQueued bool        // the close frame is in queue
@@ -141,9 +140,8 @@ func (c *Conn) startCloseLocked(ce *CloseError, discard bool) bool {
 	c.closing = true
 	c.closeErr = ce
 	if discard {
-		clear(c.queue)
-		c.queue = c.queue[:0]
-		c.queueBytes, c.queueCtrl = 0, 0
+		c.q.drop()
+		c.pong, c.pongs = nil, 0
 	}
 	var payloadCode uint16
 	if ce.Code != StatusNoStatusRcvd {
@@ -153,8 +151,8 @@ func (c *Conn) startCloseLocked(ce *CloseError, discard bool) bool {
 	if ce.Remote {
 		reason = "" // an echo carries the code only
 	}
-	c.queue = append(c.queue, frame.AppendClose(nil, payloadCode, reason))
-	c.queueCtrl++
+	f := frame.AppendClose(nil, payloadCode, reason)
+	c.q.push(&f, true)
 	c.closeQueued = true
 	c.startWriterLocked()
 	c.wakeReader()

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"time"
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
@@ -31,9 +30,8 @@ func Example() {
 		panic(err)
 	}
 	defer conn.Close()
-	for bus.Subscribers("room:lobby") == 0 { // TODO(member-when-open): not needed once joins precede the 101
-		time.Sleep(time.Millisecond)
-	}
+	// The client is in the lobby as soon as its handshake completes (and
+	// node B subscribed to the room when its first member joined).
 	a.Room("lobby").Broadcast(wsroom.Text("hello from node A"))
 	msg, _ := wsutil.ReadServerText(conn)
 	fmt.Println(string(msg))

@@ -12,18 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestCut(t *testing.T) {
-	frames := func() [][]byte { return [][]byte{[]byte("ab"), []byte("cde"), []byte("f")} }
-	for n, want := range []string{"abcdef", "bcdef", "cdef", "def", "ef", "f"} {
-		if got := bytes.Join(cut(frames(), n), nil); string(got) != want {
-			t.Errorf("cut(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
-
 // TestWriteOpPartial writes more than a socket takes without blocking:
-// what write reports as written and as left must add up to the frames,
-// in order, with the cut in the middle of some frame.
+// what write reports as written and what its cursor has left must add up
+// to the frames, in order, with the cut in the middle of some frame.
 func TestWriteOpPartial(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -50,11 +41,11 @@ func TestWriteOpPartial(t *testing.T) {
 
 	// 3000 frames of 997 bytes (more than one writev's maxIovec and far
 	// more than the socket buffers), each naming its index.
-	var frames [][]byte
+	q := new(frameQueue)
 	var all []byte
 	for i := range 3000 {
 		f := bytes.Repeat([]byte(strconv.Itoa(i)+","), 997)[:997]
-		frames = append(frames, f)
+		q.push(&f, false)
 		all = append(all, f...)
 	}
 	rc, err := sv.(*net.TCPConn).SyscallConn()
@@ -62,19 +53,19 @@ func TestWriteOpPartial(t *testing.T) {
 		t.Fatal(err)
 	}
 	op := writeOps.Get().(*writeOp)
-	op.frames = frames
+	op.cur = cursor{ch: q.head}
 	if err := rc.Write(op.fn); err != nil {
 		t.Fatal(err)
 	}
-	n, rest, werr := op.n, op.rest, op.err
+	n, cur, werr := op.n, op.cur, op.err
 	op.reset()
 	if werr != unix.EAGAIN || n == 0 || n >= int64(len(all)) {
 		t.Fatalf("wrote %d of %d bytes, err %v: want a partial write and EAGAIN", n, len(all), werr)
 	}
-	if got := bytes.Join(rest, nil); !bytes.Equal(got, all[n:]) {
-		t.Fatalf("rest is %d bytes, not the %d bytes after the written ones", len(got), len(all)-int(n))
+	if got := rest(cur); !bytes.Equal(got, all[n:]) {
+		t.Fatalf("the cursor leaves %d bytes, not the %d bytes after the written ones", len(got), len(all)-int(n))
 	}
-	if len(rest[0]) == 997 {
+	if cur.off == 0 {
 		t.Logf("the socket took whole frames only (%d bytes)", n)
 	}
 	got := make([]byte, n)
