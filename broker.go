@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/wsroom/wsroom/internal/wire"
 )
@@ -127,7 +128,7 @@ func (h *Hub) changeInterest(topics []string, on bool) {
 		change, what = h.bk.b.Unsubscribe, "unsubscribe"
 	}
 	if err := change(topics...); err != nil {
-		h.stats.brokerErrors.Add(1)
+		h.brokerError(what, topics[0], err)
 		h.opts.Logger.Error("wsroom: broker "+what+" failed", "topics", len(topics), "first", topics[0], "err", err)
 		return
 	}
@@ -188,7 +189,7 @@ func (h *Hub) publish(m Message, t target) publishing {
 	if len(topics) == 0 {
 		return publishing{}
 	}
-	wm := wire.Message{Type: byte(m.Type), Node: h.node, Rooms: t.rooms, Data: m.Data}
+	wm := wire.Message{Type: byte(m.Type), Node: h.node, Sent: time.Now().UnixNano(), Rooms: t.rooms, Data: m.Data}
 	if t.byUser {
 		wm.Users = t.users
 		if wm.Users == nil {
@@ -211,7 +212,7 @@ func (p publishing) result() error {
 		return nil
 	}
 	if err := p.wait(); err != nil {
-		p.h.stats.brokerErrors.Add(1)
+		p.h.brokerError("publish", "", err)
 		return fmt.Errorf("%w: %w", ErrNotPublished, err)
 	}
 	p.h.stats.brokerOut.Add(1)
@@ -227,13 +228,14 @@ func (h *Hub) receive(topic string, payload []byte) {
 	}
 	wm, err := wire.Decode(payload)
 	if err != nil {
-		h.stats.brokerErrors.Add(1)
+		h.brokerError("receive", topic, err)
 		h.opts.Logger.Warn("wsroom: dropped a malformed broker message", "topic", topic, "bytes", len(payload))
 		return
 	}
 	if wm.Node == h.node {
 		return // our own send, already delivered locally
 	}
+	h.stats.brokerLag.observe(time.Duration(time.Now().UnixNano() - wm.Sent))
 	var t target
 	switch kind, name := wire.ParseTopic(topic); kind {
 	case wire.TopicRoom:
@@ -243,18 +245,26 @@ func (h *Hub) receive(topic string, payload []byte) {
 	case wire.TopicHub:
 		t = target{all: true}
 	default:
-		h.stats.brokerErrors.Add(1)
+		h.brokerError("receive", topic, errUnknownTopic)
 		h.opts.Logger.Warn("wsroom: dropped a broker message on an unknown topic", "topic", topic)
 		return
 	}
 	p, err := h.prepare(Message{Type: MessageType(wm.Type), Data: wm.Data})
 	if err != nil {
 		if !errors.Is(err, ErrHubClosed) {
-			h.stats.brokerErrors.Add(1)
+			h.brokerError("receive", topic, err)
 			h.opts.Logger.Warn("wsroom: dropped an invalid broker message", "topic", topic, "err", err)
 		}
 		return
 	}
 	h.stats.brokerIn.Add(1)
 	h.deliver(p, t)
+}
+
+var errUnknownTopic = errors.New("wsroom: unknown topic")
+
+// brokerError counts a broker failure and tells the Observer.
+func (h *Hub) brokerError(op, topic string, err error) {
+	h.stats.brokerErrors.Add(1)
+	h.observe(BrokerErrorEvent{Op: op, Topic: topic, Err: err})
 }

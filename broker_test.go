@@ -188,7 +188,7 @@ func TestBrokerIgnoresMalformedMessages(t *testing.T) {
 	a := newServer(t, nodeOptions(bus.NewBroker()))
 	alice := dial(t, a.url+"?user=alice&room=r", nil)
 	waitFor(t, "subscription", func() bool { return bus.Subscribers("room:r") == 1 })
-	node := strings.Repeat("n", 16)
+	node := strings.Repeat("n", 16) + "\x00\x00\x00\x00\x00\x00\x00\x01" // and the time sent
 	bad := [][]byte{
 		nil,
 		{2},

@@ -85,7 +85,7 @@ func (c *Conn) feed(b []byte) bool {
 		c.startClose(&CloseError{Code: StatusCode(fe.Code), Reason: fe.Reason}, false)
 		c.drain()
 	default:
-		c.hub.opts.Logger.Error("wsroom: unexpected parser error", "user", c.id, "err", err)
+		c.log().Error("wsroom: unexpected parser error", "err", err)
 		c.startClose(&CloseError{Code: StatusInternalError, Reason: "internal error", Err: err}, false)
 		c.drain()
 	}
@@ -208,7 +208,7 @@ func (c *Conn) recoverCallback(name string, ok *bool) {
 		*ok = false
 	}
 	c.hub.stats.panics.Add(1)
-	c.hub.opts.Logger.Error("wsroom: panic in "+name, "user", c.id, "panic", v, "stack", string(debug.Stack()))
+	c.log().Error("wsroom: panic in "+name, "panic", v, "stack", string(debug.Stack()))
 	c.startClose(&CloseError{Code: StatusInternalError, Reason: "internal error", Err: errors.New("panic in " + name)}, false)
 }
 

@@ -84,9 +84,10 @@ func (q *frameQueue) drop() {
 // batch is what a writer took from the queue in one go.
 type batch struct {
 	head      *chunk
-	n         int  // frames
-	nctrl     int  // control frames among them
-	withClose bool // the last frame is our close frame
+	n         int   // frames
+	nctrl     int   // control frames among them
+	withClose bool  // the last frame is our close frame
+	queuedAt  int64 // hub clock: when its first frame was queued
 }
 
 // cursor is a writer's position in its batch: the next frame to write and
@@ -142,10 +143,18 @@ func (c *Conn) enqueue(f *[]byte, control bool) error {
 		c.hub.stats.slowConsumers.Add(1)
 		return ErrSlowConsumer
 	}
-	q.push(f, control)
+	c.pushLocked(f, control)
 	c.startWriterLocked()
 	c.mu.Unlock()
 	return nil
+}
+
+// pushLocked queues f, noting when the queue stopped being empty.
+func (c *Conn) pushLocked(f *[]byte, control bool) {
+	if c.q.len == 0 {
+		c.queuedAt = c.hub.now()
+	}
+	c.q.push(f, control)
 }
 
 // maxQueuedPongs is how many pongs may wait in a queue. Pings beyond that
@@ -190,7 +199,7 @@ func (c *Conn) startWriterLocked() {
 
 // takeBatchLocked takes everything queued (c.mu held, queue not empty).
 func (c *Conn) takeBatchLocked() batch {
-	b := batch{head: c.q.head, n: int(c.q.len), nctrl: int(c.q.ctrl), withClose: c.closeQueued}
+	b := batch{head: c.q.head, n: int(c.q.len), nctrl: int(c.q.ctrl), withClose: c.closeQueued, queuedAt: c.queuedAt}
 	c.q = frameQueue{}
 	c.pong, c.pongs = nil, 0
 	c.closeQueued = false
@@ -243,9 +252,11 @@ func (c *Conn) writeRest(b batch, cur cursor) bool {
 // clears the queue and stops writing (writing is false) and returns false;
 // the caller then calls c.writers.Done.
 func (c *Conn) batchDone(b batch, n int64, err error) bool {
-	c.hub.stats.bytesOut.Add(uint64(n))
-	if err == nil {
-		c.hub.stats.messagesOut.Add(uint64(b.n - b.nctrl))
+	h := c.hub
+	h.stats.bytesOut.Add(uint64(n))
+	if err == nil && b.n > 0 {
+		h.stats.messagesOut.Add(uint64(b.n - b.nctrl))
+		h.stats.queueDelay.observe(time.Duration(h.now() - b.queuedAt))
 	}
 	releaseChunks(b.head)
 	if err != nil {

@@ -68,17 +68,16 @@ func (h *Hub) now() int64 { return int64(time.Since(h.start)) }
 // tooManyConnsFrame refuses a connection over Options.MaxConnsPerUser.
 var tooManyConnsFrame = frame.AppendClose(nil, uint16(StatusPolicyViolation), "too many connections for this user")
 
-// register adds c to the hub. It returns nil, or the close frame that
-// refuses c: Shutdown has begun (1001), or c's user already has
-// MaxConnsPerUser connections (1008).
-func (h *Hub) register(c *Conn) []byte {
+// register adds c to the hub. It fails, saying why, if Shutdown has
+// begun or c's user already has MaxConnsPerUser connections.
+func (h *Hub) register(c *Conn) (Refusal, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed.Load() {
-		return shutdownFrame
+		return RefusedShutdown, false
 	}
 	if most := h.opts.MaxConnsPerUser; most > 0 && len(h.users[c.id]) >= most {
-		return tooManyConnsFrame
+		return RefusedTooManyConns, false
 	}
 	h.wg.Add(1)
 	c.hubIdx = int32(len(h.conns))
@@ -86,7 +85,7 @@ func (h *Hub) register(c *Conn) []byte {
 	c.userIdx = int32(len(h.users[c.id]))
 	h.users[c.id] = append(h.users[c.id], c)
 	h.startHeartbeatLocked()
-	return nil
+	return 0, true
 }
 
 // unregister removes c from the hub, its rooms and the user index, then
@@ -163,57 +162,4 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	}
 	<-done
 	return ctx.Err()
-}
-
-// counters are the hub's running totals.
-type counters struct {
-	accepted, rejected    atomic.Uint64
-	messagesIn, bytesIn   atomic.Uint64
-	messagesOut, bytesOut atomic.Uint64
-	slowConsumers, panics atomic.Uint64
-	brokerOut, brokerIn   atomic.Uint64
-	brokerErrors          atomic.Uint64
-}
-
-// Stats is a snapshot of a Hub's state and running totals.
-type Stats struct {
-	Connections int // open connections
-	Rooms       int // rooms with at least one member
-	Users       int // distinct user IDs among open connections
-
-	Accepted uint64 // handshakes completed
-	Rejected uint64 // handshakes refused, whatever the reason
-
-	MessagesIn  uint64 // data messages read
-	BytesIn     uint64 // bytes read from sockets after the handshake
-	MessagesOut uint64 // data messages written to sockets (one per recipient)
-	BytesOut    uint64 // bytes written to sockets after the handshake
-
-	SlowConsumerCloses uint64 // connections closed because their queue overflowed
-	Panics             uint64 // panics recovered in callbacks
-
-	// With a Broker: sends published to the other nodes, sends received
-	// from them (this node's echo excluded), and failures (publishes that
-	// returned ErrNotPublished to the sender, (un)subscribe errors and
-	// received messages that could not be decoded).
-	BrokerOut, BrokerIn, BrokerErrors uint64
-}
-
-// Stats returns a snapshot of the hub's counters.
-func (h *Hub) Stats() Stats {
-	h.mu.RLock()
-	s := Stats{Connections: len(h.conns), Rooms: len(h.rooms), Users: len(h.users)}
-	h.mu.RUnlock()
-	s.Accepted = h.stats.accepted.Load()
-	s.Rejected = h.stats.rejected.Load()
-	s.MessagesIn = h.stats.messagesIn.Load()
-	s.BytesIn = h.stats.bytesIn.Load()
-	s.MessagesOut = h.stats.messagesOut.Load()
-	s.BytesOut = h.stats.bytesOut.Load()
-	s.SlowConsumerCloses = h.stats.slowConsumers.Load()
-	s.Panics = h.stats.panics.Load()
-	s.BrokerOut = h.stats.brokerOut.Load()
-	s.BrokerIn = h.stats.brokerIn.Load()
-	s.BrokerErrors = h.stats.brokerErrors.Load()
-	return s
 }

@@ -28,7 +28,7 @@ import (
 // when the connection ends.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !isWebSocket(r) {
-		h.stats.rejected.Add(1)
+		h.refused(r, RefusedNotWebSocket, http.StatusUpgradeRequired)
 		w.Header().Set("Upgrade", "websocket")
 		w.Header().Set("Connection", "Upgrade")
 		http.Error(w, "wsroom: this endpoint only speaks WebSocket (expected Upgrade: websocket)", http.StatusUpgradeRequired)
@@ -73,6 +73,7 @@ func hasToken(values []string, token string) bool {
 type handshakeError struct {
 	status int
 	reason string
+	cause  Refusal
 }
 
 // checkHandshake validates what RFC 6455 §4.2.1 requires, before anything
@@ -80,33 +81,33 @@ type handshakeError struct {
 func checkHandshake(r *http.Request) *handshakeError {
 	switch {
 	case r.Method != http.MethodGet:
-		return &handshakeError{http.StatusMethodNotAllowed, "WebSocket handshakes must use GET"}
+		return &handshakeError{http.StatusMethodNotAllowed, "WebSocket handshakes must use GET", RefusedBadRequest}
 	case r.ProtoMajor != 1 || r.ProtoMinor < 1:
-		return &handshakeError{http.StatusBadRequest, "WebSocket handshakes need HTTP/1.1"}
+		return &handshakeError{http.StatusBadRequest, "WebSocket handshakes need HTTP/1.1", RefusedBadRequest}
 	case r.Host == "":
-		return &handshakeError{http.StatusBadRequest, "missing Host header"}
+		return &handshakeError{http.StatusBadRequest, "missing Host header", RefusedBadRequest}
 	case !hasToken(r.Header["Connection"], "upgrade"):
-		return &handshakeError{http.StatusBadRequest, "missing Connection: Upgrade header"}
+		return &handshakeError{http.StatusBadRequest, "missing Connection: Upgrade header", RefusedBadRequest}
 	}
 	switch v := r.Header.Values("Sec-WebSocket-Version"); {
 	case len(v) == 0 || v[0] == "":
-		return &handshakeError{http.StatusBadRequest, "missing Sec-WebSocket-Version header"}
+		return &handshakeError{http.StatusBadRequest, "missing Sec-WebSocket-Version header", RefusedBadRequest}
 	case len(v) > 1 || v[0] != "13":
-		return &handshakeError{http.StatusUpgradeRequired, "unsupported Sec-WebSocket-Version (this server speaks 13)"}
+		return &handshakeError{http.StatusUpgradeRequired, "unsupported Sec-WebSocket-Version (this server speaks 13)", RefusedBadRequest}
 	}
 	keys := r.Header.Values("Sec-WebSocket-Key")
 	if len(keys) != 1 {
-		return &handshakeError{http.StatusBadRequest, "need exactly one Sec-WebSocket-Key header"}
+		return &handshakeError{http.StatusBadRequest, "need exactly one Sec-WebSocket-Key header", RefusedBadRequest}
 	}
 	if k, err := base64.StdEncoding.DecodeString(keys[0]); err != nil || len(k) != 16 {
-		return &handshakeError{http.StatusBadRequest, "Sec-WebSocket-Key must be 16 bytes in base64"}
+		return &handshakeError{http.StatusBadRequest, "Sec-WebSocket-Key must be 16 bytes in base64", RefusedBadRequest}
 	}
 	return nil
 }
 
 // reject answers a refused handshake and counts it.
-func (h *Hub) reject(w http.ResponseWriter, e *handshakeError) {
-	h.stats.rejected.Add(1)
+func (h *Hub) reject(w http.ResponseWriter, r *http.Request, e *handshakeError) {
+	h.refused(r, e.cause, e.status)
 	if e.status == http.StatusUpgradeRequired {
 		w.Header().Set("Sec-WebSocket-Version", "13")
 		w.Header().Set("Upgrade", "websocket")
@@ -119,31 +120,31 @@ func (h *Hub) reject(w http.ResponseWriter, e *handshakeError) {
 
 func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	if h.closed.Load() {
-		h.reject(w, &handshakeError{http.StatusServiceUnavailable, "server is shutting down"})
+		h.reject(w, r, &handshakeError{http.StatusServiceUnavailable, "server is shutting down", RefusedShutdown})
 		return
 	}
 	if e := checkHandshake(r); e != nil {
-		h.reject(w, e)
+		h.reject(w, r, e)
 		return
 	}
 	if !h.originAllowed(r) {
-		h.reject(w, &handshakeError{http.StatusForbidden, "origin not allowed"})
+		h.reject(w, r, &handshakeError{http.StatusForbidden, "origin not allowed", RefusedOrigin})
 		return
 	}
 	id, e := h.identify(r)
 	if e != nil {
-		h.reject(w, e)
+		h.reject(w, r, e)
 		return
 	}
 	protocol, ok := selectProtocol(h.opts.Subprotocols, r.Header.Values("Sec-WebSocket-Protocol"))
 	if !ok {
-		h.reject(w, &handshakeError{http.StatusBadRequest, "malformed Sec-WebSocket-Protocol header"})
+		h.reject(w, r, &handshakeError{http.StatusBadRequest, "malformed Sec-WebSocket-Protocol header", RefusedBadRequest})
 		return
 	}
 	extensions, deflate := h.negotiateCompression(r)
 	nc, rw, err := h.hijack(w)
 	if err != nil {
-		h.stats.rejected.Add(1)
+		h.refused(r, RefusedHijack, http.StatusInternalServerError)
 		h.opts.Logger.Warn("wsroom: upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
@@ -162,8 +163,9 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	rw = nil
 
 	c := &Conn{hub: h, nc: nc, id: id, seq: h.seq.Add(1), protocol: protocol, deflate: deflate, reqCtx: r.Context()}
-	c.lastRead.Store(h.now())
-	c.lastPing = c.lastRead.Load()
+	c.opened = h.now()
+	c.lastRead.Store(c.opened)
+	c.lastPing = c.opened
 	// The writer is held until OnConnect has run and the 101 is written
 	// (see Conn.serve): the rooms OnConnect joins and whatever is sent to
 	// them meanwhile reach the client right behind the 101, so a client
@@ -171,16 +173,21 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	accept := appendAccept(nil, r.Header.Get("Sec-WebSocket-Key"), protocol, extensions)
 	c.writing = true
 	c.writers.Add(1)
-	if refusal := h.register(c); refusal != nil {
+	if cause, ok := h.register(c); !ok {
 		// Shutdown began while we upgraded, or the user has too many
 		// connections: say so with a close code the page can see.
-		h.stats.rejected.Add(1)
+		h.refused(r, cause, http.StatusSwitchingProtocols)
+		frame := shutdownFrame
+		if cause == RefusedTooManyConns {
+			frame = tooManyConnsFrame
+		}
 		nc.SetWriteDeadline(time.Now().Add(h.opts.WriteTimeout))
-		nc.Write(append(accept, refusal...))
+		nc.Write(append(accept, frame...))
 		nc.Close()
 		return
 	}
 	h.stats.accepted.Add(1)
+	h.observe(HandshakeEvent{Request: r, Conn: c, Status: http.StatusSwitchingProtocols})
 	if h.bk.b != nil {
 		h.syncInterest(wire.TopicAll, wire.UserTopic(c.id))
 	}
@@ -236,7 +243,7 @@ func (h *Hub) identify(r *http.Request) (id string, e *handshakeError) {
 			if v := recover(); v != nil {
 				h.stats.panics.Add(1)
 				h.opts.Logger.Error("wsroom: panic in Identify", "panic", v, "stack", string(debug.Stack()))
-				id, e = "", &handshakeError{http.StatusInternalServerError, "internal error"}
+				id, e = "", &handshakeError{http.StatusInternalServerError, "internal error", RefusedIdentify}
 			}
 		}()
 		var err error
@@ -248,9 +255,9 @@ func (h *Hub) identify(r *http.Request) (id string, e *handshakeError) {
 				if reason == "" {
 					reason = http.StatusText(rej.status())
 				}
-				return "", &handshakeError{rej.status(), oneLine(reason)}
+				return "", &handshakeError{rej.status(), oneLine(reason), RefusedIdentify}
 			}
-			return "", &handshakeError{http.StatusUnauthorized, "unauthorized"}
+			return "", &handshakeError{http.StatusUnauthorized, "unauthorized", RefusedIdentify}
 		}
 	}
 	if id == "" {

@@ -154,9 +154,15 @@ type Options struct {
 	// are answered. ReadLimit then bounds a message's inflated size.
 	Compression CompressionOptions
 
-	// Logger receives recovered panics and unexpected I/O errors.
+	// Logger receives recovered panics and unexpected I/O errors, each
+	// record with the connection's attributes (user, conn, remote, rooms).
 	// Default slog.Default().
 	Logger *slog.Logger
+
+	// Observer, if set, is told about handshakes, closes and broker
+	// failures as they happen (see Observer). Default nil. Counters and
+	// delay distributions are read with Hub.Metrics instead.
+	Observer Observer
 
 	// Broker, if set, spreads rooms and users over several processes
 	// (nodes): Room.Broadcast, Room.BroadcastExcept, Room.SendTo,

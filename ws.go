@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"net"
 	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/wsroom/wsroom/internal/frame"
@@ -29,9 +31,11 @@ type Conn struct {
 	busy     atomic.Bool   // the reader is inside an application callback
 	deflate  uint8         // permessage-deflate: our window bits (8–15), 0 if not negotiated
 	lastPing int64         // hub clock; used only by the heartbeat goroutine
+	opened   int64         // hub clock: when the handshake was accepted
 
 	mu          sync.Mutex  // guards the fields below
 	q           frameQueue  // encoded frames not yet taken by the writer
+	queuedAt    int64       // hub clock: when the oldest frame in q was queued
 	pong        *[]byte     // the last pong in q, if any (see enqueuePong)
 	pongs       int32       // pongs in q
 	writing     bool        // a writer runs or is queued (one at a time)
@@ -152,7 +156,7 @@ func (c *Conn) startCloseLocked(ce *CloseError, discard bool) bool {
 		reason = "" // an echo carries the code only
 	}
 	f := frame.AppendClose(nil, payloadCode, reason)
-	c.q.push(&f, true)
+	c.pushLocked(&f, true)
 	c.closeQueued = true
 	c.startWriterLocked()
 	c.wakeReader()
@@ -208,18 +212,32 @@ func (c *Conn) finish() {
 	if ce == nil {
 		ce = &CloseError{Code: StatusAbnormalClosure, Remote: true}
 	}
-	if f := c.hub.opts.OnClose; f != nil {
+	h := c.hub
+	h.countClose(ce)
+	if f := h.opts.OnClose; f != nil {
 		func() {
 			defer func() {
 				if v := recover(); v != nil {
 					c.hub.stats.panics.Add(1)
-					c.hub.opts.Logger.Error("wsroom: panic in OnClose", "user", c.id, "panic", v, "stack", string(debug.Stack()))
+					c.log().Error("wsroom: panic in OnClose", "panic", v, "stack", string(debug.Stack()))
 				}
 			}()
 			f(c, ce)
 		}()
 	}
-	c.hub.wg.Done()
+	if h.opts.Observer != nil {
+		h.observe(CloseEvent{Conn: c, Err: ce, Duration: time.Duration(h.now() - c.opened)})
+	}
+	h.wg.Done()
+}
+
+// log returns the hub's logger with the connection's attributes: user,
+// conn (ConnID), remote address and how many rooms it is in.
+func (c *Conn) log() *slog.Logger {
+	c.hub.mu.RLock()
+	rooms := c.roomCount
+	c.hub.mu.RUnlock()
+	return c.hub.opts.Logger.With("user", c.id, "conn", c.ConnID(), "remote", c.nc.RemoteAddr().String(), "rooms", rooms)
 }
 
 // truncateReason cuts s to fit a close frame (123 bytes) on a rune boundary.

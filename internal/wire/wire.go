@@ -8,6 +8,7 @@
 //	flags    1 byte   FlagUsers, FlagRooms
 //	type     1 byte   the WebSocket message type: 1 text, 2 binary
 //	node     16 bytes the publishing Hub's random ID (a node ignores its own echo)
+//	sent     8 bytes  when it was published: Unix nanoseconds, big-endian
 //	users    if FlagUsers: uvarint count, then count × (uvarint length, bytes)
 //	rooms    if FlagRooms: the same
 //	data     the rest: the message's payload, not yet framed
@@ -38,8 +39,8 @@ const Version = 2
 // NodeIDLen is the length of a node ID.
 const NodeIDLen = 16
 
-// headerLen is the fixed part: version, flags, type, node.
-const headerLen = 3 + NodeIDLen
+// headerLen is the fixed part: version, flags, type, node, sent.
+const headerLen = 3 + NodeIDLen + 8
 
 // Flags say which optional lists a message carries.
 const (
@@ -63,6 +64,7 @@ type NodeID [NodeIDLen]byte
 type Message struct {
 	Type  byte     // Text or Binary
 	Node  NodeID   // the publisher
+	Sent  int64    // when it was published, in Unix nanoseconds (the publisher's clock)
 	Users []string // with FlagUsers; nil otherwise
 	Rooms []string // with FlagRooms; nil otherwise
 	Data  []byte
@@ -92,6 +94,7 @@ func Append(dst []byte, m *Message) []byte {
 	}
 	dst = append(dst, Version, flags, m.Type)
 	dst = append(dst, m.Node[:]...)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(m.Sent))
 	if m.Users != nil {
 		dst = appendNames(dst, m.Users)
 	}
@@ -121,7 +124,8 @@ func Decode(p []byte) (Message, error) {
 	if flags&^knownFlags != 0 || (m.Type != Text && m.Type != Binary) {
 		return m, ErrMalformed
 	}
-	copy(m.Node[:], p[3:headerLen])
+	copy(m.Node[:], p[3:3+NodeIDLen])
+	m.Sent = int64(binary.BigEndian.Uint64(p[3+NodeIDLen : headerLen]))
 	p = p[headerLen:]
 	var ok bool
 	if flags&FlagUsers != 0 {

@@ -12,7 +12,7 @@ import (
 func TestRoundTrip(t *testing.T) {
 	node := wire.NodeID{1, 2, 3}
 	for _, m := range []wire.Message{
-		{Type: wire.Text, Node: node, Data: []byte("hello")},
+		{Type: wire.Text, Node: node, Sent: 1764750000123456789, Data: []byte("hello")},
 		{Type: wire.Binary, Node: node, Data: []byte{}},
 		{Type: wire.Binary, Node: node, Users: []string{"alice", "", "bob"}, Data: []byte{0, 1}},
 		{Type: wire.Text, Node: node, Rooms: []string{"lobby"}, Data: []byte("x")},
@@ -29,7 +29,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestDecodeRejects(t *testing.T) {
-	node := strings.Repeat("n", wire.NodeIDLen)
+	node := strings.Repeat("n", wire.NodeIDLen) + "\x00\x00\x00\x00\x00\x00\x00\x01" // and sent
 	for _, p := range []string{
 		"",
 		"\x02",
@@ -75,7 +75,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(byte(wire.Binary), []byte(""), []byte(""), []byte{}, byte(0))
 	f.Fuzz(func(t *testing.T, typ byte, users, rooms, data []byte, flags byte) {
 		wire.Decode(data) // arbitrary bytes: never panics
-		m := wire.Message{Type: wire.Text + typ%2, Node: wire.NodeID{typ}, Data: data}
+		m := wire.Message{Type: wire.Text + typ%2, Node: wire.NodeID{typ}, Sent: int64(len(data)) << 40, Data: data}
 		if flags&1 != 0 {
 			m.Users = strings.Split(string(users), "\x00")
 		}
@@ -90,7 +90,7 @@ func FuzzDecode(f *testing.F) {
 }
 
 func equal(a, b wire.Message) bool {
-	return a.Type == b.Type && a.Node == b.Node && bytes.Equal(a.Data, b.Data) &&
+	return a.Type == b.Type && a.Node == b.Node && a.Sent == b.Sent && bytes.Equal(a.Data, b.Data) &&
 		(a.Users == nil) == (b.Users == nil) && slices.Equal(a.Users, b.Users) &&
 		(a.Rooms == nil) == (b.Rooms == nil) && slices.Equal(a.Rooms, b.Rooms)
 }
