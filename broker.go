@@ -249,7 +249,7 @@ func (h *Hub) receive(topic string, payload []byte) {
 		h.opts.Logger.Warn("wsroom: dropped a broker message on an unknown topic", "topic", topic)
 		return
 	}
-	p, err := h.prepare(Message{Type: MessageType(wm.Type), Data: wm.Data})
+	p, err := h.prepare(Message{Type: MessageType(wm.Type), Data: wm.Data}, t)
 	if err != nil {
 		if !errors.Is(err, ErrHubClosed) {
 			h.brokerError("receive", topic, err)
@@ -258,7 +258,7 @@ func (h *Hub) receive(topic string, payload []byte) {
 		return
 	}
 	h.stats.brokerIn.Add(1)
-	h.deliver(p, t)
+	h.deliverSend(p, t)
 }
 
 var errUnknownTopic = errors.New("wsroom: unknown topic")

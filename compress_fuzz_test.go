@@ -57,19 +57,3 @@ func FuzzInflate(f *testing.F) {
 		}
 	})
 }
-
-// payloadLen reads the payload length of an unmasked server frame.
-func payloadLen(fr []byte) int {
-	switch l := int(fr[1] & 0x7f); l {
-	case 126:
-		return int(fr[2])<<8 | int(fr[3])
-	case 127:
-		n := 0
-		for _, b := range fr[2:10] {
-			n = n<<8 | int(b)
-		}
-		return n
-	default:
-		return l
-	}
-}

@@ -27,6 +27,9 @@ var errStopReading = errors.New("wsroom: stop reading")
 // end. r is the upgrade request (not used after OnConnect).
 func (c *Conn) serve(r *http.Request, accept, pending []byte) {
 	ok := c.connect(r)
+	c.hub.mu.Lock()
+	delete(c.hub.resuming, c)
+	c.hub.mu.Unlock()
 	// Now the 101, then whatever was queued meanwhile, go out on this
 	// goroutine, and the writer is released (see serveWebSocket).
 	c.nc.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteTimeout))
@@ -137,10 +140,18 @@ func (fh *frameHandler) OnMessage(op frame.Opcode, payload []byte) error {
 		}
 	}
 	c.hub.stats.messagesIn.Add(1)
-	if c.hub.opts.OnMessage != nil {
-		c.deliver(Message{Type: MessageType(op), Data: payload})
+	if c.proto == protoV1 {
+		return c.onV1Message(op, payload)
 	}
+	c.deliverData(op, payload)
 	return nil
+}
+
+// deliverData hands an application message to OnMessage, if any.
+func (c *Conn) deliverData(op frame.Opcode, data []byte) {
+	if c.hub.opts.OnMessage != nil {
+		c.deliver(Message{Type: MessageType(op), Data: data})
+	}
 }
 
 // OnControl implements frame.Handler. It is called on the reader.

@@ -66,5 +66,6 @@ func (h *Hub) heartbeat(stop chan struct{}) {
 			}
 		}
 		putConns(buf)
+		h.sweepHistories()
 	}
 }

@@ -21,12 +21,14 @@ type Hub struct {
 	wg     sync.WaitGroup // every connection, the heartbeat and the poller
 	closed atomic.Bool    // Shutdown has begun
 
-	mu       sync.RWMutex // guards the fields below and Conn.rooms/hubIdx/removed
-	conns    []*Conn
-	rooms    map[string]*room
-	users    map[string][]*Conn
-	beating  bool          // the heartbeat goroutine runs
-	stopBeat chan struct{} // closed to stop it
+	mu        sync.RWMutex // guards the fields below and Conn.rooms/hubIdx/removed
+	conns     []*Conn
+	rooms     map[string]*room
+	users     map[string][]*Conn
+	histories map[string]*history  // rooms with history (history.go)
+	resuming  map[*Conn]*resumeSet // wsroom.v1 handshakes' resume positions, while OnConnect runs
+	beating   bool                 // the heartbeat goroutine runs
+	stopBeat  chan struct{}        // closed to stop it
 
 	bk   brokerState // Options.Broker and the hub's side of it
 	poll hubPoll     // the readiness poller (Linux)
@@ -43,10 +45,12 @@ type Hub struct {
 // until its first connection; call Shutdown to end its connections.
 func New(opts Options) *Hub {
 	h := &Hub{
-		opts:  opts.withDefaults(),
-		start: time.Now(),
-		rooms: make(map[string]*room),
-		users: make(map[string][]*Conn),
+		opts:      opts.withDefaults(),
+		start:     time.Now(),
+		rooms:     make(map[string]*room),
+		users:     make(map[string][]*Conn),
+		histories: make(map[string]*history),
+		resuming:  make(map[*Conn]*resumeSet),
 
 		parallelMin: parallelFanout,
 	}
@@ -68,9 +72,10 @@ func (h *Hub) now() int64 { return int64(time.Since(h.start)) }
 // tooManyConnsFrame refuses a connection over Options.MaxConnsPerUser.
 var tooManyConnsFrame = frame.AppendClose(nil, uint16(StatusPolicyViolation), "too many connections for this user")
 
-// register adds c to the hub. It fails, saying why, if Shutdown has
-// begun or c's user already has MaxConnsPerUser connections.
-func (h *Hub) register(c *Conn) (Refusal, bool) {
+// register adds c to the hub, with the positions its handshake asked to
+// resume from, if any. It fails, saying why, if Shutdown has begun or c's
+// user already has MaxConnsPerUser connections.
+func (h *Hub) register(c *Conn, resume *resumeSet) (Refusal, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed.Load() {
@@ -84,6 +89,9 @@ func (h *Hub) register(c *Conn) (Refusal, bool) {
 	h.conns = append(h.conns, c)
 	c.userIdx = int32(len(h.users[c.id]))
 	h.users[c.id] = append(h.users[c.id], c)
+	if resume != nil {
+		h.resuming[c] = resume // until OnConnect has run (see Conn.serve)
+	}
 	h.startHeartbeatLocked()
 	return 0, true
 }

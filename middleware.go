@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"path"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -141,6 +142,16 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		h.reject(w, r, &handshakeError{http.StatusBadRequest, "malformed Sec-WebSocket-Protocol header", RefusedBadRequest})
 		return
 	}
+	var resume *resumeSet
+	if protocol == ProtocolV1 {
+		if v := r.URL.Query().Get(ResumeParam); v != "" {
+			var err error
+			if resume, err = parseResume(v); err != nil {
+				h.reject(w, r, &handshakeError{http.StatusBadRequest, err.Error(), RefusedBadRequest})
+				return
+			}
+		}
+	}
 	extensions, deflate := h.negotiateCompression(r)
 	nc, rw, err := h.hijack(w)
 	if err != nil {
@@ -173,7 +184,11 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	accept := appendAccept(nil, r.Header.Get("Sec-WebSocket-Key"), protocol, extensions)
 	c.writing = true
 	c.writers.Add(1)
-	if cause, ok := h.register(c); !ok {
+	if protocol == ProtocolV1 {
+		c.proto = protoV1
+		c.pushLocked(controlFrame(c.helloHeader()), false)
+	}
+	if cause, ok := h.register(c, resume); !ok {
 		// Shutdown began while we upgraded, or the user has too many
 		// connections: say so with a close code the page can see.
 		h.refused(r, cause, http.StatusSwitchingProtocols)
@@ -303,7 +318,7 @@ func (h *Hub) originAllowed(r *http.Request) bool {
 }
 
 // selectProtocol picks the first of the server's subprotocols that the
-// client offered. ok is false if an offer line is not a token list.
+// client offered, or else ProtocolV1 if the client offered it. ok is false if an offer line is not a token list.
 func selectProtocol(server, offered []string) (protocol string, ok bool) {
 	var client []string
 	for _, v := range offered {
@@ -315,11 +330,12 @@ func selectProtocol(server, offered []string) (protocol string, ok bool) {
 		}
 	}
 	for _, p := range server {
-		for _, o := range client {
-			if p == o {
-				return p, true
-			}
+		if slices.Contains(client, p) {
+			return p, true
 		}
+	}
+	if slices.Contains(client, ProtocolV1) {
+		return ProtocolV1, true // the hub's own, after the app's
 	}
 	return "", true
 }

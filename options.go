@@ -164,6 +164,21 @@ type Options struct {
 	// delay distributions are read with Hub.Metrics instead.
 	Observer Observer
 
+	// History, if set, decides which rooms keep a history of their
+	// broadcasts, and how much (see History): a wsroom.v1 client that
+	// reconnects then gets what it missed in those rooms, in order, or is
+	// told it cannot (docs/protocol.md). It is called once per room when
+	// the room is first used (and again after its history was forgotten),
+	// outside the Hub's locks; it must not call the Hub. Return the zero
+	// History for rooms that keep none: they cost nothing more. Default
+	// nil: no room keeps history.
+	History func(room string) History
+
+	// AuthorizeJoin, if set, lets wsroom.v1 clients ask to join rooms
+	// themselves (docs/protocol.md): it decides, and a nil error joins.
+	// Default nil: such requests are refused. Leaving is always allowed.
+	AuthorizeJoin func(c *Conn, room string) error
+
 	// Broker, if set, spreads rooms and users over several processes
 	// (nodes): Room.Broadcast, Room.BroadcastExcept, Room.SendTo,
 	// Hub.SendTo and Hub.Broadcast then also publish to the broker, and

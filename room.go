@@ -8,7 +8,9 @@ import (
 	"iter"
 	"slices"
 	"strconv"
+	"unicode/utf8"
 
+	"github.com/wsroom/wsroom/internal/frame"
 	"github.com/wsroom/wsroom/internal/wire"
 )
 
@@ -211,15 +213,45 @@ func (h *Hub) appendUserConns(dst []*Conn, userIDs []string, rm *room, inRooms [
 }
 
 // Join adds the connection to the room called name (creating it). Joining
-// a room twice is a no-op. It returns ErrRoomName for an empty name or one
-// over MaxRoomNameLen bytes, ErrTooManyRooms beyond
-// Options.MaxRoomsPerConn, and ErrClosed if the connection is gone.
-// It costs O(1), however many rooms the connection or the room holds.
-func (c *Conn) Join(name string) error {
-	if name == "" || len(name) > MaxRoomNameLen {
+// a room twice is a no-op. It returns ErrRoomName for a name that is empty,
+// over MaxRoomNameLen bytes or not UTF-8, ErrTooManyRooms beyond
+// Options.MaxRoomsPerConn, and ErrClosed if the connection is gone. It
+// costs O(1), however many rooms the connection or the room holds.
+//
+// A wsroom.v1 client is told (a "joined" message). In a room with history,
+// if its handshake asked to resume the room (docs/protocol.md), it first
+// gets the broadcasts it missed, then live ones.
+func (c *Conn) Join(name string) error { return c.join(name, joinOpts{}) }
+
+// Leave removes the connection from the room called name. Leaving a room
+// the connection is not in is a no-op. It costs O(1) amortized. A
+// wsroom.v1 client is told (a "left" message).
+func (c *Conn) Leave(name string) error { return c.leave(name, "") }
+
+// validRoomName reports whether Join accepts name.
+func validRoomName(name string) bool {
+	return name != "" && len(name) <= MaxRoomNameLen && utf8.ValidString(name)
+}
+
+// joinOpts are the details of a join asked for by a wsroom.v1 client.
+type joinOpts struct {
+	from    *Position // resume after this position (nil: see Hub.resuming)
+	prev    string    // ConnID of the client's previous connection
+	id      string    // the request's id, echoed in the answer
+	request bool      // asked for by the client (answered even if already in)
+}
+
+func (c *Conn) join(name string, o joinOpts) error {
+	if !validRoomName(name) {
 		return ErrRoomName
 	}
 	h := c.hub
+	// A room with history: hold its lock, so that no broadcast of the room
+	// comes between the messages replayed and the live ones.
+	hs := h.lockHistory(name)
+	if hs != nil {
+		defer hs.mu.Unlock()
+	}
 	h.mu.Lock()
 	if c.removed {
 		h.mu.Unlock()
@@ -228,6 +260,9 @@ func (c *Conn) Join(name string) error {
 	rm := h.rooms[name]
 	if rm != nil && c.inRoomLocked(rm) {
 		h.mu.Unlock()
+		if o.request {
+			c.sendControl(joinedHeader(name, nil, -1, "", o.id))
+		}
 		return nil
 	}
 	if most := h.opts.MaxRoomsPerConn; most > 0 && int(c.roomCount) >= most {
@@ -243,6 +278,16 @@ func (c *Conn) Join(name string) error {
 	rm.members = append(rm.members, c)
 	c.rooms = append(c.rooms, rm)
 	c.roomCount++
+	if c.proto == protoV1 {
+		if o.from == nil {
+			if rs := h.resuming[c]; rs != nil {
+				if pos, ok := rs.rooms[name]; ok {
+					o.from, o.prev = &pos, rs.prev
+				}
+			}
+		}
+		c.sendJoinedLocked(name, hs, o)
+	}
 	h.mu.Unlock()
 	if created {
 		h.syncInterest(wire.RoomTopic(name))
@@ -251,18 +296,64 @@ func (c *Conn) Join(name string) error {
 	return nil
 }
 
-// Leave removes the connection from the room called name. Leaving a room
-// the connection is not in is a no-op. It costs O(1) amortized.
-func (c *Conn) Leave(name string) error {
+// sendJoinedLocked tells a wsroom.v1 client it joined the room called
+// name: after the broadcasts it missed, when it asked to resume. Called
+// with h.mu and, for a room with history, hs.mu held.
+func (c *Conn) sendJoinedLocked(name string, hs *history, o joinOpts) {
+	if hs == nil {
+		lost := lostReason("")
+		if o.from != nil {
+			lost = lostNoHistory
+		}
+		c.sendControl(joinedHeader(name, nil, -1, lost, o.id))
+		return
+	}
+	last := hs.last()
+	if o.from == nil {
+		c.sendControl(joinedHeader(name, &last, -1, "", o.id))
+		return
+	}
+	entries, lost := hs.since(*o.from, c.hub.now())
+	if lost != "" {
+		c.hub.stats.historyLost.Add(1)
+		c.sendControl(joinedHeader(name, &last, -1, lost, o.id))
+		return
+	}
+	replayed := 0
+	for i, e := range entries {
+		if e.except != "" && e.except == o.prev {
+			continue // left out on purpose when it was sent
+		}
+		pos := Position{Epoch: hs.epoch, Offset: o.from.Offset + 1 + uint64(i)}
+		op := frame.Opcode(e.frame[0] & 0x0f)
+		f := appendV1Frame(nil, op, appendRoomHeader(nil, name, &pos), e.frame[len(e.frame)-payloadLen(e.frame):])
+		if c.enqueue(&f, false) != nil {
+			return // closed, or a slow consumer: nothing more to say
+		}
+		replayed++
+	}
+	c.hub.stats.historyResumed.Add(1)
+	c.hub.stats.historyReplayed.Add(uint64(replayed))
+	c.sendControl(joinedHeader(name, &last, replayed, "", o.id))
+}
+
+// leave removes the connection from the room; id answers a request.
+func (c *Conn) leave(name, id string) error {
 	h := c.hub
 	h.mu.Lock()
 	rm := h.rooms[name]
 	if rm == nil || !c.inRoomLocked(rm) {
 		h.mu.Unlock()
+		if id != "" {
+			c.sendControl(leftHeader(name, id))
+		}
 		return nil
 	}
 	h.removeMemberLocked(rm, c)
 	emptied := len(rm.members) == 0
+	if c.proto == protoV1 {
+		c.sendControl(leftHeader(name, id))
+	}
 	h.mu.Unlock()
 	if emptied {
 		h.syncInterest(wire.RoomTopic(name))

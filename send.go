@@ -33,13 +33,35 @@ func (h *Hub) Broadcast(m Message) error { return h.send(m, target{all: true}) }
 // when the message reached this node's recipients but could not be
 // published (ErrNotPublished).
 func (h *Hub) send(m Message, t target) error {
-	p, err := h.prepare(m)
+	p, err := h.prepare(m, t)
 	if err != nil {
 		return err
 	}
 	pub := h.publish(m, t)
-	h.deliver(p, t)
+	h.deliverSend(p, t)
 	return pub.result()
+}
+
+// deliverSend delivers a send, local or received from another node, to
+// t's recipients here. A broadcast in a room with history is first kept
+// in it, and its position goes in its wsroom.v1 header; the history's lock
+// is held until every member's queue has it, so that positions follow
+// queue order.
+func (h *Hub) deliverSend(p *prepared, t target) {
+	if t.room != "" && !t.byUser && h.opts.History != nil {
+		if hs := h.lockHistory(t.room); hs != nil {
+			except := ""
+			if t.except != nil {
+				except = t.except.ConnID()
+			}
+			pos := hs.append(p.plain, except, h.now())
+			p.header = appendRoomHeader(nil, t.room, &pos)
+			h.deliver(p, t)
+			hs.mu.Unlock()
+			return
+		}
+	}
+	h.deliver(p, t)
 }
 
 // deliver queues p for t's recipients on this node: a snapshot of them is
@@ -54,22 +76,34 @@ func (h *Hub) deliver(p *prepared, t target) {
 	putConns(buf)
 }
 
-// prepare encodes m for a send through the hub, or returns ErrHubClosed
-// after Shutdown.
-func (h *Hub) prepare(m Message) (*prepared, error) {
+// prepare encodes m for a send to t through the hub, or returns
+// ErrHubClosed after Shutdown.
+func (h *Hub) prepare(m Message, t target) (*prepared, error) {
 	if h.closed.Load() {
 		return nil, ErrHubClosed
 	}
-	return h.encode(m)
+	p, err := h.encode(m)
+	if err == nil && t.room != "" {
+		p.header = appendRoomHeader(nil, t.room, nil)
+	}
+	return p, err
 }
 
 // prepared is a message encoded once for any number of recipients: the
 // plain frame, and lazily at most one compressed frame per distinct
-// compression setting among the recipients. Queues refer to its frames
-// (frameFor), so it lives as long as the last recipient's queue does.
+// compression setting among the recipients, and the same for wsroom.v1
+// recipients. Queues refer to its frames (frameFor), so it lives as long
+// as the last recipient's queue does. The lazy forms are made during the
+// send, while data is still the caller's.
 type prepared struct {
-	plain []byte
-	z     *compressedForms // nil when no recipient may get a compressed frame
+	plain  []byte
+	z      *compressedForms // nil when no recipient may get a compressed frame
+	data   []byte           // the payload (the caller's until the send returns)
+	header []byte           // the wsroom.v1 header ({} unless set)
+	h      *Hub
+
+	v1once sync.Once
+	v1     v1Form
 }
 
 // encode encodes m: the plain frame now, the compressed forms (see
@@ -79,19 +113,39 @@ func (h *Hub) encode(m Message) (*prepared, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &prepared{plain: b}
-	if z := &h.opts.Compression; z.Enabled && len(m.Data) >= z.Threshold && len(m.Data) > 0 {
-		p.z = &compressedForms{op: frame.Opcode(m.Type), data: m.Data, level: z.Level, stats: &h.deflateStats}
-	}
+	p := &prepared{plain: b, data: m.Data, header: emptyHeader, h: h}
+	p.z = h.compressible(frame.Opcode(m.Type), m.Data)
 	return p, nil
+}
+
+// compressible returns the compressed forms of a message, or nil if it is
+// not to be compressed (compression off, or under the threshold).
+func (h *Hub) compressible(op frame.Opcode, data []byte) *compressedForms {
+	if z := &h.opts.Compression; z.Enabled && len(data) >= z.Threshold && len(data) > 0 {
+		return &compressedForms{op: op, data: data, level: z.Level, stats: &h.deflateStats}
+	}
+	return nil
 }
 
 // frameFor returns the frame to queue for c.
 func (p *prepared) frameFor(c *Conn) *[]byte {
-	if p.z == nil || c.deflate == 0 {
-		return &p.plain
+	plain, z := &p.plain, p.z
+	if c.proto == protoV1 {
+		p.v1once.Do(p.makeV1)
+		plain, z = &p.v1.plain, p.v1.z
 	}
-	return p.z.frame(c.deflate, &p.plain)
+	if z == nil || c.deflate == 0 {
+		return plain
+	}
+	return z.frame(c.deflate, plain)
+}
+
+// makeV1 makes the wsroom.v1 forms: header, newline, data.
+func (p *prepared) makeV1() {
+	op := frame.Opcode(p.plain[0] & 0x0f)
+	f := appendV1Frame(nil, op, p.header, p.data)
+	p.v1.plain = f
+	p.v1.z = p.h.compressible(op, f[len(f)-len(p.header)-1-len(p.data):])
 }
 
 // fanout queues the prepared message pm for every connection in conns

@@ -21,6 +21,8 @@ type counters struct {
 	brokerOut, brokerIn   atomic.Uint64
 	brokerErrors          atomic.Uint64
 
+	historyResumed, historyLost, historyReplayed atomic.Uint64
+
 	refused    [NumRefusals]atomic.Uint64
 	closes     [2][NumCloseClasses]atomic.Uint64 // [remote][class]
 	queueDelay histogram

@@ -30,6 +30,7 @@ type Conn struct {
 	lastRead atomic.Int64  // hub clock, nanoseconds
 	busy     atomic.Bool   // the reader is inside an application callback
 	deflate  uint8         // permessage-deflate: our window bits (8–15), 0 if not negotiated
+	proto    uint8         // protoPlain, or protoV1 for a wsroom.v1 client
 	lastPing int64         // hub clock; used only by the heartbeat goroutine
 	opened   int64         // hub clock: when the handshake was accepted
 

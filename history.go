@@ -1,0 +1,247 @@
+package wsroom
+
+// Room history: an opt-in, bounded ring of a room's broadcasts, each with
+// a position, from which a wsroom.v1 client that reconnects gets what it
+// missed (see docs/protocol.md).
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"sync"
+	"time"
+)
+
+// Defaults applied to a History whose Messages is positive.
+const (
+	DefaultHistoryBytes = 1 << 20 // 1 MiB of payload
+	DefaultHistoryTTL   = 5 * time.Minute
+)
+
+// History configures the history a room keeps (see Options.History). The
+// zero value keeps none.
+type History struct {
+	// Messages is the most broadcasts kept. A positive value turns history
+	// on for the room.
+	Messages int
+
+	// Bytes bounds the payload bytes kept. Default 1 MiB
+	// (DefaultHistoryBytes).
+	Bytes int
+
+	// TTL is how long a broadcast is kept. A history whose every message
+	// has expired and whose room has no member here is forgotten: its next
+	// message starts a new epoch. Default 5 minutes (DefaultHistoryTTL).
+	TTL time.Duration
+}
+
+func (o History) withDefaults() History {
+	if o.Bytes <= 0 {
+		o.Bytes = DefaultHistoryBytes
+	}
+	if o.TTL <= 0 {
+		o.TTL = DefaultHistoryTTL
+	}
+	return o
+}
+
+// Position is where a broadcast stands in its room's history: the
+// history's Epoch, which changes whenever continuity is lost, and the
+// broadcast's Offset in it, counting from 1.
+type Position struct {
+	Epoch  string
+	Offset uint64
+}
+
+// Lost says why a resume was impossible.
+type lostReason string
+
+const (
+	lostEpoch     lostReason = "epoch"     // the position is from another epoch
+	lostTrimmed   lostReason = "trimmed"   // messages after it are no longer kept
+	lostNoHistory lostReason = "nohistory" // the room keeps no history
+)
+
+// histEntry is one kept broadcast: 48 bytes besides its frame, which
+// holds the payload and a 2 to 10-byte header.
+type histEntry struct {
+	at     int64  // hub clock when it was sent
+	frame  []byte // the plain frame, shared with the send that made it
+	except string // ConnID of the connection BroadcastExcept left out
+}
+
+// history is a room's ring of broadcasts. Its mutex serializes the room's
+// broadcasts and joins, so that positions follow the order in which every
+// member's queue receives them. Lock order: history.mu, Hub.mu, Conn.mu.
+type history struct {
+	opts History
+
+	mu    sync.Mutex // guards the fields below
+	epoch string
+	first uint64 // offset of the oldest kept entry (ring[start])
+	ring  []histEntry
+	start int  // index of the oldest entry
+	n     int  // entries kept
+	bytes int  // payload bytes kept
+	dead  bool // forgotten by the hub (sweepHistories): use historyFor again
+}
+
+func newHistory(opts History) *history {
+	return &history{opts: opts.withDefaults(), epoch: newEpoch(), first: 1}
+}
+
+// newEpoch returns a fresh random epoch: 13 base32 characters.
+func newEpoch() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])
+}
+
+// last returns the position of the newest broadcast (offset 0: none yet).
+// Called with hs.mu held.
+func (hs *history) last() Position {
+	return Position{Epoch: hs.epoch, Offset: hs.first + uint64(hs.n) - 1}
+}
+
+// append keeps a broadcast and returns its position, dropping the oldest
+// entries beyond the history's bounds. Called with hs.mu held.
+func (hs *history) append(frame []byte, except string, now int64) Position {
+	hs.expire(now)
+	if hs.n == len(hs.ring) && len(hs.ring) < hs.opts.Messages {
+		// Grow the ring (it starts small: most rooms keep few messages).
+		ring := make([]histEntry, min(max(2*len(hs.ring), 16), hs.opts.Messages))
+		for i := range hs.n {
+			ring[i] = hs.ring[(hs.start+i)%len(hs.ring)]
+		}
+		hs.ring, hs.start = ring, 0
+	}
+	if hs.n == len(hs.ring) {
+		hs.dropOldest()
+	}
+	hs.ring[(hs.start+hs.n)%len(hs.ring)] = histEntry{at: now, frame: frame, except: except}
+	hs.n++
+	hs.bytes += payloadLen(frame)
+	for hs.bytes > hs.opts.Bytes && hs.n > 1 {
+		hs.dropOldest()
+	}
+	return hs.last()
+}
+
+func (hs *history) dropOldest() {
+	e := &hs.ring[hs.start]
+	hs.bytes -= payloadLen(e.frame)
+	*e = histEntry{}
+	hs.start = (hs.start + 1) % len(hs.ring)
+	hs.n--
+	hs.first++
+}
+
+// expire drops the entries older than the TTL. Called with hs.mu held.
+func (hs *history) expire(now int64) {
+	for hs.n > 0 && now-hs.ring[hs.start].at > int64(hs.opts.TTL) {
+		hs.dropOldest()
+	}
+}
+
+// since returns the entries after pos, or why they cannot be had. Called
+// with hs.mu held.
+func (hs *history) since(pos Position, now int64) ([]histEntry, lostReason) {
+	hs.expire(now)
+	if pos.Epoch != hs.epoch {
+		return nil, lostEpoch
+	}
+	last := hs.last().Offset
+	switch {
+	case pos.Offset > last:
+		return nil, lostEpoch // a position this history never gave
+	case pos.Offset+1 < hs.first:
+		return nil, lostTrimmed
+	}
+	k := int(last - pos.Offset) // entries to replay
+	out := make([]histEntry, k)
+	for i := range k {
+		out[i] = hs.ring[(hs.start+hs.n-k+i)%len(hs.ring)]
+	}
+	return out, ""
+}
+
+// idle reports whether the history holds nothing any more, so that a room
+// without members can forget it. Called with hs.mu held.
+func (hs *history) idle(now int64) bool {
+	hs.expire(now)
+	return hs.n == 0
+}
+
+// payloadLen returns the payload size of a server frame (unmasked).
+func payloadLen(frame []byte) int {
+	switch n := frame[1] & 0x7f; n {
+	case 126:
+		return len(frame) - 4
+	case 127:
+		return len(frame) - 10
+	default:
+		return int(n)
+	}
+}
+
+// lockHistory returns the history of the room called name, locked, or nil
+// if the room keeps none.
+func (h *Hub) lockHistory(name string) *history {
+	for {
+		hs := h.historyFor(name)
+		if hs == nil {
+			return nil
+		}
+		hs.mu.Lock()
+		if !hs.dead {
+			return hs
+		}
+		hs.mu.Unlock() // forgotten meanwhile: a new one takes its place
+	}
+}
+
+// historyFor returns the history of the room called name, creating it if
+// Options.History gives it one; nil if the room keeps none.
+func (h *Hub) historyFor(name string) *history {
+	if h.opts.History == nil {
+		return nil
+	}
+	h.mu.RLock()
+	hs, ok := h.histories[name]
+	h.mu.RUnlock()
+	if ok {
+		return hs
+	}
+	opts := h.opts.History(name) // app code: outside our locks
+	if opts.Messages <= 0 || !validRoomName(name) {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if hs, ok := h.histories[name]; ok {
+		return hs
+	}
+	hs = newHistory(opts)
+	h.histories[name] = hs
+	return hs
+}
+
+// sweepHistories forgets the histories whose messages have all expired
+// and whose room has no member here. The heartbeat calls it.
+func (h *Hub) sweepHistories() {
+	if h.opts.History == nil {
+		return
+	}
+	now := h.now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for name, hs := range h.histories {
+		if h.rooms[name] != nil || !hs.mu.TryLock() {
+			continue // in use
+		}
+		if hs.idle(now) {
+			hs.dead = true
+			delete(h.histories, name)
+		}
+		hs.mu.Unlock()
+	}
+}
