@@ -3,6 +3,7 @@ package wsroom
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -258,7 +259,9 @@ func (h *Hub) receive(topic string, payload []byte) {
 		return
 	}
 	h.stats.brokerIn.Add(1)
-	h.deliverSend(p, t)
+	if h.deliverSend(p, t) {
+		runtime.Gosched() // as send does
+	}
 }
 
 var errUnknownTopic = errors.New("wsroom: unknown topic")

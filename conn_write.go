@@ -53,8 +53,13 @@ type frameQueue struct {
 	head, tail *chunk
 	len        int32 // frames queued
 	ctrl       int32 // control frames among them (not counted as messages)
-	bytes      int   // accounted size: frame bytes plus entryCost per frame
+	bytes      int32 // accounted size: frame bytes plus entryCost per frame
+	inflight   int32 // accounted size of the batch the writer took and has not finished
 }
+
+// pinned returns the accounted size of everything not yet written: the
+// queue and the writer's batch. SendQueueBytes bounds it.
+func (q *frameQueue) pinned() int { return int(q.bytes) + int(q.inflight) }
 
 func (q *frameQueue) push(f *[]byte, control bool) {
 	if q.tail == nil || q.tail.n == chunkFrames {
@@ -69,16 +74,17 @@ func (q *frameQueue) push(f *[]byte, control bool) {
 	q.tail.frames[q.tail.n] = f
 	q.tail.n++
 	q.len++
-	q.bytes += len(*f) + entryCost
+	q.bytes += int32(len(*f) + entryCost)
 	if control {
 		q.ctrl++
 	}
 }
 
-// drop discards everything queued.
+// drop discards everything queued; the writer's batch stays counted
+// until it is done.
 func (q *frameQueue) drop() {
 	releaseChunks(q.head)
-	*q = frameQueue{}
+	*q = frameQueue{inflight: q.inflight}
 }
 
 // batch is what a writer took from the queue in one go.
@@ -88,6 +94,7 @@ type batch struct {
 	nctrl     int   // control frames among them
 	withClose bool  // the last frame is our close frame
 	queuedAt  int64 // hub clock: when its first frame was queued
+	bytes     int32 // accounted size (see frameQueue.inflight)
 }
 
 // cursor is a writer's position in its batch: the next frame to write and
@@ -128,25 +135,28 @@ func (c *cursor) advance(n int) {
 // enqueue appends an encoded frame to the send queue and makes sure a
 // writer is running. control frames are not counted as messages. A frame
 // that would take the queue over SendQueueMessages or SendQueueBytes
-// (counted with entryCost) closes the connection as a slow consumer.
-func (c *Conn) enqueue(f *[]byte, control bool) error {
+// (counted with entryCost, the writer's batch included) closes the
+// connection as a slow consumer. backlog reports a queue more than half
+// full (see fanout).
+func (c *Conn) enqueue(f *[]byte, control bool) (backlog bool, err error) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
-		return ErrClosed
+		return false, ErrClosed
 	}
 	opts := &c.hub.opts
 	q := &c.q
-	if q.len > 0 && (int(q.len) >= opts.SendQueueMessages || q.bytes+len(*f)+entryCost > opts.SendQueueBytes) {
+	if q.len > 0 && (int(q.len) >= opts.SendQueueMessages || q.pinned()+len(*f)+entryCost > opts.SendQueueBytes) {
 		c.startCloseLocked(&CloseError{Code: StatusPolicyViolation, Reason: "slow consumer", Err: ErrSlowConsumer}, true)
 		c.mu.Unlock()
 		c.hub.stats.slowConsumers.Add(1)
-		return ErrSlowConsumer
+		return false, ErrSlowConsumer
 	}
 	c.pushLocked(f, control)
 	c.startWriterLocked()
+	backlog = 2*q.pinned() > opts.SendQueueBytes || 2*int(q.len) > opts.SendQueueMessages
 	c.mu.Unlock()
-	return nil
+	return backlog, nil
 }
 
 // pushLocked queues f, noting when the queue stopped being empty.
@@ -168,14 +178,14 @@ const maxQueuedPongs = 16
 func (c *Conn) enqueuePong(f []byte) {
 	c.mu.Lock()
 	if p := c.pong; p != nil && c.pongs >= maxQueuedPongs && !c.closing {
-		c.q.bytes += len(f) - len(*p)
+		c.q.bytes += int32(len(f) - len(*p))
 		*p = f
 		c.mu.Unlock()
 		return
 	}
 	c.mu.Unlock()
 	p := &f
-	if c.enqueue(p, true) == nil {
+	if _, err := c.enqueue(p, true); err == nil {
 		c.mu.Lock()
 		if c.q.tail != nil && c.q.tail.frames[c.q.tail.n-1] == p {
 			c.pong = p // still queued: the writer has not taken it
@@ -199,8 +209,8 @@ func (c *Conn) startWriterLocked() {
 
 // takeBatchLocked takes everything queued (c.mu held, queue not empty).
 func (c *Conn) takeBatchLocked() batch {
-	b := batch{head: c.q.head, n: int(c.q.len), nctrl: int(c.q.ctrl), withClose: c.closeQueued, queuedAt: c.queuedAt}
-	c.q = frameQueue{}
+	b := batch{head: c.q.head, n: int(c.q.len), nctrl: int(c.q.ctrl), withClose: c.closeQueued, queuedAt: c.queuedAt, bytes: c.q.bytes}
+	c.q = frameQueue{inflight: c.q.inflight + c.q.bytes}
 	c.pong, c.pongs = nil, 0
 	c.closeQueued = false
 	return b
@@ -259,8 +269,9 @@ func (c *Conn) batchDone(b batch, n int64, err error) bool {
 		h.stats.queueDelay.observe(time.Duration(h.now() - b.queuedAt))
 	}
 	releaseChunks(b.head)
+	c.mu.Lock()
+	c.q.inflight -= b.bytes
 	if err != nil {
-		c.mu.Lock()
 		c.closing = true
 		c.noteCauseLocked(&CloseError{Code: StatusAbnormalClosure, Remote: true, Err: err})
 		c.q.drop()
@@ -271,6 +282,7 @@ func (c *Conn) batchDone(b batch, n int64, err error) bool {
 		c.wakeReader()
 		return false
 	}
+	c.mu.Unlock()
 	if b.withClose {
 		// Our close frame is out: half-close so the peer sees the end
 		// of the stream even if it never answers, and bound the wait

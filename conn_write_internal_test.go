@@ -37,7 +37,7 @@ func TestQueueAccounting(t *testing.T) {
 		sizes[i] = i%7 + 1
 	}
 	q, all := queueOf(sizes...)
-	if int(q.len) != len(sizes) || q.bytes != len(all)+entryCost*len(sizes) {
+	if int(q.len) != len(sizes) || int(q.bytes) != len(all)+entryCost*len(sizes) {
 		t.Fatalf("queue of %d frames, %d bytes: len %d, accounted %d bytes", len(sizes), len(all), q.len, q.bytes)
 	}
 	q.drop()

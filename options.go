@@ -16,7 +16,7 @@ const (
 	DefaultPingInterval      = 30 * time.Second
 	DefaultWriteTimeout      = 10 * time.Second
 	DefaultSendQueueMessages = 8192
-	DefaultSendQueueBytes    = 4 << 20 // 4 MiB
+	DefaultSendQueueBytes    = 1 << 20 // 1 MiB
 	DefaultSendBuffer        = 64 << 10
 )
 
@@ -121,7 +121,10 @@ type Options struct {
 	// queued frame counts its full size (a broadcast's shared frame counts
 	// in full against every recipient) plus 8 bytes for its place in the
 	// queue, so SendQueueBytes bounds all the heap a connection's queue can
-	// pin. Defaults 8192 messages and 4 MiB. docs/memory.md gives the
+	// pin. Defaults 8192 messages and 1 MiB (centrifuge's default too): a
+	// reader that keeps up never comes near it (a burst makes senders yield
+	// to writers once a queue is half full), and a peer that reads nothing
+	// costs at most that. docs/memory.md gives the
 	// worst case for a whole server.
 	SendQueueMessages int
 	SendQueueBytes    int
@@ -230,8 +233,8 @@ func (o Options) withDefaults() Options {
 	if o.SendQueueBytes == 0 {
 		o.SendQueueBytes = DefaultSendQueueBytes
 	}
-	if o.SendQueueMessages < 0 || o.SendQueueBytes < 0 {
-		panic("wsroom: SendQueueMessages and SendQueueBytes must be positive")
+	if o.SendQueueMessages < 0 || o.SendQueueBytes < 0 || o.SendQueueBytes > 1<<30 {
+		panic("wsroom: SendQueueMessages and SendQueueBytes must be positive, and SendQueueBytes at most 1 GiB")
 	}
 	if o.SendBuffer == 0 {
 		o.SendBuffer = DefaultSendBuffer

@@ -327,7 +327,7 @@ func (c *Conn) sendJoinedLocked(name string, hs *history, o joinOpts) {
 		pos := Position{Epoch: hs.epoch, Offset: o.from.Offset + 1 + uint64(i)}
 		op := frame.Opcode(e.frame[0] & 0x0f)
 		f := appendV1Frame(nil, op, appendRoomHeader(nil, name, &pos), e.frame[len(e.frame)-payloadLen(e.frame):])
-		if c.enqueue(&f, false) != nil {
+		if _, err := c.enqueue(&f, false); err != nil {
 			return // closed, or a slow consumer: nothing more to say
 		}
 		replayed++

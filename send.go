@@ -8,6 +8,7 @@ package wsroom
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/wsroom/wsroom/internal/frame"
 )
@@ -38,8 +39,14 @@ func (h *Hub) send(m Message, t target) error {
 		return err
 	}
 	pub := h.publish(m, t)
-	h.deliverSend(p, t)
-	return pub.result()
+	backlog := h.deliverSend(p, t)
+	err = pub.result()
+	if backlog {
+		// A recipient's queue is more than half full: let its writer run
+		// before queueing more (see fanout).
+		runtime.Gosched()
+	}
+	return err
 }
 
 // deliverSend delivers a send, local or received from another node, to
@@ -47,7 +54,7 @@ func (h *Hub) send(m Message, t target) error {
 // in it, and its position goes in its wsroom.v1 header; the history's lock
 // is held until every member's queue has it, so that positions follow
 // queue order.
-func (h *Hub) deliverSend(p *prepared, t target) {
+func (h *Hub) deliverSend(p *prepared, t target) (backlog bool) {
 	if t.room != "" && !t.byUser && h.opts.History != nil {
 		if hs := h.lockHistory(t.room); hs != nil {
 			except := ""
@@ -56,24 +63,25 @@ func (h *Hub) deliverSend(p *prepared, t target) {
 			}
 			pos := hs.append(p.plain, except, h.now())
 			p.header = appendRoomHeader(nil, t.room, &pos)
-			h.deliver(p, t)
+			backlog = h.deliver(p, t)
 			hs.mu.Unlock()
-			return
+			return backlog
 		}
 	}
-	h.deliver(p, t)
+	return h.deliver(p, t)
 }
 
 // deliver queues p for t's recipients on this node: a snapshot of them is
 // taken under the index lock, and the queues are filled after it is
 // released.
-func (h *Hub) deliver(p *prepared, t target) {
+func (h *Hub) deliver(p *prepared, t target) (backlog bool) {
 	buf := getConns()
 	h.mu.RLock()
 	*buf = h.appendRecipientsLocked(*buf, t)
 	h.mu.RUnlock()
-	h.fanout(p, *buf, t.except)
+	backlog = h.fanout(p, *buf, t.except)
 	putConns(buf)
+	return backlog
 }
 
 // prepare encodes m for a send to t through the hub, or returns
@@ -150,28 +158,41 @@ func (p *prepared) makeV1() {
 
 // fanout queues the prepared message pm for every connection in conns
 // except one. Large fan-outs are split across cores; the goroutines are
-// joined before it returns.
-func (h *Hub) fanout(pm *prepared, conns []*Conn, except *Conn) {
+// joined before it returns. It reports a backlog when a recipient's queue
+// is more than half full: the sender then yields the processor once (see
+// send), so that a burst cannot fill the queues of readers that keep up
+// faster than their writers get to run — on one core especially, where
+// the writers wait for the sender's time slice to end. A sender never
+// waits for a peer; a stalled peer's queue still fills up to its bound.
+func (h *Hub) fanout(pm *prepared, conns []*Conn, except *Conn) (backlog bool) {
 	p := runtime.GOMAXPROCS(0)
 	if len(conns) < h.parallelMin || p == 1 {
-		enqueueAll(pm, conns, except)
-		return
+		return enqueueAll(pm, conns, except)
 	}
 	var wg sync.WaitGroup
+	var any atomic.Bool
 	chunk := (len(conns) + p - 1) / p
 	for lo := 0; lo < len(conns); lo += chunk {
 		part := conns[lo:min(lo+chunk, len(conns))]
-		wg.Go(func() { enqueueAll(pm, part, except) })
+		wg.Go(func() {
+			if enqueueAll(pm, part, except) {
+				any.Store(true)
+			}
+		})
 	}
 	wg.Wait()
+	return any.Load()
 }
 
-func enqueueAll(pm *prepared, conns []*Conn, except *Conn) {
+func enqueueAll(pm *prepared, conns []*Conn, except *Conn) (backlog bool) {
 	for _, c := range conns {
 		if c != except {
-			c.enqueue(pm.frameFor(c), false)
+			if b, _ := c.enqueue(pm.frameFor(c), false); b {
+				backlog = true
+			}
 		}
 	}
+	return backlog
 }
 
 // A pool of recipient snapshots, so that a send allocates nothing in the

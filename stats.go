@@ -120,7 +120,7 @@ func (h *Hub) Metrics() Metrics {
 	h.mu.RUnlock()
 	for _, c := range *buf {
 		c.mu.Lock()
-		m.QueuedBytes += int64(c.q.bytes)
+		m.QueuedBytes += int64(c.q.pinned())
 		m.QueuedFrames += int64(c.q.len)
 		c.mu.Unlock()
 	}

@@ -103,7 +103,7 @@ func (c *Conn) Send(m Message) error {
 	if err != nil {
 		return err
 	}
-	if err := c.enqueue(p.frameFor(c), false); err != nil {
+	if _, err := c.enqueue(p.frameFor(c), false); err != nil {
 		return err
 	}
 	return nil
