@@ -308,7 +308,7 @@ func client(n, msgs, size, mss, rcvbuf, queueBytes, queueMsgs int) {
 	fmt.Printf("%d stalled connections (SO_RCVBUF %d, MSS %s), %d broadcasts of %d bytes back to back; SendQueueBytes %s, SendQueueMessages %s; %s/%s\n",
 		n, rcvbuf, orDefault(mss, "loopback's"), msgs, size, orDefault(queueBytes, "default"), orDefault(queueMsgs, "default"), runtime.GOOS, runtime.GOARCH)
 	fmt.Printf("broadcast loop:   %v (then %v until the send queues settled)\n", b.Took.Round(time.Millisecond), b.Settled.Round(time.Millisecond))
-	fmt.Printf("slow-consumer closes: %d of %d\n", after.Kicked-before.Kicked, n)
+	fmt.Printf("slow-consumer closes: %d of %d (the n stalled connections and the first one, which is stalled too)\n", after.Kicked-before.Kicked, n+1)
 	fmt.Printf("heap (live, GC):  %8.0f B/conn  (%d -> %d)\n", perConn(int64(after.Heap), int64(before.Heap)), before.Heap, after.Heap)
 	fmt.Printf("RSS:              %8.0f B/conn  (%d -> %d)\n", perConn(int64(after.RSS), int64(before.RSS)), before.RSS, after.RSS)
 	fmt.Printf("peaks during the burst: heap %d MiB (live %d MiB), RSS %d MiB\n", b.PeakHeap>>20, b.PeakLive>>20, b.PeakRSS>>20)
@@ -318,6 +318,7 @@ func client(n, msgs, size, mss, rcvbuf, queueBytes, queueMsgs int) {
 	fmt.Printf("machine TCP memory (/proc/net/sockstat): %d -> %d MiB; net.ipv4.tcp_mem %s pages\n",
 		tcp0*int64(os.Getpagesize())>>20, tcp1*int64(os.Getpagesize())>>20, strings.TrimSpace(readFile("/proc/sys/net/ipv4/tcp_mem")))
 	fmt.Printf("goroutines:       %d -> %d\n", before.Goroutines, after.Goroutines)
+	fmt.Println("(closed connections are counted until their blocked writer gives up: WriteTimeout, 10 s by default)")
 }
 
 func orDefault(v int, def string) string {
