@@ -136,6 +136,7 @@ func runStalledOnce(ctx context.Context, c *config, nStalled int) (*stalledRun, 
 	}
 	r.OutOfOrder, r.Malformed = l.outOfOrder.Load(), l.bad.Load()
 	r.FastClosed = l.closeCodes()
+	r.FastSecs = -1 // nothing delivered
 	if last := l.lastRecv.Load(); last > 0 {
 		r.FastSecs = time.Unix(0, last).Sub(pub.start).Seconds()
 	}
