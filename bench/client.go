@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -45,6 +46,15 @@ type loader struct {
 
 	latOn atomic.Bool
 	lat   histogram
+
+	// With opts.seq (the stalled scenario): messages that did not carry
+	// the next sequence number of their connection, the wall clock
+	// (UnixNano) of the latest receipt, and the close codes the server
+	// sent, by code.
+	outOfOrder atomic.Int64
+	lastRecv   atomic.Int64
+	codesMu    sync.Mutex
+	codes      map[int]int
 }
 
 // loadOpts are the clients' settings for the compression scenario; the
@@ -53,6 +63,8 @@ type loadOpts struct {
 	deflate      bool // offer permessage-deflate (both no_context_takeover parameters)
 	json         bool // expect the 4 KiB JSON messages instead of 64-byte ones
 	inflateEvery int  // check (inflating if compressed) every n-th JSON message of each connection
+	seq          int  // expect messages of this size carrying a sequence number (the stalled scenario); 0: the 64-byte ones
+	readBuf      int  // size of each connection's bufio.Reader; 0: 2 KiB
 }
 
 // deflateOffer is the clients' permessage-deflate offer: both
@@ -75,18 +87,27 @@ func userOf(i int) string { return fmt.Sprintf("u%d", i/2) }
 // dialers and returns how long the handshakes took.
 func (l *loader) connect(first, n, parallel int) (time.Duration, error) {
 	start := time.Now()
+	err := inParallel(first, n, parallel, l.dial)
+	return time.Since(start), err
+}
+
+// inParallel calls f(i) for i in first..first+n-1 from `parallel`
+// goroutines and returns the first error; a goroutine stops at its first
+// error.
+func inParallel(first, n, parallel int, f func(i int) error) error {
+	parallel = max(parallel, 1)
 	var next atomic.Int64
 	next.Store(int64(first))
 	errc := make(chan error, parallel)
 	var wg sync.WaitGroup
-	for range max(parallel, 1) {
+	for range parallel {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)
 				if i >= first+n {
 					return
 				}
-				if err := l.dial(i); err != nil {
+				if err := f(i); err != nil {
 					errc <- err
 					return
 				}
@@ -95,7 +116,7 @@ func (l *loader) connect(first, n, parallel int) (time.Duration, error) {
 	}
 	wg.Wait()
 	close(errc)
-	return time.Since(start), <-errc
+	return <-errc
 }
 
 const wsKey = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -107,42 +128,14 @@ func (l *loader) dial(i int) error {
 	if err != nil {
 		return fmt.Errorf("dial %d from %s: %w", i, src, err)
 	}
-	req := "GET /ws?u=" + userOf(i) + " HTTP/1.1\r\nHost: " + l.addr +
-		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + wsKey +
-		"\r\nSec-WebSocket-Version: 13\r\n"
-	if l.opts.deflate {
-		req += "Sec-WebSocket-Extensions: " + deflateOffer + "\r\n"
-	}
-	req += "\r\n"
-	if _, err := io.WriteString(nc, req); err != nil {
+	br, deflate, err := upgrade(nc, l.addr, userOf(i), l.opts.deflate, cmp.Or(l.opts.readBuf, 2048))
+	if err != nil {
 		nc.Close()
-		return err
-	}
-	br := bufio.NewReaderSize(nc, 2048)
-	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	status, err := br.ReadString('\n')
-	if err != nil || !strings.Contains(status, " 101 ") {
-		nc.Close()
-		return fmt.Errorf("handshake %d: %q %v", i, status, err)
-	}
-	deflate := false
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			nc.Close()
-			return err
-		}
-		if line == "\r\n" {
-			break
-		}
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Sec-WebSocket-Extensions") {
-			deflate = strings.HasPrefix(strings.TrimSpace(v), "permessage-deflate")
-		}
+		return fmt.Errorf("handshake %d: %w", i, err)
 	}
 	if deflate {
 		l.negotiated.Add(1)
 	}
-	_ = nc.SetReadDeadline(time.Time{})
 	count := new(atomic.Int64)
 	l.mu.Lock()
 	l.conns = append(l.conns, nc)
@@ -153,6 +146,42 @@ func (l *loader) dial(i int) error {
 	l.mu.Unlock()
 	l.wg.Go(func() { l.read(nc, br, count, deflate) })
 	return nil
+}
+
+// upgrade sends a WebSocket handshake for user on nc (offering
+// permessage-deflate if asked) and reads the answer through a bufio.Reader
+// of bufSize bytes, which it returns with whatever followed the answer.
+// deflate says whether the server accepted the extension.
+func upgrade(nc net.Conn, addr, user string, offerDeflate bool, bufSize int) (br *bufio.Reader, deflate bool, err error) {
+	req := "GET /ws?u=" + user + " HTTP/1.1\r\nHost: " + addr +
+		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + wsKey +
+		"\r\nSec-WebSocket-Version: 13\r\n"
+	if offerDeflate {
+		req += "Sec-WebSocket-Extensions: " + deflateOffer + "\r\n"
+	}
+	req += "\r\n"
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	defer nc.SetDeadline(time.Time{})
+	if _, err := io.WriteString(nc, req); err != nil {
+		return nil, false, err
+	}
+	br = bufio.NewReaderSize(nc, bufSize)
+	status, err := br.ReadString('\n')
+	if err != nil || !strings.Contains(status, " 101 ") {
+		return nil, false, fmt.Errorf("%q %v", status, err)
+	}
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return nil, false, err
+		}
+		if line == "\r\n" {
+			return br, deflate, nil
+		}
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Sec-WebSocket-Extensions") {
+			deflate = strings.HasPrefix(strings.TrimSpace(v), "permessage-deflate")
+		}
+	}
 }
 
 // read parses frames until the connection ends, counting data messages
@@ -219,6 +248,7 @@ func (l *loader) read(nc net.Conn, br *bufio.Reader, count *atomic.Int64, deflat
 				l.onData(msg, msgText, msgZ, count)
 			}
 		case 0x8:
+			l.closeCode(p)
 			return
 		case 0x9:
 			if err := writePong(nc, p); err != nil {
@@ -235,6 +265,10 @@ func (l *loader) read(nc net.Conn, br *bufio.Reader, count *atomic.Int64, deflat
 // compressed). A frame of k messages merged with '\n' separators
 // (gorilla's chat example) is 65k-1 bytes long.
 func (l *loader) onData(p []byte, text, z bool, count *atomic.Int64) {
+	if l.opts.seq > 0 {
+		l.onSeq(p, text || z, count)
+		return
+	}
 	if l.opts.json {
 		if !text {
 			l.bad.Add(1) // the JSON goes out as text
@@ -293,6 +327,53 @@ func (l *loader) onJSON(p []byte, z bool, count *atomic.Int64) {
 		return
 	}
 	l.count(1, count)
+}
+
+// onSeq counts one message of the stalled scenario, which must be
+// opts.seq bytes, binary and uncompressed (bad says it is not), and whose
+// sequence number (bytes 8–15, little endian: its index in the publish
+// call) must be the number of messages this connection received before
+// it; it counts those that are not as out of order.
+func (l *loader) onSeq(p []byte, bad bool, count *atomic.Int64) {
+	if bad || len(p) != l.opts.seq || len(p) < seqOffset+8 {
+		l.bad.Add(1)
+		return
+	}
+	if int64(binary.LittleEndian.Uint64(p[seqOffset:])) != count.Load() {
+		l.outOfOrder.Add(1)
+	}
+	now := time.Now().UnixNano()
+	for last := l.lastRecv.Load(); now > last && !l.lastRecv.CompareAndSwap(last, now); last = l.lastRecv.Load() {
+	}
+	l.frames.Add(1)
+	l.count(1, count)
+}
+
+// closeCode records the code of a close frame the server sent (1005 when
+// it carries none).
+func (l *loader) closeCode(p []byte) {
+	code := 1005
+	if len(p) >= 2 {
+		code = int(binary.BigEndian.Uint16(p))
+	}
+	l.codesMu.Lock()
+	if l.codes == nil {
+		l.codes = map[int]int{}
+	}
+	l.codes[code]++
+	l.codesMu.Unlock()
+}
+
+// closeCodes returns how many connections the server closed with each
+// code so far.
+func (l *loader) closeCodes() map[int]int {
+	l.codesMu.Lock()
+	defer l.codesMu.Unlock()
+	out := make(map[int]int, len(l.codes))
+	for c, n := range l.codes {
+		out[c] = n
+	}
+	return out
 }
 
 // count adds k messages received by one connection and signals waitRecv

@@ -26,8 +26,9 @@ type serverProc struct {
 }
 
 // startServer starts the named server. cpu < 0 leaves it unpinned;
-// procs is its GOMAXPROCS (0 = Go's default).
-func startServer(name string, cpu, procs int) (*serverProc, error) {
+// procs is its GOMAXPROCS (0 = Go's default); env is added to its
+// environment.
+func startServer(name string, cpu, procs int, env ...string) (*serverProc, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -37,6 +38,7 @@ func startServer(name string, cpu, procs int) (*serverProc, error) {
 	if procs > 0 {
 		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(procs))
 	}
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -123,4 +125,29 @@ func (c *control) publish(ctx context.Context, n int, rate float64, users []stri
 	}
 	var resp map[string]int64
 	return c.get(ctx, "/ctl/publish", q, &resp)
+}
+
+// publishSeq asks the server to publish n messages of size bytes to the
+// room back to back, each carrying its index (see publish), and returns
+// when the server's loop started and how long it took.
+func (c *control) publishSeq(ctx context.Context, n, size int) (start time.Time, took time.Duration, err error) {
+	q := url.Values{"n": {strconv.Itoa(n)}, "rate": {"0"}, "size": {strconv.Itoa(size)}, "seq": {"1"}}
+	var resp map[string]int64
+	if err := c.get(ctx, "/ctl/publish", q, &resp); err != nil {
+		return time.Time{}, 0, err
+	}
+	return time.Unix(0, resp["start"]), time.Duration(resp["ns"]), nil
+}
+
+// sampleStart makes the server sample its memory every `every` (kernel
+// figures every kevery) until sampleStop.
+func (c *control) sampleStart(ctx context.Context, every, kevery time.Duration) error {
+	var resp map[string]int64
+	return c.get(ctx, "/ctl/sample", url.Values{"every": {every.String()}, "kevery": {kevery.String()}}, &resp)
+}
+
+// sampleStop stops the sampling and returns the samples.
+func (c *control) sampleStop(ctx context.Context) ([]memSample, error) {
+	var s []memSample
+	return s, c.get(ctx, "/ctl/sample", url.Values{"stop": {"1"}}, &s)
 }

@@ -43,10 +43,10 @@ func run(ctx context.Context, args []string) (*report, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var (
 		all         = fs.Bool("all", false, "every scenario on every server, plus the soak (on -soak-servers)")
-		quick       = fs.Bool("quick", false, "small sizes and short runs (sizes 200,1000,2000; 0.5 s runs; 5 s soak)")
+		quick       = fs.Bool("quick", false, "small sizes and short runs (sizes 200,1000,2000; 0.5 s runs; 5 s soak; 200 stalled, 1000 messages)")
 		serveName   = fs.String("serve", "", "run only the named server (for manual use) and print its address")
 		serverList  = fs.String("servers", "wsroom,gorilla,melody,gobwas-raw,gobwas-epoll,coder", "servers to run, comma-separated")
-		scenList    = fs.String("scenarios", "idle,fanout,latency,sendto", "scenarios: idle,fanout,latency,sendto,soak,compress (handshakes/s is measured with the 10k set; compress runs on -compress-servers)")
+		scenList    = fs.String("scenarios", "idle,fanout,latency,sendto", "scenarios: idle,fanout,latency,sendto,soak,compress,stalled (handshakes/s is measured with the 10k set; compress runs on -compress-servers; stalled on wsroom only)")
 		sizes       = fs.String("sizes", "1000,10000,19500", "small,mid,large connection counts")
 		dur         = fs.Duration("dur", 2*time.Second, "publishing time of each fan-out and SendTo run")
 		latRate     = fs.Float64("lat-rate", 50000, "deliveries/s of the paced latency run")
@@ -67,6 +67,13 @@ func run(ctx context.Context, args []string) (*report, error) {
 		compList    = fs.String("compress-servers", "wsroom,wsroom-deflate,gorilla-prepared", "servers of the compress scenario: 4 KiB JSON fan-out at the small size, idle at the mid size")
 		inflate     = fs.Int("inflate-every", 32, "compress scenario: clients inflate and check one message in this many per connection (1: every message)")
 		settle      = fs.Duration("compress-settle", 2*time.Second, "compress and soak scenarios: rest after the burst before measuring idle memory again (wsroom's poller workers exit after 1 s without work)")
+		stalled     = fs.Int("stalled", 2000, "stalled scenario: connections that never read")
+		fast        = fs.Int("fast", 10, "stalled scenario: fast readers")
+		stalledMsgs = fs.Int("stalled-msgs", 8000, "stalled scenario: messages broadcast back to back")
+		stalledSize = fs.Int("stalled-size", 1024, "stalled scenario: message size in bytes (at least 16: publish time and sequence number)")
+		rcvbuf      = fs.Int("stalled-rcvbuf", 4096, "stalled scenario: SO_RCVBUF of the stalled clients' sockets, set before connect")
+		sampleEvery = fs.Duration("sample", 10*time.Millisecond, "stalled scenario: the server samples its heap and RSS this often")
+		kernelEvery = fs.Duration("sample-kernel", 100*time.Millisecond, "stalled scenario: … and its sockets' kernel send-side memory this often (a syscall pair per socket)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -80,12 +87,14 @@ func run(ctx context.Context, args []string) (*report, error) {
 		serverCPU: *serverCPU, clientCPU: *clientCPU, serverProcs: *serverProcs, soak: *soak,
 		soakServers: split(*soakServers), stall: *stall,
 		compressServers: split(*compList), inflateEvery: max(*inflate, 1), compressSettle: *settle,
+		stalled: *stalled, fast: *fast, stalledMsgs: *stalledMsgs, stalledSize: *stalledSize, stalledRcvbuf: *rcvbuf,
+		sampleEvery: *sampleEvery, kernelEvery: *kernelEvery,
 	}
 	for _, s := range split(*scenList) {
 		c.scenarios[s] = true
 	}
 	if *all {
-		for _, s := range []string{"idle", "fanout", "latency", "sendto", "soak", "compress"} {
+		for _, s := range []string{"idle", "fanout", "latency", "sendto", "soak", "compress", "stalled"} {
 			c.scenarios[s] = true
 		}
 	}
@@ -106,6 +115,15 @@ func run(ctx context.Context, args []string) (*report, error) {
 		if !set["soak"] {
 			c.soak = 5 * time.Second
 		}
+		if !set["stalled"] {
+			c.stalled = 200
+		}
+		if !set["stalled-msgs"] {
+			c.stalledMsgs = 1000
+		}
+	}
+	if c.fast < 1 || c.stalled < 0 || c.stalledMsgs < 1 || c.stalledSize < seqOffset+8 || c.sampleEvery <= 0 || c.kernelEvery < c.sampleEvery {
+		return nil, fmt.Errorf("stalled scenario: want -fast ≥ 1, -stalled ≥ 0, -stalled-msgs ≥ 1, -stalled-size ≥ %d, -sample > 0 and -sample-kernel ≥ -sample", seqOffset+8)
 	}
 	if len(sz) != 3 {
 		return nil, fmt.Errorf("-sizes wants small,mid,large")
@@ -162,6 +180,9 @@ func run(ctx context.Context, args []string) (*report, error) {
 	if c.scenarios["compress"] && ctx.Err() == nil {
 		rep.compress = runCompress(ctx, c)
 	}
+	if c.scenarios["stalled"] && ctx.Err() == nil {
+		rep.stalled = runStalled(ctx, c)
+	}
 	md := rep.markdown()
 	fmt.Print(md)
 	if *mdPath != "" {
@@ -178,7 +199,8 @@ func run(ctx context.Context, args []string) (*report, error) {
 		b, _ := json.MarshalIndent(struct {
 			Servers     []*result
 			Compression []*compressResult `json:",omitempty"`
-		}{rep.results, rep.compress}, "", "  ")
+			Stalled     *stalledResult    `json:",omitempty"`
+		}{rep.results, rep.compress, rep.stalled}, "", "  ")
 		if err := writeFile(*jsonPath, b); err != nil {
 			return rep, err
 		}

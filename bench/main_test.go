@@ -39,6 +39,7 @@ func TestEndToEnd(t *testing.T) {
 	rep, err := run(context.Background(), []string{
 		"-all", "-sizes", "20,50,60", "-dur", "100ms", "-lat-rate", "2000", "-lat-dur", "200ms",
 		"-soak", "200ms", "-parallel", "8", "-sources", "2", "-compress-settle", "100ms", "-inflate-every", "3",
+		"-stalled", "20", "-fast", "3", "-stalled-msgs", "200",
 		"-server-cpu", "-1", "-client-cpu", "-1", "-server-procs", "0", "-client-procs", "0",
 		"-md", md, "-svg", svg, "-json", js,
 	})
@@ -88,6 +89,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 	checkCompression(t, rep)
+	checkStalled(t, rep)
 	for path, want := range map[string]string{
 		md:  "| metric | wsroom | gorilla | melody | gobwas-raw |",
 		svg: "<svg",
@@ -144,6 +146,38 @@ func checkCompression(t *testing.T, rep *report) {
 	}
 	md := rep.markdown()
 	for _, want := range []string{"### Compression (issue 5)", "| server CPU µs/delivery, 20 subs |", "negotiated compression adds ≤ 0.5 KiB idle RSS/conn @50 (before any message)"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+}
+
+// checkStalled checks the stalled scenario of an -all run at its tiny
+// size (20 stalled, 3 fast readers, 200 messages of 1 KiB: the burst fits
+// in every queue, so nothing may be lost or closed): both runs are there,
+// the fast readers got every message in order, the server's samples saw
+// the stalled connections' kernel send queues, and the report has the
+// section and the targets.
+func checkStalled(t *testing.T, rep *report) {
+	t.Helper()
+	s := rep.stalled
+	if s == nil || s.Failed != "" || s.Control == nil || s.Run == nil {
+		t.Fatalf("stalled scenario: %+v", s)
+	}
+	for _, r := range []*stalledRun{s.Control, s.Run} {
+		if !r.complete() || r.Expected != 3*200 || r.Err != "" || r.FastSecs <= 0 || r.Samples < 2 || r.Peak.Heap <= 0 || r.Peak.RSS <= 0 {
+			t.Errorf("stalled scenario, %d stalled: %s", r.Stalled, r.summary())
+		}
+	}
+	// 20 stalled sockets hold the 200 KiB sent to each in their kernel
+	// send queues (loopback starts them with a 4 MiB send buffer).
+	if r := s.Run; r.Peak.Sockets < 23 || r.Peak.Outq < 20*190<<10 || r.Peak.Queued < r.Peak.Outq || r.Kicked != 0 {
+		t.Errorf("stalled scenario: %d sockets sampled, %d bytes queued (%d with overhead), %d kicked; want 23, ≥ 20 × 190 KiB, 0",
+			r.Peak.Sockets, r.Peak.Outq, r.Peak.Queued, r.Kicked)
+	}
+	md := rep.markdown()
+	for _, want := range []string{"### Stalled neighbours (issue 11)", "| fast readers' messages delivered | 600 / 600 (100.0%) | 600 / 600 (100.0%) |",
+		"| every fast reader receives all 200 messages, in order | 100.0% delivered, 0 out of order | met |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)
 		}

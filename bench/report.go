@@ -20,6 +20,7 @@ type report struct {
 	backlog     int    // net.core.netdev_max_backlog
 	results     []*result
 	compress    []*compressResult // the compression scenario
+	stalled     *stalledResult    // the stalled-neighbours scenario
 }
 
 // row is one line of the comparison table: how to read a value from a
@@ -167,6 +168,13 @@ func (rep *report) drops() int64 {
 			n += r.Fanout.NetDrops
 		}
 	}
+	if s := rep.stalled; s != nil {
+		for _, r := range []*stalledRun{s.Control, s.Run} {
+			if r != nil {
+				n += r.NetDrops
+			}
+		}
+	}
 	return n
 }
 
@@ -221,18 +229,22 @@ func (rep *report) markdown() string {
 	}
 	b.WriteString(rep.targets())
 	b.WriteString(rep.compressionSection())
+	b.WriteString(rep.stalledSection())
 	b.WriteString(rep.soakSection())
 	b.WriteString(rep.runsSection())
-	b.WriteString("\n### Servers\n\n")
+	var notes strings.Builder
 	for _, s := range servers {
 		if rep.byName(s.name) != nil {
-			fmt.Fprintf(&b, "- **%s**: %s.\n", s.name, s.note)
+			fmt.Fprintf(&notes, "- **%s**: %s.\n", s.name, s.note)
 		}
 	}
 	for _, s := range compressServers {
 		if rep.compressByName(s.name) != nil {
-			fmt.Fprintf(&b, "- **%s** (compression): %s.\n", s.name, s.note)
+			fmt.Fprintf(&notes, "- **%s** (compression): %s.\n", s.name, s.note)
 		}
+	}
+	if notes.Len() > 0 {
+		b.WriteString("\n### Servers\n\n" + notes.String())
 	}
 	b.WriteString(methodNotes)
 	return b.String()
@@ -376,7 +388,6 @@ func (rep *report) soakSection() string {
 // CPU use, kicks, drops, merged frames and kernel drops.
 func (rep *report) runsSection() string {
 	var b strings.Builder
-	b.WriteString("\n### Runs (what limited each)\n\n")
 	for _, r := range rep.results {
 		for _, x := range []struct {
 			what string
@@ -398,7 +409,17 @@ func (rep *report) runsSection() string {
 			fmt.Fprintf(&b, "- %s 4 KiB JSON fan-out @%s: %s\n", r.Server, k(rep.cfg.small), fmtLoad(*r.Fanout))
 		}
 	}
-	return b.String()
+	if s := rep.stalled; s != nil {
+		for _, r := range []*stalledRun{s.Control, s.Run} {
+			if r != nil {
+				fmt.Fprintf(&b, "- wsroom stalled neighbours, %d stalled + %d fast: %s\n", r.Stalled, s.Fast, r.summary())
+			}
+		}
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	return "\n### Runs (what limited each)\n\n" + b.String()
 }
 
 const methodNotes = `

@@ -30,6 +30,14 @@ type config struct {
 	compressServers []string      // servers of the compression scenario (compressServers)
 	inflateEvery    int           // clients check one JSON message in this many per connection
 	compressSettle  time.Duration // rest after a burst before measuring idle memory again (compress and soak)
+
+	stalled       int           // stalled scenario: connections that never read
+	fast          int           // … fast readers
+	stalledMsgs   int           // … messages broadcast back to back
+	stalledSize   int           // … their size
+	stalledRcvbuf int           // … SO_RCVBUF of the stalled sockets
+	sampleEvery   time.Duration // … the server samples heap and RSS this often
+	kernelEvery   time.Duration // … and its sockets' kernel memory this often
 }
 
 // loadResult is one fan-out or SendTo run.

@@ -15,9 +15,14 @@ import (
 	"time"
 )
 
-// payloadSize is the size of every published message; its first 8 bytes
-// are the publish time (UnixNano, little endian) for latency.
+// payloadSize is the size of every published message unless publish is
+// given another; its first 8 bytes are the publish time (UnixNano, little
+// endian) for latency.
 const payloadSize = 64
+
+// seqOffset is where a message published with seq=1 carries its sequence
+// number (8 bytes, little endian: its index in the publish call).
+const seqOffset = 8
 
 // serveEnv names the server to run when the binary is re-executed as the
 // server process (see startServer).
@@ -130,9 +135,14 @@ var published atomic.Int64
 // same listener:
 //
 //	/ctl/stats?gc=1           runtime.GC + debug.FreeOSMemory first, then serverStats
-//	/ctl/publish?n=&rate=&users=&json=  publish n messages (rate per second, 0 = back to back)
+//	/ctl/publish?n=&rate=&users=&json=&size=&seq=  publish n messages (rate per second, 0 = back to back)
 //	                          to the room, or with users=k to k users via sendTo;
-//	                          json=1 publishes the 4 KiB JSON messages (jsonMessage)
+//	                          json=1 publishes the 4 KiB JSON messages (jsonMessage);
+//	                          size=bytes (default 64) and seq=1 (a sequence number at seqOffset)
+//	/ctl/sample?every=&kevery= start sampling memory (see sampler); ?stop=1 stops it and returns the samples
+//
+// With socketsEnv set, the listener records every accepted TCP socket so
+// that the sampler can read the kernel's send-side memory of each.
 func serve(name string, cpu int) error {
 	if _, err := raiseNoFile(); err != nil {
 		return err
@@ -153,6 +163,12 @@ func serve(name string, cpu int) error {
 	if err != nil {
 		return err
 	}
+	var socks *socketList
+	if os.Getenv(socketsEnv) == "1" {
+		socks = &socketList{Listener: ln}
+		ln = socks
+	}
+	smp := &sampler{t: t, socks: socks}
 	mux := http.NewServeMux()
 	mux.Handle("/ws", t.handler())
 	mux.HandleFunc("/ctl/stats", func(w http.ResponseWriter, r *http.Request) {
@@ -162,6 +178,7 @@ func serve(name string, cpu int) error {
 		q := r.URL.Query()
 		n, _ := strconv.Atoi(q.Get("n"))
 		rate, _ := strconv.ParseFloat(q.Get("rate"), 64)
+		size, _ := strconv.Atoi(q.Get("size"))
 		var users []string
 		if u := q.Get("users"); u != "" {
 			users = strings.Split(u, ",")
@@ -170,9 +187,24 @@ func serve(name string, cpu int) error {
 		if q.Get("json") == "1" {
 			publishJSON(t, n)
 		} else {
-			publish(t, n, rate, users)
+			publish(t, n, rate, users, size, q.Get("seq") == "1")
 		}
-		writeJSON(w, map[string]int64{"ns": int64(time.Since(start))})
+		writeJSON(w, map[string]int64{"ns": int64(time.Since(start)), "start": start.UnixNano()})
+	})
+	mux.HandleFunc("/ctl/sample", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		if q.Get("stop") == "1" {
+			writeJSON(w, smp.stop())
+			return
+		}
+		every, err1 := time.ParseDuration(q.Get("every"))
+		kevery, err2 := time.ParseDuration(q.Get("kevery"))
+		if err1 != nil || err2 != nil || every <= 0 || kevery < every {
+			http.Error(w, "want every > 0 and kevery >= every", http.StatusBadRequest)
+			return
+		}
+		smp.start(every, kevery)
+		writeJSON(w, map[string]int64{})
 	})
 	go func() {
 		var b [1]byte
@@ -188,9 +220,16 @@ func serve(name string, cpu int) error {
 }
 
 // publish sends n messages from inside the server process, each a fresh
-// 64-byte slice stamped with the wall clock, paced at rate per second
-// when rate > 0.
-func publish(t target, n int, rate float64, users []string) {
+// slice of size bytes (payloadSize when 0) stamped with the wall clock
+// and, with seq, its index at seqOffset, paced at rate per second when
+// rate > 0.
+func publish(t target, n int, rate float64, users []string, size int, seq bool) {
+	if size <= 0 {
+		size = payloadSize
+	}
+	if seq {
+		size = max(size, seqOffset+8)
+	}
 	start := time.Now()
 	for i := range n {
 		if rate > 0 {
@@ -198,8 +237,11 @@ func publish(t target, n int, rate float64, users []string) {
 				time.Sleep(d)
 			}
 		}
-		p := make([]byte, payloadSize)
+		p := make([]byte, size)
 		binary.LittleEndian.PutUint64(p, uint64(time.Now().UnixNano()))
+		if seq {
+			binary.LittleEndian.PutUint64(p[seqOffset:], uint64(i))
+		}
 		if users != nil {
 			t.sendTo(p, users)
 		} else {

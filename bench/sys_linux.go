@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -142,4 +143,94 @@ func cpuBusyMicros(cpu int) int64 {
 		return busy * 1e6 / 100 // USER_HZ is 100 on Linux
 	}
 	return 0
+}
+
+// sendMem is what the kernel holds on one socket's sending side.
+type sendMem struct {
+	outq   int64 // bytes written but not yet acknowledged by the peer (SIOCOUTQ)
+	queued int64 // memory of the write queue, socket buffer overhead included (SK_MEMINFO_WMEM_QUEUED; ss -m "w")
+	sndbuf int64 // the send buffer's size (SK_MEMINFO_SNDBUF; ss -m "tb")
+}
+
+// socketSendMem reads the kernel's send-side memory of a socket through
+// its RawConn (so it never touches a descriptor number after close: a
+// closed socket yields an error).
+func socketSendMem(rc syscall.RawConn) (sendMem, error) {
+	var m sendMem
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		outq, err := unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
+		if err != nil {
+			serr = err
+			return
+		}
+		var info [unix.SK_MEMINFO_VARS]uint32
+		size := uint32(unsafe.Sizeof(info))
+		if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&size)), 0); e != 0 {
+			serr = e
+			return
+		}
+		m = sendMem{outq: int64(outq), queued: int64(info[unix.SK_MEMINFO_WMEM_QUEUED]), sndbuf: int64(info[unix.SK_MEMINFO_SNDBUF])}
+	})
+	if err != nil {
+		return m, err
+	}
+	return m, serr
+}
+
+// tcpMemPages is the "mem" figure of the TCP line of /proc/net/sockstat:
+// pages of memory every TCP socket on the machine holds (send and receive
+// queues), the figure net.ipv4.tcp_mem limits. -1 if unknown.
+func tcpMemPages() int64 {
+	b, err := os.ReadFile("/proc/net/sockstat")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "TCP:" {
+			continue
+		}
+		for i := 1; i+1 < len(f); i += 2 {
+			if f[i] == "mem" {
+				n, _ := strconv.ParseInt(f[i+1], 10, 64)
+				return n
+			}
+		}
+	}
+	return -1
+}
+
+// tcpMemLimits is net.ipv4.tcp_mem (low, pressure, high) in pages, or nil.
+func tcpMemLimits() []int64 {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_mem")
+	if err != nil {
+		return nil
+	}
+	var out []int64
+	for _, f := range strings.Fields(string(b)) {
+		n, _ := strconv.ParseInt(f, 10, 64)
+		out = append(out, n)
+	}
+	return out
+}
+
+// setRcvBuf is a Dialer.Control function that binds without a port (see
+// bindNoPort) and sets SO_RCVBUF before connect, so that the receive
+// window the client advertises from its first segment on stays small.
+func setRcvBuf(size int) func(network, address string, c syscall.RawConn) error {
+	return func(network, address string, c syscall.RawConn) error {
+		if err := bindNoPort(network, address, c); err != nil {
+			return err
+		}
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, size)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}
 }

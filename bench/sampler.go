@@ -1,0 +1,147 @@
+package main
+
+import (
+	"net"
+	"runtime/metrics"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// socketsEnv makes the server process record its accepted sockets (see
+// socketList) so that the sampler can read their kernel send-side memory.
+// Only the stalled scenario sets it: the other scenarios run unchanged.
+const socketsEnv = "WSROOM_BENCH_SOCKETS"
+
+// socketList is a listener that records the RawConn of every TCP socket it
+// accepts and hands the *net.TCPConn itself on, so the server under test
+// sees the same type as without it (wsroom polls *net.TCPConn only).
+type socketList struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []syscall.RawConn
+}
+
+func (l *socketList) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if tc, ok := nc.(*net.TCPConn); ok {
+		if rc, err := tc.SyscallConn(); err == nil {
+			l.mu.Lock()
+			l.conns = append(l.conns, rc)
+			l.mu.Unlock()
+		}
+	}
+	return nc, err
+}
+
+// kernelSample sums the send-side memory of the recorded sockets still
+// open, forgetting the closed ones.
+func (l *socketList) kernelSample(s *memSample) {
+	l.mu.Lock()
+	conns := l.conns
+	l.mu.Unlock()
+	var open []syscall.RawConn
+	for _, rc := range conns {
+		m, err := socketSendMem(rc)
+		if err != nil {
+			continue // closed
+		}
+		open = append(open, rc)
+		s.Outq += m.outq
+		s.Queued += m.queued
+		s.MaxOutq = max(s.MaxOutq, m.outq)
+		s.MaxQueued = max(s.MaxQueued, m.queued)
+		s.MaxSndbuf = max(s.MaxSndbuf, m.sndbuf)
+	}
+	s.Sockets = len(open)
+	l.mu.Lock()
+	// Keep the sockets accepted meanwhile.
+	l.conns = append(open, l.conns[len(conns):]...)
+	l.mu.Unlock()
+}
+
+// memSample is one sample of the server's memory. The kernel fields are
+// -1 in samples taken between kernel samples (they cost a syscall pair
+// per socket).
+type memSample struct {
+	T         int64 `json:"t"`      // wall clock, UnixNano
+	Heap      int64 `json:"heap"`   // Go heap objects, live and not yet swept (HeapAlloc)
+	Live      int64 `json:"live"`   // live heap marked by the last GC
+	RSS       int64 `json:"rss"`    // VmRSS, bytes
+	Kicked    int64 `json:"kicked"` // the server's slow-consumer closes so far
+	Sockets   int   `json:"socks"`  // open sockets sampled
+	Outq      int64 `json:"outq"`   // sum of SIOCOUTQ over the server's sockets
+	Queued    int64 `json:"wq"`     // sum of SK_MEMINFO_WMEM_QUEUED (ss -m "w")
+	MaxOutq   int64 `json:"maxoutq"`
+	MaxQueued int64 `json:"maxwq"`
+	MaxSndbuf int64 `json:"maxsndbuf"`
+	TCPPages  int64 `json:"tcppages"` // /proc/net/sockstat TCP mem, machine-wide, pages
+}
+
+// sampler samples the server process's memory from inside at a fixed
+// interval (kernel figures every kevery) until stopped: the heap peaks
+// between two control requests, so asking from outside would miss it.
+type sampler struct {
+	t     target
+	socks *socketList // nil: no kernel figures
+
+	mu      sync.Mutex
+	quit    chan struct{}
+	done    chan struct{}
+	samples []memSample
+}
+
+func (s *sampler) start(every, kevery time.Duration) {
+	s.stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.quit, s.done, s.samples = make(chan struct{}), make(chan struct{}), nil
+	go s.run(s.quit, s.done, every, kevery)
+}
+
+func (s *sampler) run(quit, done chan struct{}, every, kevery time.Duration) {
+	defer close(done)
+	ms := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	var lastK time.Time
+	for stopping := false; ; {
+		now := time.Now()
+		metrics.Read(ms)
+		kicked, _, _ := s.t.counters()
+		smp := memSample{T: now.UnixNano(), Heap: int64(ms[0].Value.Uint64()), Live: int64(ms[1].Value.Uint64()),
+			RSS: rssKiB() << 10, Kicked: kicked, Outq: -1, Queued: -1, MaxOutq: -1, MaxQueued: -1, MaxSndbuf: -1, TCPPages: -1}
+		if s.socks != nil && (stopping || now.Sub(lastK) >= kevery) {
+			lastK = now
+			smp.Outq, smp.Queued, smp.MaxOutq, smp.MaxQueued, smp.MaxSndbuf = 0, 0, 0, 0, 0
+			s.socks.kernelSample(&smp)
+			smp.TCPPages = tcpMemPages()
+		}
+		s.mu.Lock()
+		s.samples = append(s.samples, smp)
+		s.mu.Unlock()
+		if stopping {
+			return
+		}
+		select {
+		case <-quit:
+			stopping = true // one last sample, kernel figures included
+		case <-tick.C:
+		}
+	}
+}
+
+// stop ends sampling (if running) and returns the samples.
+func (s *sampler) stop() []memSample {
+	s.mu.Lock()
+	quit, done := s.quit, s.done
+	s.quit = nil
+	s.mu.Unlock()
+	if quit != nil {
+		close(quit)
+		<-done
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.samples
+}

@@ -1,0 +1,399 @@
+//go:build linux
+
+// Command stalledmem measures what connections that never read cost a
+// wsroom server after a burst of broadcasts (issue 11, finding 4): Go
+// heap, RSS and the kernel's send-side memory, per stalled connection.
+//
+//	go run ./internal/stalledmem                          # the issue's case: 2,000 stalled, 8,000 × 1 KiB
+//	go run ./internal/stalledmem -n 500 -msgs 2000
+//	go run ./internal/stalledmem -mss 1400                # clients on an Ethernet path (server send buffers start at ~70 KiB)
+//	go run ./internal/stalledmem -size 0 -msgs 100000 -queue-bytes 262144   # empty messages: what a queued reference costs
+//
+// It starts itself again as the server (a subprocess, so the clients'
+// memory and fds are not counted): a hub with one room that every
+// connection joins, SendQueueBytes and SendQueueMessages from the flags.
+// This process opens n connections whose SO_RCVBUF is 4 KiB (set before
+// connect) and that never read after the 101, then asks the server to
+// broadcast msgs messages of size bytes back to back. The server samples
+// its heap and RSS every 10 ms during the burst (peaks) and measures again
+// after it, once the writers have handed the kernel what it takes (the
+// sum of the send queues stopped changing for 200 ms) and after a forced
+// GC (live). Figures per connection are (after − before) / n.
+//
+// Kernel memory: the server's listener records every socket it accepts
+// (the *net.TCPConn is passed on unchanged, so the hub polls it as usual)
+// and sums SIOCOUTQ (bytes not yet acknowledged) and SK_MEMINFO_WMEM_QUEUED
+// (the write queue's memory with its overhead, ss -m's "w"), for the
+// sockets still open. It is outside the process's RSS and counts against
+// the machine-wide net.ipv4.tcp_mem: with the defaults (2,000 × up to
+// 4 MiB) the burst pushes a machine with 24 GiB of RAM into TCP memory
+// pressure for a few seconds, which throttles every TCP socket on it.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/metrics"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/wsroom/wsroom"
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	n := flag.Int("n", 2000, "stalled connections")
+	msgs := flag.Int("msgs", 8000, "messages broadcast back to back")
+	size := flag.Int("size", 1024, "message size in bytes")
+	mss := flag.Int("mss", 0, "TCP_MAXSEG of the clients' sockets (0: loopback's)")
+	rcvbuf := flag.Int("rcvbuf", 4096, "SO_RCVBUF of the clients' sockets, set before connect")
+	queueBytes := flag.Int("queue-bytes", 0, "server: Options.SendQueueBytes (0: the default)")
+	queueMsgs := flag.Int("queue-msgs", 0, "server: Options.SendQueueMessages (0: the default)")
+	serve := flag.Bool("serve", false, "internal: run as the server")
+	flag.Parse()
+	raiseNoFile()
+	if *serve {
+		server(*queueBytes, *queueMsgs)
+		return
+	}
+	client(*n, *msgs, *size, *mss, *rcvbuf, *queueBytes, *queueMsgs)
+}
+
+// sample is the server's state at one moment.
+type sample struct {
+	Heap       uint64 // HeapAlloc: live objects after a forced GC (in "measure"), or live + unswept (peaks)
+	RSS        uint64
+	Goroutines int
+	Conns      int
+	Kicked     uint64 // slow-consumer closes
+	Sockets    int    // open sockets the listener recorded
+	Outq       int64  // Σ SIOCOUTQ
+	Queued     int64  // Σ SK_MEMINFO_WMEM_QUEUED
+	MaxOutq    int64
+	MaxQueued  int64
+	MaxSndbuf  int64
+}
+
+// burstResult is the server's answer to "burst": how long the loop took
+// and the peaks sampled meanwhile.
+type burstResult struct {
+	Took     time.Duration
+	PeakHeap uint64
+	PeakRSS  uint64
+	PeakLive uint64 // /gc/heap/live:bytes
+	Settled  time.Duration
+}
+
+// server serves a hub on loopback, prints its address, then answers the
+// commands it reads on stdin with one JSON line each: "measure" (GC, then
+// a sample) and "burst <msgs> <size>".
+func server(queueBytes, queueMsgs int) {
+	hub := wsroom.New(wsroom.Options{
+		OnConnect:         func(c *wsroom.Conn, _ *http.Request) error { return c.Join("r") },
+		SendQueueBytes:    queueBytes,
+		SendQueueMessages: queueMsgs,
+		PingInterval:      -1, // the clients never answer pings
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	socks := &socketList{Listener: ln}
+	go http.Serve(socks, hub)
+	fmt.Println(ln.Addr())
+	out := json.NewEncoder(os.Stdout)
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		switch {
+		case len(f) == 1 && f[0] == "measure":
+			runtime.GC()
+			runtime.GC()
+			out.Encode(measure(hub, socks))
+		case len(f) == 3 && f[0] == "burst":
+			msgs, _ := strconv.Atoi(f[1])
+			size, _ := strconv.Atoi(f[2])
+			out.Encode(burst(hub, socks, msgs, size))
+		default:
+			log.Fatalf("unknown command %q", sc.Text())
+		}
+	}
+}
+
+// burst broadcasts msgs messages of size bytes back to back while a
+// goroutine samples the heap and RSS every 10 ms, then waits until the
+// sockets' send queues stop changing.
+func burst(hub *wsroom.Hub, socks *socketList, msgs, size int) burstResult {
+	var r burstResult
+	quit, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		ms := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			metrics.Read(ms)
+			r.PeakHeap = max(r.PeakHeap, ms[0].Value.Uint64())
+			r.PeakLive = max(r.PeakLive, ms[1].Value.Uint64())
+			r.PeakRSS = max(r.PeakRSS, rss())
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	room := hub.Room("r")
+	start := time.Now()
+	for range msgs {
+		room.Broadcast(wsroom.Binary(make([]byte, size)))
+	}
+	r.Took = time.Since(start)
+	last, since := int64(-1), time.Now()
+	for time.Since(since) < 200*time.Millisecond {
+		var s sample
+		socks.kernel(&s)
+		if s.Outq != last {
+			last, since = s.Outq, time.Now()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.Settled = time.Since(start) - r.Took
+	close(quit)
+	<-done
+	return r
+}
+
+func measure(hub *wsroom.Hub, socks *socketList) sample {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	st := hub.Stats()
+	s := sample{Heap: ms.HeapAlloc, RSS: rss(), Goroutines: runtime.NumGoroutine(), Conns: st.Connections, Kicked: st.SlowConsumerCloses}
+	socks.kernel(&s)
+	return s
+}
+
+// rss returns VmRSS from /proc/self/status in bytes.
+func rss() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		log.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	log.Fatal("no VmRSS")
+	return 0
+}
+
+// socketList records the RawConn of every TCP socket it accepts and passes
+// the *net.TCPConn on unchanged.
+type socketList struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []syscall.RawConn
+}
+
+func (l *socketList) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if tc, ok := nc.(*net.TCPConn); ok {
+		if rc, err := tc.SyscallConn(); err == nil {
+			l.mu.Lock()
+			l.conns = append(l.conns, rc)
+			l.mu.Unlock()
+		}
+	}
+	return nc, err
+}
+
+// kernel adds the send-side memory of the recorded sockets still open to s.
+func (l *socketList) kernel(s *sample) {
+	l.mu.Lock()
+	conns := l.conns
+	l.mu.Unlock()
+	for _, rc := range conns {
+		var outq int
+		var info [unix.SK_MEMINFO_VARS]uint32
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			if outq, serr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ); serr != nil {
+				return
+			}
+			size := uint32(unsafe.Sizeof(info))
+			if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+				uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&size)), 0); e != 0 {
+				serr = e
+			}
+		})
+		if err != nil || serr != nil {
+			continue // closed
+		}
+		q := int64(info[unix.SK_MEMINFO_WMEM_QUEUED])
+		s.Sockets++
+		s.Outq += int64(outq)
+		s.Queued += q
+		s.MaxOutq = max(s.MaxOutq, int64(outq))
+		s.MaxQueued = max(s.MaxQueued, q)
+		s.MaxSndbuf = max(s.MaxSndbuf, int64(info[unix.SK_MEMINFO_SNDBUF]))
+	}
+}
+
+func client(n, msgs, size, mss, rcvbuf, queueBytes, queueMsgs int) {
+	cmd := exec.Command(os.Args[0], "-serve", "-queue-bytes", strconv.Itoa(queueBytes), "-queue-msgs", strconv.Itoa(queueMsgs))
+	cmd.Stderr = os.Stderr
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer stdin.Close()
+	out := bufio.NewScanner(stdout)
+	out.Buffer(nil, 1<<20)
+	out.Scan()
+	addr := out.Text()
+	ask := func(cmd string, v any) {
+		fmt.Fprintln(stdin, cmd)
+		if !out.Scan() {
+			log.Fatal("server gone")
+		}
+		if err := json.Unmarshal(out.Bytes(), v); err != nil {
+			log.Fatalf("%s: %v", cmd, err)
+		}
+	}
+	// One connection first, so the hub's poller exists in the baseline.
+	first := dial(addr, mss, rcvbuf)
+	time.Sleep(200 * time.Millisecond)
+	var before, after sample
+	ask("measure", &before)
+	conns := make([]net.Conn, 0, n)
+	for range n {
+		conns = append(conns, dial(addr, mss, rcvbuf))
+	}
+	defer func() {
+		for _, c := range append(conns, first) {
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+		}
+	}()
+	var connected sample
+	for start := time.Now(); connected.Conns != n+1; time.Sleep(50 * time.Millisecond) {
+		if time.Since(start) > 30*time.Second {
+			log.Fatalf("server has %d connections, want %d", connected.Conns, n+1)
+		}
+		ask("measure", &connected)
+	}
+	tcp0 := tcpMemPages()
+	var b burstResult
+	ask(fmt.Sprintf("burst %d %d", msgs, size), &b)
+	tcp1 := tcpMemPages()
+	ask("measure", &after)
+
+	perConn := func(a, b int64) float64 { return float64(a-b) / float64(n) }
+	fmt.Printf("%d stalled connections (SO_RCVBUF %d, MSS %s), %d broadcasts of %d bytes back to back; SendQueueBytes %s, SendQueueMessages %s; %s/%s\n",
+		n, rcvbuf, orDefault(mss, "loopback's"), msgs, size, orDefault(queueBytes, "default"), orDefault(queueMsgs, "default"), runtime.GOOS, runtime.GOARCH)
+	fmt.Printf("broadcast loop:   %v (then %v until the send queues settled)\n", b.Took.Round(time.Millisecond), b.Settled.Round(time.Millisecond))
+	fmt.Printf("slow-consumer closes: %d of %d (the n stalled connections and the first one, which is stalled too)\n", after.Kicked-before.Kicked, n+1)
+	fmt.Printf("heap (live, GC):  %8.0f B/conn  (%d -> %d)\n", perConn(int64(after.Heap), int64(before.Heap)), before.Heap, after.Heap)
+	fmt.Printf("RSS:              %8.0f B/conn  (%d -> %d)\n", perConn(int64(after.RSS), int64(before.RSS)), before.RSS, after.RSS)
+	fmt.Printf("peaks during the burst: heap %d MiB (live %d MiB), RSS %d MiB\n", b.PeakHeap>>20, b.PeakLive>>20, b.PeakRSS>>20)
+	fmt.Printf("kernel, send queues (SIOCOUTQ):    %8.0f B/conn  (Σ %d MiB, largest %d KiB)\n", perConn(after.Outq, before.Outq), after.Outq>>20, after.MaxOutq>>10)
+	fmt.Printf("kernel, write memory (wmem_queued): %8.0f B/conn  (Σ %d MiB, largest %d KiB, send buffer up to %d KiB)\n",
+		perConn(after.Queued, before.Queued), after.Queued>>20, after.MaxQueued>>10, after.MaxSndbuf>>10)
+	fmt.Printf("machine TCP memory (/proc/net/sockstat): %d -> %d MiB; net.ipv4.tcp_mem %s pages\n",
+		tcp0*int64(os.Getpagesize())>>20, tcp1*int64(os.Getpagesize())>>20, strings.TrimSpace(readFile("/proc/sys/net/ipv4/tcp_mem")))
+	fmt.Printf("goroutines:       %d -> %d\n", before.Goroutines, after.Goroutines)
+	fmt.Println("(closed connections are counted until their blocked writer gives up: WriteTimeout, 10 s by default)")
+}
+
+func orDefault(v int, def string) string {
+	if v == 0 {
+		return def
+	}
+	return strconv.Itoa(v)
+}
+
+// dial opens a WebSocket connection with a raw handshake on a socket whose
+// SO_RCVBUF (and TCP_MAXSEG, if mss > 0) is set before connect, and reads
+// nothing after the 101.
+func dial(addr string, mss, rcvbuf int) net.Conn {
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf)
+			if serr == nil && mss > 0 {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_MAXSEG, mss)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", addr)
+	br := bufio.NewReaderSize(c, 256) // the server sends nothing more before the burst
+	status, err := br.ReadString('\n')
+	if err != nil || !strings.Contains(status, " 101 ") {
+		log.Fatalf("handshake: %q %v", status, err)
+	}
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			log.Fatal(err)
+		}
+		if line == "\r\n" {
+			return c
+		}
+	}
+}
+
+// raiseNoFile raises the soft limit on open files to the hard limit.
+func raiseNoFile() {
+	var r unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &r); err == nil {
+		r.Cur = r.Max
+		unix.Setrlimit(unix.RLIMIT_NOFILE, &r)
+	}
+}
+
+// tcpMemPages is the "mem" figure (pages) of the TCP line of
+// /proc/net/sockstat: the memory of every TCP socket on the machine.
+func tcpMemPages() int64 {
+	for line := range strings.Lines(readFile("/proc/net/sockstat")) {
+		if rest, ok := strings.CutPrefix(line, "TCP:"); ok {
+			f := strings.Fields(rest)
+			for i := 0; i+1 < len(f); i += 2 {
+				if f[i] == "mem" {
+					n, _ := strconv.ParseInt(f[i+1], 10, 64)
+					return n
+				}
+			}
+		}
+	}
+	return 0
+}
+
+func readFile(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}
