@@ -94,7 +94,11 @@ func (b *Broker) topic(subject string) (topic string, ok bool) {
 	case kindUser:
 		return topicUserPrefix + string(name), true
 	case kindOther:
-		return string(name), true
+		t := string(name)
+		if t == topicAll || strings.HasPrefix(t, topicRoomPrefix) || strings.HasPrefix(t, topicUserPrefix) {
+			return "", false // subjectOf never encodes these under kindOther
+		}
+		return t, true
 	}
 	return "", false
 }
