@@ -98,9 +98,12 @@ type Broker struct {
 
 	flushKick chan struct{}
 
-	subMu   sync.Mutex
-	pending map[string]bool // topic → subscription wanted, not yet applied; guarded by subMu
-	subKick chan struct{}
+	subMu      sync.Mutex      // guards the four fields below
+	pending    map[string]bool // topic → subscription wanted, not yet applied
+	wantSeq    uint64          // calls of Subscribe and Unsubscribe so far
+	appliedSeq uint64          // calls whose changes the subscriber has applied
+	applied    chan struct{}   // closed and replaced when appliedSeq grows
+	subKick    chan struct{}
 
 	subsMu      sync.Mutex                    // held by the subscriber to change subs, and by Stats
 	subs        map[string]*nats.Subscription // topic → subscription
@@ -145,6 +148,7 @@ func New(opts Options) *Broker {
 		msgs:      make(chan *nats.Msg, opts.PendingMsgs),
 		flushKick: make(chan struct{}, 1),
 		pending:   make(map[string]bool),
+		applied:   make(chan struct{}),
 		subKick:   make(chan struct{}, 1),
 		subs:      make(map[string]*nats.Subscription),
 		stop:      make(chan struct{}),
@@ -181,8 +185,7 @@ func (b *Broker) Start(deliver func(topic string, payload []byte)) {
 	} else {
 		b.nc = nc
 		if nc.IsConnected() {
-			b.up.Store(true)
-			b.opts.Logger.Info("natsbroker: connected", "url", nc.ConnectedUrlRedacted())
+			b.up.Store(true) // connected will log it
 		}
 	}
 	b.wg.Add(3)

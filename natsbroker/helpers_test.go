@@ -3,11 +3,13 @@ package natsbroker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +22,34 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// exampleURL is the nats-server the examples use, started by TestMain
+// (the tests start their own, since some of them kill it).
+var exampleURL string
+
+// TestMain starts the examples' nats-server, runs the tests, stops it and
+// checks that no goroutine is left. Without nats-server every test needs
+// one: outside CI they are all skipped, under CI=true that is a failure.
+func TestMain(m *testing.M) {
+	srv, err := natstest.StartMain()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "natsbroker: the tests need nats-server:", err)
+		if os.Getenv("CI") == "true" {
+			os.Exit(1)
+		}
+		fmt.Fprintln(os.Stderr, "natsbroker: SKIPPING every test")
+		os.Exit(0)
+	}
+	exampleURL = srv.URL
+	code := m.Run()
+	srv.Stop()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "natsbroker: goroutines left behind:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 

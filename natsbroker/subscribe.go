@@ -1,6 +1,7 @@
 package natsbroker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 )
@@ -29,6 +30,7 @@ func (b *Broker) setWant(on bool, topics []string) error {
 		}
 		b.pending[t] = on
 	}
+	b.wantSeq++
 	b.subMu.Unlock()
 	select {
 	case b.subKick <- struct{}{}:
@@ -50,7 +52,7 @@ func (b *Broker) subscriber() {
 			return
 		}
 		b.subMu.Lock()
-		changes := b.pending
+		changes, seq := b.pending, b.wantSeq
 		b.pending = make(map[string]bool)
 		b.subMu.Unlock()
 		for t, on := range changes {
@@ -58,7 +60,51 @@ func (b *Broker) subscriber() {
 				b.opts.Logger.Error("natsbroker: subscription change failed", "topic", t, "subscribe", on, "err", err)
 			}
 		}
+		b.subMu.Lock()
+		b.appliedSeq = seq
+		close(b.applied)
+		b.applied = make(chan struct{})
+		b.subMu.Unlock()
 	}
+}
+
+// Sync returns once every Subscribe and Unsubscribe made before the call
+// is in effect on the server: handed to the client, then followed by a
+// round trip on the connection. It is for tests and readiness checks (the
+// Hub never needs it); it fails at once with ErrUnavailable while
+// disconnected, and when ctx ends first (a ctx without a deadline gets
+// PublishTimeout).
+func (b *Broker) Sync(ctx context.Context) error {
+	if err := b.unusable(); err != nil {
+		return err
+	}
+	for {
+		b.subMu.Lock()
+		done, applied := b.appliedSeq >= b.wantSeq, b.applied
+		b.subMu.Unlock()
+		if done {
+			break
+		}
+		select {
+		case <-applied:
+		case <-b.stop:
+			return ErrClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if !b.up.Load() {
+		return ErrUnavailable
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, b.opts.PublishTimeout)
+		defer cancel()
+	}
+	if err := b.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("natsbroker: sync: %w", err)
+	}
+	return nil
 }
 
 // apply subscribes to topic (on) or unsubscribes from it.

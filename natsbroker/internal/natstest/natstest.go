@@ -23,7 +23,7 @@ type Server struct {
 	URL        string // nats://Addr (redis://Addr for StartRedis)
 	MonitorURL string // nats-server's monitoring endpoint, http://host:port
 
-	t     testing.TB
+	t     testing.TB // nil for StartMain
 	name  string
 	args  []string
 	ready func(*Server) error
@@ -45,6 +45,39 @@ func Shared(t testing.TB) string {
 // CI=true a missing nats-server fails the test instead of skipping it.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	bin, err := natsServer()
+	if err != nil {
+		missing(t, err)
+	}
+	s := newNATS(bin, freeAddr(t), freeAddr(t))
+	s.t = t
+	s.Restart()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// StartMain starts nats-server like Start, for TestMain, where there is
+// no testing.TB: the caller stops it. It returns an error if nats-server
+// is missing or does not start.
+func StartMain() (*Server, error) {
+	bin, err := natsServer()
+	if err != nil {
+		return nil, err
+	}
+	var addrs [2]string
+	for i := range addrs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		addrs[i] = ln.Addr().String()
+		ln.Close()
+	}
+	s := newNATS(bin, addrs[0], addrs[1])
+	return s, s.start()
+}
+
+func natsServer() (string, error) {
 	bin := os.Getenv("WSROOM_NATS_SERVER")
 	if bin == "" {
 		bin = "nats-server"
@@ -52,18 +85,17 @@ func Start(t testing.TB) *Server {
 			bin = "/usr/sbin/nats-server"
 		}
 	}
-	bin = lookPath(t, bin, "nats-server")
-	addr, mon := freeAddr(t), freeAddr(t)
+	return exec.LookPath(bin)
+}
+
+func newNATS(bin, addr, mon string) *Server {
 	host, port, _ := net.SplitHostPort(addr)
 	_, mport, _ := net.SplitHostPort(mon)
-	s := &Server{
-		Addr: addr, URL: "nats://" + addr, MonitorURL: "http://" + mon, t: t, name: bin,
+	return &Server{
+		Addr: addr, URL: "nats://" + addr, MonitorURL: "http://" + mon, name: bin,
 		args:  []string{"-a", host, "-p", port, "-m", mport},
 		ready: natsReady,
 	}
-	s.Restart()
-	t.Cleanup(s.Stop)
-	return s
 }
 
 // StartRedis starts redis-server on a free loopback port, without
@@ -71,12 +103,15 @@ func Start(t testing.TB) *Server {
 // CI=true) when redis-server is missing.
 func StartRedis(t testing.TB) *Server {
 	t.Helper()
-	bin := lookPath(t, "redis-server", "redis-server")
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		missing(t, err)
+	}
 	addr := freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	s := &Server{
 		Addr: addr, URL: "redis://" + addr, t: t, name: bin,
-		args: []string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		args: []string{"--port", port, "--bind", "127.0.0.1", "--dir", t.TempDir(), "--save", "", "--appendonly", "no",
 			"--protected-mode", "no", "--loglevel", "warning"},
 		ready: redisReady,
 	}
@@ -85,16 +120,14 @@ func StartRedis(t testing.TB) *Server {
 	return s
 }
 
-func lookPath(t testing.TB, bin, what string) string {
+// missing skips the test, or fails it under CI=true, where the servers
+// must be installed.
+func missing(t testing.TB, err error) {
 	t.Helper()
-	path, err := exec.LookPath(bin)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not installed (needed by these tests): %v", what, err)
-		}
-		t.Skipf("%s is not installed: %v", what, err)
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("not installed (needed by these tests): %v", err)
 	}
-	return path
+	t.Skipf("not installed: %v", err)
 }
 
 // freeAddr returns a loopback address whose port was free a moment ago.
@@ -111,21 +144,26 @@ func freeAddr(t testing.TB) string {
 // Restart runs the server on s.Addr (again) and waits until it answers.
 func (s *Server) Restart() {
 	s.t.Helper()
+	if err := s.start(); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *Server) start() error {
 	s.cmd = exec.Command(s.name, s.args...)
-	s.cmd.Dir = s.t.TempDir() // redis-server may write there; nats-server does not
 	dieWithParent(s.cmd)
 	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("start %s: %v", s.name, err)
+		return fmt.Errorf("start %s: %w", s.name, err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		err := s.ready(s)
 		if err == nil {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
 			s.Stop()
-			s.t.Fatalf("%s on %s did not start: %v", s.name, s.Addr, err)
+			return fmt.Errorf("%s on %s did not start: %w", s.name, s.Addr, err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
