@@ -18,10 +18,14 @@ import (
 // broadcast on node A reaches the room's members on node B.
 func Example() {
 	natsURL := exampleURL // e.g. "nats://127.0.0.1:4222"
-	joinLobby := func(c *wsroom.Conn, r *http.Request) error { return c.Join("lobby") }
 	brokerB := natsbroker.New(natsbroker.Options{URL: natsURL})
+	joined := make(chan struct{}, 1)
 	a := wsroom.New(wsroom.Options{Broker: natsbroker.New(natsbroker.Options{URL: natsURL})})
-	b := wsroom.New(wsroom.Options{Broker: brokerB, OnConnect: joinLobby})
+	b := wsroom.New(wsroom.Options{
+		Broker:    brokerB,
+		OnConnect: func(c *wsroom.Conn, r *http.Request) error { return c.Join("lobby") },
+		OnJoin:    func(*wsroom.Room, *wsroom.Conn) { joined <- struct{}{} },
+	})
 	defer a.Shutdown(context.Background()) // each Hub closes its broker
 	defer b.Shutdown(context.Background())
 	srvB := httptest.NewServer(b)
@@ -32,8 +36,9 @@ func Example() {
 		panic(err)
 	}
 	defer conn.Close()
-	// The member joined before the handshake completed; Sync waits until
-	// node B's subscription to the room is in effect on the NATS server.
+	// Once the member has joined, Sync waits until node B's subscription
+	// to the room is in effect on the NATS server.
+	<-joined
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := brokerB.Sync(ctx); err != nil {
@@ -43,6 +48,7 @@ func Example() {
 	if err := a.Room("lobby").Broadcast(wsroom.Text("hello from node A")); err != nil {
 		panic(err) // wraps wsroom.ErrNotPublished if NATS did not confirm it
 	}
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	msg, _ := wsutil.ReadServerText(conn)
 	fmt.Println(string(msg))
 	// Output: hello from node A
