@@ -39,25 +39,26 @@
 //
 // Guarantee, precisely:
 //
-//   - While this node and the receiving node stay connected, a message
-//     published by one sender (one goroutine, or calls ordered by the
-//     caller) arrives at every subscribed node once, in publish order on
-//     each subject. Messages on different subjects are delivered in the
-//     order the server forwarded them, over one connection.
+//   - While this node and the receiving node stay connected, every node
+//     subscribed to a topic receives each message once, in each
+//     publisher's order (NATS keeps a publisher's order; a sender is one
+//     goroutine, or calls whose order the caller fixes).
 //   - Across a disconnection, delivery is at most once. A publish is never
 //     retried and never buffered while disconnected (the client's
-//     reconnect buffer is disabled), so nothing is delivered twice or late;
-//     a node that is disconnected, or whose subscription is not yet in
-//     place (a round trip after the first local member joins), misses what
-//     is published meanwhile.
+//     reconnect buffer is disabled), so nothing is delivered twice and
+//     nothing is held back until the reconnection; a node that is
+//     disconnected, or whose subscription is not yet in place (a round
+//     trip after the first local member joins), misses what is published
+//     meanwhile.
 //   - A nil wait means the server received the message (over a connection
 //     that did not change in between). It does not mean that other nodes
 //     delivered it: a receiving node that falls behind drops messages (see
 //     Slow consumers) and the server drops a subscriber connection that does
 //     not read for its write_deadline.
 //   - An error means the message may not have reached some or all topics.
-//     After a timeout the outcome is unknown: the server may have
-//     published it.
+//     After a timeout, or when the connection broke under it, the outcome
+//     is unknown: the server may have published it (in the latter case
+//     possibly after the first publishes of the next connection).
 //
 // When NATS is unreachable, local delivery goes on and every send returns
 // at once (within about twice PublishTimeout when the server stops
