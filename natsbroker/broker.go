@@ -18,6 +18,7 @@ const (
 	DefaultPrefix         = "wsroom"
 	DefaultPublishTimeout = time.Second
 	DefaultPendingMsgs    = 65536
+	DefaultMaxBatch       = 512
 	DefaultPingInterval   = 10 * time.Second
 )
 
@@ -70,6 +71,13 @@ type Options struct {
 	// block. Default 1 s.
 	PublishTimeout time.Duration
 
+	// MaxBatch is the most sends written to NATS before one round trip
+	// confirms them. Sends arriving while a round trip is in flight wait
+	// for the next batch, so a busy node needs one round trip per batch,
+	// not per send. At most 4 × MaxBatch sends wait in the queue; a send
+	// that finds it full waits up to PublishTimeout for room. Default 512.
+	MaxBatch int
+
 	// PendingMsgs bounds the queue of received messages not yet handed to
 	// the Hub; when it is full, arriving messages are dropped and counted
 	// (see Slow consumers in the package doc). Default 65536.
@@ -92,11 +100,14 @@ type Broker struct {
 	deliver func(topic string, payload []byte)
 	msgs    chan *nats.Msg // every subscription's messages, read by receiver
 
-	mu     sync.Mutex // guards the fields below
+	mu     sync.Mutex // guards closed
 	closed bool
-	next   *roundTrip // publishes waiting for the next round trip
 
-	flushKick chan struct{}
+	reqs       chan *pubReq  // sends waiting for the publisher
+	closeMu    sync.RWMutex  // held for reading while a send is queued
+	closing    bool          // guarded by closeMu: no more sends are queued
+	stopQueue  chan struct{} // closed by Close after closing is set
+	maxPayload atomic.Int64  // the server's max_payload, learned on (re)connection
 
 	subMu      sync.Mutex      // guards the four fields below
 	pending    map[string]bool // topic → subscription wanted, not yet applied
@@ -139,6 +150,9 @@ func New(opts Options) *Broker {
 	if opts.PendingMsgs <= 0 {
 		opts.PendingMsgs = DefaultPendingMsgs
 	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = DefaultMaxBatch
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -146,7 +160,8 @@ func New(opts Options) *Broker {
 		opts:      opts,
 		prefix:    opts.Prefix + ".",
 		msgs:      make(chan *nats.Msg, opts.PendingMsgs),
-		flushKick: make(chan struct{}, 1),
+		reqs:      make(chan *pubReq, 4*opts.MaxBatch),
+		stopQueue: make(chan struct{}),
 		pending:   make(map[string]bool),
 		applied:   make(chan struct{}),
 		subKick:   make(chan struct{}, 1),
@@ -158,7 +173,7 @@ func New(opts Options) *Broker {
 // Start implements wsroom.Broker: it makes the first connection attempt
 // (bounded by the client's connect Timeout, 2 s by default; on failure the
 // client keeps retrying in the background) and starts the broker's three
-// goroutines (round trips, subscriptions, delivery), which Close joins.
+// goroutines (publishing, subscriptions, delivery), which Close joins.
 func (b *Broker) Start(deliver func(topic string, payload []byte)) {
 	if !b.started.CompareAndSwap(false, true) {
 		panic("natsbroker: Start called twice: use one Broker per Hub")
@@ -185,11 +200,12 @@ func (b *Broker) Start(deliver func(topic string, payload []byte)) {
 	} else {
 		b.nc = nc
 		if nc.IsConnected() {
+			b.maxPayload.Store(nc.MaxPayload())
 			b.up.Store(true) // connected will log it
 		}
 	}
 	b.wg.Add(3)
-	go b.flusher()
+	go b.publisher()
 	go b.subscriber()
 	go b.receiver()
 }
@@ -206,11 +222,13 @@ func backoff(n int) time.Duration {
 // order, shortly after the change.
 
 func (b *Broker) connected(nc *nats.Conn) {
+	b.maxPayload.Store(nc.MaxPayload())
 	b.up.Store(true)
 	b.opts.Logger.Info("natsbroker: connected", "url", nc.ConnectedUrlRedacted())
 }
 
 func (b *Broker) reconnected(nc *nats.Conn) {
+	b.maxPayload.Store(nc.MaxPayload())
 	b.up.Store(true)
 	b.opts.Logger.Info("natsbroker: reconnected; subscriptions restored", "url", nc.ConnectedUrlRedacted())
 }
@@ -262,10 +280,14 @@ func (b *Broker) Close() error {
 		b.mu.Lock()
 		b.closed = true
 		b.mu.Unlock()
+		close(b.stop) // first: a Publish waiting for queue room gives up
+		b.closeMu.Lock()
+		b.closing = true
+		b.closeMu.Unlock()
+		close(b.stopQueue)
 		if b.nc != nil {
 			b.nc.Close() // fails the round trip in flight at once
 		}
-		close(b.stop)
 		b.wg.Wait()
 	})
 	return nil

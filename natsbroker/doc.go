@@ -30,12 +30,14 @@
 // # Delivery
 //
 // A send's wait returns nil once the NATS server has received the message
-// on every topic: the broker follows the publishes with a PING and the
-// server's PONG proves it has processed everything before it, on the same
-// connection. One PING/PONG round trip is shared by every send published
-// while the previous one was in flight, so busy nodes pay one round trip
-// per batch, not per send. The server passes the message on to every
-// connection subscribed at that moment; it keeps nothing.
+// on every topic: the broker writes queued sends to the connection in
+// batches (up to MaxBatch) and follows each batch with a PING, and the
+// server's PONG, on the same connection, proves it has processed
+// everything before it. Sends queued while a round trip is in flight form
+// the next batch, so a busy node pays one round trip per batch, not per
+// send, and the batch reaches the socket in one write. The server passes
+// each message on to every connection subscribed at that moment; it keeps
+// nothing.
 //
 // Guarantee, precisely:
 //

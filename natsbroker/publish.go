@@ -3,26 +3,24 @@ package natsbroker
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
 
-// roundTrip is one PING/PONG exchange shared by the publishes made before
-// it: its PONG proves that the server has processed them, provided they
-// were written on the connection the PING went out on.
-type roundTrip struct {
-	done chan struct{} // closed when gen and err are set
-	gen  uint64        // the connection (count of reconnections) the PONG came on
-	err  error
+// pubReq is one send waiting for its batch's round trip.
+type pubReq struct {
+	payload  []byte
+	subjects []string
+	err      error      // set by the publisher
+	done     chan error // receives the outcome once
 }
 
-// Publish implements wsroom.Broker. It writes payload for each topic to
-// the client's outgoing buffer (the client copies it; the write blocks
-// only when the buffer is full and the socket slow, for at most
-// PublishTimeout) and returns. wait blocks until the next round trip to
-// the server has confirmed the publishes, within about twice
-// PublishTimeout. While the connection is down it fails at once with
-// ErrUnavailable.
+// Publish implements wsroom.Broker. It queues payload for each topic and
+// returns; the publisher goroutine writes queued sends to the client in
+// batches of up to MaxBatch, then makes one PING/PONG round trip for the
+// batch, and wait returns its verdict, within about twice PublishTimeout.
+// While the connection is down it fails at once with ErrUnavailable.
 func (b *Broker) Publish(payload []byte, topics ...string) (wait func() error) {
 	if err := b.unusable(); err != nil {
 		return b.failed(err)
@@ -30,55 +28,41 @@ func (b *Broker) Publish(payload []byte, topics ...string) (wait func() error) {
 	if !b.up.Load() {
 		return b.failed(ErrUnavailable)
 	}
-	if limit := b.nc.MaxPayload(); limit > 0 && int64(len(payload)) > limit {
+	if limit := b.maxPayload.Load(); limit > 0 && int64(len(payload)) > limit {
 		return b.failed(fmt.Errorf("%w: %d bytes, the server accepts %d", ErrPayloadTooLarge, len(payload), limit))
 	}
-	subjects := make([]string, len(topics))
+	r := &pubReq{payload: payload, subjects: make([]string, len(topics)), done: make(chan error, 1)}
 	for i, t := range topics {
 		s, err := b.subject(t)
 		if err != nil {
 			return b.failed(err)
 		}
-		subjects[i] = s
+		r.subjects[i] = s
 	}
-	// The connection the publishes are written on: a reconnection between
-	// here and the round trip's PONG makes the wait fail (the client
-	// discards what it had not yet written when the connection broke).
-	gen := b.nc.Stats().Reconnects
-	for _, s := range subjects {
-		if err := b.nc.Publish(s, payload); err != nil {
-			return b.failed(b.publishError(err, len(payload)))
-		}
-	}
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
+	b.closeMu.RLock()
+	defer b.closeMu.RUnlock()
+	if b.closing {
 		return b.failed(ErrClosed)
 	}
-	rt := b.next
-	if rt == nil {
-		rt = &roundTrip{done: make(chan struct{})}
-		b.next = rt
-	}
-	b.mu.Unlock()
 	select {
-	case b.flushKick <- struct{}{}:
-	default: // the flusher is already due to run
+	case b.reqs <- r:
+		return r.wait
+	default:
 	}
-	return func() error {
-		<-rt.done
-		err := rt.err
-		if err == nil && rt.gen != gen {
-			err = errReconnected
-		}
-		if err != nil {
-			b.publishErrors.Add(1)
-			return err
-		}
-		b.published.Add(1)
-		return nil
+	// The queue is full: NATS is slow or away. Wait, within bounds.
+	t := time.NewTimer(b.opts.PublishTimeout)
+	defer t.Stop()
+	select {
+	case b.reqs <- r:
+		return r.wait // the publisher answers every queued request
+	case <-t.C:
+		return b.failed(errors.New("natsbroker: publish queue full: NATS is not keeping up"))
+	case <-b.stop:
+		return b.failed(ErrClosed)
 	}
 }
+
+func (r *pubReq) wait() error { return <-r.done }
 
 // unusable returns the error of a broker that cannot publish or
 // subscribe at all: closed, not started, or given options the client
@@ -115,33 +99,76 @@ func (b *Broker) publishError(err error, size int) error {
 	return fmt.Errorf("natsbroker: publish: %w", err)
 }
 
-// flusher runs one round trip at a time for the publishes waiting for
-// one; publishes made during a round trip wait for the next.
-func (b *Broker) flusher() {
+// publisher writes queued sends to the client in batches of up to
+// MaxBatch, each followed by one round trip, and answers each send.
+// Sends queued during a round trip form the next batch.
+func (b *Broker) publisher() {
 	defer b.wg.Done()
+	batch := make([]*pubReq, 0, b.opts.MaxBatch)
 	for {
 		select {
-		case <-b.flushKick:
-		case <-b.stop:
-			b.mu.Lock() // Close has set closed: nobody adds to next any more
-			rt := b.next
-			b.next = nil
-			b.mu.Unlock()
-			if rt != nil {
-				rt.err = ErrClosed
-				close(rt.done)
+		case r := <-b.reqs:
+			batch = append(batch[:0], r)
+		case <-b.stopQueue:
+			for { // Close refuses new sends: answer the queued ones
+				select {
+				case r := <-b.reqs:
+					r.done <- ErrClosed
+				default:
+					return
+				}
 			}
-			return
 		}
-		b.mu.Lock()
-		rt := b.next
-		b.next = nil
-		b.mu.Unlock()
-		if rt == nil {
-			continue
+	fill:
+		for len(batch) < b.opts.MaxBatch {
+			select {
+			case r := <-b.reqs:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
 		}
-		rt.gen, rt.err = b.ping()
-		close(rt.done)
+		b.flush(batch)
+		clear(batch)
+	}
+}
+
+// flush writes one batch and confirms it with one round trip. The client
+// copies each payload into its write buffer (one write to the socket for
+// the whole batch, with the PING), so payloads are not kept.
+func (b *Broker) flush(batch []*pubReq) {
+	// The connection the publishes are written on: a reconnection before
+	// the round trip's PONG fails the batch (the client discards what it
+	// had not yet written when the connection broke).
+	gen := b.nc.Stats().Reconnects
+	sent := false
+	for _, r := range batch {
+		for _, s := range r.subjects {
+			if err := b.nc.Publish(s, r.payload); err != nil {
+				r.err = b.publishError(err, len(r.payload))
+				break
+			}
+		}
+		sent = sent || r.err == nil
+	}
+	var err error
+	if sent {
+		var pongGen uint64
+		pongGen, err = b.ping()
+		if err == nil && pongGen != gen {
+			err = errReconnected
+		}
+	}
+	for _, r := range batch {
+		if r.err == nil {
+			r.err = err
+		}
+		if r.err != nil {
+			b.publishErrors.Add(1)
+		} else {
+			b.published.Add(1)
+		}
+		r.done <- r.err
 	}
 }
 
