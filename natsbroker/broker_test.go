@@ -304,6 +304,10 @@ func (p *proxy) cut() {
 	}
 }
 
+// (With the batched publisher the window this guards, a cut between a
+// batch's first write and its PING, is rarely hit: the test is an
+// end-to-end check of the promise more than a trap for that check.)
+//
 // A nil wait means the server received the message, also when the
 // publisher's connection breaks while publishes are in flight: the
 // publisher goes through a proxy that is cut again and again while one
