@@ -304,16 +304,15 @@ func (p *proxy) cut() {
 	}
 }
 
-// (With the batched publisher the window this guards, a cut between a
-// batch's first write and its PING, is rarely hit: the test is an
-// end-to-end check of the promise more than a trap for that check.)
-//
 // A nil wait means the server received the message, also when the
 // publisher's connection breaks while publishes are in flight: the
 // publisher goes through a proxy that is cut again and again while one
 // sender keeps many publishes outstanding; a subscriber connected directly
 // must have received every publish that was confirmed, in order, and
-// nothing twice.
+// nothing twice. (With the batched publisher, the window the reconnection
+// check guards, a cut between a batch's first write and its PING, is
+// rarely hit: this is an end-to-end check of the promise more than a
+// trap for that check.)
 func TestConfirmedMeansReceivedAcrossCuts(t *testing.T) {
 	srv := natstest.Start(t)
 	px := startProxy(t, srv.Addr)
