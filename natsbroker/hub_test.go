@@ -1,0 +1,235 @@
+package natsbroker_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/natsbroker"
+	"github.com/wsroom/wsroom/natsbroker/internal/natstest"
+)
+
+// Three hubs on one nats-server: every kind of send reaches each intended
+// connection on every node exactly once, and no one else.
+func TestThreeNodesEverySendKindExactlyOnce(t *testing.T) {
+	srv := natstest.Start(t)
+	lobby, other := "lobby", "other.*" // a name with NATS wildcard characters
+	a, b, c := newHubNode(t, srv.URL, nil), newHubNode(t, srv.URL, nil), newHubNode(t, srv.URL, nil)
+	alice := a.dial(t, "alice", lobby)
+	bob := b.dial(t, "bob", lobby)
+	bobC := c.dial(t, "bob", other) // bob on two nodes, in two rooms
+	carol := c.dial(t, "carol", other)
+	dave := b.dial(t, "dave", lobby)
+	waitMembers(t, a, lobby, 1)
+	waitMembers(t, b, lobby, 2)
+	waitMembers(t, c, other, 2)
+	waitSubscribers(t, srv, map[string]int{"room:" + lobby: 2, "room:" + other: 1, "user:bob": 2, "all": 3})
+	all := []*client{alice, bob, bobC, carol, dave}
+	quiet := func() {
+		t.Helper()
+		for _, cl := range all {
+			cl.expectNothing()
+		}
+	}
+
+	// Room.Broadcast from a node without members still reaches them.
+	if err := c.hub.Room(lobby).Broadcast(wsroom.Text("room")); err != nil {
+		t.Fatal(err)
+	}
+	alice.expect("room")
+	bob.expect("room")
+	dave.expect("room")
+	quiet()
+
+	// Room.BroadcastExcept: b's bob is excluded, the rest of lobby gets it.
+	if err := b.hub.Room(lobby).BroadcastExcept(wsroom.Text("except"), b.member(t, lobby, "bob")); err != nil {
+		t.Fatal(err)
+	}
+	alice.expect("except")
+	dave.expect("except")
+	quiet()
+
+	// Hub.SendTo a user connected to two nodes, named twice.
+	if err := a.hub.SendTo(wsroom.Text("users"), "bob", "carol", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	bob.expect("users")
+	bobC.expect("users")
+	carol.expect("users")
+	quiet()
+
+	// Room.SendTo: only bob's connection that is in lobby, and alice.
+	if err := c.hub.Room(lobby).SendTo(wsroom.Text("room-users"), "bob", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	bob.expect("room-users")
+	alice.expect("room-users")
+	quiet()
+
+	// Hub.Broadcast reaches every connection on every node.
+	if err := b.hub.Broadcast(wsroom.Text("everyone")); err != nil {
+		t.Fatal(err)
+	}
+	for _, cl := range all {
+		cl.expect("everyone")
+	}
+	quiet()
+	for i, n := range []*hubNode{a, b, c} {
+		if s := n.hub.Stats(); s.BrokerErrors != 0 {
+			t.Errorf("node %d: %d broker errors", i, s.BrokerErrors)
+		}
+	}
+}
+
+// A node subscribes to a room and a user only while it has a member, and
+// receives nothing for rooms it has no member in.
+func TestInterestFollowsMembers(t *testing.T) {
+	srv := natstest.Start(t)
+	a, b := newHubNode(t, srv.URL, nil), newHubNode(t, srv.URL, nil)
+	u1 := a.dial(t, "u1", "r")
+	u2 := a.dial(t, "u2", "r")
+	bob := b.dial(t, "bob", "") // in no room
+	waitMembers(t, a, "r", 2)
+	waitSubscribers(t, srv, map[string]int{"room:r": 1, "user:u1": 1, "user:u2": 1, "user:bob": 1, "all": 2})
+
+	const n = 50
+	for i := range n {
+		if err := a.hub.Room("r").Broadcast(wsroom.Text(fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		u1.expect(fmt.Sprint(i))
+		u2.expect(fmt.Sprint(i))
+	}
+	bob.expectNothing()
+	if s := b.broker.Stats(); s.Received != 0 {
+		t.Errorf("node B's broker received %d messages of a room it has no member in", s.Received)
+	}
+
+	u1.nc.Close()
+	waitSubscribers(t, srv, map[string]int{"user:u1": 0, "room:r": 1})
+	u2.nc.Close()
+	waitSubscribers(t, srv, map[string]int{"user:u2": 0, "room:r": 0, "all": 1})
+	bob.nc.Close()
+	waitSubscribers(t, srv, map[string]int{"user:bob": 0, "all": 0})
+}
+
+// While nats-server is down, sends reach local members and report
+// ErrNotPublished; after it restarts, cross-node delivery resumes, and
+// nothing published during the outage arrives late.
+func TestOutageAndRecovery(t *testing.T) {
+	srv := natstest.Start(t)
+	a, b := newHubNode(t, srv.URL, nil), newHubNode(t, srv.URL, nil)
+	local := a.dial(t, "local", "fault")
+	remote := b.dial(t, "remote", "fault")
+	waitSubscribers(t, srv, map[string]int{"room:fault": 2})
+
+	seq := 0
+	send := func() (string, error) {
+		seq++
+		m := fmt.Sprint("m", seq)
+		return m, a.hub.Room("fault").Broadcast(wsroom.Text(m))
+	}
+	for range 20 {
+		m, err := send()
+		if err != nil {
+			t.Fatal(err)
+		}
+		local.expect(m)
+		remote.expect(m)
+	}
+
+	srv.Stop()
+	failed := 0
+	for range 20 {
+		m, err := send()
+		if err != nil {
+			if !errors.Is(err, wsroom.ErrNotPublished) {
+				t.Fatalf("send during the outage: %v, want ErrNotPublished", err)
+			}
+			failed++
+		}
+		local.expect(m) // local delivery goes on
+	}
+	if failed < 19 { // the first send may still find the dying connection writable
+		t.Fatalf("%d of 20 sends reported an error during the outage", failed)
+	}
+	if s := a.hub.Stats(); s.BrokerErrors < uint64(failed) {
+		t.Errorf("hub counted %d broker errors for %d failed sends", s.BrokerErrors, failed)
+	}
+	if s := a.broker.Stats(); s.PublishErrors < uint64(failed) || s.Connected {
+		t.Errorf("broker stats %+v after %d failed sends", s, failed)
+	}
+	remote.expectNothing()
+
+	srv.Restart()
+	restarted := time.Now()
+	acked := map[string]bool{} // sends since the restart the server confirmed
+	for resumed := false; !resumed; {
+		if time.Since(restarted) > 5*time.Second {
+			t.Fatal("cross-node delivery did not resume within 5 s of nats-server coming back")
+		}
+		m, err := send()
+		local.expect(m)
+		if err != nil {
+			time.Sleep(20 * time.Millisecond) // pace the attempts; the loop is bounded above
+			continue
+		}
+		acked[m] = true
+		if s, err := remote.read(50 * time.Millisecond); err == nil {
+			if !acked[s] {
+				t.Fatalf("after recovery got %q, which was not confirmed since", s)
+			}
+			delete(acked, s)
+			resumed = true
+		}
+	}
+	t.Logf("cross-node delivery resumed %v after nats-server restarted", time.Since(restarted).Round(time.Millisecond))
+	for { // late arrivals of confirmed sends, each once
+		s, err := remote.read(200 * time.Millisecond)
+		if err != nil {
+			break
+		}
+		if !acked[s] {
+			t.Fatalf("after recovery got %q twice or unconfirmed", s)
+		}
+		delete(acked, s)
+	}
+	for range 10 {
+		m, err := send()
+		if err != nil {
+			t.Fatal(err)
+		}
+		local.expect(m)
+		remote.expect(m)
+	}
+	if s := a.broker.Stats(); !s.Connected || s.Reconnects == 0 {
+		t.Errorf("broker stats after recovery: %+v", s)
+	}
+}
+
+func TestShutdownClosesTheBroker(t *testing.T) {
+	srv := natstest.Start(t)
+	a := newHubNode(t, srv.URL, nil)
+	if err := a.broker.Publish([]byte("x"), "room:nobody")(); err != nil {
+		t.Fatalf("publish before shutdown: %v", err)
+	}
+	if err := a.hub.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.broker.Publish([]byte("x"), "room:nobody")(); !errors.Is(err, natsbroker.ErrClosed) {
+		t.Fatalf("publish after shutdown: %v, want ErrClosed", err)
+	}
+	if err := a.broker.Subscribe("room:r"); !errors.Is(err, natsbroker.ErrClosed) {
+		t.Fatalf("subscribe after shutdown: %v, want ErrClosed", err)
+	}
+	if err := a.hub.Room("r").Broadcast(wsroom.Text("x")); !errors.Is(err, wsroom.ErrHubClosed) {
+		t.Fatalf("send after shutdown: %v", err)
+	}
+	if s := a.broker.Stats(); s.Connected {
+		t.Error("the broker is still connected after Shutdown")
+	}
+}
