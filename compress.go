@@ -275,7 +275,7 @@ func compressFrame(op frame.Opcode, data []byte, level int) []byte {
 	d.fw.Flush() // a sync flush: the output ends with deflateTail
 	var b []byte
 	if z := d.buf[:len(d.buf)-len(deflateTail)]; len(z) < len(data) {
-		b = make([]byte, 0, frame.HeaderLen(len(z))+len(z))
+		b = slices.Grow([]byte(nil), frame.HeaderLen(len(z))+len(z))
 		b = frame.AppendHeader(b, op, len(z))
 		b[0] |= frame.RSV1
 		b = append(b, z...)
@@ -297,7 +297,7 @@ type compressedForms struct {
 	stats *deflateStats
 	form  [2]struct {
 		once sync.Once
-		b    []byte // nil: send plain
+		b    *[]byte // nil: send plain
 	}
 }
 
@@ -314,11 +314,13 @@ func (z *compressedForms) frame(bits uint8, plain *[]byte) *[]byte {
 	}
 	f := &z.form[i]
 	f.once.Do(func() {
-		f.b = compressFrame(z.op, z.data, level)
+		if b := compressFrame(z.op, z.data, level); b != nil {
+			f.b = newFrame(b)
+		}
 		z.stats.compressions.Add(1)
 	})
 	if f.b == nil {
 		return plain
 	}
-	return &f.b
+	return f.b
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -159,7 +160,7 @@ func (fh *frameHandler) OnControl(op frame.Opcode, payload []byte) error {
 	c := (*Conn)(fh)
 	switch op {
 	case frame.OpPing:
-		c.enqueuePong(frame.AppendFrame(make([]byte, 0, 2+len(payload)), frame.OpPong, payload))
+		c.enqueuePong(frame.AppendFrame(slices.Grow([]byte(nil), 2+len(payload)), frame.OpPong, payload))
 	case frame.OpClose:
 		code, reason, _ := frame.ParseClose(payload) // validated by the parser
 		c.mu.Lock()

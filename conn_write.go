@@ -15,14 +15,29 @@ import (
 
 // A queue holds references to frames, not copies: a broadcast's frame is
 // encoded once and each recipient's queue points at it. A reference is a
-// *[]byte (the frame's slice header lives once, in the send's prepared
-// message), kept in pooled chunks that go back to the pool as soon as they
+// *[]byte made by newFrame: a 24-byte slice header of its own, pointing at
+// the frame, so that a queued reference pins the frame and that header and
+// nothing else (not the send's other forms, not the caller's data).
+// References sit in pooled chunks that go back to the pool as soon as they
 // are written, so an idle connection holds no queue memory at all.
 
 // entryCost is what a queued frame costs its connection besides the
-// frame's own bytes: its reference in the queue. SendQueueBytes counts
-// both (see Options).
-const entryCost = 8
+// frame's own allocation: its 8-byte slot in a chunk and its 24-byte
+// reference. SendQueueBytes counts both, and the frame's allocation by its
+// capacity (see frameCost).
+const entryCost = 8 + 24
+
+// newFrame returns a reference to frame for queues to share. Frames are
+// allocated with slices.Grow, so their capacity is their allocation's
+// real size.
+func newFrame(frame []byte) *[]byte {
+	ref := new([]byte)
+	*ref = frame
+	return ref
+}
+
+// frameCost is what a queued frame counts against SendQueueBytes.
+func frameCost(f *[]byte) int { return cap(*f) + entryCost }
 
 // chunkFrames is the number of frame references in one chunk (1 KiB).
 const chunkFrames = 126
@@ -74,7 +89,7 @@ func (q *frameQueue) push(f *[]byte, control bool) {
 	q.tail.frames[q.tail.n] = f
 	q.tail.n++
 	q.len++
-	q.bytes += int32(len(*f) + entryCost)
+	q.bytes += int32(frameCost(f))
 	if control {
 		q.ctrl++
 	}
@@ -146,7 +161,7 @@ func (c *Conn) enqueue(f *[]byte, control bool) (backlog bool, err error) {
 	}
 	opts := &c.hub.opts
 	q := &c.q
-	if q.len > 0 && (int(q.len) >= opts.SendQueueMessages || q.pinned()+len(*f)+entryCost > opts.SendQueueBytes) {
+	if q.len > 0 && (int(q.len) >= opts.SendQueueMessages || q.pinned()+frameCost(f) > opts.SendQueueBytes) {
 		c.startCloseLocked(&CloseError{Code: StatusPolicyViolation, Reason: "slow consumer", Err: ErrSlowConsumer}, true)
 		c.mu.Unlock()
 		c.hub.stats.slowConsumers.Add(1)
@@ -178,7 +193,7 @@ const maxQueuedPongs = 16
 func (c *Conn) enqueuePong(f []byte) {
 	c.mu.Lock()
 	if p := c.pong; p != nil && c.pongs >= maxQueuedPongs && !c.closing {
-		c.q.bytes += int32(len(f) - len(*p))
+		c.q.bytes += int32(cap(f) - cap(*p))
 		*p = f
 		c.mu.Unlock()
 		return

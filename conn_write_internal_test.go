@@ -19,6 +19,17 @@ func queueOf(sizes ...int) (*frameQueue, []byte) {
 	return q, all
 }
 
+// queued adds up the frames' costs.
+func queued(q *frameQueue) int {
+	n := 0
+	for ch := q.head; ch != nil; ch = ch.next {
+		for _, f := range ch.frames[:ch.n] {
+			n += cap(*f) + entryCost
+		}
+	}
+	return n
+}
+
 // rest returns what the cursor has not passed yet.
 func rest(cur cursor) []byte {
 	var b []byte
@@ -37,7 +48,7 @@ func TestQueueAccounting(t *testing.T) {
 		sizes[i] = i%7 + 1
 	}
 	q, all := queueOf(sizes...)
-	if int(q.len) != len(sizes) || int(q.bytes) != len(all)+entryCost*len(sizes) {
+	if int(q.len) != len(sizes) || int(q.bytes) != queued(q) {
 		t.Fatalf("queue of %d frames, %d bytes: len %d, accounted %d bytes", len(sizes), len(all), q.len, q.bytes)
 	}
 	q.drop()

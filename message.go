@@ -1,6 +1,7 @@
 package wsroom
 
 import (
+	"slices"
 	"strconv"
 	"unicode/utf8"
 
@@ -56,6 +57,6 @@ func (m Message) encode() ([]byte, error) {
 	default:
 		return nil, ErrMessageType
 	}
-	b := make([]byte, 0, frame.HeaderLen(len(m.Data))+len(m.Data))
+	b := slices.Grow([]byte(nil), frame.HeaderLen(len(m.Data))+len(m.Data)) // capacity: the allocation's size class
 	return frame.AppendFrame(b, frame.Opcode(m.Type), m.Data), nil
 }

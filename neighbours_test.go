@@ -316,11 +316,8 @@ func TestJoinLeaveLinear(t *testing.T) {
 }
 
 // TestJoinRoomNameLimit: Join refuses a room name longer than 256 bytes,
-// the relay's limit, with an error that says so, and joins nothing; 256
-// bytes are fine.
-//
-// When the sentinel exists, the check below should become
-// errors.Is(err, wsroom.ErrRoomName).
+// the relay's limit, with ErrRoomName, whose text names the limit, and
+// joins nothing; 256 bytes are fine.
 func TestJoinRoomNameLimit(t *testing.T) {
 	st := dtNewStash()
 	s := newServer(t, wsroom.Options{Identify: st.identify, OnConnect: st.onConnect, PingInterval: -1})
@@ -329,7 +326,7 @@ func TestJoinRoomNameLimit(t *testing.T) {
 	for _, n := range []int{257, 1 << 20} {
 		name := strings.Repeat("r", n)
 		err := c.Join(name)
-		if err == nil || !strings.Contains(err.Error(), "256") {
+		if !errors.Is(err, wsroom.ErrRoomName) || !strings.Contains(err.Error(), "256") {
 			t.Errorf("Join with a %d-byte room name: %v, want an error naming the 256-byte limit", n, err)
 		}
 		if slices.Contains(c.Rooms(), name) || s.hub.Room(name).Len() != 0 {
@@ -484,10 +481,9 @@ func nbDrainStalled(c *dtConn, count, size int, who string) error {
 // Finding 4: what a stalled connection pins is what the bound says.
 
 // worstCaseHeapPerConn is the most Go heap a connection's send queue may
-// pin, by the documented bound: TODAY, Options.SendQueueBytes, frames
-// counted in full for every recipient, as the Options documentation says.
-// The fix replaces this with its documented formula (what a queued entry
-// really pins, the batch a blocked writer holds, …).
+// pin, by the documented bound (Options, docs/memory.md): SendQueueBytes,
+// which counts each queued frame's allocation in full, its reference and
+// its slot, and the batch a blocked writer holds.
 func worstCaseHeapPerConn(o wsroom.Options) int64 {
 	return int64(o.SendQueueBytes)
 }

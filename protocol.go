@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 
@@ -77,6 +78,7 @@ func appendPosition(dst []byte, pos Position) []byte {
 // a newline and data.
 func appendV1Frame(dst []byte, op frame.Opcode, header, data []byte) []byte {
 	n := len(header) + 1 + len(data)
+	dst = slices.Grow(dst, frame.HeaderLen(n)+n)
 	dst = frame.AppendHeader(dst, op, n)
 	dst = append(dst, header...)
 	dst = append(dst, '\n')
@@ -86,8 +88,7 @@ func appendV1Frame(dst []byte, op frame.Opcode, header, data []byte) []byte {
 // controlFrame returns a control message: a text frame of header and
 // newline.
 func controlFrame(header []byte) *[]byte {
-	f := appendV1Frame(make([]byte, 0, len(header)+5), frame.OpText, header, nil)
-	return &f
+	return newFrame(appendV1Frame(nil, frame.OpText, header, nil))
 }
 
 // helloHeader is the first thing a wsroom.v1 client receives.
@@ -150,7 +151,7 @@ func (c *Conn) sendControl(header []byte) {
 
 // v1Form is a send's frames for wsroom.v1 recipients, made on first use.
 type v1Form struct {
-	plain []byte
+	plain *[]byte
 	z     *compressedForms
 }
 

@@ -61,7 +61,7 @@ func (h *Hub) deliverSend(p *prepared, t target) (backlog bool) {
 			if t.except != nil {
 				except = t.except.ConnID()
 			}
-			pos := hs.append(p.plain, except, h.now())
+			pos := hs.append(*p.plain, except, h.now())
 			p.header = appendRoomHeader(nil, t.room, &pos)
 			backlog = h.deliver(p, t)
 			hs.mu.Unlock()
@@ -104,7 +104,7 @@ func (h *Hub) prepare(m Message, t target) (*prepared, error) {
 // as the last recipient's queue does. The lazy forms are made during the
 // send, while data is still the caller's.
 type prepared struct {
-	plain  []byte
+	plain  *[]byte          // a frame reference (see newFrame)
 	z      *compressedForms // nil when no recipient may get a compressed frame
 	data   []byte           // the payload (the caller's until the send returns)
 	header []byte           // the wsroom.v1 header ({} unless set)
@@ -121,7 +121,7 @@ func (h *Hub) encode(m Message) (*prepared, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &prepared{plain: b, data: m.Data, header: emptyHeader, h: h}
+	p := &prepared{plain: newFrame(b), data: m.Data, header: emptyHeader, h: h}
 	p.z = h.compressible(frame.Opcode(m.Type), m.Data)
 	return p, nil
 }
@@ -137,10 +137,10 @@ func (h *Hub) compressible(op frame.Opcode, data []byte) *compressedForms {
 
 // frameFor returns the frame to queue for c.
 func (p *prepared) frameFor(c *Conn) *[]byte {
-	plain, z := &p.plain, p.z
+	plain, z := p.plain, p.z
 	if c.proto == protoV1 {
 		p.v1once.Do(p.makeV1)
-		plain, z = &p.v1.plain, p.v1.z
+		plain, z = p.v1.plain, p.v1.z
 	}
 	if z == nil || c.deflate == 0 {
 		return plain
@@ -150,9 +150,9 @@ func (p *prepared) frameFor(c *Conn) *[]byte {
 
 // makeV1 makes the wsroom.v1 forms: header, newline, data.
 func (p *prepared) makeV1() {
-	op := frame.Opcode(p.plain[0] & 0x0f)
+	op := frame.Opcode((*p.plain)[0] & 0x0f)
 	f := appendV1Frame(nil, op, p.header, p.data)
-	p.v1.plain = f
+	p.v1.plain = newFrame(f)
 	p.v1.z = p.h.compressible(op, f[len(f)-len(p.header)-1-len(p.data):])
 }
 

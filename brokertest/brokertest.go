@@ -167,7 +167,9 @@ func (n *node) deliver(topic string, payload []byte) {
 	}
 	n.mu.Lock()
 	if p, ok := bytes.CutPrefix(payload, []byte(probePrefix)); ok {
-		n.probes[string(p)] = true
+		if nonce, probed, ok := strings.Cut(string(p), "\x00"); ok && probed == topic {
+			n.probes[nonce+"\x00"+probed] = true
+		}
 	} else {
 		n.got = append(n.got, delivery{topic, string(payload)}) // a copy: payload is only lent
 	}
@@ -235,13 +237,17 @@ func (n *node) subscribe(prober *node, topics ...string) {
 }
 
 // settle publishes probes on topics from prober until n has received one
-// on each. A probe carries its topic so that a probe that arrived on the
-// wrong topic does not count.
+// on each. A probe carries a nonce of this call and its topic, so that
+// neither a probe of an earlier subscription nor one that arrived on the
+// wrong topic counts.
 func (n *node) settle(prober *node, topics ...string) {
 	n.t.Helper()
+	var b [8]byte
+	rand.Read(b[:])
+	nonce := fmt.Sprintf("%x\x00", b)
 	deadline := time.Now().Add(n.s.cfg.Timeout)
 	for round := 0; ; round++ {
-		missing := n.missingProbes(topics)
+		missing := n.missingProbes(nonce, topics)
 		if len(missing) == 0 {
 			return
 		}
@@ -250,7 +256,7 @@ func (n *node) settle(prober *node, topics ...string) {
 		}
 		var waits []func() error
 		for _, topic := range missing {
-			waits = append(waits, prober.b.Publish([]byte(probePrefix+topic), topic))
+			waits = append(waits, prober.b.Publish([]byte(probePrefix+nonce+topic), topic))
 		}
 		for _, w := range waits {
 			w() // a probe that failed is retried in the next round
@@ -267,12 +273,12 @@ func (n *node) settle(prober *node, topics ...string) {
 	}
 }
 
-func (n *node) missingProbes(topics []string) []string {
+func (n *node) missingProbes(nonce string, topics []string) []string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var missing []string
 	for _, t := range topics {
-		if !n.probes[t] {
+		if !n.probes[nonce+t] {
 			missing = append(missing, t)
 		}
 	}

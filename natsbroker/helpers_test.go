@@ -101,7 +101,7 @@ func newHubNode(t testing.TB, natsURL string, edit func(*wsroom.Options)) *hubNo
 func (n *hubNode) member(t testing.TB, room, user string) *wsroom.Conn {
 	t.Helper()
 	for c := range n.hub.Room(room).Members() {
-		if c.ID() == user {
+		if c.UserID() == user {
 			return c
 		}
 	}
