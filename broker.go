@@ -56,6 +56,9 @@ var ErrNotPublished = errors.New("wsroom: delivered on this node only: publish t
 type brokerState struct {
 	b Broker
 
+	async chan func() error // with Options.AsyncPublish: publishes whose outcome is still to read
+	stop  chan struct{}      // closed by closeBroker: the completer drains and returns
+
 	mu         sync.Mutex          // serializes Subscribe/Unsubscribe and guards the fields below
 	subscribed map[string]struct{} // topics the broker has been asked to deliver
 	closed     bool                // Close has been called
@@ -68,6 +71,12 @@ func (h *Hub) startBroker() {
 		return
 	}
 	h.bk.subscribed = make(map[string]struct{})
+	h.bk.stop = make(chan struct{})
+	if h.opts.AsyncPublish {
+		h.bk.async = make(chan func() error, asyncWindow)
+		h.wg.Add(1)
+		go h.complete()
+	}
 	h.bk.b.Start(h.receive)
 }
 
@@ -85,6 +94,7 @@ func (h *Hub) closeBroker() {
 	if err := h.bk.b.Close(); err != nil {
 		h.opts.Logger.Warn("wsroom: closing the broker", "err", err)
 	}
+	close(h.bk.stop)
 }
 
 // syncInterest makes the broker's subscriptions to topics match the
@@ -186,18 +196,28 @@ func (h *Hub) publish(m Message, t target) publishing {
 	if h.bk.b == nil {
 		return publishing{}
 	}
-	topics := t.topics()
+	payload, topics := nodeMessage(h.node, m, t)
 	if len(topics) == 0 {
 		return publishing{}
 	}
-	wm := wire.Message{Type: byte(m.Type), Node: h.node, Sent: time.Now().UnixNano(), Rooms: t.rooms, Data: m.Data}
+	return publishing{h, h.bk.b.Publish(payload, topics...)}
+}
+
+// nodeMessage encodes m, addressed to t, as node publishes it, and returns
+// the topics it goes to (see internal/wire).
+func nodeMessage(node wire.NodeID, m Message, t target) (payload []byte, topics []string) {
+	topics = t.topics()
+	if len(topics) == 0 {
+		return nil, nil
+	}
+	wm := wire.Message{Type: byte(m.Type), Node: node, Sent: time.Now().UnixNano(), Rooms: t.rooms, Data: m.Data}
 	if t.byUser {
 		wm.Users = t.users
 		if wm.Users == nil {
 			wm.Users = []string{}
 		}
 	}
-	return publishing{h, h.bk.b.Publish(wire.Append(nil, &wm), topics...)}
+	return wire.Append(nil, &wm), topics
 }
 
 // publishing is a publish in flight.
@@ -206,18 +226,59 @@ type publishing struct {
 	wait func() error // nil: nothing was published
 }
 
-// result waits for the publish and counts its outcome. A failure wraps
-// ErrNotPublished.
+// result waits for the publish and counts its outcome; a failure wraps
+// ErrNotPublished. With Options.AsyncPublish it does not wait: the outcome
+// is read in order by the hub's completer, which counts and reports it.
 func (p publishing) result() error {
 	if p.wait == nil {
 		return nil
 	}
-	if err := p.wait(); err != nil {
-		p.h.brokerError("publish", "", err)
-		return fmt.Errorf("%w: %w", ErrNotPublished, err)
+	if p.h.bk.async != nil {
+		select {
+		case p.h.bk.async <- p.wait:
+			return nil
+		case <-p.h.bk.stop:
+		}
 	}
-	p.h.stats.brokerOut.Add(1)
+	return p.h.publishOutcome(p.wait())
+}
+
+// publishOutcome counts the outcome of a publish and returns the error a
+// sender gets.
+func (h *Hub) publishOutcome(err error) error {
+	if err != nil {
+		err = fmt.Errorf("%w: %w", ErrNotPublished, err)
+		h.brokerError("publish", "", err)
+		return err
+	}
+	h.stats.brokerOut.Add(1)
 	return nil
+}
+
+// asyncWindow bounds the publishes whose outcome Options.AsyncPublish
+// leaves to read: a sender that would exceed it waits.
+const asyncWindow = 1 << 14
+
+// complete reads the outcomes of asynchronous publishes, in publish
+// order, until the broker is closed. It runs on its own goroutine, joined
+// by Shutdown.
+func (h *Hub) complete() {
+	defer h.wg.Done()
+	for {
+		select {
+		case wait := <-h.bk.async:
+			h.publishOutcome(wait())
+		case <-h.bk.stop:
+			for {
+				select {
+				case wait := <-h.bk.async:
+					h.publishOutcome(wait())
+				default:
+					return
+				}
+			}
+		}
+	}
 }
 
 // receive is the broker's deliver callback: it decodes a send published by

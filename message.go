@@ -45,17 +45,26 @@ func Binary(b []byte) Message { return Message{Type: BinaryMessage, Data: b} }
 // String returns the payload as a string (handy for text messages).
 func (m Message) String() string { return string(m.Data) }
 
-// encode returns m as one complete server frame. The result is immutable
-// and shared by every recipient of a broadcast.
-func (m Message) encode() ([]byte, error) {
+// check returns ErrMessageType or ErrInvalidUTF8 for a message that
+// cannot be sent.
+func (m Message) check() error {
 	switch m.Type {
 	case TextMessage:
 		if !utf8.Valid(m.Data) {
-			return nil, ErrInvalidUTF8
+			return ErrInvalidUTF8
 		}
 	case BinaryMessage:
 	default:
-		return nil, ErrMessageType
+		return ErrMessageType
+	}
+	return nil
+}
+
+// encode returns m as one complete server frame. The result is immutable
+// and shared by every recipient of a broadcast.
+func (m Message) encode() ([]byte, error) {
+	if err := m.check(); err != nil {
+		return nil, err
 	}
 	b := slices.Grow([]byte(nil), frame.HeaderLen(len(m.Data))+len(m.Data)) // capacity: the allocation's size class
 	return frame.AppendFrame(b, frame.Opcode(m.Type), m.Data), nil

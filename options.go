@@ -182,6 +182,17 @@ type Options struct {
 	// Default nil: such requests are refused. Leaving is always allowed.
 	AuthorizeJoin func(c *Conn, room string) error
 
+	// AsyncPublish makes sends not wait for the Broker's verdict: a send
+	// returns once this node's recipients have it, and the publish's outcome
+	// is read later, in order, by one goroutine of the Hub; a failure is
+	// counted in Stats.BrokerErrors and reported to the Observer as a
+	// BrokerErrorEvent (Op "publish", Err wrapping ErrNotPublished) instead
+	// of being returned. One sender's throughput then no longer depends on
+	// the broker's round trip. At most 16,384 outcomes wait to be read; a
+	// sender beyond that waits. Default false: a send returns
+	// ErrNotPublished itself.
+	AsyncPublish bool
+
 	// Broker, if set, spreads rooms and users over several processes
 	// (nodes): Room.Broadcast, Room.BroadcastExcept, Room.SendTo,
 	// Hub.SendTo and Hub.Broadcast then also publish to the broker, and
