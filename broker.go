@@ -57,7 +57,7 @@ type brokerState struct {
 	b Broker
 
 	async chan func() error // with Options.AsyncPublish: publishes whose outcome is still to read
-	stop  chan struct{}      // closed by closeBroker: the completer drains and returns
+	stop  chan struct{}     // closed by closeBroker: the completer drains and returns
 
 	mu         sync.Mutex          // serializes Subscribe/Unsubscribe and guards the fields below
 	subscribed map[string]struct{} // topics the broker has been asked to deliver
