@@ -56,6 +56,7 @@ var ErrNotPublished = errors.New("wsroom: delivered on this node only: publish t
 type brokerState struct {
 	b Broker
 
+	self  string            // this node's topic (control replies), always subscribed
 	async chan func() error // with Options.AsyncPublish: publishes whose outcome is still to read
 	stop  chan struct{}     // closed by closeBroker: the completer drains and returns
 
@@ -72,12 +73,15 @@ func (h *Hub) startBroker() {
 	}
 	h.bk.subscribed = make(map[string]struct{})
 	h.bk.stop = make(chan struct{})
+	// Replies to this node's control requests come on its own topic.
+	h.bk.self = nodeTopic(h.node)
 	if h.opts.AsyncPublish {
 		h.bk.async = make(chan func() error, asyncWindow)
 		h.wg.Add(1)
 		go h.complete()
 	}
 	h.bk.b.Start(h.receive)
+	h.syncInterest(h.bk.self)
 }
 
 // closeBroker closes the broker once. Called by Shutdown.
@@ -163,7 +167,7 @@ func (h *Hub) interestedLocked(topic string) bool {
 	case wire.TopicHub:
 		return len(h.conns) > 0
 	}
-	return false
+	return topic == h.bk.self // always: replies may come whatever the connections
 }
 
 // connTopics returns the topics a connection's arrival or departure may
@@ -296,6 +300,12 @@ func (h *Hub) receive(topic string, payload []byte) {
 	}
 	if wm.Node == h.node {
 		return // our own send, already delivered locally
+	}
+	if wm.Type == wire.Control {
+		if err := h.receiveControl(wm.Node, wm.Data); err != nil {
+			h.brokerError("receive", topic, err)
+		}
+		return
 	}
 	h.stats.brokerLag.observe(time.Duration(time.Now().UnixNano() - wm.Sent))
 	var t target

@@ -1314,10 +1314,10 @@ func TestDeliveryShutdownExpired(t *testing.T) {
 	})
 	dtDialN(t, dtAddr(s), 1, func(int) string { return "/ws?n=mute" })
 	c := st.conn(t, "mute")
-	// 3 MiB: more than the kernel takes for a peer that never reads, less
-	// than the 4 MiB queue.
+	// 768 KiB: more than the kernel takes for a peer that never reads (the
+	// send buffer is capped at 64 KiB), less than the 1 MiB queue.
 	buf := make([]byte, 32<<10)
-	for seq := range 96 {
+	for seq := range 24 {
 		if err := c.Send(dtSeqMessage(buf, seq)); err != nil {
 			t.Fatalf("Send %d: %v", seq, err)
 		}

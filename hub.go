@@ -26,12 +26,15 @@ type Hub struct {
 	rooms     map[string]*room
 	users     map[string][]*Conn
 	histories map[string]*history  // rooms with history (history.go)
+	info      map[*Conn][]byte     // Conn.SetInfo (presence.go)
 	resuming  map[*Conn]*resumeSet // wsroom.v1 handshakes' resume positions, while OnConnect runs
 	beating   bool                 // the heartbeat goroutine runs
 	stopBeat  chan struct{}        // closed to stop it
 
-	bk   brokerState // Options.Broker and the hub's side of it
-	poll hubPoll     // the readiness poller (Linux)
+	bk   brokerState   // Options.Broker and the hub's side of it
+	pres presenceState // cluster presence (presence.go)
+	ctl  controlState  // control requests in flight (control.go)
+	poll hubPoll       // the readiness poller (Linux)
 
 	stats       counters
 	parallelMin int // fan-outs this large are split across cores (parallelFanout; lowered by tests)
@@ -50,12 +53,14 @@ func New(opts Options) *Hub {
 		rooms:     make(map[string]*room),
 		users:     make(map[string][]*Conn),
 		histories: make(map[string]*history),
+		info:      make(map[*Conn][]byte),
 		resuming:  make(map[*Conn]*resumeSet),
 
 		parallelMin: parallelFanout,
 	}
 	rand.Read(h.node[:])
 	h.startBroker()
+	h.startPresence()
 	return h
 }
 
@@ -122,15 +127,28 @@ func (h *Hub) unregister(c *Conn) {
 		h.users[c.id] = uc[:last]
 	}
 	rooms := c.liveRoomsLocked()
+	var counts []int // the user's connections left in each room, for presence
+	watch := h.watchesPresence()
 	for _, rm := range rooms {
 		h.removeMemberLocked(rm, c)
+		if watch {
+			counts = append(counts, h.userCountLocked(rm, c.id))
+		}
 	}
+	info := h.info[c]
+	delete(h.info, c)
 	h.mu.Unlock()
 	if h.bk.b != nil {
 		h.syncInterest(connTopics(c.id, rooms)...)
 	}
-	for _, rm := range rooms {
+	for i, rm := range rooms {
 		c.presence(h.opts.OnLeave, "OnLeave", rm.name)
+		if watch {
+			h.presenceChanged(rm.name, c.id, counts[i]+1, counts[i], info)
+		}
+	}
+	if h.pres.b != nil {
+		h.presenceChanged("", c.id, -1, -1, nil) // maybe offline
 	}
 }
 
@@ -151,6 +169,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		h.beating = false
 	}
 	h.mu.Unlock()
+	h.stopPresence()
 	h.closeBroker()
 	for _, c := range conns {
 		c.startClose(&CloseError{Code: StatusGoingAway, Reason: shutdownReason}, false)

@@ -13,9 +13,13 @@ type MessageType uint8
 
 // The two data message types of RFC 6455.
 const (
-	TextMessage   MessageType = MessageType(frame.OpText)
-	BinaryMessage MessageType = MessageType(frame.OpBinary)
+	TextMessage   MessageType = 1
+	BinaryMessage MessageType = 2
 )
+
+// v1Control is an internal type: a wsroom.v1 control message (its Data is
+// the header), sent to wsroom.v1 connections only.
+const v1Control MessageType = 3
 
 // String returns "text", "binary" or "MessageType(n)".
 func (t MessageType) String() string {

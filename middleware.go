@@ -203,6 +203,9 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	h.stats.accepted.Add(1)
 	h.observe(HandshakeEvent{Request: r, Conn: c, Status: http.StatusSwitchingProtocols})
+	if h.pres.b != nil {
+		h.presenceChanged("", c.id, -1, -1, nil) // online
+	}
 	if h.bk.b != nil {
 		h.syncInterest(wire.TopicAll, wire.UserTopic(c.id))
 	}

@@ -193,6 +193,33 @@ type Options struct {
 	// ErrNotPublished itself.
 	AsyncPublish bool
 
+	// OnPresence, if set, is told when a user's first connection enters a
+	// room and when its last one leaves it: once per transition. With a
+	// Broker and Presence set, transitions are cluster-wide (a user with a
+	// connection on another node does not leave) and each is reported on
+	// one node only: where it happened, or, when a node died, on the node
+	// that cleaned up after it. It runs outside the Hub's locks, on the
+	// goroutine that made the change (with a cluster: the Hub's presence
+	// goroutine), and must not block for long. Default nil.
+	OnPresence func(PresenceEvent)
+
+	// AnnouncePresence also tells a room's wsroom.v1 members about each
+	// transition ({"t":"presence",…}, see docs/protocol.md). Default false.
+	AnnouncePresence bool
+
+	// Presence keeps presence cluster-wide through the Broker, which must
+	// be a PresenceBroker (membroker and redisbroker are): Room.Presence,
+	// Hub.Online, Hub.RoomCounts and OnPresence then cover every node, and
+	// a node that dies takes its users out of their rooms after
+	// PresenceTimeout. It costs a broker round trip per change of a user's
+	// connection count in a room, off the sender's path. Default false:
+	// presence covers this node's connections.
+	Presence bool
+
+	// PresenceTimeout is how long a node may be silent before the cluster
+	// takes its users out of every room. Default 30 s.
+	PresenceTimeout time.Duration
+
 	// Broker, if set, spreads rooms and users over several processes
 	// (nodes): Room.Broadcast, Room.BroadcastExcept, Room.SendTo,
 	// Hub.SendTo and Hub.Broadcast then also publish to the broker, and
@@ -246,6 +273,17 @@ func (o Options) withDefaults() Options {
 	}
 	if o.SendQueueMessages < 0 || o.SendQueueBytes < 0 || o.SendQueueBytes > 1<<30 {
 		panic("wsroom: SendQueueMessages and SendQueueBytes must be positive, and SendQueueBytes at most 1 GiB")
+	}
+	if o.PresenceTimeout == 0 {
+		o.PresenceTimeout = DefaultPresenceTimeout
+	}
+	if o.PresenceTimeout < 0 {
+		panic("wsroom: PresenceTimeout must be positive, or 0 for the default")
+	}
+	if o.Presence {
+		if _, ok := o.Broker.(PresenceBroker); !ok {
+			panic("wsroom: Options.Presence needs a Broker that is a PresenceBroker (membroker, redisbroker)")
+		}
 	}
 	if o.SendBuffer == 0 {
 		o.SendBuffer = DefaultSendBuffer

@@ -278,6 +278,11 @@ func (c *Conn) join(name string, o joinOpts) error {
 	rm.members = append(rm.members, c)
 	c.rooms = append(c.rooms, rm)
 	c.roomCount++
+	count := -1
+	var info []byte
+	if h.watchesPresence() {
+		count, info = h.userCountLocked(rm, c.id), h.infoLocked(c.id)
+	}
 	if c.proto == protoV1 {
 		if o.from == nil {
 			if rs := h.resuming[c]; rs != nil {
@@ -293,6 +298,9 @@ func (c *Conn) join(name string, o joinOpts) error {
 		h.syncInterest(wire.RoomTopic(name))
 	}
 	c.presence(h.opts.OnJoin, "OnJoin", name)
+	if count > 0 {
+		h.presenceChanged(name, c.id, count-1, count, info)
+	}
 	return nil
 }
 
@@ -354,11 +362,19 @@ func (c *Conn) leave(name, id string) error {
 	if c.proto == protoV1 {
 		c.sendControl(leftHeader(name, id))
 	}
+	count := -1
+	var info []byte
+	if h.watchesPresence() {
+		count, info = h.userCountLocked(rm, c.id), h.infoLocked(c.id)
+	}
 	h.mu.Unlock()
 	if emptied {
 		h.syncInterest(wire.RoomTopic(name))
 	}
 	c.presence(h.opts.OnLeave, "OnLeave", name)
+	if count >= 0 {
+		h.presenceChanged(name, c.id, count+1, count, info)
+	}
 	return nil
 }
 
@@ -373,6 +389,14 @@ func (c *Conn) Rooms() []string {
 		}
 	}
 	return names
+}
+
+// InRoom reports whether the connection is in the room called name.
+func (c *Conn) InRoom(name string) bool {
+	c.hub.mu.RLock()
+	defer c.hub.mu.RUnlock()
+	rm := c.hub.rooms[name]
+	return rm != nil && c.inRoomLocked(rm)
 }
 
 // inRoomLocked reports whether c is a member of rm. Called with h.mu held.

@@ -55,7 +55,7 @@ func (h *Hub) send(m Message, t target) error {
 // is held until every member's queue has it, so that positions follow
 // queue order.
 func (h *Hub) deliverSend(p *prepared, t target) (backlog bool) {
-	if t.room != "" && !t.byUser && h.opts.History != nil {
+	if t.room != "" && !t.byUser && !p.v1only && h.opts.History != nil {
 		if hs := h.lockHistory(t.room); hs != nil {
 			except := ""
 			if t.except != nil {
@@ -91,7 +91,7 @@ func (h *Hub) prepare(m Message, t target) (*prepared, error) {
 		return nil, ErrHubClosed
 	}
 	p, err := h.encode(m)
-	if err == nil && t.room != "" {
+	if err == nil && t.room != "" && !p.v1only {
 		p.header = appendRoomHeader(nil, t.room, nil)
 	}
 	return p, err
@@ -108,6 +108,7 @@ type prepared struct {
 	z      *compressedForms // nil when no recipient may get a compressed frame
 	data   []byte           // the payload (the caller's until the send returns)
 	header []byte           // the wsroom.v1 header ({} unless set)
+	v1only bool             // a wsroom.v1 control message: no plain form
 	h      *Hub
 
 	v1once sync.Once
@@ -117,6 +118,9 @@ type prepared struct {
 // encode encodes m: the plain frame now, the compressed forms (see
 // compress.go) when a recipient first needs them.
 func (h *Hub) encode(m Message) (*prepared, error) {
+	if m.Type == v1Control {
+		return &prepared{header: m.Data, v1only: true, h: h}, nil
+	}
 	b, err := m.encode()
 	if err != nil {
 		return nil, err
@@ -138,7 +142,10 @@ func (h *Hub) compressible(op frame.Opcode, data []byte) *compressedForms {
 // frameFor returns the frame to queue for c.
 func (p *prepared) frameFor(c *Conn) *[]byte {
 	plain, z := p.plain, p.z
-	if c.proto == protoV1 {
+	if c.proto == protoV1 || p.v1only {
+		if c.proto != protoV1 {
+			return nil // not for plain clients
+		}
 		p.v1once.Do(p.makeV1)
 		plain, z = p.v1.plain, p.v1.z
 	}
@@ -150,6 +157,10 @@ func (p *prepared) frameFor(c *Conn) *[]byte {
 
 // makeV1 makes the wsroom.v1 forms: header, newline, data.
 func (p *prepared) makeV1() {
+	if p.v1only {
+		p.v1.plain = controlFrame(p.header)
+		return
+	}
 	op := frame.Opcode((*p.plain)[0] & 0x0f)
 	f := appendV1Frame(nil, op, p.header, p.data)
 	p.v1.plain = newFrame(f)
@@ -186,8 +197,11 @@ func (h *Hub) fanout(pm *prepared, conns []*Conn, except *Conn) (backlog bool) {
 
 func enqueueAll(pm *prepared, conns []*Conn, except *Conn) (backlog bool) {
 	for _, c := range conns {
-		if c != except {
-			if b, _ := c.enqueue(pm.frameFor(c), false); b {
+		if c == except {
+			continue
+		}
+		if f := pm.frameFor(c); f != nil {
+			if b, _ := c.enqueue(f, false); b {
 				backlog = true
 			}
 		}

@@ -118,11 +118,8 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 	if code == 0 {
 		code = StatusNormalClosure
 	}
-	if !validSendCode(code) {
-		return errors.New("wsroom: invalid close code " + strconv.Itoa(int(code)))
-	}
-	if len(reason) > 123 || !utf8.ValidString(reason) {
-		return errors.New("wsroom: close reason must be at most 123 bytes of UTF-8")
+	if err := checkClose(code, reason); err != nil {
+		return err
 	}
 	if !c.startClose(&CloseError{Code: code, Reason: reason}, false) {
 		return ErrClosed
@@ -239,6 +236,17 @@ func (c *Conn) log() *slog.Logger {
 	rooms := c.roomCount
 	c.hub.mu.RUnlock()
 	return c.hub.opts.Logger.With("user", c.id, "conn", c.ConnID(), "remote", c.nc.RemoteAddr().String(), "rooms", rooms)
+}
+
+// checkClose validates a close code and reason an application gives.
+func checkClose(code StatusCode, reason string) error {
+	if !validSendCode(code) {
+		return errors.New("wsroom: invalid close code " + strconv.Itoa(int(code)))
+	}
+	if len(reason) > 123 || !utf8.ValidString(reason) {
+		return errors.New("wsroom: close reason must be at most 123 bytes of UTF-8")
+	}
+	return nil
 }
 
 // truncateReason cuts s to fit a close frame (123 bytes) on a rune boundary.

@@ -18,7 +18,10 @@
 // topics, per-publisher order, concurrent publishers, payloads (empty,
 // binary, 256 KiB, the caller's buffer reused after wait), unsubscribing,
 // many topics, serialized delivery, Close, and, when Config.Outage is
-// set, failure reporting during an outage and recovery after it.
+// set, failure reporting during an outage and recovery after it. For a
+// wsroom.PresenceBroker it also checks presence: transitions reported
+// once, queries, leaving, concurrent updates from three nodes, and, when
+// Config.Crash is set, the cleanup after a node dies.
 //
 // Subscribe does not wait for the network, so before a subtest relies on a
 // subscription it publishes probe messages on the topic until one arrives;
@@ -69,6 +72,12 @@ type Config struct {
 	// Quiet is how long a check that something is not delivered waits.
 	// Default 200 ms.
 	Quiet time.Duration
+
+	// Crash, if set, makes broker b stop as if its process had died:
+	// without leaving presence (for wsroom.PresenceBrokers, whose
+	// crash-cleanup check it enables). Closing b's connections abruptly,
+	// for instance. The suite does not use b afterwards.
+	Crash func(t *testing.T, b wsroom.Broker)
 }
 
 // Run runs the contract suite, each check in a subtest of t.
@@ -98,6 +107,7 @@ func Run(t *testing.T, cfg Config) {
 		{"ManyTopics", s.manyTopics},
 		{"Close", s.close},
 		{"Outage", s.outage},
+		{"Presence", s.runPresence},
 	} {
 		t.Run(c.name, c.run)
 	}

@@ -12,7 +12,8 @@
 //	b := wsroom.New(wsroom.Options{Broker: bus.NewBroker()})
 //
 // Delivery is exactly once and in publish order per publisher while the
-// Bus is up. Each Broker delivers from one goroutine, through a bounded
+// Bus is up. The Bus also keeps presence for the whole cluster (it is a
+// wsroom.PresenceBroker): Bus.Kill simulates a node's crash. Each Broker delivers from one goroutine, through a bounded
 // inbox (Options.Inbox, default 4096 messages): a publisher whose
 // subscriber's inbox is full waits for room, so memory stays bounded and
 // nothing is dropped.
@@ -45,6 +46,8 @@ type Bus struct {
 	mu   sync.Mutex
 	subs map[string]map[*Broker]struct{} // topic → subscribed brokers
 	down bool
+
+	pres presence // cluster presence (presence.go)
 }
 
 // Options configures a Bus.
@@ -113,6 +116,9 @@ type Broker struct {
 	mu      sync.Mutex // guards the fields below
 	started bool
 	closed  bool
+	node    string // StartPresence's
+
+	janitor sync.WaitGroup // the presence cleaner (presence.go)
 }
 
 var _ wsroom.Broker = (*Broker)(nil)
@@ -246,5 +252,9 @@ func (b *Broker) Close() error {
 	if started {
 		<-b.done
 	}
+	b.janitor.Wait()
 	return nil
 }
+
+// kill closes b as a dead process would stop: see Bus.Kill.
+func (b *Broker) kill() { b.Close() }

@@ -16,6 +16,7 @@ func TestContract(t *testing.T) {
 	brokertest.Run(t, brokertest.Config{
 		NewBroker: func(*testing.T) wsroom.Broker { return bus.NewBroker() },
 		Outage:    func(_ *testing.T, down bool) { bus.SetDown(down) },
+		Crash:     func(_ *testing.T, b wsroom.Broker) { bus.Kill(b.(*membroker.Broker)) },
 	})
 }
 

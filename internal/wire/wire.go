@@ -6,7 +6,7 @@
 //
 //	version  1 byte   Version
 //	flags    1 byte   FlagUsers, FlagRooms
-//	type     1 byte   the WebSocket message type: 1 text, 2 binary
+//	type     1 byte   1 text, 2 binary, 3 a wsroom.v1 control message, 4 a request between Hubs
 //	node     16 bytes the publishing Hub's random ID (a node ignores its own echo)
 //	sent     8 bytes  when it was published: Unix nanoseconds, big-endian
 //	users    if FlagUsers: uvarint count, then count × (uvarint length, bytes)
@@ -50,10 +50,13 @@ const (
 	knownFlags = FlagUsers | FlagRooms
 )
 
-// Message types, as in RFC 6455.
+// Message types: text and binary as in RFC 6455, and a wsroom.v1 control
+// message (a header for wsroom.v1 connections only).
 const (
-	Text   = 1
-	Binary = 2
+	Text      = 1
+	Binary    = 2
+	V1Control = 3
+	Control   = 4 // a request between Hubs (disconnect a user…); its data is the Hub's to read
 )
 
 // NodeID identifies a publishing Hub.
@@ -121,7 +124,7 @@ func Decode(p []byte) (Message, error) {
 	}
 	flags := p[1]
 	m.Type = p[2]
-	if flags&^knownFlags != 0 || (m.Type != Text && m.Type != Binary) {
+	if flags&^knownFlags != 0 || m.Type < Text || m.Type > Control {
 		return m, ErrMalformed
 	}
 	copy(m.Node[:], p[3:3+NodeIDLen])
