@@ -223,6 +223,32 @@ func checkNode(t *testing.T, fams map[string]*dto.MetricFamily, node string, wan
 	}
 }
 
+// serveHubs serves each hub at /NAME and all their metrics at /metrics,
+// each hub's labelled node=NAME, on a loopback server. Cleanup shuts the
+// hubs down, then the server.
+func serveHubs(t *testing.T, hubs map[string]*wsroom.Hub) *httptest.Server {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	mux := http.NewServeMux()
+	for name, hub := range hubs {
+		reg.MustRegister(wsroomprom.NewCollector(hub, wsroomprom.Options{ConstLabels: prometheus.Labels{"node": name}}))
+		mux.Handle("GET /"+name, hub)
+	}
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, h := range hubs {
+			if err := h.Shutdown(ctx); err != nil {
+				t.Errorf("Shutdown: %v", err)
+			}
+		}
+		srv.Close()
+	})
+	return srv
+}
+
 // TestScrape runs two hubs (nodes a and b on a membroker bus) on real
 // loopback sockets, causes every kind of event the exporter counts,
 // scrapes the real /metrics endpoint and checks each counter against
@@ -280,26 +306,7 @@ func TestScrape(t *testing.T) {
 		Observer:     &closesB,
 		Logger:       quietLogger(),
 	})
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(
-		wsroomprom.NewCollector(a, wsroomprom.Options{ConstLabels: prometheus.Labels{"node": "a"}}),
-		wsroomprom.NewCollector(b, wsroomprom.Options{ConstLabels: prometheus.Labels{"node": "b"}}),
-	)
-	mux := http.NewServeMux()
-	mux.Handle("GET /a", a)
-	mux.Handle("GET /b", b)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := httptest.NewServer(mux)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		for _, h := range []*wsroom.Hub{a, b} {
-			if err := h.Shutdown(ctx); err != nil {
-				t.Errorf("Shutdown: %v", err)
-			}
-		}
-		srv.Close()
-	})
+	srv := serveHubs(t, map[string]*wsroom.Hub{"a": a, "b": b})
 	addr := srv.Listener.Addr().String()
 	metricsURL := srv.URL + "/metrics"
 	wantA, wantB := newExpected(), newExpected()
