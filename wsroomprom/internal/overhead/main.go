@@ -5,8 +5,10 @@
 // than Prometheus' usual 15–60 s, to exaggerate), alternated A B A B …
 // in one run so that the machine's noise falls on both alike.
 //
-//	cd wsroomprom && go run ./internal/overhead                 # 10k subscribers, 4 phases of 5 s
+//	cd wsroomprom && go run ./internal/overhead                 # 10k subscribers, A B A B, 5 s phases
 //	go run ./internal/overhead -subs 2000 -phase 2s -rounds 3
+//	go run ./internal/overhead -pattern ABBA                    # cancels a drift that is linear in time
+//	go run ./internal/overhead -pattern AA                      # a control: the spread of unscraped phases
 //
 // The server runs in a child process (this binary, re-executed with
 // OVERHEAD_SERVE=1): a wsroom.Hub with default Options but no pings, every
@@ -24,8 +26,13 @@
 //
 // Like bench/, the server is pinned to CPU 0 and the load generator to
 // CPU 1, each with GOMAXPROCS=1 (-server-cpu/-client-cpu -1 to leave them
-// free). After the phases it measures one scrape directly: the server's
-// CPU over -scrapes back-to-back scrapes with no traffic, per scrape.
+// free). Each phase also reports the server's garbage collections and
+// allocation. CPU per delivery falls as throughput rises (more messages
+// per write), so on a busy machine phases of the same kind differ by more
+// than the exporter costs: the report gives the spread of each kind, and
+// -pattern AA measures it alone. After the phases the tool measures one
+// scrape directly, the server's CPU over -scrapes back-to-back scrapes
+// with no traffic, and what that costs per delivery at the run's rate.
 package main
 
 import (
@@ -79,6 +86,7 @@ func main() {
 // config is the run's settings (see parseFlags).
 type config struct {
 	subs, rounds, size, window, scrapes int
+	pattern                             string // A: no scrapes, B: scraped; repeated rounds times
 	phase, scrapeEvery                  time.Duration
 	serverCPU, clientCPU, sources       int
 	exe                                 string // the server binary: this one
@@ -89,7 +97,8 @@ func parseFlags(args []string) (config, error) {
 	fs := flag.NewFlagSet("overhead", flag.ContinueOnError)
 	c := config{}
 	fs.IntVar(&c.subs, "subs", 10000, "subscribers (connections in the room)")
-	fs.IntVar(&c.rounds, "rounds", 2, "pairs of phases: A (no scrapes) then B (scraped)")
+	fs.IntVar(&c.rounds, "rounds", 2, "how many times the phases of -pattern run")
+	fs.StringVar(&c.pattern, "pattern", "AB", "phases of a round: A (no scrapes) and B (scraped), e.g. AB, ABBA, AA")
 	fs.DurationVar(&c.phase, "phase", 5*time.Second, "publishing time of each phase")
 	fs.DurationVar(&c.scrapeEvery, "scrape", time.Second, "scrape interval in B phases")
 	fs.IntVar(&c.size, "size", 64, "message payload bytes")
@@ -103,6 +112,9 @@ func parseFlags(args []string) (config, error) {
 	}
 	if c.subs < 1 || c.rounds < 1 || c.window < 2 || c.size < 1 || c.sources < 1 || c.sources > 200 {
 		return c, errors.New("overhead: -subs, -rounds, -size, -sources must be positive (sources ≤ 200), -window at least 2")
+	}
+	if c.pattern == "" || strings.Trim(c.pattern, "AB") != "" {
+		return c, errors.New("overhead: -pattern is a string of A (no scrapes) and B (scraped)")
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -150,7 +162,10 @@ func serve(out io.Writer) error {
 	})
 	mux.HandleFunc("GET /ctl/stats", func(w http.ResponseWriter, r *http.Request) {
 		st := hub.Stats()
-		json.NewEncoder(w).Encode(serverStats{CPUMicros: cpuMicros(), Connections: st.Connections, MessagesOut: st.MessagesOut, SlowConsumers: st.SlowConsumerCloses})
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		json.NewEncoder(w).Encode(serverStats{CPUMicros: cpuMicros(), Connections: st.Connections, MessagesOut: st.MessagesOut, SlowConsumers: st.SlowConsumerCloses,
+			GCs: ms.NumGC, Alloc: ms.TotalAlloc, HeapLive: ms.HeapAlloc})
 	})
 	mux.HandleFunc("POST /ctl/quit", func(w http.ResponseWriter, r *http.Request) {
 		quitOnce.Do(func() { close(quit) })
@@ -180,6 +195,9 @@ type serverStats struct {
 	Connections   int    `json:"connections"`
 	MessagesOut   uint64 `json:"messages_out"`
 	SlowConsumers uint64 `json:"slow_consumers"`
+	GCs           uint32 `json:"gcs"`       // garbage collections so far
+	Alloc         uint64 `json:"alloc"`     // bytes allocated so far
+	HeapLive      uint64 `json:"heap_live"` // bytes of live heap (and garbage not yet collected)
 }
 
 // ---- the load generator (parent) ----
@@ -192,6 +210,8 @@ type phase struct {
 	sent       uint64 // the hub's MessagesOut over the phase
 	cpuMicros  int64  // the server's
 	scrapes    int
+	gcs        uint32 // the server's garbage collections
+	alloc      uint64 // bytes the server allocated
 }
 
 func (p phase) perDelivery() float64 { return float64(p.cpuMicros) / float64(p.deliveries) }
@@ -225,22 +245,23 @@ func run(c config, out io.Writer) error {
 	}
 
 	var phases []phase
-	fmt.Fprintf(out, "\n%-6s %-8s %12s %14s %10s %16s %8s\n", "phase", "scrapes", "deliveries", "deliveries/s", "server µs", "µs/delivery", "load")
-	for i := range 2 * c.rounds {
-		p, err := measure(c, srv, subs, i%2 == 1)
-		if err != nil {
-			return err
+	fmt.Fprintf(out, "\n%-6s %-8s %12s %14s %10s %12s %5s %10s %6s\n", "phase", "scrapes", "deliveries", "deliveries/s", "server µs", "µs/delivery", "GCs", "alloc MB", "load")
+	seen := map[byte]int{}
+	for range c.rounds {
+		for _, kind := range []byte(c.pattern) {
+			p, err := measure(c, srv, subs, kind == 'B')
+			if err != nil {
+				return err
+			}
+			phases = append(phases, p)
+			seen[kind]++
+			fmt.Fprintf(out, "%-6s %-8d %12d %14.0f %10d %12.4f %5d %10.1f %6s\n", string(kind)+strconv.Itoa(seen[kind]), p.scrapes, p.deliveries,
+				float64(p.deliveries)/p.wall.Seconds(), p.cpuMicros, p.perDelivery(), p.gcs, float64(p.alloc)/1e6, strings.Fields(loadavg())[0])
 		}
-		phases = append(phases, p)
-		name := "A"
-		if p.scraped {
-			name = "B"
-		}
-		fmt.Fprintf(out, "%-6s %-8d %12d %14.0f %10d %16.4f %8s\n", name+strconv.Itoa(i/2+1), p.scrapes, p.deliveries,
-			float64(p.deliveries)/p.wall.Seconds(), p.cpuMicros, p.perDelivery(), strings.Fields(loadavg())[0])
 	}
 
 	var a, b phase
+	spread := map[bool][2]float64{} // min and max µs/delivery of A (false) and B (true) phases
 	for _, p := range phases {
 		sum := &a
 		if p.scraped {
@@ -250,22 +271,39 @@ func run(c config, out io.Writer) error {
 		sum.cpuMicros += p.cpuMicros
 		sum.scrapes += p.scrapes
 		sum.wall += p.wall
+		mm, ok := spread[p.scraped]
+		if !ok {
+			mm = [2]float64{p.perDelivery(), p.perDelivery()}
+		}
+		spread[p.scraped] = [2]float64{min(mm[0], p.perDelivery()), max(mm[1], p.perDelivery())}
 	}
-	fmt.Fprintf(out, "\nall A: %.4f µs/delivery; all B: %.4f µs/delivery; B/A = %.4f (%+.2f%%)\n",
-		a.perDelivery(), b.perDelivery(), b.perDelivery()/a.perDelivery(), 100*(b.perDelivery()/a.perDelivery()-1))
-	for i := 0; i+1 < len(phases); i += 2 {
-		fmt.Fprintf(out, "pair %d: B/A = %.4f\n", i/2+1, phases[i+1].perDelivery()/phases[i].perDelivery())
+	fmt.Fprintln(out)
+	for _, s := range []struct {
+		name string
+		sum  phase
+		mm   [2]float64
+	}{{"A", a, spread[false]}, {"B", b, spread[true]}} {
+		if s.sum.deliveries > 0 {
+			fmt.Fprintf(out, "all %s: %.4f µs/delivery (phases from %.4f to %.4f: %.1f%% apart)\n", s.name, s.sum.perDelivery(), s.mm[0], s.mm[1], 100*(s.mm[1]/s.mm[0]-1))
+		}
+	}
+	if a.deliveries > 0 && b.deliveries > 0 {
+		fmt.Fprintf(out, "B/A = %.4f (%+.2f%%)\n", b.perDelivery()/a.perDelivery(), 100*(b.perDelivery()/a.perDelivery()-1))
 	}
 
 	// One scrape's cost, measured alone.
-	per, err := scrapeCost(srv, c.scrapes)
+	per, alloc, err := scrapeCost(srv, c.scrapes)
 	if err != nil {
 		return err
 	}
-	rate := float64(b.deliveries) / b.wall.Seconds()
-	fmt.Fprintf(out, "one scrape at %d connections: %.0f µs of server CPU (%d back-to-back scrapes, no traffic)\n", c.subs, per, c.scrapes)
-	fmt.Fprintf(out, "so at %.0f deliveries/s, a scrape every %v adds %.4f µs/delivery (%.3f%% of phase A's cost)\n",
-		rate, c.scrapeEvery, per/c.scrapeEvery.Seconds()/rate, 100*per/c.scrapeEvery.Seconds()/rate/a.perDelivery())
+	all := a
+	all.deliveries += b.deliveries
+	all.cpuMicros += b.cpuMicros
+	all.wall += b.wall
+	rate := float64(all.deliveries) / all.wall.Seconds()
+	fmt.Fprintf(out, "one scrape at %d connections: %.0f µs of server CPU, %.0f KB allocated (%d back-to-back scrapes, no traffic)\n", c.subs, per, alloc/1e3, c.scrapes)
+	fmt.Fprintf(out, "so at %.0f deliveries/s, a scrape every %v adds %.4f µs/delivery (%.3f%% of the measured cost)\n",
+		rate, c.scrapeEvery, per/c.scrapeEvery.Seconds()/rate, 100*per/c.scrapeEvery.Seconds()/rate/all.perDelivery())
 	fmt.Fprintf(out, "load average after: %s\n", loadavg())
 	return nil
 }
@@ -339,29 +377,32 @@ func measure(c config, srv *server, subs *subscribers, scraped bool) (phase, err
 	p.deliveries = subs.delivered.Load() - delivered0
 	p.sent = after.MessagesOut - before.MessagesOut
 	p.cpuMicros = after.CPUMicros - before.CPUMicros
+	p.gcs = after.GCs - before.GCs
+	p.alloc = after.Alloc - before.Alloc
 	if p.sent != p.deliveries || after.SlowConsumers != 0 || after.Connections != c.subs {
 		return p, fmt.Errorf("server sent %d, subscribers read %d, %d slow consumers, %d connections", p.sent, p.deliveries, after.SlowConsumers, after.Connections)
 	}
 	return p, nil
 }
 
-// scrapeCost returns the server's CPU per scrape, in µs, over n
-// back-to-back scrapes with no traffic.
-func scrapeCost(srv *server, n int) (float64, error) {
+// scrapeCost returns the server's CPU per scrape, in µs, and its
+// allocation per scrape, in bytes, over n back-to-back scrapes with no
+// traffic.
+func scrapeCost(srv *server, n int) (float64, float64, error) {
 	before, err := srv.stats()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	for range n {
 		if err := srv.scrape(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
 	after, err := srv.stats()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return float64(after.CPUMicros-before.CPUMicros) / float64(n), nil
+	return float64(after.CPUMicros-before.CPUMicros) / float64(n), float64(after.Alloc-before.Alloc) / float64(n), nil
 }
 
 // server is the child process.
