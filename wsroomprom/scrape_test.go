@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -307,6 +308,8 @@ func TestScrape(t *testing.T) {
 		Logger:       quietLogger(),
 	})
 	srv := serveHubs(t, map[string]*wsroom.Hub{"a": a, "b": b})
+	unhold := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unhold) // before the hubs shut down, should the test stop early
 	addr := srv.Listener.Addr().String()
 	metricsURL := srv.URL + "/metrics"
 	wantA, wantB := newExpected(), newExpected()
@@ -326,7 +329,13 @@ func TestScrape(t *testing.T) {
 		}
 		heldDone <- dialed{c, err}
 	}()
-	<-held
+	select {
+	case <-held:
+	case d := <-heldDone:
+		t.Fatalf("held handshake ended before OnConnect held it: %v", d.err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnConnect never ran for the held connection")
+	}
 	fams := scrape(t, metricsURL)
 	queued := 0
 	for _, g := range greetings {
@@ -335,7 +344,7 @@ func TestScrape(t *testing.T) {
 	if f, b := value(t, fams, "wsroom_queued_frames", map[string]string{"node": "a"}), value(t, fams, "wsroom_queued_bytes", map[string]string{"node": "a"}); f != 3 || b != float64(queued) {
 		t.Errorf("while OnConnect holds 3 greetings: queued_frames %v, queued_bytes %v; want 3, %d", f, b, queued)
 	}
-	close(release)
+	unhold()
 	hd := <-heldDone
 	if hd.err != nil {
 		t.Fatalf("held handshake: %v", hd.err)
