@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 )
 
@@ -163,6 +164,7 @@ type adminConn struct {
 	User        string   `json:"user"`
 	Remote      string   `json:"remote"`
 	Subprotocol string   `json:"subprotocol,omitempty"`
+	ConnectedAt string   `json:"connected_at"`         // RFC 3339, UTC
 	Rooms       int      `json:"rooms"`                // how many rooms it is in
 	RoomNames   []string `json:"room_names,omitempty"` // GET /users/{id} only: their names, in join order (at most limit)
 }
@@ -171,7 +173,8 @@ type adminConn struct {
 // names is set, and whether names were cut.
 func describe(c *Conn, names bool, limit int) (adminConn, bool) {
 	rooms := c.Rooms()
-	d := adminConn{ID: c.ConnID(), User: c.UserID(), Remote: c.RemoteAddr().String(), Subprotocol: c.Subprotocol(), Rooms: len(rooms)}
+	d := adminConn{ID: c.ConnID(), User: c.UserID(), Remote: c.RemoteAddr().String(), Subprotocol: c.Subprotocol(),
+		ConnectedAt: c.ConnectedAt().UTC().Format(time.RFC3339Nano), Rooms: len(rooms)}
 	if !names {
 		return d, false
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -325,7 +326,9 @@ func TestMetricsQueue(t *testing.T) {
 	m := <-inConnect
 	wantBytes := 0
 	for _, g := range greetings {
-		wantBytes += 2 + len(g) + 8 // frame header, payload, the queue's reference
+		// The frame (header and payload) by its allocation's size class,
+		// and the queue's 8-byte slot and 24-byte reference.
+		wantBytes += cap(slices.Grow([]byte(nil), 2+len(g))) + 32
 	}
 	if m.QueuedFrames != int64(len(greetings)) || m.QueuedBytes != int64(wantBytes) {
 		t.Errorf("during OnConnect: QueuedFrames %d, QueuedBytes %d; want %d, %d", m.QueuedFrames, m.QueuedBytes, len(greetings), wantBytes)

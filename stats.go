@@ -51,6 +51,11 @@ type Stats struct {
 	// returned ErrNotPublished to the sender, (un)subscribe errors and
 	// received messages that could not be decoded).
 	BrokerOut, BrokerIn, BrokerErrors uint64
+
+	// Rooms with history (Options.History): resumes that recovered every
+	// missed message, resumes that could not (lost: the epoch changed or
+	// the messages were no longer kept), and the messages replayed.
+	HistoryResumes, HistoryLost, HistoryReplayed uint64
 }
 
 // Stats returns a snapshot of the hub's counters.
@@ -69,6 +74,9 @@ func (h *Hub) Stats() Stats {
 	s.BrokerOut = h.stats.brokerOut.Load()
 	s.BrokerIn = h.stats.brokerIn.Load()
 	s.BrokerErrors = h.stats.brokerErrors.Load()
+	s.HistoryResumes = h.stats.historyResumed.Load()
+	s.HistoryLost = h.stats.historyLost.Load()
+	s.HistoryReplayed = h.stats.historyReplayed.Load()
 	return s
 }
 

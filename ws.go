@@ -71,6 +71,9 @@ func (c *Conn) ConnID() string {
 // Hub returns the Hub the connection belongs to, for use in callbacks.
 func (c *Conn) Hub() *Hub { return c.hub }
 
+// ConnectedAt returns when the connection's handshake was accepted.
+func (c *Conn) ConnectedAt() time.Time { return c.hub.start.Add(time.Duration(c.opened)) }
+
 // Subprotocol returns the negotiated subprotocol, or "".
 func (c *Conn) Subprotocol() string { return c.protocol }
 

@@ -47,6 +47,9 @@ var scalars = []struct {
 	{"broker_published_total", "Sends published to the other nodes through the broker.", counter, func(m *wsroom.Metrics) float64 { return float64(m.BrokerOut) }},
 	{"broker_received_total", "Sends received from the other nodes through the broker.", counter, func(m *wsroom.Metrics) float64 { return float64(m.BrokerIn) }},
 	{"broker_errors_total", "Broker failures: publishes that failed, subscribe and unsubscribe errors, malformed messages received.", counter, func(m *wsroom.Metrics) float64 { return float64(m.BrokerErrors) }},
+	{"history_resumes_total", "Resumes in rooms with history that recovered every missed message.", counter, func(m *wsroom.Metrics) float64 { return float64(m.HistoryResumes) }},
+	{"history_lost_total", "Resumes that could not be served: the epoch changed or the messages were no longer kept.", counter, func(m *wsroom.Metrics) float64 { return float64(m.HistoryLost) }},
+	{"history_replayed_total", "Messages replayed from history to resuming connections.", counter, func(m *wsroom.Metrics) float64 { return float64(m.HistoryReplayed) }},
 }
 
 // histograms are the delay distributions.

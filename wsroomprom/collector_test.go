@@ -32,6 +32,9 @@ var statsMetric = map[string]string{
 	"BrokerOut":          "wsroom_broker_published_total",
 	"BrokerIn":           "wsroom_broker_received_total",
 	"BrokerErrors":       "wsroom_broker_errors_total",
+	"HistoryResumes":     "wsroom_history_resumes_total",
+	"HistoryLost":        "wsroom_history_lost_total",
+	"HistoryReplayed":    "wsroom_history_replayed_total",
 }
 
 // gathered returns the metric families a registry holding c gathers,
@@ -122,7 +125,7 @@ func TestNamespaceAndConstLabels(t *testing.T) {
 	}
 	// Bounded: the same series whatever the hubs hold.
 	perHub := series / 2
-	if want := 15 + 2 + int(wsroom.NumRefusals) + 2*wsroom.NumCloseClasses; perHub != want {
+	if want := 18 + 2 + int(wsroom.NumRefusals) + 2*wsroom.NumCloseClasses; perHub != want {
 		t.Errorf("%d series per hub, want %d", perHub, want)
 	}
 	// The same label name twice is refused at registration.
