@@ -80,6 +80,7 @@ func (h *Hub) startBroker() {
 		h.wg.Add(1)
 		go h.complete()
 	}
+	h.startClusterHistory()
 	h.bk.b.Start(h.receive)
 	h.syncInterest(h.bk.self)
 }

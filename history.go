@@ -56,9 +56,10 @@ type Position struct {
 type lostReason string
 
 const (
-	lostEpoch     lostReason = "epoch"     // the position is from another epoch
-	lostTrimmed   lostReason = "trimmed"   // messages after it are no longer kept
-	lostNoHistory lostReason = "nohistory" // the room keeps no history
+	lostEpoch       lostReason = "epoch"       // the position is from another epoch
+	lostTrimmed     lostReason = "trimmed"     // messages after it are no longer kept
+	lostNoHistory   lostReason = "nohistory"   // the room keeps no history
+	lostUnavailable lostReason = "unavailable" // the broker could not be asked
 )
 
 // histEntry is one kept broadcast: 48 bytes besides its frame, which
@@ -75,18 +76,35 @@ type histEntry struct {
 type history struct {
 	opts History
 
-	mu    sync.Mutex // guards the fields below
-	epoch string
-	first uint64 // offset of the oldest kept entry (ring[start])
-	ring  []histEntry
-	start int  // index of the oldest entry
-	n     int  // entries kept
-	bytes int  // payload bytes kept
-	dead  bool // forgotten by the hub (sweepHistories): use historyFor again
+	mu     sync.Mutex // guards the fields below
+	epoch  string
+	first  uint64 // offset of the oldest kept entry (ring[start])
+	ring   []histEntry
+	start  int  // index of the oldest entry
+	n      int  // entries kept
+	bytes  int  // payload bytes kept
+	dead   bool // forgotten by the hub (sweepHistories): use historyFor again
+	synced bool // it follows the room without a gap: always for a node's own history; for a copy of the broker's, from its first message until the node stops following the room
 }
 
+// newHistory returns a node's own history of a room (no HistoryBroker).
 func newHistory(opts History) *history {
-	return &history{opts: opts.withDefaults(), epoch: newEpoch(), first: 1}
+	return &history{opts: opts.withDefaults(), epoch: newEpoch(), first: 1, synced: true}
+}
+
+// resetAt empties the history and makes pos its last position: the next
+// entry gets pos.Offset+1. Called with hs.mu held.
+func (hs *history) resetAt(pos Position) {
+	for hs.n > 0 {
+		hs.dropOldest()
+	}
+	hs.epoch, hs.first, hs.synced = pos.Epoch, pos.Offset+1, true
+}
+
+// reset empties the history so that its next entry gets pos. Called with
+// hs.mu held.
+func (hs *history) reset(pos Position) {
+	hs.resetAt(Position{Epoch: pos.Epoch, Offset: pos.Offset - 1})
 }
 
 // newEpoch returns a fresh random epoch: 13 base32 characters.
@@ -221,8 +239,30 @@ func (h *Hub) historyFor(name string) *history {
 		return hs
 	}
 	hs = newHistory(opts)
+	if h.ch.b != nil {
+		// A copy of the broker's history: it starts with what the node
+		// receives or reads (history_cluster.go).
+		hs.epoch, hs.synced = "", false
+	}
 	h.histories[name] = hs
 	return hs
+}
+
+// unfollowHistory marks the node's copy of a room's history as no longer
+// following the room: its last member here left, so the node stops
+// receiving the room and the copy may miss what comes next.
+func (h *Hub) unfollowHistory(name string) {
+	if h.ch.b == nil {
+		return
+	}
+	h.mu.RLock()
+	hs := h.histories[name]
+	h.mu.RUnlock()
+	if hs != nil {
+		hs.mu.Lock()
+		hs.synced = false
+		hs.mu.Unlock()
+	}
 }
 
 // sweepHistories forgets the histories whose messages have all expired
@@ -238,7 +278,7 @@ func (h *Hub) sweepHistories() {
 		if h.rooms[name] != nil || !hs.mu.TryLock() {
 			continue // in use
 		}
-		if hs.idle(now) {
+		if hs.idle(now) || !hs.synced {
 			hs.dead = true
 			delete(h.histories, name)
 		}

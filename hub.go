@@ -31,10 +31,11 @@ type Hub struct {
 	beating   bool                 // the heartbeat goroutine runs
 	stopBeat  chan struct{}        // closed to stop it
 
-	bk   brokerState   // Options.Broker and the hub's side of it
-	pres presenceState // cluster presence (presence.go)
-	ctl  controlState  // control requests in flight (control.go)
-	poll hubPoll       // the readiness poller (Linux)
+	bk   brokerState    // Options.Broker and the hub's side of it
+	pres presenceState  // cluster presence (presence.go)
+	ctl  controlState   // control requests in flight (control.go)
+	ch   clusterHistory // with a HistoryBroker (history_cluster.go)
+	poll hubPoll        // the readiness poller (Linux)
 
 	stats       counters
 	parallelMin int // fan-outs this large are split across cores (parallelFanout; lowered by tests)
@@ -129,10 +130,14 @@ func (h *Hub) unregister(c *Conn) {
 	rooms := c.liveRoomsLocked()
 	var counts []int // the user's connections left in each room, for presence
 	watch := h.watchesPresence()
+	var emptied []string
 	for _, rm := range rooms {
 		h.removeMemberLocked(rm, c)
 		if watch {
 			counts = append(counts, h.userCountLocked(rm, c.id))
+		}
+		if len(rm.members) == 0 {
+			emptied = append(emptied, rm.name)
 		}
 	}
 	info := h.info[c]
@@ -140,6 +145,9 @@ func (h *Hub) unregister(c *Conn) {
 	h.mu.Unlock()
 	if h.bk.b != nil {
 		h.syncInterest(connTopics(c.id, rooms)...)
+		for _, name := range emptied {
+			h.unfollowHistory(name)
+		}
 	}
 	for i, rm := range rooms {
 		c.presence(h.opts.OnLeave, "OnLeave", rm.name)

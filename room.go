@@ -239,6 +239,8 @@ type joinOpts struct {
 	prev    string    // ConnID of the client's previous connection
 	id      string    // the request's id, echoed in the answer
 	request bool      // asked for by the client (answered even if already in)
+
+	seedLost lostReason // why the broker's history could not serve from (see seedForJoin)
 }
 
 func (c *Conn) join(name string, o joinOpts) error {
@@ -251,6 +253,9 @@ func (c *Conn) join(name string, o joinOpts) error {
 	hs := h.lockHistory(name)
 	if hs != nil {
 		defer hs.mu.Unlock()
+		if c.proto == protoV1 && h.ch.b != nil {
+			o.seedLost = h.seedForJoin(c, hs, name, &o)
+		}
 	}
 	h.mu.Lock()
 	if c.removed {
@@ -304,6 +309,46 @@ func (c *Conn) join(name string, o joinOpts) error {
 	return nil
 }
 
+// seedForJoin makes the node's copy of the broker's history of room able
+// to serve a wsroom.v1 join: a copy that does not follow the room yet, or
+// does not reach back to the position the client resumes from, is read
+// from the broker — a round trip, with only the room's history lock held.
+// It returns why the position cannot be resumed, if it cannot. o.from is
+// filled from the handshake's resume positions.
+func (h *Hub) seedForJoin(c *Conn, hs *history, name string, o *joinOpts) lostReason {
+	if o.from == nil {
+		h.mu.RLock()
+		if rs := h.resuming[c]; rs != nil {
+			if pos, ok := rs.rooms[name]; ok {
+				o.from, o.prev = &pos, rs.prev
+			}
+		}
+		h.mu.RUnlock()
+	}
+	from := o.from
+	if hs.synced && (from == nil || (from.Epoch == hs.epoch && from.Offset+1 >= hs.first)) {
+		if from != nil && from.Offset > hs.last().Offset {
+			// The client saw more than this node has: the node missed
+			// messages it has not noticed yet.
+			h.fillGapLocked(hs, name)
+		}
+		return ""
+	}
+	since := Position{} // the newest messages
+	if from != nil {
+		since = *from
+	}
+	lost, err := h.seedLocked(hs, name, since)
+	if err != nil {
+		h.brokerError("history", wire.RoomTopic(name), err)
+		return lostUnavailable
+	}
+	if from == nil {
+		return ""
+	}
+	return lost
+}
+
 // sendJoinedLocked tells a wsroom.v1 client it joined the room called
 // name: after the broadcasts it missed, when it asked to resume. Called
 // with h.mu and, for a room with history, hs.mu held.
@@ -314,6 +359,12 @@ func (c *Conn) sendJoinedLocked(name string, hs *history, o joinOpts) {
 			lost = lostNoHistory
 		}
 		c.sendControl(joinedHeader(name, nil, -1, lost, o.id))
+		return
+	}
+	if o.seedLost != "" {
+		c.hub.stats.historyLost.Add(1)
+		last := hs.last()
+		c.sendControl(joinedHeader(name, &last, -1, o.seedLost, o.id))
 		return
 	}
 	last := hs.last()
@@ -370,6 +421,7 @@ func (c *Conn) leave(name, id string) error {
 	h.mu.Unlock()
 	if emptied {
 		h.syncInterest(wire.RoomTopic(name))
+		h.unfollowHistory(name)
 	}
 	c.presence(h.opts.OnLeave, "OnLeave", name)
 	if count >= 0 {

@@ -38,6 +38,11 @@ func (h *Hub) send(m Message, t target) error {
 	if err != nil {
 		return err
 	}
+	if h.ch.b != nil && t.room != "" && !t.byUser && !p.v1only {
+		if hs := h.historyFor(t.room); hs != nil {
+			return h.publishHistory(m, t, hs.opts) // delivered here too when the broker hands it back
+		}
+	}
 	pub := h.publish(m, t)
 	backlog := h.deliverSend(p, t)
 	err = pub.result()

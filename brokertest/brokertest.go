@@ -108,6 +108,7 @@ func Run(t *testing.T, cfg Config) {
 		{"Close", s.close},
 		{"Outage", s.outage},
 		{"Presence", s.runPresence},
+		{"History", s.runHistory},
 	} {
 		t.Run(c.name, c.run)
 	}

@@ -12,8 +12,9 @@
 //	b := wsroom.New(wsroom.Options{Broker: bus.NewBroker()})
 //
 // Delivery is exactly once and in publish order per publisher while the
-// Bus is up. The Bus also keeps presence for the whole cluster (it is a
-// wsroom.PresenceBroker): Bus.Kill simulates a node's crash. Each Broker delivers from one goroutine, through a bounded
+// Bus is up. The Bus also keeps presence and room history for the whole
+// cluster (it is a wsroom.PresenceBroker and a wsroom.HistoryBroker):
+// Bus.Kill simulates a node's crash, Bus.LoseHistory a lost history. Each Broker delivers from one goroutine, through a bounded
 // inbox (Options.Inbox, default 4096 messages): a publisher whose
 // subscriber's inbox is full waits for room, so memory stays bounded and
 // nothing is dropped.
@@ -47,7 +48,8 @@ type Bus struct {
 	subs map[string]map[*Broker]struct{} // topic → subscribed brokers
 	down bool
 
-	pres presence // cluster presence (presence.go)
+	pres presence  // cluster presence (presence.go)
+	hist histories // room history (history.go)
 }
 
 // Options configures a Bus.
@@ -103,6 +105,7 @@ func (bus *Bus) Topics() int {
 type message struct {
 	topic   string
 	payload []byte
+	pos     *wsroom.Position // a history message's (PublishHistory)
 }
 
 // Broker is one node's side of a Bus; it implements wsroom.Broker. Give
@@ -117,6 +120,8 @@ type Broker struct {
 	started bool
 	closed  bool
 	node    string // StartPresence's
+
+	hdeliver func(topic string, pos wsroom.Position, payload []byte) // StartHistory's
 
 	janitor sync.WaitGroup // the presence cleaner (presence.go)
 }
@@ -138,7 +143,14 @@ func (b *Broker) Start(deliver func(topic string, payload []byte)) {
 		for {
 			select {
 			case m := <-b.inbox:
-				deliver(m.topic, m.payload)
+				b.mu.Lock()
+				hdeliver := b.hdeliver
+				b.mu.Unlock()
+				if m.pos != nil && hdeliver != nil {
+					hdeliver(m.topic, *m.pos, m.payload)
+				} else {
+					deliver(m.topic, m.payload)
+				}
 			case <-b.stop:
 				return
 			}
@@ -176,7 +188,7 @@ func (b *Broker) Publish(payload []byte, topics ...string) (wait func() error) {
 	bus.mu.Unlock()
 	for _, t := range targets {
 		select {
-		case t.b.inbox <- message{t.topic, slices.Clone(payload)}:
+		case t.b.inbox <- message{topic: t.topic, payload: slices.Clone(payload)}:
 		case <-t.b.stop: // the subscriber closed meanwhile: it wants nothing
 		}
 	}

@@ -11,6 +11,7 @@
 //	sent     8 bytes  when it was published: Unix nanoseconds, big-endian
 //	users    if FlagUsers: uvarint count, then count × (uvarint length, bytes)
 //	rooms    if FlagRooms: the same
+//	except   if FlagExcept: uvarint length, then the ConnID BroadcastExcept left out
 //	data     the rest: the message's payload, not yet framed
 //
 // Who receives it is the topic it arrives on ("room:<name>", "user:<id>"
@@ -44,10 +45,11 @@ const headerLen = 3 + NodeIDLen + 8
 
 // Flags say which optional lists a message carries.
 const (
-	FlagUsers = 1 << iota // a room send narrowed to these users
-	FlagRooms             // a user send narrowed to connections in these rooms
+	FlagUsers  = 1 << iota // a room send narrowed to these users
+	FlagRooms              // a user send narrowed to connections in these rooms
+	FlagExcept             // a room send that left a connection of the publisher out
 
-	knownFlags = FlagUsers | FlagRooms
+	knownFlags = FlagUsers | FlagRooms | FlagExcept
 )
 
 // Message types: text and binary as in RFC 6455, and a wsroom.v1 control
@@ -65,12 +67,13 @@ type NodeID [NodeIDLen]byte
 // Message is a decoded node message. Data, and after Decode the names,
 // refer to or are copied from the encoded bytes (see Decode).
 type Message struct {
-	Type  byte     // Text or Binary
-	Node  NodeID   // the publisher
-	Sent  int64    // when it was published, in Unix nanoseconds (the publisher's clock)
-	Users []string // with FlagUsers; nil otherwise
-	Rooms []string // with FlagRooms; nil otherwise
-	Data  []byte
+	Type   byte     // Text or Binary
+	Node   NodeID   // the publisher
+	Sent   int64    // when it was published, in Unix nanoseconds (the publisher's clock)
+	Users  []string // with FlagUsers; nil otherwise
+	Rooms  []string // with FlagRooms; nil otherwise
+	Except string   // with FlagExcept: the ConnID left out ("" otherwise)
+	Data   []byte
 }
 
 // ErrMalformed is returned by Decode for bytes that are not a node message
@@ -80,7 +83,7 @@ var ErrMalformed = errors.New("wire: malformed node message")
 // Append appends the encoding of m to dst. Users and Rooms are written
 // when non-nil (an empty non-nil list is kept as empty).
 func Append(dst []byte, m *Message) []byte {
-	n := headerLen + len(m.Data) + 2*binary.MaxVarintLen64
+	n := headerLen + len(m.Data) + 3*binary.MaxVarintLen64 + len(m.Except)
 	for _, s := range m.Users {
 		n += binary.MaxVarintLen64 + len(s)
 	}
@@ -95,6 +98,9 @@ func Append(dst []byte, m *Message) []byte {
 	if m.Rooms != nil {
 		flags |= FlagRooms
 	}
+	if m.Except != "" {
+		flags |= FlagExcept
+	}
 	dst = append(dst, Version, flags, m.Type)
 	dst = append(dst, m.Node[:]...)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(m.Sent))
@@ -103,6 +109,10 @@ func Append(dst []byte, m *Message) []byte {
 	}
 	if m.Rooms != nil {
 		dst = appendNames(dst, m.Rooms)
+	}
+	if m.Except != "" {
+		dst = binary.AppendUvarint(dst, uint64(len(m.Except)))
+		dst = append(dst, m.Except...)
 	}
 	return append(dst, m.Data...)
 }
@@ -140,6 +150,13 @@ func Decode(p []byte) (Message, error) {
 		if m.Rooms, p, ok = names(p); !ok {
 			return Message{}, ErrMalformed
 		}
+	}
+	if flags&FlagExcept != 0 {
+		l, n := binary.Uvarint(p)
+		if n <= 0 || l == 0 || l > uint64(len(p)-n) {
+			return Message{}, ErrMalformed
+		}
+		m.Except, p = string(p[n:n+int(l)]), p[n+int(l):]
 	}
 	m.Data = p // text is checked for UTF-8 when the receiver frames it
 	return m, nil

@@ -17,6 +17,7 @@ func TestRoundTrip(t *testing.T) {
 		{Type: wire.Binary, Node: node, Users: []string{"alice", "", "bob"}, Data: []byte{0, 1}},
 		{Type: wire.Text, Node: node, Rooms: []string{"lobby"}, Data: []byte("x")},
 		{Type: wire.Text, Node: node, Users: []string{}, Rooms: []string{"a", "b"}, Data: []byte("both")},
+		{Type: wire.Binary, Node: node, Except: "3f9a1c2b7d11-1a", Data: []byte("except")},
 	} {
 		got, err := wire.Decode(wire.Append(nil, &m))
 		if err != nil {
@@ -35,7 +36,7 @@ func TestDecodeRejects(t *testing.T) {
 		"\x02",
 		"\x01\x00\x01" + node + "version 1",
 		"\x03\x00\x01" + node + "version 3",
-		"\x02\x04\x01" + node + "unknown flag",
+		"\x02\x08\x01" + node + "unknown flag",
 		"\x02\x00\x07" + node + "bad type",
 		"\x02\x00\x00" + node + "type 0",
 		"\x02\x01\x01" + node, // users flag, no count
@@ -90,7 +91,7 @@ func FuzzDecode(f *testing.F) {
 }
 
 func equal(a, b wire.Message) bool {
-	return a.Type == b.Type && a.Node == b.Node && a.Sent == b.Sent && bytes.Equal(a.Data, b.Data) &&
+	return a.Type == b.Type && a.Node == b.Node && a.Sent == b.Sent && a.Except == b.Except && bytes.Equal(a.Data, b.Data) &&
 		(a.Users == nil) == (b.Users == nil) && slices.Equal(a.Users, b.Users) &&
 		(a.Rooms == nil) == (b.Rooms == nil) && slices.Equal(a.Rooms, b.Rooms)
 }

@@ -1,0 +1,291 @@
+package wsroom_test
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/membroker"
+)
+
+// v1Msg is a wsroom.v1 frame: its header and data.
+type v1Msg struct {
+	op     byte
+	header map[string]any
+	raw    string // the header as sent
+	data   string
+}
+
+func (m v1Msg) str(k string) string { s, _ := m.header[k].(string); return s }
+
+func (m v1Msg) num(k string) uint64 { f, _ := m.header[k].(float64); return uint64(f) }
+
+// v1Dial connects with the wsroom.v1 subprotocol; resume, if not nil, goes
+// in the wsroom_resume parameter.
+func v1Dial(t *testing.T, base string, resume map[string]any) *client {
+	t.Helper()
+	u := base
+	if resume != nil {
+		b, _ := json.Marshal(resume)
+		sep := "?"
+		if strings.Contains(u, "?") {
+			sep = "&"
+		}
+		u += sep + wsroom.ResumeParam + "=" + url.QueryEscape(base64.RawURLEncoding.EncodeToString(b))
+	}
+	c := dial(t, u, http.Header{"Sec-WebSocket-Protocol": {wsroom.ProtocolV1}})
+	if p := c.resp.Header.Get("Sec-WebSocket-Protocol"); p != wsroom.ProtocolV1 {
+		t.Fatalf("subprotocol %q, want %s", p, wsroom.ProtocolV1)
+	}
+	return c
+}
+
+// v1Next reads the next wsroom.v1 frame.
+func (c *client) v1Next() v1Msg {
+	c.t.Helper()
+	op, data, err := c.readMessage(10 * time.Second)
+	if err != nil {
+		c.t.Fatalf("want a wsroom.v1 frame: %v", err)
+	}
+	h, d, ok := strings.Cut(string(data), "\n")
+	if !ok {
+		c.t.Fatalf("frame %q has no header line", data)
+	}
+	m := v1Msg{op: op, raw: h, data: d}
+	if err := json.Unmarshal([]byte(h), &m.header); err != nil {
+		c.t.Fatalf("header %q: %v", h, err)
+	}
+	return m
+}
+
+// v1Expect reads the next frame and checks its header (exactly) and data.
+func (c *client) v1Expect(header, data string) v1Msg {
+	c.t.Helper()
+	m := c.v1Next()
+	if m.raw != header || m.data != data {
+		c.t.Fatalf("got %s %q, want %s %q", m.raw, m.data, header, data)
+	}
+	return m
+}
+
+// v1Send sends an application message with an empty header.
+func (c *client) v1Send(header, data string) {
+	c.t.Helper()
+	if err := c.writeFrame(true, 0x1, []byte(header+"\n"+data)); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func historyOptions() wsroom.Options {
+	return wsroom.Options{
+		Identify: func(r *http.Request) (string, error) { return r.URL.Query().Get("user"), nil },
+		OnConnect: func(c *wsroom.Conn, r *http.Request) error {
+			for _, room := range r.URL.Query()["room"] {
+				if err := c.Join(room); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		History: func(room string) wsroom.History {
+			if strings.HasPrefix(room, "h") {
+				return wsroom.History{Messages: 5}
+			}
+			return wsroom.History{}
+		},
+	}
+}
+
+// TestV1Frames: hello, joined, headers on room, user and connection sends;
+// an application message's header is stripped before OnMessage.
+func TestV1Frames(t *testing.T) {
+	got := make(chan string, 1)
+	opts := historyOptions()
+	opts.OnMessage = func(c *wsroom.Conn, m wsroom.Message) { got <- m.Type.String() + ":" + string(m.Data) }
+	s := newServer(t, opts)
+	c := v1Dial(t, s.url+"?user=alice&room=plain&room=hist", nil)
+	hello := c.v1Next()
+	if hello.str("t") != "hello" || hello.str("u") != "alice" || hello.str("c") == "" {
+		t.Fatalf("hello: %s", hello.raw)
+	}
+	c.v1Expect(`{"t":"joined","r":"plain"}`, "")
+	joined := c.v1Next()
+	if joined.str("t") != "joined" || joined.str("r") != "hist" || joined.str("e") == "" || joined.num("o") != 0 {
+		t.Fatalf("joined hist: %s", joined.raw)
+	}
+	epoch := joined.str("e")
+	s.hub.Room("plain").Broadcast(wsroom.Text("p"))
+	c.v1Expect(`{"r":"plain"}`, "p")
+	s.hub.Room("hist").Broadcast(wsroom.Binary([]byte{0, 1}))
+	if m := c.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":1}`, epoch), "\x00\x01"); m.op != 0x2 {
+		t.Fatalf("a binary broadcast arrived as op %d", m.op)
+	}
+	s.hub.SendTo(wsroom.Text("dm"), "alice")
+	c.v1Expect(`{}`, "dm")
+	c.v1Send(`{}`, "hi there")
+	if m := <-got; m != "text:hi there" {
+		t.Fatalf("OnMessage got %q", m)
+	}
+	plain := dial(t, s.url+"?user=bob&room=hist", nil)
+	s.hub.Room("hist").Broadcast(wsroom.Text("raw"))
+	plain.expectText("raw") // a plain client gets the payload as is
+}
+
+// TestV1ResumeSingleNode: a client that reconnects with its position gets
+// the broadcasts it missed, in order, before the live ones; positions it
+// cannot resume from are reported lost.
+func TestV1ResumeSingleNode(t *testing.T) {
+	s := newServer(t, historyOptions())
+	room := s.hub.Room("hist")
+	c := v1Dial(t, s.url+"?user=u&room=hist", nil)
+	c.v1Next() // hello
+	joined := c.v1Next()
+	epoch := joined.str("e")
+	for i := range 2 {
+		room.Broadcast(wsroom.Text("m" + strconv.Itoa(i)))
+		c.v1Next()
+	}
+	c.closeHandshake(1000)
+	for i := 2; i < 5; i++ { // sent while it is away
+		room.Broadcast(wsroom.Text("m" + strconv.Itoa(i)))
+	}
+	c = v1Dial(t, s.url+"?user=u&room=hist", map[string]any{"r": map[string]any{"hist": []any{epoch, 2}}})
+	c.v1Next() // hello
+	for i := 2; i < 5; i++ {
+		c.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":%d}`, epoch, i+1), "m"+strconv.Itoa(i))
+	}
+	c.v1Expect(fmt.Sprintf(`{"t":"joined","r":"hist","e":%q,"o":5,"resumed":3}`, epoch), "")
+	room.Broadcast(wsroom.Text("live"))
+	c.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":6}`, epoch), "live")
+
+	for name, resume := range map[string]struct {
+		pos  []any
+		lost string
+	}{
+		"trimmed":       {[]any{epoch, 0}, "trimmed"}, // 5 kept of 6
+		"another epoch": {[]any{"nope", 3}, "epoch"},
+		"no history":    {[]any{epoch, 3}, "nohistory"},
+	} {
+		r := "hist"
+		if name == "no history" {
+			r = "plain"
+		}
+		c := v1Dial(t, s.url+"?user=u&room="+r, map[string]any{"r": map[string]any{r: resume.pos}})
+		c.v1Next() // hello
+		if m := c.v1Next(); m.str("t") != "joined" || m.str("lost") != resume.lost {
+			t.Errorf("%s: %s, want joined with lost %q", name, m.raw, resume.lost)
+		}
+	}
+	if st := s.hub.Stats(); st.HistoryResumes != 1 || st.HistoryReplayed != 3 || st.HistoryLost != 2 {
+		t.Errorf("stats: %d resumes, %d replayed, %d lost; want 1, 3, 2", st.HistoryResumes, st.HistoryReplayed, st.HistoryLost)
+	}
+}
+
+// TestV1ResumeSkipsWhatItWasLeftOutOf: a broadcast that left the client's
+// previous connection out (BroadcastExcept) is not replayed to it.
+func TestV1ResumeSkipsWhatItWasLeftOutOf(t *testing.T) {
+	s := newServer(t, historyOptions())
+	c := v1Dial(t, s.url+"?user=u&room=hist", nil)
+	prev := c.v1Next().str("c")
+	epoch := c.v1Next().str("e")
+	conn := s.hub.UserConns("u")[0]
+	c.closeHandshake(1000)
+	waitFor(t, "u gone", func() bool { return !s.hub.Connected("u") })
+	s.hub.Room("hist").BroadcastExcept(wsroom.Text("own"), conn) // its own message, sent as it left
+	s.hub.Room("hist").Broadcast(wsroom.Text("other"))
+	c = v1Dial(t, s.url+"?user=u&room=hist", map[string]any{"c": prev, "r": map[string]any{"hist": []any{epoch, 0}}})
+	c.v1Next() // hello
+	c.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":2}`, epoch), "other")
+	c.v1Expect(fmt.Sprintf(`{"t":"joined","r":"hist","e":%q,"o":2,"resumed":1}`, epoch), "")
+}
+
+// TestV1JoinRequests: join and leave requests, refused without
+// AuthorizeJoin, decided by it otherwise.
+func TestV1JoinRequests(t *testing.T) {
+	opts := historyOptions()
+	s := newServer(t, opts)
+	c := v1Dial(t, s.url+"?user=u", nil)
+	c.v1Next() // hello
+	c.v1Send(`{"t":"join","r":"hx","id":"1"}`, "")
+	if m := c.v1Next(); m.str("t") != "error" || m.str("id") != "1" || !strings.Contains(m.str("error"), "not enabled") {
+		t.Fatalf("join without AuthorizeJoin: %s", m.raw)
+	}
+
+	opts.AuthorizeJoin = func(c *wsroom.Conn, room string) error {
+		if room == "secret" {
+			return errors.New("forbidden")
+		}
+		return nil
+	}
+	s = newServer(t, opts)
+	c = v1Dial(t, s.url+"?user=u", nil)
+	c.v1Next()
+	c.v1Send(`{"t":"join","r":"secret","id":"2"}`, "")
+	if m := c.v1Next(); m.str("t") != "error" || m.str("error") != "forbidden" {
+		t.Fatalf("join refused: %s", m.raw)
+	}
+	c.v1Send(`{"t":"join","r":"open","id":"3"}`, "")
+	c.v1Expect(`{"t":"joined","r":"open","id":"3"}`, "")
+	if !s.hub.UserConns("u")[0].InRoom("open") {
+		t.Fatal("not in the room after joined")
+	}
+	c.v1Send(`{"t":"leave","r":"open","id":"4"}`, "")
+	c.v1Expect(`{"t":"left","r":"open","id":"4"}`, "")
+	c.v1Send(`{"t":"what"}`, "")
+	if reason := c.expectClose(1002); !strings.Contains(reason, "wsroom.v1") {
+		t.Fatalf("close reason %q", reason)
+	}
+}
+
+// TestV1ResumeAcrossNodes: with a HistoryBroker a client resumes on
+// another node from the position it got on the first; when the broker
+// loses the history, the client is told.
+func TestV1ResumeAcrossNodes(t *testing.T) {
+	bus := membroker.NewBus()
+	var nodes []*server
+	for range 2 {
+		opts := historyOptions()
+		opts.Broker = bus.NewBroker()
+		nodes = append(nodes, newServer(t, opts))
+	}
+	a := v1Dial(t, nodes[0].url+"?user=u&room=hist", nil)
+	a.v1Next() // hello
+	epoch := a.v1Next().str("e")
+	nodes[1].hub.Room("hist").Broadcast(wsroom.Text("one")) // from the other node
+	a.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":1}`, epoch), "one")
+	a.closeHandshake(1000)
+	waitFor(t, "u gone", func() bool { return !nodes[0].hub.Connected("u") })
+	for _, m := range []string{"two", "three"} {
+		if err := nodes[0].hub.Room("hist").Broadcast(wsroom.Text(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := v1Dial(t, nodes[1].url+"?user=u&room=hist", map[string]any{"r": map[string]any{"hist": []any{epoch, 1}}})
+	b.v1Next() // hello
+	b.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":2}`, epoch), "two")
+	b.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":3}`, epoch), "three")
+	b.v1Expect(fmt.Sprintf(`{"t":"joined","r":"hist","e":%q,"o":3,"resumed":2}`, epoch), "")
+	nodes[0].hub.Room("hist").Broadcast(wsroom.Text("live"))
+	b.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":4}`, epoch), "live")
+
+	// The broker loses the history: the next broadcast starts a new epoch.
+	bus.LoseHistory()
+	nodes[0].hub.Room("hist").Broadcast(wsroom.Text("after"))
+	m := b.v1Next()
+	if m.str("e") == epoch || m.num("o") != 1 || m.data != "after" {
+		t.Fatalf("after the history was lost: %s %q; want a new epoch at offset 1", m.raw, m.data)
+	}
+	c := v1Dial(t, nodes[0].url+"?user=v&room=hist", map[string]any{"r": map[string]any{"hist": []any{epoch, 4}}})
+	c.v1Next()
+	if m := c.v1Next(); m.str("lost") != "epoch" {
+		t.Fatalf("resuming from the old epoch: %s, want lost epoch", m.raw)
+	}
+}
