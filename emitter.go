@@ -18,13 +18,25 @@ import (
 type Emitter struct {
 	b    Broker
 	node wire.NodeID
+	opts EmitterOptions
+}
+
+// EmitterOptions configures an Emitter.
+type EmitterOptions struct {
+	// History is the Hubs' Options.History. With a HistoryBroker, a
+	// RoomBroadcast to a room that keeps history enters the room's history
+	// like a Hub's broadcast. Default nil: no room keeps history.
+	History func(room string) History
 }
 
 // NewEmitter starts b and returns an Emitter that publishes through it.
 // The Emitter owns b: Close closes it. It subscribes to nothing.
-func NewEmitter(b Broker) *Emitter {
-	e := &Emitter{b: b}
+func NewEmitter(b Broker, opts EmitterOptions) *Emitter {
+	e := &Emitter{b: b, opts: opts}
 	rand.Read(e.node[:])
+	if hb, ok := b.(HistoryBroker); ok {
+		hb.StartHistory(func(string, Position, []byte) {})
+	}
 	b.Start(func(string, []byte) {})
 	return e
 }
@@ -59,6 +71,14 @@ func (e *Emitter) emit(m Message, t target) error {
 	payload, topics := nodeMessage(e.node, m, t)
 	if len(topics) == 0 {
 		return nil
+	}
+	if hb, ok := e.b.(HistoryBroker); ok && t.room != "" && !t.byUser && e.opts.History != nil {
+		if limits := e.opts.History(t.room); limits.Messages > 0 && validRoomName(t.room) {
+			if _, err := hb.PublishHistory(topics[0], payload, limits.withDefaults())(); err != nil {
+				return fmt.Errorf("wsroom: emit: %w", err)
+			}
+			return nil
+		}
 	}
 	if err := e.b.Publish(payload, topics...)(); err != nil {
 		return fmt.Errorf("wsroom: emit: %w", err)

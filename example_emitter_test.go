@@ -31,7 +31,7 @@ func ExampleEmitter() {
 	}
 	defer conn.Close()
 
-	emitter := wsroom.NewEmitter(bus.NewBroker())
+	emitter := wsroom.NewEmitter(bus.NewBroker(), wsroom.EmitterOptions{})
 	defer emitter.Close()
 	if err := emitter.RoomBroadcast("news", wsroom.Text("published by a cron job")); err != nil {
 		panic(err)
