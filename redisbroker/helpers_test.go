@@ -55,7 +55,7 @@ func newNode(t testing.TB, redisAddr string, edit func(*wsroom.Options)) *node {
 		},
 	}
 	if redisAddr != "" {
-		b = redisbroker.New(redisbroker.Options{Addr: redisAddr, Logger: quietLogger()})
+		b = redisbroker.New(redisbroker.Options{Addrs: []string{redisAddr}, Logger: quietLogger()})
 		opts.Broker = b
 	}
 	if edit != nil {

@@ -48,7 +48,7 @@ func main() {
 // run serves until SIGINT or SIGTERM, then shuts down gracefully.
 func run(addr, redisAddr string) error {
 	// The hub owns the broker: Hub.Shutdown closes it.
-	b := redisbroker.New(redisbroker.Options{Addr: redisAddr})
+	b := redisbroker.New(redisbroker.Options{Addrs: []string{redisAddr}})
 	handler, hub := chatapp.New(wsroom.Options{Broker: b})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
