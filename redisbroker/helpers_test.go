@@ -43,6 +43,15 @@ type node struct {
 // with a broker on redisAddr unless it is "".
 func newNode(t testing.TB, redisAddr string, edit func(*wsroom.Options)) *node {
 	t.Helper()
+	if redisAddr == "" {
+		return newNodeWith(t, nil, edit)
+	}
+	return newNodeWith(t, &redisbroker.Options{Addrs: []string{redisAddr}}, edit)
+}
+
+// newNodeWith is newNode with a broker made from bo (none if nil).
+func newNodeWith(t testing.TB, bo *redisbroker.Options, edit func(*wsroom.Options)) *node {
+	t.Helper()
 	var b *redisbroker.Broker
 	opts := wsroom.Options{
 		Logger:   quietLogger(),
@@ -54,8 +63,12 @@ func newNode(t testing.TB, redisAddr string, edit func(*wsroom.Options)) *node {
 			return nil
 		},
 	}
-	if redisAddr != "" {
-		b = redisbroker.New(redisbroker.Options{Addrs: []string{redisAddr}, Logger: quietLogger()})
+	if bo != nil {
+		o := *bo
+		if o.Logger == nil {
+			o.Logger = quietLogger()
+		}
+		b = redisbroker.New(o)
 		opts.Broker = b
 	}
 	if edit != nil {

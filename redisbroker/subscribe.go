@@ -155,8 +155,11 @@ func (sb *subscriber) session() error {
 	if err := sb.send(nc, true, sub); err != nil {
 		return err
 	}
-	sb.up.Store(true)
-	b.logState(sb.s.addr, "subscription", nil)
+	if len(sub) == 0 { // a reply to show that the connection works
+		if err := sb.writeCmd(nc, appendCommand(nil, "PING")); err != nil {
+			return err
+		}
+	}
 
 	var ping <-chan time.Time
 	if b.opts.PingInterval > 0 {
@@ -278,6 +281,10 @@ func (sb *subscriber) read(nc net.Conn, r *respReader) error {
 				return errSilent
 			}
 			return err
+		}
+		if !sb.up.Load() { // the first reply since connecting
+			sb.up.Store(true)
+			b.logState(sb.s.addr, "subscription", nil)
 		}
 		if p.rerr != nil {
 			b.redisError(p.rerr)

@@ -15,10 +15,11 @@ import (
 // Server is a redis-server process started by a test, listening on Addr
 // with no persistence in a temporary directory.
 type Server struct {
-	Addr string
-	t    testing.TB
-	dir  string
-	cmd  *exec.Cmd
+	Addr  string
+	t     testing.TB
+	dir   string
+	extra []string // more redis-server arguments
+	cmd   *exec.Cmd
 }
 
 // Shared returns the Redis named by WSROOM_REDIS_ADDR, or starts one for
@@ -35,12 +36,7 @@ func Shared(t testing.TB) string {
 // skipping it.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("redis-server is not installed (needed by the redisbroker tests): %v", err)
-		}
-		t.Skipf("redis-server is not installed: %v", err)
-	}
+	needRedis(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -53,12 +49,25 @@ func Start(t testing.TB) *Server {
 	return s
 }
 
+// needRedis skips the test, or fails it under CI=true, if redis-server is
+// not installed.
+func needRedis(t testing.TB) {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("redis-server is not installed (needed by the redisbroker tests): %v", err)
+		}
+		t.Skipf("redis-server is not installed: %v", err)
+	}
+}
+
 // Restart runs redis-server on s.Addr (again) and waits until it answers.
 func (s *Server) Restart() {
 	s.t.Helper()
 	_, port, _ := net.SplitHostPort(s.Addr)
-	s.cmd = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--dir", s.dir,
-		"--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning")
+	args := []string{"--port", port, "--bind", "127.0.0.1", "--dir", s.dir,
+		"--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning"}
+	s.cmd = exec.Command("redis-server", append(args, s.extra...)...)
 	dieWithParent(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
@@ -82,6 +91,9 @@ func (s *Server) Restart() {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Stopped reports whether the process is stopped.
+func (s *Server) Stopped() bool { return s.cmd == nil }
 
 // Stop kills the redis-server process by PID and reaps it.
 func (s *Server) Stop() {
