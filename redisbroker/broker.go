@@ -153,7 +153,8 @@ func (b *Broker) Publish(payload []byte, topics ...string) (wait func() error) {
 			return failed(ErrUnavailable)
 		}
 	}
-	r := &request{b: b, payload: payload, done: make(chan struct{})}
+	r := &request{b: b, payload: payload}
+	r.done.Add(1)
 	r.left.Store(int32(len(topics)) + 1)
 	for _, topic := range topics {
 		if len(topic) > MaxTopicBytes {
@@ -303,6 +304,19 @@ func (b *Broker) Close() error {
 		}
 	})
 	return nil
+}
+
+// ShardOf returns the address of the Redis server (in Cluster mode, the
+// master) that topic currently lives on, or "" while that is not known.
+func (b *Broker) ShardOf(topic string) string {
+	t := b.topo.Load()
+	if t == nil {
+		return ""
+	}
+	if s, _ := t.route(topic); s != nil {
+		return s.addr
+	}
+	return ""
 }
 
 // Stats is a snapshot of a Broker's counters.

@@ -1,18 +1,5 @@
 package redisbroker
 
-// ShardOf returns the address of the server topic lives on ("" if none).
-func (b *Broker) ShardOf(topic string) string {
-	t := b.topo.Load()
-	if t == nil {
-		return ""
-	}
-	s, _ := t.route(topic)
-	if s == nil {
-		return ""
-	}
-	return s.addr
-}
-
 // ChannelOf returns topic's Redis channel name, as the broker writes it.
 func (b *Broker) ChannelOf(topic string) string {
 	tag := ""

@@ -27,7 +27,7 @@ type request struct {
 	payload []byte
 	left    atomic.Int32          // topics without an outcome yet
 	err     atomic.Pointer[error] // the first failure
-	done    chan struct{}         // closed when left reaches 0
+	done    sync.WaitGroup        // done when left reaches 0 (no channel to allocate)
 }
 
 // complete records the outcome of one of r's topics.
@@ -41,13 +41,13 @@ func (r *request) complete(err error) {
 		} else {
 			r.b.published.Add(1)
 		}
-		close(r.done)
+		r.done.Done()
 	}
 }
 
 // wait is what Publish returns.
 func (r *request) wait() error {
-	<-r.done
+	r.done.Wait()
 	if e := r.err.Load(); e != nil {
 		return *e
 	}

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"testing"
 	"time"
 )
 
@@ -33,7 +32,7 @@ func (c *Cluster) Addrs() []string {
 // is down), joins them with redis-cli --cluster create (no replicas:
 // each master keeps its slots across a restart) and waits until every
 // node reports cluster_state:ok. Cleanup kills them by PID.
-func StartCluster(t testing.TB, n int) *Cluster {
+func StartCluster(t TB, n int) *Cluster {
 	t.Helper()
 	needRedis(t)
 	c := &Cluster{}
@@ -77,7 +76,7 @@ func (c *Cluster) WaitOK() {
 
 // clusterAddr returns a free loopback address whose port p and cluster
 // bus port p+10000 are both free, with p below the ephemeral range.
-func clusterAddr(t testing.TB) string {
+func clusterAddr(t TB) string {
 	for range 100 {
 		p := 20000 + rand.IntN(12000)
 		a, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
@@ -92,7 +91,7 @@ func clusterAddr(t testing.TB) string {
 		b.Close()
 		return a.Addr().String()
 	}
-	t.Fatal("no free port pair for a cluster node")
+	t.Fatalf("no free port pair for a cluster node")
 	return ""
 }
 

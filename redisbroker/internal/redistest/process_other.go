@@ -7,7 +7,7 @@ import "os/exec"
 func dieWithParent(*exec.Cmd) {}
 
 // Pause is only implemented on Linux: elsewhere it skips the test.
-func (s *Server) Pause() { s.t.Skip("redistest: Pause needs Linux") }
+func (s *Server) Pause() { s.t.Skipf("redistest: Pause needs Linux") }
 
 // Resume continues a paused process (Linux only).
 func (s *Server) Resume() {}

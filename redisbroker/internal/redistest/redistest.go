@@ -8,23 +8,33 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"testing"
 	"time"
 )
+
+// TB is the part of testing.TB the package uses, so that a benchmark
+// program can start servers too.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
+}
 
 // Server is a redis-server process started by a test, listening on Addr
 // with no persistence in a temporary directory.
 type Server struct {
 	Addr  string
-	t     testing.TB
+	t     TB
 	dir   string
 	extra []string // more redis-server arguments
+	wrap  []string // command prefix, such as taskset -c 0
 	cmd   *exec.Cmd
 }
 
 // Shared returns the Redis named by WSROOM_REDIS_ADDR, or starts one for
 // this test.
-func Shared(t testing.TB) string {
+func Shared(t TB) string {
 	if addr := os.Getenv("WSROOM_REDIS_ADDR"); addr != "" {
 		return addr
 	}
@@ -34,24 +44,14 @@ func Shared(t testing.TB) string {
 // Start starts redis-server on a free loopback port; Cleanup kills it by
 // PID. Under CI=true a missing redis-server fails the test instead of
 // skipping it.
-func Start(t testing.TB) *Server {
+func Start(t TB) *Server {
 	t.Helper()
-	needRedis(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	s := &Server{Addr: addr, t: t, dir: t.TempDir()}
-	s.Restart()
-	t.Cleanup(s.Stop)
-	return s
+	return StartWith(t, nil)
 }
 
 // needRedis skips the test, or fails it under CI=true, if redis-server is
 // not installed.
-func needRedis(t testing.TB) {
+func needRedis(t TB) {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -67,7 +67,8 @@ func (s *Server) Restart() {
 	_, port, _ := net.SplitHostPort(s.Addr)
 	args := []string{"--port", port, "--bind", "127.0.0.1", "--dir", s.dir,
 		"--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning"}
-	s.cmd = exec.Command("redis-server", append(args, s.extra...)...)
+	argv := append(append(append([]string(nil), s.wrap...), "redis-server"), append(args, s.extra...)...)
+	s.cmd = exec.Command(argv[0], argv[1:]...)
 	dieWithParent(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
@@ -90,6 +91,31 @@ func (s *Server) Restart() {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// PID returns the process ID of the running redis-server (0 if stopped).
+func (s *Server) PID() int {
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
+// StartWith starts redis-server like Start, with more arguments, under
+// the command prefix wrap (e.g. "taskset", "-c", "0"; none if empty).
+func StartWith(t TB, wrap []string, args ...string) *Server {
+	t.Helper()
+	needRedis(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	s := &Server{Addr: addr, t: t, dir: t.TempDir(), extra: args, wrap: wrap}
+	s.Restart()
+	t.Cleanup(s.Stop)
+	return s
 }
 
 // Stopped reports whether the process is stopped.
