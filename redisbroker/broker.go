@@ -329,6 +329,11 @@ type Stats struct {
 	Received      uint64 // messages received on subscribed channels, own echo included
 	Dropped       uint64 // messages over MaxPayload, discarded
 	Reconnects    uint64 // subscription connections lost (each counted once per loss)
+
+	// Resubscribe is how long the last connection of each server took
+	// from being established to Redis confirming every topic it
+	// subscribed to at once (the longest over the servers).
+	Resubscribe time.Duration
 }
 
 // Stats returns the broker's counters.
@@ -346,6 +351,7 @@ func (b *Broker) Stats() Stats {
 		for _, sh := range t.shards {
 			s.Connected = s.Connected && sh.sub.up.Load()
 			s.Subscriptions += sh.sub.count.Load()
+			s.Resubscribe = max(s.Resubscribe, time.Duration(sh.sub.resubscribe.Load()))
 		}
 	}
 	return s

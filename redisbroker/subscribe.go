@@ -37,6 +37,13 @@ type subscriber struct {
 
 	up    atomic.Bool  // connected and subscribed
 	count atomic.Int64 // channels Redis confirmed this connection holds
+
+	// For Stats.Resubscribe: when the session's connection was made, how
+	// many channels it subscribed to at once, and how long Redis took to
+	// confirm them all.
+	sessionStart time.Time // set before the reader starts
+	expect       int64
+	resubscribe  atomic.Int64
 }
 
 func (sb *subscriber) init(s *shard) {
@@ -146,6 +153,7 @@ func (sb *subscriber) session() error {
 	sb.redial = false
 	sb.mu.Unlock()
 
+	sb.sessionStart, sb.expect = time.Now(), int64(len(sub))
 	readerDone := make(chan error, 1)
 	go func() { readerDone <- sb.read(nc, r) }()
 	defer func() {
@@ -270,6 +278,7 @@ func (sb *subscriber) writeCmd(nc net.Conn, buf []byte) error {
 func (sb *subscriber) read(nc net.Conn, r *respReader) error {
 	b := sb.s.b
 	silence := 3 * b.opts.PingInterval
+	start, expect, timed := sb.sessionStart, sb.expect, false
 	var p push
 	for {
 		if silence > 0 && r.br.Buffered() == 0 {
@@ -302,7 +311,13 @@ func (sb *subscriber) read(nc net.Conn, r *respReader) error {
 			default:
 				b.deliverMsg(topic, p.payload)
 			}
-		case "subscribe", "ssubscribe", "unsubscribe":
+		case "subscribe", "ssubscribe":
+			sb.count.Store(p.count)
+			if !timed && p.count >= expect {
+				sb.resubscribe.Store(int64(time.Since(start)))
+				timed = true
+			}
+		case "unsubscribe":
 			sb.count.Store(p.count)
 		case "sunsubscribe":
 			sb.count.Store(p.count)
