@@ -81,7 +81,6 @@ type publisher struct {
 	sent    ring     // written, awaiting replies, in order
 	pending int      // queued, being written or awaiting a reply
 	room    chan any // closed when pending drops below MaxPending; nil while nobody waits
-	nc      net.Conn // the connection, while up
 	downErr error    // why the shard is down
 
 	readerErr error // why the reader returned; only run's goroutine uses it
@@ -153,7 +152,7 @@ func (p *publisher) run() {
 		if err == nil {
 			backoff = 0
 			p.mu.Lock()
-			p.state, p.nc = pubUp, nc
+			p.state = pubUp
 			p.mu.Unlock()
 			b.logState(p.s.addr, "publishing", nil)
 			readerDone := make(chan error, 1)
@@ -195,7 +194,7 @@ var errReaderDone = errors.New("reader done")
 // its goroutines have returned.
 func (p *publisher) fail(state int, err error) {
 	p.mu.Lock()
-	p.state, p.nc, p.downErr = state, nil, err
+	p.state, p.downErr = state, err
 	queued := p.queue
 	p.queue = nil
 	var sent []item
