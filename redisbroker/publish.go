@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -232,6 +233,9 @@ func (p *publisher) write(nc net.Conn, readerDone chan error) error {
 		case <-p.s.ctx.Done():
 			return ErrClosed
 		}
+		// Let the goroutines that are about to publish (senders just woken
+		// by completions) queue first: fewer, fuller writes.
+		runtime.Gosched()
 		for {
 			p.mu.Lock()
 			batch, p.queue = p.queue, batch[:0]
