@@ -8,7 +8,8 @@
 //	cd redisbroker/internal/clientcmp && go run . -n 1000000
 //
 // Every publish is 64 bytes to one channel with no subscriber; a rate is
-// publishes acknowledged per second.
+// publishes acknowledged per second; the CPU cost is this process's (user
+// and system) per publish, which a busy machine disturbs less than rates.
 package main
 
 import (
@@ -20,9 +21,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,10 +35,10 @@ import (
 
 func main() {
 	n := flag.Int("n", 1000000, "publishes per measurement")
+	rounds := flag.Int("rounds", 3, "rounds of every measurement, interleaved (the median is reported)")
 	flag.Parse()
 	addr, stop := startRedis()
 	defer stop()
-	ctx := context.Background()
 	payload := string(make([]byte, 64))
 	const ch = "wsroom:room:cmp"
 
@@ -54,18 +57,41 @@ func main() {
 	}
 
 	b, _ := os.ReadFile("/proc/loadavg")
-	fmt.Printf("load average %s\n", strings.Join(strings.Fields(string(b))[:3], " "))
-	fmt.Printf("| client, mode | publishes/s |\n|---|---:|\n")
+	fmt.Printf("load average at the start %s\n\n", strings.Join(strings.Fields(string(b))[:3], " "))
+	var names []string
+	rates, costs := map[string][]float64{}, map[string][]float64{}
 	run := func(name string, f func()) {
-		start := time.Now()
+		start, cpu0 := time.Now(), cpuTime()
 		f()
-		fmt.Printf("| %s | %.0fk |\n", name, float64(*n)/time.Since(start).Seconds()/1000)
+		if rates[name] == nil {
+			names = append(names, name)
+		}
+		rates[name] = append(rates[name], float64(*n)/time.Since(start).Seconds())
+		costs[name] = append(costs[name], float64(cpuTime()-cpu0)/1e3/float64(*n))
 	}
+	for range *rounds {
+		measure(run, *n, gr, rc, rb, ch, payload)
+	}
+	fmt.Printf("| client, mode | publishes/s, median of %d (range) | client CPU µs/publish, median |\n|---|---:|---:|\n", *rounds)
+	for _, name := range names {
+		r, c := rates[name], costs[name]
+		slices.Sort(r)
+		slices.Sort(c)
+		fmt.Printf("| %s | %.0fk (%.0fk–%.0fk) | %.2f |\n", name, r[len(r)/2]/1000, r[0]/1000, r[len(r)-1]/1000, c[len(c)/2])
+	}
+	b, _ = os.ReadFile("/proc/loadavg")
+	fmt.Printf("\nload average at the end %s\n", strings.Join(strings.Fields(string(b))[:3], " "))
+}
+
+// measure runs every mode once.
+func measure(run func(string, func()), n int, gr *redis.Client, rc rueidis.Client, rb *redisbroker.Broker, ch, payload string) {
+	ctx := context.Background()
+	nn := &n
 	for _, batch := range []int{512, 4096} {
 		run(fmt.Sprintf("go-redis, one goroutine, Pipeline of %d then Exec", batch), func() {
-			for i := 0; i < *n; i += batch {
+			for i := 0; i < *nn; i += batch {
 				p := gr.Pipeline()
-				for j := 0; j < batch && i+j < *n; j++ {
+				for j := 0; j < batch && i+j < *nn; j++ {
 					p.Publish(ctx, ch, payload)
 				}
 				if _, err := p.Exec(ctx); err != nil {
@@ -75,9 +101,9 @@ func main() {
 		})
 		run(fmt.Sprintf("rueidis, one goroutine, DoMulti of %d", batch), func() {
 			cmds := make(rueidis.Commands, 0, batch)
-			for i := 0; i < *n; i += batch {
+			for i := 0; i < *nn; i += batch {
 				cmds = cmds[:0]
-				for j := 0; j < batch && i+j < *n; j++ {
+				for j := 0; j < batch && i+j < *nn; j++ {
 					cmds = append(cmds, rc.B().Publish().Channel(ch).Message(payload).Build())
 				}
 				for _, r := range rc.DoMulti(ctx, cmds...) {
@@ -92,7 +118,7 @@ func main() {
 		const window = 4096
 		ring := make([]func() error, window)
 		p := []byte(payload)
-		for i := range *n {
+		for i := range *nn {
 			if i >= window {
 				if err := ring[i%window](); err != nil {
 					log.Fatal(err)
@@ -100,7 +126,7 @@ func main() {
 			}
 			ring[i%window] = rb.Publish(p, "room:cmp")
 		}
-		for i := max(0, *n-window); i < *n; i++ {
+		for i := max(0, *nn-window); i < *nn; i++ {
 			if err := ring[i%window](); err != nil {
 				log.Fatal(err)
 			}
@@ -111,7 +137,7 @@ func main() {
 		var wg sync.WaitGroup
 		for range 64 {
 			wg.Go(func() {
-				for next.Add(1) <= int64(*n) {
+				for next.Add(1) <= int64(*nn) {
 					if err := do(); err != nil {
 						log.Fatal(err)
 					}
@@ -130,6 +156,13 @@ func main() {
 		p := []byte(payload)
 		conc(func() error { return rb.Publish(p, "room:cmp")() })
 	})
+}
+
+// cpuTime returns the CPU time this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // startRedis starts redis-server on a free loopback port.

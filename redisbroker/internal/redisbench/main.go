@@ -105,6 +105,7 @@ func one(r *report, srv *redistest.Server, clientWrap []string) {
 	hop(r, srv.Addr)
 	r.line("")
 	target := min(300000, 0.7*ceiling)
+	r.line("The ceiling is the better of the two redis-benchmark runs: %.1fk/s.\n", ceiling/1000)
 	r.line("Target: ≥ 300k/s from one node or ≥ 70%% of the ceiling, whichever is lower (%.0fk/s). The windowed sender: %.0fk/s acknowledged with the ceiling's subscriber (%.0f%% of the ceiling): **%s**; %.0fk/s delivered to a second broker in this process (%.0f%%): **%s**. Synchronous sender: %.1fk/s.\n",
 		target/1000, ackedRate/1000, 100*ackedRate/ceiling, met(ackedRate >= target), win/1000, 100*win/ceiling, met(win >= target), sync1/1000)
 }
@@ -335,7 +336,8 @@ func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/1e3)
 
 // redisBenchmark measures redis-benchmark's PUBLISH ceiling with one
 // subscriber connected (as in the broker's measurements: every message
-// goes to one subscribed node).
+// goes to one subscribed node), with 50 pipelining clients and with one,
+// and returns the better of the two.
 func redisBenchmark(r *report, addr string, wrap []string) float64 {
 	_, port, _ := net.SplitHostPort(addr)
 	stop := rawSubscriber(addr, "wsroom:room:ceiling")
@@ -356,9 +358,7 @@ func redisBenchmark(r *report, addr string, wrap []string) float64 {
 			log.Fatalf("redis-benchmark said %s", out)
 		}
 		rps, _ := strconv.ParseFloat(string(m[len(m)-1][1]), 64)
-		if c.clients == 50 {
-			best = rps
-		}
+		best = max(best, rps)
 		r.line("| redis-benchmark PUBLISH ceiling, 64 B, one subscriber, `-c %d -P %d -n %d` | %.1fk/s |", c.clients, c.pipeline, c.n, rps/1000)
 	}
 	return best
