@@ -400,11 +400,14 @@ func resubscribe(r *report, srv *redistest.Server) {
 	}
 	srv.Restart() // returns once it answers PING
 	start = time.Now()
+	self0, srv0 := cpu([]int{srv.PID()})
 	waitSubs(b, n)
 	again := time.Since(start)
+	self1, srv1 := cpu([]int{srv.PID()})
 	r.line("\n## Resubscription\n")
-	r.line("%d topics: first subscription confirmed in %v; after redis-server was killed and restarted, all %d confirmed again %v after it answered PING (target ≤ 1 s: **%s**), %v of it from the broker's reconnection (the rest is its reconnection backoff).\n",
-		n, first.Round(time.Millisecond), n, again.Round(time.Millisecond), met(again <= time.Second), b.Stats().Resubscribe.Round(time.Millisecond))
+	r.line("%d topics: first subscription confirmed in %v; after redis-server was killed and restarted, all %d confirmed again %v after it answered PING (target ≤ 1 s: **%s**), %v of it from the broker's reconnection (the rest is its reconnection backoff); CPU meanwhile: this process %v, redis-server %v.\n",
+		n, first.Round(time.Millisecond), n, again.Round(time.Millisecond), met(again <= time.Second), b.Stats().Resubscribe.Round(time.Millisecond),
+		(self1 - self0).Round(time.Millisecond), (srv1 - srv0).Round(time.Millisecond))
 }
 
 func waitSubs(b *redisbroker.Broker, n int) {
