@@ -43,7 +43,7 @@
 // While a server is unreachable, publishes to its topics fail at once
 // with ErrUnavailable (the Hub wraps it in wsroom.ErrNotPublished after
 // delivering locally, and counts it), while topics on other servers flow.
-// The broker redials with a backoff of at most 500 ms and subscribes
+// The broker redials with a backoff of at most 250 ms and subscribes
 // again to every topic it needs, in batches, as soon as the server
 // answers. A subscription connection that stays silent for 3 ×
 // PingInterval despite PINGs is presumed dead and redialled.

@@ -378,4 +378,4 @@ func nextBackoff(d time.Duration) time.Duration {
 }
 
 // maxBackoff bounds the wait between connection attempts.
-const maxBackoff = 500 * time.Millisecond
+const maxBackoff = 250 * time.Millisecond
