@@ -160,7 +160,7 @@ func (sb *subscriber) session() error {
 		nc.Close()
 		<-readerDone
 	}()
-	if err := sb.send(nc, true, sub); err != nil {
+	if err := sb.send(nc, sub, nil); err != nil {
 		return err
 	}
 	if len(sub) == 0 { // a reply to show that the connection works
@@ -195,10 +195,7 @@ func (sb *subscriber) session() error {
 			}
 			clear(sb.dirty)
 			sb.mu.Unlock()
-			if err := sb.send(nc, true, sub); err != nil {
-				return err
-			}
-			if err := sb.send(nc, false, unsub); err != nil {
+			if err := sb.send(nc, sub, unsub); err != nil {
 				return err
 			}
 		case <-ping:
@@ -214,17 +211,30 @@ func (sb *subscriber) session() error {
 	}
 }
 
-// send writes (S)SUBSCRIBE (on) or (S)UNSUBSCRIBE commands for topics,
-// batched, in as few writes as it takes.
-func (sb *subscriber) send(nc net.Conn, on bool, topics []string) error {
+// send writes (S)UNSUBSCRIBE commands for unsub, then (S)SUBSCRIBE
+// commands for sub, batched, in one write when they fit (Redis then
+// applies them together: a leave and a join never let another client's
+// command in between).
+func (sb *subscriber) send(nc net.Conn, sub, unsub []string) error {
+	var buf []byte
+	var err error
+	if buf, err = sb.appendBatches(nc, buf, "UNSUBSCRIBE", unsub); err != nil {
+		return err
+	}
+	if buf, err = sb.appendBatches(nc, buf, "SUBSCRIBE", sub); err != nil {
+		return err
+	}
+	return sb.writeCmd(nc, buf)
+}
+
+// appendBatches appends cmd (prefixed with S in Cluster mode) for topics
+// to buf, maxSubscribeBatch channels of one slot per command, writing buf
+// out whenever it passes maxWrite.
+func (sb *subscriber) appendBatches(nc net.Conn, buf []byte, cmd string, topics []string) ([]byte, error) {
 	if len(topics) == 0 {
-		return nil
+		return buf, nil
 	}
 	b := sb.s.b
-	cmd := "SUBSCRIBE"
-	if !on {
-		cmd = "UNSUBSCRIBE"
-	}
 	type ch struct {
 		topic, tag string
 		slot       int
@@ -242,7 +252,6 @@ func (sb *subscriber) send(nc net.Conn, on bool, topics []string) error {
 		// A sharded command's channels must share a slot.
 		slices.SortFunc(chans, func(a, b ch) int { return a.slot - b.slot })
 	}
-	var buf []byte
 	for i := 0; i < len(chans); {
 		j := i + 1
 		for j < len(chans) && j-i < maxSubscribeBatch && chans[j].slot == chans[i].slot {
@@ -255,13 +264,13 @@ func (sb *subscriber) send(nc net.Conn, on bool, topics []string) error {
 		}
 		if len(buf) >= maxWrite {
 			if err := sb.writeCmd(nc, buf); err != nil {
-				return err
+				return nil, err
 			}
 			buf = buf[:0]
 		}
 		i = j
 	}
-	return sb.writeCmd(nc, buf)
+	return buf, nil
 }
 
 func (sb *subscriber) writeCmd(nc net.Conn, buf []byte) error {
