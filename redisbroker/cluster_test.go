@@ -147,3 +147,54 @@ func waitDelivery(t *testing.T, n *node, room string, c *wsClient) {
 		delete(sent, got)
 	}
 }
+
+// TestClusterSlotMoves moves the slot of a subscribed topic to another
+// master (CLUSTER SETSLOT … NODE): the broker notices (Redis unsubscribes
+// the channel, publishes get MOVED), reads the new layout, subscribes on
+// the new master, and the topic flows again.
+func TestClusterSlotMoves(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	pub, sub, got := brokerPair(t, redisbroker.Options{Addrs: c.Addrs()[:1], Cluster: true})
+	const topic = "room:moving"
+	sub.Subscribe(topic)
+	expectMsg(t, pub, got, topic)
+
+	from := sub.ShardOf(topic)
+	var to string
+	for _, a := range c.Addrs() {
+		if a != from {
+			to = a
+			break
+		}
+	}
+	toID, err := redistest.Command(to, "CLUSTER", "MYID")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot := strconv.Itoa(redisbroker.SlotOf(topic))
+	// The slot holds no keys: assigning it is the whole migration. The new
+	// owner first, then the others.
+	order := []string{to, from}
+	for _, a := range c.Addrs() {
+		if a != to && a != from {
+			order = append(order, a)
+		}
+	}
+	for _, a := range order {
+		if _, err := redistest.Command(a, "CLUSTER", "SETSLOT", slot, "NODE", toID); err != nil {
+			t.Fatalf("CLUSTER SETSLOT on %s: %v", a, err)
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for sub.ShardOf(topic) != to || pub.ShardOf(topic) != to {
+		if time.Now().After(deadline) {
+			t.Fatalf("the brokers still put %s on %s / %s, want %s", topic, sub.ShardOf(topic), pub.ShardOf(topic), to)
+		}
+		pub.Publish([]byte("nudge"), topic)() // a MOVED reply prompts a new layout
+		time.Sleep(20 * time.Millisecond)
+	}
+	for len(got) > 0 {
+		<-got
+	}
+	expectMsg(t, pub, got, topic)
+}
