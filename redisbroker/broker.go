@@ -245,10 +245,10 @@ func (b *Broker) deliverMsg(topic string, payload []byte) {
 	}
 }
 
-// topicOf returns the topic of a channel name, or false for a channel
-// that is not the broker's.
-func (b *Broker) topicOf(channel []byte) (string, bool) {
-	rest, ok := strings.CutPrefix(string(channel), b.opts.Prefix)
+// topicOf returns the topic of a channel name (a substring of it), or
+// false for a channel that is not the broker's.
+func (b *Broker) topicOf(channel string) (string, bool) {
+	rest, ok := strings.CutPrefix(channel, b.opts.Prefix)
 	if !ok {
 		return "", false
 	}

@@ -34,7 +34,8 @@ type request struct {
 // complete records the outcome of one of r's topics.
 func (r *request) complete(err error) {
 	if err != nil {
-		r.err.CompareAndSwap(nil, &err)
+		e := err // only a failure costs an allocation
+		r.err.CompareAndSwap(nil, &e)
 	}
 	if r.left.Add(-1) == 0 {
 		if r.err.Load() != nil {

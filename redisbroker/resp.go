@@ -194,14 +194,15 @@ func (r *respReader) bulkInto(buf *[]byte, n int64, limit int) (b []byte, too bo
 }
 
 func (r *respReader) crlf() error {
-	var t [2]byte
-	if _, err := io.ReadFull(r.br, t[:]); err != nil {
+	t, err := r.br.Peek(2)
+	if err != nil {
 		return err
 	}
-	if t != [2]byte{'\r', '\n'} {
+	if t[0] != '\r' || t[1] != '\n' {
 		return fmt.Errorf("%w: bulk string not terminated by CRLF", errProtocol)
 	}
-	return nil
+	_, err = r.br.Discard(2)
+	return err
 }
 
 // push is a message Redis pushes to a subscribed connection: a

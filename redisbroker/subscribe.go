@@ -288,6 +288,9 @@ func (sb *subscriber) read(nc net.Conn, r *respReader) error {
 	b := sb.s.b
 	silence := 3 * b.opts.PingInterval
 	start, expect, timed := sb.sessionStart, sb.expect, false
+	// Channel → topic of the subscribed channels, so that a message's
+	// topic costs no allocation.
+	topics := make(map[string]string)
 	var p push
 	for {
 		if silence > 0 && r.br.Buffered() == 0 {
@@ -311,7 +314,10 @@ func (sb *subscriber) read(nc net.Conn, r *respReader) error {
 		}
 		switch p.kind {
 		case "message", "smessage":
-			topic, ok := b.topicOf(p.channel)
+			topic, ok := topics[string(p.channel)]
+			if !ok {
+				topic, ok = b.topicOf(string(p.channel))
+			}
 			switch {
 			case !ok:
 			case p.tooBig:
@@ -322,17 +328,23 @@ func (sb *subscriber) read(nc net.Conn, r *respReader) error {
 			}
 		case "subscribe", "ssubscribe":
 			sb.count.Store(p.count)
+			channel := string(p.channel)
+			if topic, ok := b.topicOf(channel); ok {
+				topics[channel] = topic
+			}
 			if !timed && p.count >= expect {
 				sb.resubscribe.Store(int64(time.Since(start)))
 				timed = true
 			}
 		case "unsubscribe":
 			sb.count.Store(p.count)
+			delete(topics, string(p.channel))
 		case "sunsubscribe":
 			sb.count.Store(p.count)
+			delete(topics, string(p.channel))
 			// Redis also sends it, unasked, when the channel's slot moved
 			// to another master: find the new layout and subscribe again.
-			if topic, ok := b.topicOf(p.channel); ok {
+			if topic, ok := b.topicOf(string(p.channel)); ok {
 				sb.mu.Lock()
 				unasked := sb.want[topic] && !sb.dirty[topic]
 				sb.mu.Unlock()
