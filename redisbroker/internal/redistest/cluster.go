@@ -134,3 +134,40 @@ func Command(addr string, args ...string) (string, error) {
 	}
 	return line, nil
 }
+
+// NumSub returns PUBSUB NUMSUB for channel: how many connections
+// subscribe to it.
+func NumSub(addr, channel string) (int64, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	fmt.Fprintf(c, "*3\r\n$6\r\nPUBSUB\r\n$6\r\nNUMSUB\r\n$%d\r\n%s\r\n", len(channel), channel)
+	// *2, $len, channel, :count
+	br := bufio.NewReader(c)
+	var lines []string
+	for len(lines) < 4 {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return 0, err
+		}
+		lines = append(lines, strings.TrimSuffix(line, "\r\n"))
+		if len(lines) == 2 && strings.HasPrefix(lines[1], "$") { // the channel may hold CRLF: read it by length
+			n, err := strconv.Atoi(lines[1][1:])
+			if err != nil || n < 0 {
+				return 0, fmt.Errorf("NUMSUB reply %q", lines)
+			}
+			body := make([]byte, n+2)
+			if _, err := io.ReadFull(br, body); err != nil {
+				return 0, err
+			}
+			lines = append(lines, string(body[:n]))
+		}
+	}
+	if lines[0] != "*2" || !strings.HasPrefix(lines[3], ":") {
+		return 0, fmt.Errorf("NUMSUB reply %q", lines)
+	}
+	return strconv.ParseInt(lines[3][1:], 10, 64)
+}
