@@ -235,8 +235,8 @@ func waitFor(b *testing.B, cond func() bool) {
 func BenchmarkBrokerHop(b *testing.B) {
 	addr := redistest.Shared(b)
 	rc := newRedisClient(b, addr)
-	pub := redisbroker.New(redisbroker.Options{Addr: addr, Logger: quietLogger()})
-	sub := redisbroker.New(redisbroker.Options{Addr: addr, Logger: quietLogger()})
+	pub := redisbroker.New(redisbroker.Options{Addrs: []string{addr}, Logger: quietLogger()})
+	sub := redisbroker.New(redisbroker.Options{Addrs: []string{addr}, Logger: quietLogger()})
 	got := make(chan time.Duration, 1)
 	pub.Start(func(string, []byte) {})
 	sub.Start(func(_ string, p []byte) {

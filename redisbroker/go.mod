@@ -6,14 +6,12 @@ replace github.com/wsroom/wsroom => ../
 
 require (
 	github.com/gobwas/ws v1.5.0
-	github.com/redis/go-redis/v9 v9.23.0
 	github.com/wsroom/wsroom v0.0.0-00010101000000-000000000000
 	go.uber.org/goleak v1.3.0
+	golang.org/x/sys v0.49.0
 )
 
 require (
-	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/gobwas/httphead v0.1.0 // indirect
-	go.uber.org/atomic v1.12.0 // indirect
-	golang.org/x/sys v0.49.0 // indirect
+	github.com/stretchr/testify v1.12.1 // indirect
 )

@@ -15,20 +15,13 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
-	"github.com/redis/go-redis/v9"
 	"github.com/wsroom/wsroom"
 	"github.com/wsroom/wsroom/redisbroker"
+	"github.com/wsroom/wsroom/redisbroker/internal/redistest"
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) {
-	redis.SetLogger(quietRedisLogger{}) // connection-refused noise during the fault test
-	goleak.VerifyTestMain(m)
-}
-
-type quietRedisLogger struct{}
-
-func (quietRedisLogger) Printf(context.Context, string, ...any) {}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
@@ -43,6 +36,15 @@ type node struct {
 // with a broker on redisAddr unless it is "".
 func newNode(t testing.TB, redisAddr string, edit func(*wsroom.Options)) *node {
 	t.Helper()
+	if redisAddr == "" {
+		return newNodeWith(t, nil, edit)
+	}
+	return newNodeWith(t, &redisbroker.Options{Addrs: []string{redisAddr}}, edit)
+}
+
+// newNodeWith is newNode with a broker made from bo (none if nil).
+func newNodeWith(t testing.TB, bo *redisbroker.Options, edit func(*wsroom.Options)) *node {
+	t.Helper()
 	var b *redisbroker.Broker
 	opts := wsroom.Options{
 		Logger:   quietLogger(),
@@ -54,8 +56,12 @@ func newNode(t testing.TB, redisAddr string, edit func(*wsroom.Options)) *node {
 			return nil
 		},
 	}
-	if redisAddr != "" {
-		b = redisbroker.New(redisbroker.Options{Addr: redisAddr, Logger: quietLogger()})
+	if bo != nil {
+		o := *bo
+		if o.Logger == nil {
+			o.Logger = quietLogger()
+		}
+		b = redisbroker.New(o)
 		opts.Broker = b
 	}
 	if edit != nil {
@@ -131,18 +137,23 @@ func (c *wsClient) expectNothing() {
 	}
 }
 
+// redisClient names the Redis the NUMSUB checks ask.
+type redisClient struct{ addr string }
+
+func newRedisClient(_ testing.TB, addr string) *redisClient { return &redisClient{addr} }
+
 // numSub returns PUBSUB NUMSUB for the hub's topic on Redis.
-func numSub(t testing.TB, rc *redis.Client, topic string) int64 {
+func numSub(t testing.TB, rc *redisClient, topic string) int64 {
 	t.Helper()
-	m, err := rc.PubSubNumSub(context.Background(), redisbroker.DefaultPrefix+topic).Result()
+	n, err := redistest.NumSub(rc.addr, redisbroker.DefaultPrefix+topic)
 	if err != nil {
 		t.Fatalf("PUBSUB NUMSUB: %v", err)
 	}
-	return m[redisbroker.DefaultPrefix+topic]
+	return n
 }
 
 // waitNumSub waits until want nodes subscribe to each topic.
-func waitNumSub(t testing.TB, rc *redis.Client, want map[string]int64) {
+func waitNumSub(t testing.TB, rc *redisClient, want map[string]int64) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -161,12 +172,6 @@ func waitNumSub(t testing.TB, rc *redis.Client, want map[string]int64) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-func newRedisClient(t testing.TB, addr string) *redis.Client {
-	rc := redis.NewClient(&redis.Options{Addr: addr})
-	t.Cleanup(func() { rc.Close() })
-	return rc
 }
 
 // waitMembers waits until n's room has want local members: a client's

@@ -6,6 +6,10 @@
 //	go run ./examples/chat -addr :8081 -redis 127.0.0.1:6379
 //	go run ./examples/chat -addr :8082 -redis 127.0.0.1:6379
 //
+// -redis takes a comma-separated list: several independent Redis servers
+// (shards; every node must list them in the same order), or, with
+// -cluster, seed nodes of a Redis Cluster.
+//
 // Open http://localhost:8081/ and http://localhost:8082/ and join the same
 // room with two names: messages and direct messages cross nodes.
 //
@@ -30,6 +34,7 @@ import (
 	"fmt"
 	"log"
 	"net"
+	"strings"
 
 	"github.com/wsroom/wsroom"
 	"github.com/wsroom/wsroom/examples/chat/chatapp"
@@ -38,23 +43,24 @@ import (
 
 func main() {
 	addr := flag.String("addr", ":8081", "address to listen on")
-	redisAddr := flag.String("redis", redisbroker.DefaultAddr, "Redis host:port shared by every node")
+	redisAddrs := flag.String("redis", redisbroker.DefaultAddr, "Redis host:port shared by every node (comma-separated: shards, or cluster seeds with -cluster)")
+	cluster := flag.Bool("cluster", false, "the -redis addresses are seeds of a Redis Cluster (sharded pub/sub)")
 	flag.Parse()
-	if err := run(*addr, *redisAddr); err != nil {
+	if err := run(*addr, *redisAddrs, *cluster); err != nil {
 		log.Fatal(err)
 	}
 }
 
 // run serves until SIGINT or SIGTERM, then shuts down gracefully.
-func run(addr, redisAddr string) error {
+func run(addr, redisAddrs string, cluster bool) error {
 	// The hub owns the broker: Hub.Shutdown closes it.
-	b := redisbroker.New(redisbroker.Options{Addr: redisAddr})
+	b := redisbroker.New(redisbroker.Options{Addrs: strings.Split(redisAddrs, ","), Cluster: cluster})
 	handler, hub := chatapp.New(wsroom.Options{Broker: b})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		hub.Shutdown(context.Background())
 		return err
 	}
-	fmt.Printf("wsroom chat node (Redis %s): open %s\n", redisAddr, chatapp.BrowseURL(ln.Addr()))
+	fmt.Printf("wsroom chat node (Redis %s): open %s\n", redisAddrs, chatapp.BrowseURL(ln.Addr()))
 	return chatapp.Serve(ln, handler, hub)
 }

@@ -8,22 +8,33 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"testing"
 	"time"
 )
+
+// TB is the part of testing.TB the package uses, so that a benchmark
+// program can start servers too.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
+}
 
 // Server is a redis-server process started by a test, listening on Addr
 // with no persistence in a temporary directory.
 type Server struct {
-	Addr string
-	t    testing.TB
-	dir  string
-	cmd  *exec.Cmd
+	Addr  string
+	t     TB
+	dir   string
+	extra []string // more redis-server arguments
+	wrap  []string // command prefix, such as taskset -c 0
+	cmd   *exec.Cmd
 }
 
 // Shared returns the Redis named by WSROOM_REDIS_ADDR, or starts one for
 // this test.
-func Shared(t testing.TB) string {
+func Shared(t TB) string {
 	if addr := os.Getenv("WSROOM_REDIS_ADDR"); addr != "" {
 		return addr
 	}
@@ -33,7 +44,14 @@ func Shared(t testing.TB) string {
 // Start starts redis-server on a free loopback port; Cleanup kills it by
 // PID. Under CI=true a missing redis-server fails the test instead of
 // skipping it.
-func Start(t testing.TB) *Server {
+func Start(t TB) *Server {
+	t.Helper()
+	return StartWith(t, nil)
+}
+
+// needRedis skips the test, or fails it under CI=true, if redis-server is
+// not installed.
+func needRedis(t TB) {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("CI") == "true" {
@@ -41,24 +59,16 @@ func Start(t testing.TB) *Server {
 		}
 		t.Skipf("redis-server is not installed: %v", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	s := &Server{Addr: addr, t: t, dir: t.TempDir()}
-	s.Restart()
-	t.Cleanup(s.Stop)
-	return s
 }
 
 // Restart runs redis-server on s.Addr (again) and waits until it answers.
 func (s *Server) Restart() {
 	s.t.Helper()
 	_, port, _ := net.SplitHostPort(s.Addr)
-	s.cmd = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--dir", s.dir,
-		"--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning")
+	args := []string{"--port", port, "--bind", "127.0.0.1", "--dir", s.dir,
+		"--save", "", "--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning"}
+	argv := append(append(append([]string(nil), s.wrap...), "redis-server"), append(args, s.extra...)...)
+	s.cmd = exec.Command(argv[0], argv[1:]...)
 	dieWithParent(s.cmd)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
@@ -82,6 +92,34 @@ func (s *Server) Restart() {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// PID returns the process ID of the running redis-server (0 if stopped).
+func (s *Server) PID() int {
+	if s.cmd == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
+// StartWith starts redis-server like Start, with more arguments, under
+// the command prefix wrap (e.g. "taskset", "-c", "0"; none if empty).
+func StartWith(t TB, wrap []string, args ...string) *Server {
+	t.Helper()
+	needRedis(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	s := &Server{Addr: addr, t: t, dir: t.TempDir(), extra: args, wrap: wrap}
+	s.Restart()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Stopped reports whether the process is stopped.
+func (s *Server) Stopped() bool { return s.cmd == nil }
 
 // Stop kills the redis-server process by PID and reaps it.
 func (s *Server) Stop() {

@@ -1,0 +1,36 @@
+package redisbroker_test
+
+import (
+	"net/http"
+
+	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/redisbroker"
+)
+
+// One Redis shared by every node.
+func ExampleNew() {
+	b := redisbroker.New(redisbroker.Options{Addrs: []string{"10.0.0.5:6379"}})
+	hub := wsroom.New(wsroom.Options{Broker: b}) // Hub.Shutdown closes b
+	http.Handle("GET /ws", hub)
+}
+
+// Several independent Redis servers: each topic lives on one of them.
+// Every node lists the same addresses in the same order.
+func ExampleNew_shards() {
+	b := redisbroker.New(redisbroker.Options{
+		Addrs: []string{"10.0.0.5:6379", "10.0.0.6:6379", "10.0.0.7:6379", "10.0.0.8:6379"},
+	})
+	hub := wsroom.New(wsroom.Options{Broker: b})
+	http.Handle("GET /ws", hub)
+}
+
+// A Redis Cluster (7.0 or later), on sharded pub/sub: the addresses are
+// seeds; the broker finds the masters and follows changes.
+func ExampleNew_cluster() {
+	b := redisbroker.New(redisbroker.Options{
+		Addrs:   []string{"10.0.0.5:7000", "10.0.0.6:7000"},
+		Cluster: true,
+	})
+	hub := wsroom.New(wsroom.Options{Broker: b})
+	http.Handle("GET /ws", hub)
+}
