@@ -54,12 +54,12 @@ var backends = []backend{
 	{"redis", func(tb testing.TB) func() wsroom.Broker {
 		addr := natstest.StartRedis(tb).Addr
 		return func() wsroom.Broker {
-			return redisbroker.New(redisbroker.Options{Addr: addr, Logger: quietLogger()})
+			return redisbroker.New(redisbroker.Options{Addrs: []string{addr}, Logger: quietLogger()})
 		}
 	}},
 }
 
-// payloadLen is a 64-byte message in the Hub's envelope (19 bytes).
+// payloadLen is a 64-byte message in the Hub's node message (27 bytes of header).
 const payloadLen = 64 + 19
 
 // counter is a started subscriber broker that counts deliveries of
