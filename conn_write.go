@@ -7,6 +7,7 @@ package wsroom
 
 import (
 	"errors"
+	"math/bits"
 	"net"
 	"os"
 	"sync"
@@ -245,7 +246,7 @@ func (c *Conn) writeLoop() {
 		}
 		b := c.takeBatchLocked()
 		c.mu.Unlock()
-		if !c.writeRest(b, cursor{ch: b.head}) {
+		if !c.writeRest(b, cursor{ch: b.head}, false) {
 			return
 		}
 	}
@@ -257,7 +258,11 @@ func (c *Conn) writeLoop() {
 // fresh deadline: only a peer that accepts no bytes at all for
 // WriteTimeout is dropped, not a slow one that takes a big batch longer
 // than that. (A TLS connection cannot go on after a write timed out.)
-func (c *Conn) writeRest(b batch, cur cursor) bool {
+//
+// full says the socket was full when the batch was handed over (a flush
+// got EAGAIN): then the first write that completes means the peer took
+// bytes from a full socket, and the connection is marked drained.
+func (c *Conn) writeRest(b batch, cur cursor, full bool) bool {
 	_, tcp := c.nc.(*net.TCPConn)
 	var total int64
 	for cur.skipEmpty(); !cur.done(); {
@@ -266,6 +271,10 @@ func (c *Conn) writeRest(b batch, cur cursor) bool {
 		total += n
 		if err != nil && !(tcp && n > 0 && errors.Is(err, os.ErrDeadlineExceeded)) {
 			return c.batchDone(b, total, err)
+		}
+		if full && n > 0 {
+			c.drained()
+			full = false
 		}
 	}
 	return c.batchDone(b, total, nil)
@@ -314,17 +323,23 @@ func (c *Conn) batchDone(b batch, n int64, err error) bool {
 // maxIovec is how many buffers one vectored write takes (IOV_MAX on Linux).
 const maxIovec = 1024
 
-// buffersPool holds the net.Buffers writeFrom hands to WriteTo, with room
-// for maxIovec frames: a local one would escape to the heap on every write.
-var buffersPool = sync.Pool{New: func() any { b := make(net.Buffers, 0, maxIovec); return &b }}
+// blockingIovec is how many frames a blocking write gathers: fewer than a
+// flush, since a blocked writer holds its gathering buffer while it waits
+// for the peer (a stalled peer's writer waits up to WriteTimeout).
+const blockingIovec = 128
 
-// writeFrom writes up to maxIovec frames from cur to nc in one vectored
-// write and advances cur past what was written.
+// buffersPool holds the net.Buffers writeFrom hands to WriteTo, with room
+// for blockingIovec frames (3 KiB): a local one would escape to the heap
+// on every write.
+var buffersPool = sync.Pool{New: func() any { b := make(net.Buffers, 0, blockingIovec); return &b }}
+
+// writeFrom writes up to blockingIovec frames from cur to nc in one
+// vectored write and advances cur past what was written.
 func writeFrom(nc net.Conn, cur *cursor) (int64, error) {
 	bp := buffersPool.Get().(*net.Buffers)
 	b := (*bp)[:0]
-	for ch, i, off := cur.ch, cur.i, cur.off; ch != nil && len(b) < maxIovec; ch, i = ch.next, 0 {
-		for ; i < ch.n && len(b) < maxIovec; i++ {
+	for ch, i, off := cur.ch, cur.i, cur.off; ch != nil && len(b) < blockingIovec; ch, i = ch.next, 0 {
+		for ; i < ch.n && len(b) < blockingIovec; i++ {
 			if f := (*ch.frames[i])[off:]; len(f) > 0 {
 				b = append(b, f)
 			}
@@ -341,15 +356,35 @@ func writeFrom(nc net.Conn, cur *cursor) (int64, error) {
 }
 
 // setSendBuffer applies Options.SendBuffer to a TCP connection (or the
-// TCP connection under a TLS one).
-func (h *Hub) setSendBuffer(nc net.Conn) {
-	if h.opts.SendBuffer <= 0 {
+// TCP connection under a TLS one), and records it in c.sndbuf.
+func (c *Conn) setSendBuffer() {
+	n := c.hub.opts.SendBuffer
+	if n <= 0 {
 		return
 	}
+	if tc := tcpConn(c.nc); tc != nil && tc.SetWriteBuffer(n) == nil {
+		c.sndbuf = uint8(bits.Len(uint(n)) - 1)
+	}
+}
+
+// drained is called by the writer when the socket was full and the peer
+// then took bytes from it: the peer reads. Its kernel send buffer is
+// doubled, up to Options.SendBufferMax: room for bursts, while a peer that
+// reads nothing keeps SendBuffer.
+func (c *Conn) drained() {
+	if c.sndbuf == 0 || 1<<(c.sndbuf+1) > c.hub.opts.SendBufferMax {
+		return
+	}
+	if tc := tcpConn(c.nc); tc != nil && tc.SetWriteBuffer(1<<(c.sndbuf+1)) == nil {
+		c.sndbuf++
+	}
+}
+
+// tcpConn returns the TCP connection nc is or wraps (TLS), or nil.
+func tcpConn(nc net.Conn) *net.TCPConn {
 	if u, ok := nc.(interface{ NetConn() net.Conn }); ok {
 		nc = u.NetConn()
 	}
-	if tc, ok := nc.(*net.TCPConn); ok {
-		tc.SetWriteBuffer(h.opts.SendBuffer)
-	}
+	tc, _ := nc.(*net.TCPConn)
+	return tc
 }

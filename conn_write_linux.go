@@ -113,7 +113,7 @@ func (w *restWriter) Run() {
 	c, b, cur := w.c, w.b, w.cur
 	*w = restWriter{}
 	restWriters.Put(w)
-	if !c.writeRest(b, cur) {
+	if !c.writeRest(b, cur, true) {
 		c.writers.Done()
 		return
 	}

@@ -510,9 +510,11 @@ func TestDeliverySlowConsumer(t *testing.T) {
 	closed := make(chan error, 1)
 	ln := new(dtListener)
 	s := newServerWith(t, wsroom.Options{
-		Identify:       func(r *http.Request) (string, error) { return r.URL.Query().Get("u"), nil },
-		OnConnect:      func(c *wsroom.Conn, _ *http.Request) error { return c.Join("firehose") },
-		SendQueueBytes: 64 << 10,
+		Identify:  func(r *http.Request) (string, error) { return r.URL.Query().Get("u"), nil },
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error { return c.Join("firehose") },
+		// 1 KiB messages count 1,184 bytes each (their allocation and
+		// queue slot), the batch being written included: room for ~110.
+		SendQueueBytes: 128 << 10,
 		// These readers never answer pings; on a loaded machine the test
 		// can outlast the default 60 s PongTimeout, which would drop them
 		// all. The heartbeat has its own tests.
@@ -577,12 +579,13 @@ func TestDeliverySlowConsumer(t *testing.T) {
 		<-stuckDone
 	})
 
-	// A 64 KiB queue cannot absorb a free-running burst to 1,000 readers
+	// A 128 KiB queue cannot absorb a free-running burst to 1,000 readers
 	// on a small machine: the broadcaster outruns a thousand writers and
 	// kicks fast readers too (USERS.md #14; hence the 4 MiB default). So
 	// the broadcaster is paced by the readers' progress: before window w
 	// it waits until every reader has window w-2, keeping each reader's
-	// backlog under 50 messages (51 KB). It never waits for the stuck one.
+	// backlog under 50 messages (59 KB as counted). It never waits for the
+	// stuck one.
 	// The 90 s bound is for liveness only: a loaded 2-core machine under
 	// -race takes 10–25 s.
 	const window = 25
@@ -1315,7 +1318,7 @@ func TestDeliveryShutdownExpired(t *testing.T) {
 	dtDialN(t, dtAddr(s), 1, func(int) string { return "/ws?n=mute" })
 	c := st.conn(t, "mute")
 	// 768 KiB: more than the kernel takes for a peer that never reads (the
-	// send buffer is capped at 64 KiB), less than the 1 MiB queue.
+	// send buffer starts at 64 KiB), less than the 4 MiB queue.
 	buf := make([]byte, 32<<10)
 	for seq := range 24 {
 		if err := c.Send(dtSeqMessage(buf, seq)); err != nil {

@@ -162,7 +162,6 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// The server may have set deadlines on the connection (http.Server's
 	// ReadTimeout, WriteTimeout); from now on the hub sets its own.
 	nc.SetDeadline(time.Time{})
-	h.setSendBuffer(nc)
 	// Keep only the bytes the client sent right after its handshake and
 	// drop the hijacked bufio buffers: they are most of an idle
 	// connection's memory.
@@ -174,6 +173,7 @@ func (h *Hub) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	rw = nil
 
 	c := &Conn{hub: h, nc: nc, id: id, seq: h.seq.Add(1), protocol: protocol, deflate: deflate, reqCtx: r.Context()}
+	c.setSendBuffer()
 	c.opened = h.now()
 	c.lastRead.Store(c.opened)
 	c.lastPing = c.opened

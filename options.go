@@ -16,8 +16,9 @@ const (
 	DefaultPingInterval      = 30 * time.Second
 	DefaultWriteTimeout      = 10 * time.Second
 	DefaultSendQueueMessages = 8192
-	DefaultSendQueueBytes    = 1 << 20 // 1 MiB
+	DefaultSendQueueBytes    = 4 << 20 // 4 MiB
 	DefaultSendBuffer        = 64 << 10
+	DefaultSendBufferMax     = 4 << 20
 )
 
 // Options configures a Hub. The zero value is valid and safe: same-origin
@@ -121,10 +122,11 @@ type Options struct {
 	// queued frame counts its full size (a broadcast's shared frame counts
 	// in full against every recipient) plus 8 bytes for its place in the
 	// queue, so SendQueueBytes bounds all the heap a connection's queue can
-	// pin. Defaults 8192 messages and 1 MiB (centrifuge's default too): a
-	// reader that keeps up never comes near it (a burst makes senders yield
-	// to writers once a queue is half full), and a peer that reads nothing
-	// costs at most that. docs/memory.md gives the
+	// pin. Defaults 8192 messages and 4 MiB: a burst to readers faster than
+	// their writers get to run is absorbed (a burst also makes senders
+	// yield to writers once a queue is half full), and a peer that reads
+	// nothing costs at most that; for broadcasts most of it is frames
+	// shared with every other recipient. docs/memory.md gives the
 	// worst case for a whole server.
 	SendQueueMessages int
 	SendQueueBytes    int
@@ -133,11 +135,18 @@ type Options struct {
 	// bytes. Linux doubles the value for its own bookkeeping and keeps it
 	// fixed, so a peer that reads nothing pins at most 2 × SendBuffer of
 	// kernel memory instead of what the kernel's autotuning would grow to
-	// (tcp_wmem's maximum, 4 MiB by default). A larger buffer helps fast
-	// readers far away (bandwidth × round trip); a smaller one limits what
-	// stalled peers cost. Default 64 KiB; -1 leaves the kernel's
-	// autotuning in place.
+	// (tcp_wmem's maximum, 4 MiB by default). On Linux, when a connection's
+	// socket was full and its peer then took what was waiting, the buffer
+	// is doubled, up to SendBufferMax: a reader gets room for bursts and
+	// far-away readers their bandwidth × round trip, while a peer that
+	// reads nothing keeps SendBuffer. Default 64 KiB; -1 leaves the
+	// kernel's autotuning in place.
 	SendBuffer int
+
+	// SendBufferMax bounds how far SendBuffer grows for peers that read.
+	// Default 4 MiB (Linux's usual tcp_wmem maximum; the kernel caps it at
+	// net.core.wmem_max anyway).
+	SendBufferMax int
 
 	// MaxConnsPerUser, if positive, bounds the connections one user ID
 	// may hold on this Hub: a handshake beyond it is answered 101 and then
@@ -290,6 +299,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.SendBuffer < -1 {
 		panic(fmt.Sprintf("wsroom: SendBuffer %d: use a positive size, 0 for the default or -1 for the kernel's", o.SendBuffer))
+	}
+	if o.SendBufferMax == 0 {
+		o.SendBufferMax = DefaultSendBufferMax
+	}
+	if o.SendBufferMax < o.SendBuffer {
+		o.SendBufferMax = o.SendBuffer
 	}
 	if o.MaxConnsPerUser < 0 || o.MaxRoomsPerConn < 0 {
 		panic("wsroom: MaxConnsPerUser and MaxRoomsPerConn must be 0 (no limit) or positive")

@@ -31,6 +31,7 @@ type Conn struct {
 	busy     atomic.Bool   // the reader is inside an application callback
 	deflate  uint8         // permessage-deflate: our window bits (8–15), 0 if not negotiated
 	proto    uint8         // protoPlain, or protoV1 for a wsroom.v1 client
+	sndbuf   uint8         // log2 of the send buffer set (SendBuffer, grown by growSendBuffer); 0: the kernel's; used only by the writer
 	lastPing int64         // hub clock; used only by the heartbeat goroutine
 	opened   int64         // hub clock: when the handshake was accepted
 
@@ -38,7 +39,7 @@ type Conn struct {
 	q           frameQueue  // encoded frames not yet taken by the writer
 	queuedAt    int64       // hub clock: when the oldest frame in q was queued
 	pong        *[]byte     // the last pong in q, if any (see enqueuePong)
-	pongs       int32       // pongs in q
+	pongs       uint8       // pongs in q
 	writing     bool        // a writer runs or is queued (one at a time)
 	closing     bool        // no more frames are accepted
 	closeQueued bool        // the close frame is in queue
