@@ -3,10 +3,10 @@ package membroker_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"time"
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
@@ -18,7 +18,12 @@ import (
 // room's members on the other.
 func Example() {
 	bus := membroker.NewBus()
-	joinLobby := func(c *wsroom.Conn, r *http.Request) error { return c.Join("lobby") }
+	joinLobby := func(c *wsroom.Conn, r *http.Request) error {
+		if err := c.Join("lobby"); err != nil {
+			return err
+		}
+		return c.Send(wsroom.Text("welcome to the lobby"))
+	}
 	a := wsroom.New(wsroom.Options{Broker: bus.NewBroker(), OnConnect: joinLobby})
 	b := wsroom.New(wsroom.Options{Broker: bus.NewBroker(), OnConnect: joinLobby})
 	defer a.Shutdown(context.Background())
@@ -26,16 +31,28 @@ func Example() {
 	srvB := httptest.NewServer(b)
 	defer srvB.Close()
 
-	conn, _, _, err := ws.Dial(context.Background(), "ws"+strings.TrimPrefix(srvB.URL, "http"))
+	conn, br, _, err := ws.Dial(context.Background(), "ws"+strings.TrimPrefix(srvB.URL, "http"))
 	if err != nil {
 		panic(err)
 	}
 	defer conn.Close()
-	for bus.Subscribers("room:lobby") == 0 { // TODO(member-when-open): not needed once joins precede the 101
-		time.Sleep(time.Millisecond)
+	var r io.Reader = conn
+	if br != nil { // frames that came with the handshake answer
+		r = io.MultiReader(br, conn)
+	}
+	client := struct {
+		io.Reader
+		io.Writer
+	}{r, conn}
+	// The welcome comes once OnConnect has joined node B to the lobby.
+	if _, err := wsutil.ReadServerText(client); err != nil {
+		panic(err)
 	}
 	a.Room("lobby").Broadcast(wsroom.Text("hello from node A"))
-	msg, _ := wsutil.ReadServerText(conn)
+	msg, err := wsutil.ReadServerText(client)
+	if err != nil {
+		panic(err)
+	}
 	fmt.Println(string(msg))
 	// Output: hello from node A
 }
