@@ -46,6 +46,14 @@ func (bc *benchClients) count(_ int, c *wstest.Conn) error {
 	}
 }
 
+// pace waits, before send i of a loop whose sends reach per clients each,
+// until at most window sends are not yet read in full.
+func (bc *benchClients) pace(b *testing.B, i, window int, per int64) {
+	if i >= window {
+		bc.waitReceived(b, int64(i-window)*per)
+	}
+}
+
 // waitReceived waits until the clients have received want data frames.
 func (bc *benchClients) waitReceived(b *testing.B, want int64) {
 	if !wstest.Poll(50*time.Microsecond, time.Minute, func() bool { return bc.received.Load() >= want }) {
@@ -78,9 +86,7 @@ func BenchmarkRoomBroadcast(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
-				if i >= window {
-					bc.waitReceived(b, int64(i-window)*int64(subs))
-				}
+				bc.pace(b, i, window, int64(subs))
 				room.Broadcast(msg)
 			}
 			bc.waitReceived(b, int64(b.N)*int64(subs))
@@ -108,9 +114,7 @@ func BenchmarkHubSendTo(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		if i >= window {
-			bc.waitReceived(b, int64(i-window)*10)
-		}
+		bc.pace(b, i, window, 10)
 		s.hub.SendTo(msg, users...)
 	}
 	bc.waitReceived(b, int64(b.N)*10)

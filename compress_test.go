@@ -607,9 +607,7 @@ func BenchmarkBroadcastDeflate(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
-				if i >= window {
-					bc.waitReceived(b, int64(i-window)*subs)
-				}
+				bc.pace(b, i, window, subs)
 				room.Broadcast(msg)
 			}
 			bc.waitReceived(b, int64(b.N)*subs)

@@ -71,11 +71,10 @@ func TestDeliveryOrderConcurrentSenders(t *testing.T) {
 		perSender = 500
 	)
 	s := newServer(t, wsroom.Options{
-		OnConnect: func(c *wsroom.Conn, _ *http.Request) error { return c.Join("order") },
+		OnConnect: joinRoom("order"),
 	})
-	conns := wstest.DialAll(t, clients, func(int) string { return s.url })
+	conns := fillRoom(t, s, "order", clients)
 	room := s.hub.Room("order")
-	wstest.WaitFor(t, "all clients in the room", func() bool { return room.Len() == clients })
 	members := slices.Collect(room.Members())
 
 	// Readers: per sender, seq must go 0, 1, 2, … with nothing missing or
@@ -167,7 +166,7 @@ func TestDeliverySlowConsumer(t *testing.T) {
 	ln := new(smallBufListener)
 	s := newServerWith(t, wsroom.Options{
 		Identify:       func(r *http.Request) (string, error) { return r.URL.Query().Get("u"), nil },
-		OnConnect:      func(c *wsroom.Conn, _ *http.Request) error { return c.Join("firehose") },
+		OnConnect:      joinRoom("firehose"),
 		SendQueueBytes: 64 << 10,
 		// These readers never answer pings; on a loaded machine the test
 		// can outlast the default 60 s PongTimeout, which would drop them
@@ -419,11 +418,10 @@ func TestDeliveryBurstOneProc(t *testing.T) {
 		size    = 64
 	)
 	s := newServer(t, wsroom.Options{
-		OnConnect: func(c *wsroom.Conn, _ *http.Request) error { return c.Join("burst") },
+		OnConnect: joinRoom("burst"),
 	})
-	conns := wstest.DialAll(t, readers, func(int) string { return s.url })
+	conns := fillRoom(t, s, "burst", readers)
 	room := s.hub.Room("burst")
-	wstest.WaitFor(t, "all clients in the room", func() bool { return room.Len() == readers })
 
 	prev := runtime.GOMAXPROCS(1)
 	defer runtime.GOMAXPROCS(prev)
@@ -570,7 +568,7 @@ func TestDeliveryBurstServerSubprocess(t *testing.T) {
 // "BURST SENT <duration>") and "stats" (print "BURST STATS …"). It returns at EOF.
 func burstServer(t *testing.T) {
 	s := newServer(t, wsroom.Options{
-		OnConnect: func(c *wsroom.Conn, _ *http.Request) error { return c.Join("burst") },
+		OnConnect: joinRoom("burst"),
 	})
 	fmt.Printf("BURST ADDR %s\n", s.addr)
 	sc := bufio.NewScanner(os.Stdin)

@@ -367,18 +367,12 @@ func TestHandshakeAfterShutdown(t *testing.T) {
 	c.SendText(t, "before")
 	c.ExpectText(t, "before")
 
-	done := make(chan error, 1)
-	go func() { done <- s.hub.Shutdown(context.Background()) }()
+	shutdown := shutdownInBackground(t, s.hub)
 	c.ExpectClose(t, 1001)
 	// Answer the close so the server need not wait for WriteTimeout.
 	c.MustWrite(t, wstest.CloseFrame(1001, ""))
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Shutdown: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Shutdown did not return")
+	if err := shutdown(); err != nil {
+		t.Fatalf("Shutdown: %v", err)
 	}
 
 	resp := wstest.Handshake(t, wstest.Request(s.url, nil)).Resp

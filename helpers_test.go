@@ -5,11 +5,13 @@ package wsroom_test
 // what their callbacks saw.
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -73,6 +75,40 @@ func newHub(opts wsroom.Options) *wsroom.Hub {
 		opts.Logger = wstest.QuietLogger()
 	}
 	return wsroom.New(opts)
+}
+
+// shutdownInBackground starts hub.Shutdown on a goroutine of its own (it
+// waits for the peers, which the test then drives) and returns a function
+// that waits for it and returns its error, failing the test if it has not
+// returned within wstest.Patience.
+func shutdownInBackground(t testing.TB, hub *wsroom.Hub) (wait func() error) {
+	done := make(chan error, 1)
+	go func() { done <- hub.Shutdown(context.Background()) }()
+	return func() error {
+		t.Helper()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(wstest.Patience):
+			t.Fatal("Shutdown did not return")
+			return nil
+		}
+	}
+}
+
+// joinRoom returns an OnConnect that puts every connection in room name.
+func joinRoom(name string) func(*wsroom.Conn, *http.Request) error {
+	return func(c *wsroom.Conn, _ *http.Request) error { return c.Join(name) }
+}
+
+// fillRoom opens n connections to s (users u0..un-1, see userServer) and
+// waits until room name has n members.
+func fillRoom(t testing.TB, s *server, name string, n int) []*wstest.Conn {
+	t.Helper()
+	conns := wstest.DialAll(t, n, func(i int) string { return s.url + "?user=u" + strconv.Itoa(i) })
+	room := s.hub.Room(name)
+	wstest.WaitFor(t, "every connection in room "+name, func() bool { return room.Len() == n })
+	return conns
 }
 
 // echo is an OnMessage that sends every message back.

@@ -6,7 +6,6 @@ package wsroom_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +36,14 @@ func newRecServer(t *testing.T, opts wsroom.Options) *recServer {
 func (s *recServer) dial(t *testing.T, id string) *wstest.Conn {
 	t.Helper()
 	return wstest.Dial(t, s.url+"?id="+url.QueryEscape(id), nil)
+}
+
+// closeCleanly runs a close handshake with 1000 from c, connection id,
+// and checks that OnClose reports it.
+func (s *recServer) closeCleanly(t *testing.T, c *wstest.Conn, id string) {
+	t.Helper()
+	c.CloseHandshake(t, 1000)
+	wantClose(t, s.closeErr(t, id), 1000, true, nil)
 }
 
 // header is a masked client frame header announcing n payload bytes,
@@ -137,8 +144,7 @@ func TestProtocolShutdown1001(t *testing.T) {
 	c.SendText(t, "hi")
 	c.ExpectText(t, "hi")
 
-	done := make(chan error, 1)
-	go func() { done <- s.hub.Shutdown(context.Background()) }()
+	shutdown := shutdownInBackground(t, s.hub)
 
 	if reason := c.ExpectClose(t, 1001); reason != "server shutdown" {
 		t.Errorf("close reason %q, want \"server shutdown\"", reason)
@@ -146,13 +152,8 @@ func TestProtocolShutdown1001(t *testing.T) {
 	// Sent after the server's close and before the answer: not delivered.
 	c.SendText(t, "too late")
 	c.MustWrite(t, wstest.CloseFrame(1001, ""))
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Shutdown did not return")
+	if err := shutdown(); err != nil {
+		t.Errorf("Shutdown: %v", err)
 	}
 	ce := s.closeErr(t, "a")
 	wantClose(t, ce, 1001, false, nil)
@@ -267,8 +268,7 @@ func TestProtocol1007(t *testing.T) {
 		c := s.dial(t, "binary")
 		c.MustWrite(t, masked(true, wstest.OpBinary, "\xff\xfe"))
 		c.ExpectFrame(t, wstest.OpBinary, []byte("\xff\xfe"))
-		c.CloseHandshake(t, 1000)
-		wantClose(t, s.closeErr(t, "binary"), 1000, true, nil)
+		s.closeCleanly(t, c, "binary")
 	})
 }
 
@@ -376,8 +376,7 @@ func TestProtocol1009(t *testing.T) {
 		c.ExpectText(t, msg)
 		c.MustWrite(t, wstest.Cat(wstest.Fragment(wstest.OpBinary, []byte(msg[:40])), wstest.Final(wstest.OpContinuation, []byte(msg[40:]))))
 		c.ExpectFrame(t, wstest.OpBinary, []byte(msg))
-		c.CloseHandshake(t, 1000)
-		wantClose(t, s.closeErr(t, "at"), 1000, true, nil)
+		s.closeCleanly(t, c, "at")
 	})
 	cases := []struct {
 		name string
@@ -447,8 +446,7 @@ func TestProtocol1011Panic(t *testing.T) {
 	if st := s.hub.Stats(); st.Panics != 1 || st.Connections != 1 {
 		t.Errorf("Stats: Panics %d, Connections %d; want 1, 1", st.Panics, st.Connections)
 	}
-	b.CloseHandshake(t, 1000)
-	wantClose(t, s.closeErr(t, "b"), 1000, true, nil)
+	s.closeCleanly(t, b, "b")
 }
 
 func TestProtocol1011PanicInOnConnect(t *testing.T) {
@@ -507,8 +505,7 @@ func TestProtocolFramesWithHandshake(t *testing.T) {
 			c.ExpectFrame(t, wstest.OpPong, []byte("p"))
 			c.MustWrite(t, wstest.Final(wstest.OpContinuation, "ond"))
 			c.ExpectText(t, "second")
-			c.CloseHandshake(t, 1000)
-			wantClose(t, s.closeErr(t, tc.name), 1000, true, nil)
+			s.closeCleanly(t, c, tc.name)
 		})
 	}
 }
@@ -599,8 +596,7 @@ func TestProtocolFragmentation(t *testing.T) {
 	s := newRecServer(t, wsroom.Options{})
 	end := func(t *testing.T, c *wstest.Conn, id string) {
 		t.Helper()
-		c.CloseHandshake(t, 1000)
-		wantClose(t, s.closeErr(t, id), 1000, true, nil)
+		s.closeCleanly(t, c, id)
 	}
 	t.Run("one-byte fragments", func(t *testing.T) {
 		t.Parallel()
@@ -709,8 +705,7 @@ func TestProtocolPingPong(t *testing.T) {
 			c.MustWrite(t, wstest.Final(wstest.OpPing, p))
 			c.ExpectFrame(t, wstest.OpPong, p)
 		}
-		c.CloseHandshake(t, 1000)
-		wantClose(t, s.closeErr(t, "payloads"), 1000, true, nil)
+		s.closeCleanly(t, c, "payloads")
 	})
 	t.Run("ten in order", func(t *testing.T) {
 		t.Parallel()
@@ -723,8 +718,7 @@ func TestProtocolPingPong(t *testing.T) {
 		for i := range 10 {
 			c.ExpectFrame(t, wstest.OpPong, []byte(fmt.Sprintf("ping %d", i)))
 		}
-		c.CloseHandshake(t, 1000)
-		wantClose(t, s.closeErr(t, "ten"), 1000, true, nil)
+		s.closeCleanly(t, c, "ten")
 	})
 	t.Run("unsolicited pong ignored", func(t *testing.T) {
 		t.Parallel()
@@ -734,8 +728,7 @@ func TestProtocolPingPong(t *testing.T) {
 		c.ExpectSilence(t, 50*time.Millisecond)
 		c.SendText(t, "after")
 		c.ExpectFrame(t, wstest.OpText, []byte("after"))
-		c.CloseHandshake(t, 1000)
-		wantClose(t, s.closeErr(t, "pong"), 1000, true, nil)
+		s.closeCleanly(t, c, "pong")
 	})
 }
 

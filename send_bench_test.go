@@ -27,9 +27,7 @@ func BenchmarkConnSend(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		if i >= window {
-			bc.waitReceived(b, int64(i-window))
-		}
+		bc.pace(b, i, window, 1)
 		if err := c.Send(msg); err != nil {
 			b.Fatal(err)
 		}

@@ -25,24 +25,11 @@ import (
 // from a few drainers, and a blocking writer only for a socket that does
 // not take everything at once.
 
-// joinAll is an OnConnect that puts every connection in room "r".
-func joinAll(c *wsroom.Conn, _ *http.Request) error { return c.Join("r") }
-
-// openRoom opens n connections (users u0..un-1) that are all in room "r"
-// when it returns.
-func openRoom(t *testing.T, s *server, n int) []*wstest.Conn {
-	t.Helper()
-	conns := wstest.DialAll(t, n, func(i int) string { return userURL(s, "u"+strconv.Itoa(i)) })
-	room := s.hub.Room("r")
-	wstest.WaitFor(t, "every connection in the room", func() bool { return room.Len() == n })
-	return conns
-}
-
 func TestPollerBroadcastStartsNoGoroutinePerRecipient(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	s, _ := userServer(t, wsroom.Options{OnConnect: joinAll})
+	s, _ := userServer(t, wsroom.Options{OnConnect: joinRoom("r")})
 	const n = 2000
-	conns := openRoom(t, s, n)
+	conns := fillRoom(t, s, "r", n)
 	room := s.hub.Room("r")
 	for round := range 3 {
 		before := quietGoroutines()
@@ -83,7 +70,7 @@ func TestPollerSlowConsumerDoesNotHoldUpOthers(t *testing.T) {
 		},
 	})
 	const n, msgs = 500, 100
-	conns := openRoom(t, s, n)
+	conns := fillRoom(t, s, "r", n)
 	slow := wstest.Dial(t, userURL(s, "slow"), nil) // never read
 	slow.NetConn().(*net.TCPConn).SetReadBuffer(16 << 10)
 	sc := <-slowConn
@@ -221,9 +208,9 @@ func TestPollerCloseAfterBigQueuedData(t *testing.T) {
 }
 
 func TestPollerShutdownFlushesPendingWrites(t *testing.T) {
-	s, _ := userServer(t, wsroom.Options{OnConnect: joinAll})
+	s, _ := userServer(t, wsroom.Options{OnConnect: joinRoom("r")})
 	const n, msgs = 50, 200
-	conns := openRoom(t, s, n)
+	conns := fillRoom(t, s, "r", n)
 	for j := range msgs {
 		s.hub.Room("r").Broadcast(wsroom.Text(strconv.Itoa(j)))
 	}
