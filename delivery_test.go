@@ -40,7 +40,7 @@ func seqMessage(buf []byte, seq int) wsroom.Message {
 // after each.
 func readSeqs(c *wstest.Conn, count, size int, onSeq func(seq int)) error {
 	for want := range count {
-		op, p, err := c.ReadMessage()
+		op, p, err := c.NextMessage()
 		if err != nil {
 			return fmt.Errorf("after %d of %d messages: %w", want, count, err)
 		}
@@ -83,7 +83,7 @@ func TestDeliveryOrderConcurrentSenders(t *testing.T) {
 		c.SetReadDeadline(time.Now().Add(60 * time.Second))
 		next := make([]int, senders)
 		for got := range senders * perSender {
-			op, p, err := c.ReadMessage()
+			op, p, err := c.NextMessage()
 			if err != nil {
 				return fmt.Errorf("after %d messages (next %v): %w", got, next, err)
 			}
@@ -105,7 +105,7 @@ func TestDeliveryOrderConcurrentSenders(t *testing.T) {
 			}
 			next[i]++
 		}
-		op, p, err := c.ReadMessage()
+		op, p, err := c.NextMessage()
 		if err != nil || op != wstest.OpText || string(p) != "end" {
 			return fmt.Errorf("after all messages: got op %d %q, %v; want the end marker", op, p, err)
 		}
@@ -207,7 +207,7 @@ func TestDeliverySlowConsumer(t *testing.T) {
 		var d drained
 		stuck.SetReadDeadline(time.Now().Add(30 * time.Second))
 		for {
-			op, p, err := stuck.ReadMessage()
+			op, p, err := stuck.NextMessage()
 			if err != nil {
 				d.end = err
 				break
@@ -375,7 +375,7 @@ func TestDeliverySlowConsumerSend(t *testing.T) {
 	cl.SetReadDeadline(time.Now().Add(20 * time.Second))
 	got := 0
 	for {
-		op, p, err := cl.ReadMessage()
+		op, p, err := cl.NextMessage()
 		var ce *wstest.CloseError
 		if errors.As(err, &ce) {
 			if ce.Code != 1008 || ce.Reason != "slow consumer" {

@@ -90,7 +90,7 @@ func TestPollerSlowConsumerDoesNotHoldUpOthers(t *testing.T) {
 	readers := wstest.Go(t, conns, func(_ int, c *wstest.Conn) error {
 		c.Timeout = 10 * time.Second
 		for j := range msgs {
-			_, data, err := c.ReadMessage()
+			_, data, err := c.NextMessage()
 			if err != nil {
 				return err
 			}

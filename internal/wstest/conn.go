@@ -42,12 +42,13 @@ type Conn struct {
 	br           *bufio.Reader
 	readDeadline time.Time // fixed by SetReadDeadline; zero: Timeout
 	armed        time.Time // the fixed deadline last set on nc, if any
+	buf          []byte    // NextMessage's payloads larger than br's buffer
 }
 
 // NewConn wraps a connection that has not spoken yet (a TLS connection, a
 // net.Pipe end). Use RoundTrip to run a handshake on it.
 func NewConn(nc net.Conn) *Conn {
-	return &Conn{nc: nc, br: bufio.NewReader(nc)}
+	return &Conn{nc: nc, br: bufio.NewReaderSize(nc, 16<<10)}
 }
 
 // DialTCP opens a TCP connection to addr (host:port), without a
@@ -248,16 +249,23 @@ func (c *Conn) Send(op Opcode, payload []byte) error {
 // ReadFrame reads the next frame. A stream that ends inside a frame
 // yields io.ErrUnexpectedEOF; a payload over 64 MiB is an error.
 func (c *Conn) ReadFrame() (Frame, error) {
-	return c.readFrame(true)
+	return c.readFrame(payloadCopy)
 }
 
 // Skip reads the next frame and discards its payload, allocating
 // nothing; the Frame it returns has no Payload.
 func (c *Conn) Skip() (Frame, error) {
-	return c.readFrame(false)
+	return c.readFrame(payloadSkip)
 }
 
-func (c *Conn) readFrame(keep bool) (Frame, error) {
+// What readFrame does with the payload.
+const (
+	payloadCopy = iota // into a new slice
+	payloadSkip        // discarded
+	payloadView        // in the Conn's buffers, valid until the next read
+)
+
+func (c *Conn) readFrame(mode int) (Frame, error) {
 	c.armRead()
 	// Peek and Discard: the header is parsed in the reader's buffer,
 	// allocating nothing, and a read that times out consumes nothing.
@@ -288,23 +296,48 @@ func (c *Conn) readFrame(keep bool) (Frame, error) {
 	case 127:
 		n = binary.BigEndian.Uint64(h[2:10])
 	}
+	var key [4]byte
 	if f.Masked {
-		f.Key = (*[4]byte)(bytes.Clone(h[hl-4 : hl]))
+		copy(key[:], h[hl-4:hl])
+		if mode != payloadView {
+			f.Key = new([4]byte)
+			*f.Key = key
+		}
 	}
-	c.br.Discard(hl)
 	if n > maxFrame {
 		return f, fmt.Errorf("frame of %d bytes", n)
 	}
-	if !keep {
-		_, err := c.br.Discard(int(n))
+	switch {
+	case mode == payloadSkip:
+		_, err := c.br.Discard(hl + int(n))
 		return f, unexpectedEOF(err)
-	}
-	f.Payload = make([]byte, n)
-	if _, err := io.ReadFull(c.br, f.Payload); err != nil {
-		return f, unexpectedEOF(err)
+	case mode == payloadView && hl+int(n) <= c.br.Size():
+		b, err := c.br.Peek(hl + int(n))
+		if err != nil {
+			return f, unexpectedEOF(err)
+		}
+		c.br.Discard(len(b))
+		f.Payload = b[hl:]
+	case mode == payloadView:
+		c.br.Discard(hl)
+		if cap(c.buf) < int(n) {
+			c.buf = make([]byte, n)
+		}
+		f.Payload = c.buf[:n]
+		if _, err := io.ReadFull(c.br, f.Payload); err != nil {
+			return f, unexpectedEOF(err)
+		}
+	default:
+		c.br.Discard(hl)
+		f.Payload = make([]byte, n)
+		if _, err := io.ReadFull(c.br, f.Payload); err != nil {
+			return f, unexpectedEOF(err)
+		}
 	}
 	if f.Masked {
-		f.Payload = Mask(*f.Key, f.Payload)
+		for i := range f.Payload {
+			f.Payload[i] ^= key[i%4]
+		}
 	}
 	return f, nil
 }
@@ -321,8 +354,19 @@ func unexpectedEOF(err error) error {
 // are never fragmented, masked or compressed here: such a frame is an
 // error (read compressed frames with ReadFrame).
 func (c *Conn) ReadMessage() (Opcode, []byte, error) {
+	return c.readMessage(payloadCopy)
+}
+
+// NextMessage is ReadMessage for a reader of many messages: the payload
+// is not copied but lies in the Conn's buffers, valid until the next
+// read, so that reading allocates nothing.
+func (c *Conn) NextMessage() (Opcode, []byte, error) {
+	return c.readMessage(payloadView)
+}
+
+func (c *Conn) readMessage(mode int) (Opcode, []byte, error) {
 	for {
-		f, err := c.ReadFrame()
+		f, err := c.readFrame(mode)
 		if err != nil {
 			return f.Op, nil, err
 		}

@@ -1,6 +1,7 @@
 package wstest
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -114,6 +115,48 @@ func TestReadMessage(t *testing.T) {
 	nc.Close()
 	if err := c.ReadEOF(); err != nil {
 		t.Fatalf("ReadEOF after close: %v", err)
+	}
+}
+
+func TestNextMessage(t *testing.T) {
+	c, nc := pipe(t)
+	big := bytes.Repeat([]byte("b"), 40000) // more than the reader's buffer
+	done := write(nc, Cat(
+		Frame{Fin: true, Op: OpText, Payload: []byte("small")}.Bytes(),
+		Frame{Fin: true, Op: OpBinary, Payload: big}.Bytes(),
+		Frame{Fin: true, Op: OpText, Payload: []byte("again")}.Bytes(),
+	))
+	for _, want := range [][]byte{[]byte("small"), big, []byte("again")} {
+		_, got, err := c.NextMessage()
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("NextMessage: %d bytes, %v; want %d bytes", len(got), err, len(want))
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Reading many small messages allocates nothing (the frames come from
+	// memory here, so that only the reader is measured).
+	var frames []byte
+	for range 101 {
+		frames = append(frames, Frame{Fin: true, Op: OpBinary, Payload: []byte("0123456789")}.Bytes()...)
+	}
+	c.br = bufio.NewReaderSize(bytes.NewReader(frames), 16<<10)
+	c.SetReadDeadline(time.Now().Add(time.Minute))
+	if n := testing.AllocsPerRun(100, func() {
+		if _, _, err := c.NextMessage(); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("NextMessage: %v allocations per message, want 0", n)
+	}
+	c.br = bufio.NewReaderSize(bytes.NewReader(frames), 16<<10)
+	if n := testing.AllocsPerRun(100, func() {
+		if _, err := c.Skip(); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("Skip: %v allocations per frame, want 0", n)
 	}
 }
 
