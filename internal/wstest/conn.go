@@ -241,11 +241,6 @@ func (c *Conn) WriteRaw(b []byte) error {
 	return err
 }
 
-// Send writes one final masked frame.
-func (c *Conn) Send(op Opcode, payload []byte) error {
-	return c.WriteRaw(Final(op, payload))
-}
-
 // ReadFrame reads the next frame. A stream that ends inside a frame
 // yields io.ErrUnexpectedEOF; a payload over 64 MiB is an error.
 func (c *Conn) ReadFrame() (Frame, error) {

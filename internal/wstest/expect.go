@@ -102,18 +102,6 @@ func (c *Conn) ExpectText(t testing.TB, want string) {
 	}
 }
 
-// ExpectBinary fails the test unless the next message is binary want.
-func (c *Conn) ExpectBinary(t testing.TB, want []byte) {
-	t.Helper()
-	op, data, err := c.ReadMessage()
-	if err != nil {
-		t.Fatalf("expected %d binary bytes: %v", len(want), err)
-	}
-	if op != OpBinary || !bytes.Equal(data, want) {
-		t.Fatalf("got op %d, %d bytes, want binary %q", op, len(data), want)
-	}
-}
-
 // ExpectFrame reads the next frame, pings and pongs included, and fails
 // the test unless it is a final, unmasked frame without RSV bits with this
 // opcode and payload.

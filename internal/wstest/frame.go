@@ -107,7 +107,7 @@ func (f Frame) Bytes() []byte {
 	if !f.Masked {
 		return append(b, f.Payload...)
 	}
-	return append(b, Mask(*f.Key, f.Payload)...)
+	return append(b, mask(*f.Key, f.Payload)...)
 }
 
 // String describes the frame for failure messages.
@@ -119,9 +119,9 @@ func (f Frame) String() string {
 	return fmt.Sprintf("op %d fin %v rsv %#x masked %v %s", f.Op, f.Fin, f.RSV, f.Masked, p)
 }
 
-// Mask returns p masked (or unmasked: the operation is its own inverse)
+// mask returns p masked (or unmasked: the operation is its own inverse)
 // with key, in a new slice.
-func Mask(key [4]byte, p []byte) []byte {
+func mask(key [4]byte, p []byte) []byte {
 	out := make([]byte, len(p))
 	for i, c := range p {
 		out[i] = c ^ key[i%4]

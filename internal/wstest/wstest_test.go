@@ -74,7 +74,7 @@ func TestBuilders(t *testing.T) {
 	if f[0] != 0x81 || f[1] != 0x80|2 || len(f) != 8 {
 		t.Errorf("Final(OpText, hi) = % x", f)
 	}
-	if got := Mask([4]byte(f[2:6]), f[6:]); string(got) != "hi" {
+	if got := mask([4]byte(f[2:6]), f[6:]); string(got) != "hi" {
 		t.Errorf("Final's payload unmasks to %q", got)
 	}
 	if f := Fragment(OpContinuation, []byte("x")); f[0] != 0x00 {
@@ -236,5 +236,5 @@ func TestDialOverTCPAndPipe(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.MustWrite(t, Final(OpBinary, []byte{1, 2}))
-	p.ExpectBinary(t, []byte{1, 2})
+	p.ExpectFrame(t, OpBinary, []byte{1, 2})
 }
