@@ -48,7 +48,7 @@ type Conn struct {
 // NewConn wraps a connection that has not spoken yet (a TLS connection, a
 // net.Pipe end). Use RoundTrip to run a handshake on it.
 func NewConn(nc net.Conn) *Conn {
-	return &Conn{nc: nc, br: bufio.NewReaderSize(nc, 16<<10)}
+	return &Conn{nc: nc, br: bufio.NewReaderSize(nc, 4<<10)}
 }
 
 // DialTCP opens a TCP connection to addr (host:port), without a
