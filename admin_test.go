@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 )
 
 // adminServer serves a hub at /ws (user from ?user=, rooms joined from
@@ -41,10 +42,10 @@ func adminServer(t *testing.T) *server {
 }
 
 // dialAs connects user to s, joining rooms.
-func (s *server) dialAs(t *testing.T, user string, rooms ...string) *client {
+func (s *server) dialAs(t *testing.T, user string, rooms ...string) *wstest.Conn {
 	t.Helper()
 	q := url.Values{"user": {user}, "rooms": {strings.Join(rooms, ",")}}
-	return dial(t, s.url+"?"+q.Encode(), nil)
+	return wstest.Dial(t, s.url+"?"+q.Encode(), nil)
 }
 
 // adminGet sends method to the admin path and decodes the JSON answer
@@ -161,9 +162,9 @@ func TestAdminRoomMembers(t *testing.T) {
 	a2 := s.dialAs(t, "alice", "lobby")
 	b := s.dialAs(t, "bob", "lobby")
 	remotes := map[string]int{ // client address (the server's remote) → rooms
-		a1.nc.LocalAddr().String(): 2,
-		a2.nc.LocalAddr().String(): 1,
-		b.nc.LocalAddr().String():  1,
+		a1.NetConn().LocalAddr().String(): 2,
+		a2.NetConn().LocalAddr().String(): 1,
+		b.NetConn().LocalAddr().String():  1,
 	}
 
 	var lobby connsAnswer
@@ -193,7 +194,7 @@ func TestAdminRoomMembers(t *testing.T) {
 	for _, path := range []string{"/rooms/" + url.PathEscape("team/ops 1"), "/rooms/team/ops%201"} {
 		var ops connsAnswer
 		adminGet(t, s, "GET", path, &ops)
-		if ops.Name != "team/ops 1" || len(ops.Conns) != 1 || ops.Conns[0].Remote != a1.nc.LocalAddr().String() {
+		if ops.Name != "team/ops 1" || len(ops.Conns) != 1 || ops.Conns[0].Remote != a1.NetConn().LocalAddr().String() {
 			t.Fatalf("GET %s: %+v", path, ops)
 		}
 	}
@@ -207,8 +208,8 @@ func TestAdminRoomMembers(t *testing.T) {
 	}
 
 	// A room whose last member left is gone.
-	a1.closeHandshake(1000)
-	waitFor(t, "the room to empty", func() bool { return s.hub.Room("team/ops 1").Len() == 0 })
+	a1.CloseHandshake(t, 1000)
+	wstest.WaitFor(t, "the room to empty", func() bool { return s.hub.Room("team/ops 1").Len() == 0 })
 	var gone map[string]string
 	if resp := adminGet(t, s, "GET", "/rooms/"+url.PathEscape("team/ops 1"), &gone); resp.StatusCode != http.StatusNotFound || gone["error"] == "" {
 		t.Fatalf("GET an emptied room: %d %v, want 404 with an error", resp.StatusCode, gone)
@@ -230,10 +231,10 @@ func TestAdminUser(t *testing.T) {
 	for _, c := range alice.Conns {
 		byRemote[c.Remote] = c
 	}
-	if c := byRemote[a1.nc.LocalAddr().String()]; c.User != "alice" || c.Rooms != 3 || !slices.Equal(c.RoomNames, []string{"lobby", "b-room", "a-room"}) {
+	if c := byRemote[a1.NetConn().LocalAddr().String()]; c.User != "alice" || c.Rooms != 3 || !slices.Equal(c.RoomNames, []string{"lobby", "b-room", "a-room"}) {
 		t.Errorf("alice's first connection: %+v, want rooms lobby, b-room, a-room in join order", c)
 	}
-	if c := byRemote[a2.nc.LocalAddr().String()]; c.Rooms != 0 || len(c.RoomNames) != 0 {
+	if c := byRemote[a2.NetConn().LocalAddr().String()]; c.Rooms != 0 || len(c.RoomNames) != 0 {
 		t.Errorf("alice's second connection: %+v, want no rooms", c)
 	}
 	if !slices.IsSortedFunc(alice.Conns, func(a, b connAnswer) int { return strings.Compare(a.ID, b.ID) }) {
@@ -272,16 +273,19 @@ func TestAdminStats(t *testing.T) {
 	c := s.dialAs(t, "alice", "lobby")
 	s.dialAs(t, "bob", "lobby")
 	other := s.dialAs(t, "carol")
-	other.closeHandshake(4001)
-	waitFor(t, "carol's close to be counted", func() bool { return s.hub.Metrics().Closes[1][wsroom.ClassOf(4001)] == 1 })
-	nc, _, resp := rawHandshake(t, handshakeRequest(s.url, http.Header{"Origin": {"http://elsewhere.example"}}))
-	nc.Close()
-	if resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("cross-origin handshake: %d", resp.StatusCode)
+	other.CloseHandshake(t, 4001)
+	wstest.WaitFor(t, "carol's close to be counted", func() bool { return s.hub.Metrics().Closes[1][wsroom.ClassOf(4001)] == 1 })
+	hc, err := wstest.Exchange(wstest.Request(s.url, http.Header{"Origin": {"http://elsewhere.example"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc.Close()
+	if hc.Resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-origin handshake: %d", hc.Resp.StatusCode)
 	}
 	s.hub.Room("lobby").Broadcast(wsroom.Text("hi"))
-	c.expectText("hi")
-	waitFor(t, "the broadcast to be counted", func() bool { return s.hub.Stats().MessagesOut == 2 })
+	c.ExpectText(t, "hi")
+	wstest.WaitFor(t, "the broadcast to be counted", func() bool { return s.hub.Stats().MessagesOut == 2 })
 
 	var got map[string]any
 	adminGet(t, s, "GET", "/stats", &got)

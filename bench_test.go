@@ -1,87 +1,63 @@
 package wsroom_test
 
 import (
-	"bufio"
-	"encoding/binary"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 )
 
 // benchClients connects n clients (user IDs "u0".."u<n-1>") that all join
 // room "r", and counts the data frames they receive. extra holds extra
 // handshake headers (may be nil).
 type benchClients struct {
-	conns    []net.Conn
 	received atomic.Int64
-	wg       sync.WaitGroup
 }
 
 func newBenchClients(b *testing.B, s *server, n int, extra http.Header) *benchClients {
 	b.Helper()
 	bc := &benchClients{}
-	for i := range n {
-		c := dial(b, s.url+"?user=u"+strconv.Itoa(i), extra)
-		bc.conns = append(bc.conns, c.nc)
-		c.expectText("ready")
-		bc.wg.Add(1)
-		go bc.count(c.br)
+	conns := make([]*wstest.Conn, n)
+	for i := range conns {
+		conns[i] = wstest.Dial(b, s.url+"?user=u"+strconv.Itoa(i), extra)
+		conns[i].ExpectText(b, "ready")
+		conns[i].SetReadDeadline(time.Now().Add(time.Hour)) // until cleanup closes it
 	}
-	b.Cleanup(func() {
-		for _, c := range bc.conns {
-			c.Close()
-		}
-		bc.wg.Wait()
-	})
+	wstest.Go(b, conns, bc.count)
 	return bc
 }
 
-// count reads frames until the connection ends, counting data frames.
-func (bc *benchClients) count(br *bufio.Reader) {
-	defer bc.wg.Done()
-	var hdr [8]byte
+// count reads frames, allocating nothing, until the connection ends,
+// counting data frames.
+func (bc *benchClients) count(_ int, c *wstest.Conn) error {
 	for {
-		if _, err := io.ReadFull(br, hdr[:2]); err != nil {
-			return
+		f, err := c.Skip()
+		if err != nil {
+			return nil // the end: closed by cleanup
 		}
-		op, n := hdr[0]&0x0f, int64(hdr[1]&0x7f)
-		switch n {
-		case 126:
-			if _, err := io.ReadFull(br, hdr[:2]); err != nil {
-				return
-			}
-			n = int64(binary.BigEndian.Uint16(hdr[:2]))
-		case 127:
-			if _, err := io.ReadFull(br, hdr[:8]); err != nil {
-				return
-			}
-			n = int64(binary.BigEndian.Uint64(hdr[:8]))
-		}
-		if _, err := br.Discard(int(n)); err != nil {
-			return
-		}
-		if op == 0x1 || op == 0x2 {
+		if f.Op == wstest.OpText || f.Op == wstest.OpBinary {
 			bc.received.Add(1)
 		}
 	}
 }
 
+// pace waits, before send i of a loop whose sends reach per clients each,
+// until at most window sends are not yet read in full.
+func (bc *benchClients) pace(b *testing.B, i, window int, per int64) {
+	if i >= window {
+		bc.waitReceived(b, int64(i-window)*per)
+	}
+}
+
 // waitReceived waits until the clients have received want data frames.
 func (bc *benchClients) waitReceived(b *testing.B, want int64) {
-	deadline := time.Now().Add(time.Minute)
-	for bc.received.Load() < want {
-		if time.Now().After(deadline) {
-			b.Fatalf("received %d of %d deliveries", bc.received.Load(), want)
-		}
-		time.Sleep(50 * time.Microsecond)
+	if !wstest.Poll(50*time.Microsecond, time.Minute, func() bool { return bc.received.Load() >= want }) {
+		b.Fatalf("received %d of %d deliveries", bc.received.Load(), want)
 	}
 }
 
@@ -110,9 +86,7 @@ func BenchmarkRoomBroadcast(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
-				if i >= window {
-					bc.waitReceived(b, int64(i-window)*int64(subs))
-				}
+				bc.pace(b, i, window, int64(subs))
 				room.Broadcast(msg)
 			}
 			bc.waitReceived(b, int64(b.N)*int64(subs))
@@ -140,9 +114,7 @@ func BenchmarkHubSendTo(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		if i >= window {
-			bc.waitReceived(b, int64(i-window)*10)
-		}
+		bc.pace(b, i, window, 10)
 		s.hub.SendTo(msg, users...)
 	}
 	bc.waitReceived(b, int64(b.N)*10)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 	"github.com/wsroom/wsroom/membroker"
 )
 
@@ -26,16 +27,9 @@ func nodeOptions(b wsroom.Broker) wsroom.Options {
 	}
 }
 
-// expectNothing fails if c receives a data message within a short wait:
-// proof that nothing was delivered twice or to the wrong connection.
-func (c *client) expectNothing() {
-	c.t.Helper()
-	if op, data, err := c.readMessage(150 * time.Millisecond); err == nil {
-		c.t.Fatalf("unexpected message op %d %q", op, data)
-	} else if !strings.Contains(err.Error(), "timeout") {
-		c.t.Fatalf("waiting for silence: %v", err)
-	}
-}
+// quiet is how long a connection must receive nothing to show that
+// nothing was delivered twice or to the wrong connection.
+const quiet = 150 * time.Millisecond
 
 func TestBrokerDeliversAcrossHubsExactlyOnce(t *testing.T) {
 	bus := membroker.NewBus()
@@ -43,31 +37,31 @@ func TestBrokerDeliversAcrossHubsExactlyOnce(t *testing.T) {
 	b := newServer(t, nodeOptions(bus.NewBroker()))
 	c := newServer(t, nodeOptions(bus.NewBroker()))
 
-	alice := dial(t, a.url+"?user=alice&room=lobby", nil)
-	bob := dial(t, b.url+"?user=bob&room=lobby", nil)
-	bob2 := dial(t, a.url+"?user=bob&room=lobby", nil) // bob on two nodes
-	carol := dial(t, c.url+"?user=carol&room=other", nil)
+	alice := wstest.Dial(t, a.url+"?user=alice&room=lobby", nil)
+	bob := wstest.Dial(t, b.url+"?user=bob&room=lobby", nil)
+	bob2 := wstest.Dial(t, a.url+"?user=bob&room=lobby", nil) // bob on two nodes
+	carol := wstest.Dial(t, c.url+"?user=carol&room=other", nil)
 	// Every member joined (a subscription shows only the first member of
 	// a node joined: node A has two), and every topic is subscribed.
-	waitFor(t, "members and subscriptions", func() bool {
+	wstest.WaitFor(t, "members and subscriptions", func() bool {
 		return a.hub.Room("lobby").Len() == 2 && b.hub.Room("lobby").Len() == 1 && c.hub.Room("other").Len() == 1 &&
 			bus.Subscribers("room:lobby") == 2 && bus.Subscribers("room:other") == 1 &&
 			bus.Subscribers("user:bob") == 2 && bus.Subscribers("all") == 3
 	})
-	all := []*client{alice, bob, bob2, carol}
+	all := []*wstest.Conn{alice, bob, bob2, carol}
 	quiet := func() {
 		t.Helper()
 		for _, cl := range all {
-			cl.expectNothing()
+			cl.ExpectSilence(t, quiet)
 		}
 	}
 
 	if err := b.hub.Room("lobby").Broadcast(wsroom.Text("room")); err != nil {
 		t.Fatal(err)
 	}
-	alice.expectText("room")
-	bob.expectText("room")
-	bob2.expectText("room")
+	alice.ExpectText(t, "room")
+	bob.ExpectText(t, "room")
+	bob2.ExpectText(t, "room")
 	quiet()
 
 	// BroadcastExcept from node A: the excluded connection is local.
@@ -80,29 +74,29 @@ func TestBrokerDeliversAcrossHubsExactlyOnce(t *testing.T) {
 	if err := a.hub.Room("lobby").BroadcastExcept(wsroom.Text("except"), aliceConn); err != nil {
 		t.Fatal(err)
 	}
-	bob.expectText("except")
-	bob2.expectText("except")
+	bob.ExpectText(t, "except")
+	bob2.ExpectText(t, "except")
 	quiet()
 
 	if err := c.hub.SendTo(wsroom.Text("dm"), "bob", "bob", "nobody"); err != nil {
 		t.Fatal(err)
 	}
-	bob.expectText("dm")
-	bob2.expectText("dm")
+	bob.ExpectText(t, "dm")
+	bob2.ExpectText(t, "dm")
 	quiet()
 
 	if err := c.hub.Room("lobby").SendTo(wsroom.Text("room-dm"), "bob", "carol"); err != nil {
 		t.Fatal(err)
 	}
-	bob.expectText("room-dm")
-	bob2.expectText("room-dm")
+	bob.ExpectText(t, "room-dm")
+	bob2.ExpectText(t, "room-dm")
 	quiet()
 
 	if err := a.hub.Broadcast(wsroom.Binary([]byte{1, 2})); err != nil {
 		t.Fatal(err)
 	}
 	for _, cl := range all {
-		if op, data, err := cl.readMessage(5 * time.Second); err != nil || op != 2 || string(data) != "\x01\x02" {
+		if op, data, err := cl.ReadMessage(); err != nil || op != wstest.OpBinary || string(data) != "\x01\x02" {
 			t.Fatalf("hub broadcast: op %d %q %v", op, data, err)
 		}
 	}
@@ -120,15 +114,15 @@ func TestBrokerInterestFollowsLocalMembers(t *testing.T) {
 	bus := membroker.NewBus()
 	a := newServer(t, nodeOptions(bus.NewBroker()))
 	b := newServer(t, nodeOptions(bus.NewBroker()))
-	alice := dial(t, a.url+"?user=alice&room=r1", nil)
-	waitFor(t, "alice's topics", func() bool {
+	alice := wstest.Dial(t, a.url+"?user=alice&room=r1", nil)
+	wstest.WaitFor(t, "alice's topics", func() bool {
 		return bus.Subscribers("room:r1") == 1 && bus.Subscribers("user:alice") == 1 && bus.Subscribers("all") == 1
 	})
 	// Node B has nobody: it subscribes to nothing and receives nothing.
 	if err := a.hub.Room("r1").Broadcast(wsroom.Text("x")); err != nil {
 		t.Fatal(err)
 	}
-	alice.expectText("x")
+	alice.ExpectText(t, "x")
 	if s := b.hub.Stats(); s.BrokerIn != 0 {
 		t.Errorf("node B received %d sends for rooms it has no member in", s.BrokerIn)
 	}
@@ -149,8 +143,8 @@ func TestBrokerInterestFollowsLocalMembers(t *testing.T) {
 	if got := bus.Subscribers("room:r2"); got != 0 {
 		t.Fatalf("after the last member left: room:r2 has %d subscribers", got)
 	}
-	alice.closeHandshake(1000)
-	waitFor(t, "every topic released but the nodes' own", func() bool {
+	alice.CloseHandshake(t, 1000)
+	wstest.WaitFor(t, "every topic released but the nodes' own", func() bool {
 		return bus.Topics() == 2 // each node's control topic stays
 	})
 }
@@ -158,8 +152,8 @@ func TestBrokerInterestFollowsLocalMembers(t *testing.T) {
 func TestBrokerPublishFailureIsReportedAndLocalDeliveryGoesOn(t *testing.T) {
 	bus := membroker.NewBus()
 	a := newServer(t, nodeOptions(bus.NewBroker()))
-	alice := dial(t, a.url+"?user=alice&room=r", nil)
-	waitFor(t, "subscription", func() bool { return bus.Subscribers("room:r") == 1 })
+	alice := wstest.Dial(t, a.url+"?user=alice&room=r", nil)
+	wstest.WaitFor(t, "subscription", func() bool { return bus.Subscribers("room:r") == 1 })
 	bus.SetDown(true)
 	sends := []func() error{
 		func() error { return a.hub.Room("r").Broadcast(wsroom.Text("1")) },
@@ -171,7 +165,7 @@ func TestBrokerPublishFailureIsReportedAndLocalDeliveryGoesOn(t *testing.T) {
 		if err := send(); !errors.Is(err, wsroom.ErrNotPublished) {
 			t.Fatalf("send %d with the broker down: %v, want ErrNotPublished", i+1, err)
 		}
-		alice.expectText(string(rune('1' + i)))
+		alice.ExpectText(t, string(rune('1'+i)))
 	}
 	if s := a.hub.Stats(); s.BrokerErrors != 4 || s.BrokerOut != 0 {
 		t.Errorf("stats %+v, want 4 broker errors", s)
@@ -180,14 +174,14 @@ func TestBrokerPublishFailureIsReportedAndLocalDeliveryGoesOn(t *testing.T) {
 	if err := a.hub.Broadcast(wsroom.Text("ok")); err != nil {
 		t.Fatal(err)
 	}
-	alice.expectText("ok")
+	alice.ExpectText(t, "ok")
 }
 
 func TestBrokerIgnoresMalformedMessages(t *testing.T) {
 	bus := membroker.NewBus()
 	a := newServer(t, nodeOptions(bus.NewBroker()))
-	alice := dial(t, a.url+"?user=alice&room=r", nil)
-	waitFor(t, "subscription", func() bool { return bus.Subscribers("room:r") == 1 })
+	alice := wstest.Dial(t, a.url+"?user=alice&room=r", nil)
+	wstest.WaitFor(t, "subscription", func() bool { return bus.Subscribers("room:r") == 1 })
 	node := strings.Repeat("n", 16) + "\x00\x00\x00\x00\x00\x00\x00\x01" // and the time sent
 	bad := [][]byte{
 		nil,
@@ -206,8 +200,8 @@ func TestBrokerIgnoresMalformedMessages(t *testing.T) {
 		foreign.Publish(p, "room:r")()
 	}
 	foreign.Publish([]byte("\x02\x00\x01"+node+"good"), "room:r")()
-	alice.expectText("good")
-	alice.expectNothing()
+	alice.ExpectText(t, "good")
+	alice.ExpectSilence(t, quiet)
 	if s := a.hub.Stats(); s.BrokerErrors != 8 || s.BrokerIn != 2 {
 		t.Errorf("stats %+v, want 8 errors and 2 received", s)
 	}
@@ -222,19 +216,19 @@ func TestBrokerRelayDirectMessageAcrossHubs(t *testing.T) {
 	}
 	a := newServer(t, relay(bus.NewBroker()))
 	b := newServer(t, relay(bus.NewBroker()))
-	alice := dial(t, a.url+"?user=alice&room=lobby", nil)
-	bob := dial(t, b.url+"?user=bob&room=lobby", nil)
-	eve := dial(t, b.url+"?user=eve&room=elsewhere", nil)
-	waitFor(t, "subscriptions", func() bool {
+	alice := wstest.Dial(t, a.url+"?user=alice&room=lobby", nil)
+	bob := wstest.Dial(t, b.url+"?user=bob&room=lobby", nil)
+	eve := wstest.Dial(t, b.url+"?user=eve&room=elsewhere", nil)
+	wstest.WaitFor(t, "subscriptions", func() bool {
 		return bus.Subscribers("user:bob") == 1 && bus.Subscribers("user:eve") == 1 && bus.Subscribers("room:lobby") == 2
 	})
-	alice.sendText(`{"to":["bob","eve"],"data":"psst"}`)
-	bob.expectText(`{"from":"alice","data":"psst"}`)
-	eve.expectNothing() // shares no room with alice: refused on eve's node
-	alice.sendText(`{"room":"lobby","data":"hi"}`)
-	bob.expectText(`{"from":"alice","room":"lobby","data":"hi"}`)
-	alice.expectNothing()
-	eve.expectNothing()
+	alice.SendText(t, `{"to":["bob","eve"],"data":"psst"}`)
+	bob.ExpectText(t, `{"from":"alice","data":"psst"}`)
+	eve.ExpectSilence(t, quiet) // shares no room with alice: refused on eve's node
+	alice.SendText(t, `{"room":"lobby","data":"hi"}`)
+	bob.ExpectText(t, `{"from":"alice","room":"lobby","data":"hi"}`)
+	alice.ExpectSilence(t, quiet)
+	eve.ExpectSilence(t, quiet)
 }
 
 func TestBrokerInterestSettlesUnderConcurrentJoins(t *testing.T) {
@@ -242,9 +236,9 @@ func TestBrokerInterestSettlesUnderConcurrentJoins(t *testing.T) {
 	a := newServer(t, nodeOptions(bus.NewBroker()))
 	const n = 8
 	for i := range n {
-		dial(t, a.url+"?user=u"+string(rune('0'+i))+"&room=base", nil)
+		wstest.Dial(t, a.url+"?user=u"+string(rune('0'+i))+"&room=base", nil)
 	}
-	waitFor(t, "members", func() bool { return a.hub.Room("base").Len() == n })
+	wstest.WaitFor(t, "members", func() bool { return a.hub.Room("base").Len() == n })
 	var conns []*wsroom.Conn
 	for c := range a.hub.Room("base").Members() {
 		conns = append(conns, c)

@@ -3,21 +3,19 @@ package wsroom_test
 import (
 	"bytes"
 	"compress/flate"
-	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsflate"
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 )
 
 const answerDefault = "permessage-deflate;server_no_context_takeover;client_no_context_takeover"
@@ -27,7 +25,7 @@ const answerDefault = "permessage-deflate;server_no_context_takeover;client_no_c
 func echoOpts() wsroom.Options {
 	return wsroom.Options{
 		Compression: wsroom.CompressionOptions{Enabled: true},
-		OnMessage:   func(c *wsroom.Conn, m wsroom.Message) { c.Send(m) },
+		OnMessage:   echo,
 	}
 }
 
@@ -78,37 +76,35 @@ func jsonDoc(n int) []byte {
 }
 
 // sendCompressed sends one compressed, masked message in a single frame.
-func (c *client) sendCompressed(op byte, payload []byte) {
-	c.t.Helper()
-	if err := c.writeRaw(encodeFrame(true, 0x40, op, true, payload)); err != nil {
-		c.t.Fatalf("send: %v", err)
-	}
+func sendCompressed(t testing.TB, c *wstest.Conn, op wstest.Opcode, payload []byte) {
+	t.Helper()
+	c.MustWrite(t, wstest.Frame{Fin: true, RSV: wstest.RSV1, Op: op, Masked: true, Payload: payload}.Bytes())
 }
 
 // expectFrame reads the next data frame and checks its RSV bits, opcode
 // and (inflated if compressed) payload.
-func (c *client) expectFrame(compressed bool, op byte, want []byte) frame {
-	c.t.Helper()
-	f, err := c.readFrame(5 * time.Second)
+func expectFrame(t testing.TB, c *wstest.Conn, compressed bool, op wstest.Opcode, want []byte) wstest.Frame {
+	t.Helper()
+	f, err := c.ReadFrame()
 	if err != nil {
-		c.t.Fatalf("read: %v", err)
+		t.Fatalf("read: %v", err)
 	}
-	if f.op == 0x8 {
-		c.t.Fatalf("got close %v, want a data frame", (&closeFrameError{f.payload}).Error())
+	if f.Op == wstest.OpClose {
+		t.Fatalf("got a close frame %q, want a data frame", f.Payload)
 	}
 	wantRSV := byte(0)
 	if compressed {
-		wantRSV = 0x40
+		wantRSV = wstest.RSV1
 	}
-	if f.rsv != wantRSV || f.op != op || !f.fin {
-		c.t.Fatalf("frame rsv %#x op %d fin %v, want rsv %#x op %d fin", f.rsv, f.op, f.fin, wantRSV, op)
+	if f.RSV != wantRSV || f.Op != op || !f.Fin {
+		t.Fatalf("frame rsv %#x op %d fin %v, want rsv %#x op %d fin", f.RSV, f.Op, f.Fin, wantRSV, op)
 	}
-	got := f.payload
+	got := f.Payload
 	if compressed {
-		got = inflate(c.t, got)
+		got = inflate(t, got)
 	}
 	if !bytes.Equal(got, want) {
-		c.t.Fatalf("payload %d bytes %.40q, want %d bytes %.40q", len(got), got, len(want), want)
+		t.Fatalf("payload %d bytes %.40q, want %d bytes %.40q", len(got), got, len(want), want)
 	}
 	return f
 }
@@ -164,15 +160,15 @@ func TestDeflateNegotiation(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c := dial(t, tc.srv.url, offer(tc.offers...))
-			got := c.resp.Header.Values("Sec-WebSocket-Extensions")
+			c := wstest.Dial(t, tc.srv.url, offer(tc.offers...))
+			got := c.Resp.Header.Values("Sec-WebSocket-Extensions")
 			if tc.want == "" {
 				if len(got) != 0 {
 					t.Fatalf("answered %q, want no extension", got)
 				}
 				// Without the extension RSV1 is a protocol error.
-				c.sendCompressed(0x1, deflate(t, []byte("hello"), 1))
-				c.expectClose(1002)
+				sendCompressed(t, c, wstest.OpText, deflate(t, []byte("hello"), 1))
+				c.ExpectClose(t, 1002)
 				return
 			}
 			if len(got) != 1 || got[0] != tc.want {
@@ -185,77 +181,46 @@ func TestDeflateNegotiation(t *testing.T) {
 				t.Fatalf("answer %q does not parse as no-context-takeover parameters", got[0])
 			}
 			msg := jsonDoc(2000)
-			c.sendCompressed(0x1, deflate(t, msg, 9))
-			c.expectFrame(true, 0x1, msg)
-			c.closeHandshake(1000)
+			sendCompressed(t, c, wstest.OpText, deflate(t, msg, 9))
+			expectFrame(t, c, true, wstest.OpText, msg)
+			c.CloseHandshake(t, 1000)
 		})
 	}
 }
 
-// gobwasClient is a deflate-capable client built on gobwas/ws and wsflate.
-type gobwasClient struct {
-	t  testing.TB
-	nc net.Conn
-	r  io.Reader
-}
-
-func dialGobwas(t testing.TB, url string, offer httphead.Option) (*gobwasClient, ws.Handshake) {
+// wsflateSend sends p as one masked frame, compressed by gobwas/ws's
+// wsflate (a compressor independent of the hub's) if compress is set.
+func wsflateSend(t testing.TB, c *wstest.Conn, op wstest.Opcode, p []byte, compress bool) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	d := ws.Dialer{Extensions: []httphead.Option{offer}}
-	nc, br, hs, err := d.Dial(ctx, "ws"+strings.TrimPrefix(url, "http"))
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	var r io.Reader = nc
-	if br != nil {
-		r = io.MultiReader(br, nc)
-	}
-	return &gobwasClient{t: t, nc: nc, r: r}, hs
-}
-
-// send writes m as one masked frame, compressed with wsflate if asked.
-func (g *gobwasClient) send(op ws.OpCode, p []byte, compress bool) {
-	g.t.Helper()
-	f := ws.NewFrame(op, true, p)
+	f := ws.NewFrame(ws.OpCode(op), true, p)
 	if compress {
 		var err error
 		if f, err = wsflate.CompressFrame(f); err != nil {
-			g.t.Fatal(err)
+			t.Fatal(err)
 		}
 	}
-	f = ws.MaskFrameInPlace(f)
-	g.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if err := ws.WriteFrame(g.nc, f); err != nil {
-		g.t.Fatalf("write: %v", err)
-	}
+	c.MustWrite(t, wstest.Frame{Fin: true, RSV: f.Header.Rsv << 4, Op: op, Masked: true, Payload: f.Payload}.Bytes())
 }
 
-// recv reads one frame and returns its opcode, whether it was compressed
-// and its (decompressed) payload.
-func (g *gobwasClient) recv() (ws.OpCode, bool, []byte) {
-	g.t.Helper()
-	g.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	h, err := ws.ReadHeader(g.r)
-	if err != nil || h.Length > 1<<20 {
-		g.t.Fatalf("read header: %+v %v", h, err)
+// wsflateRecv reads one frame and returns its opcode, whether it was
+// compressed and its payload, decompressed by wsflate.
+func wsflateRecv(t testing.TB, c *wstest.Conn) (wstest.Opcode, bool, []byte) {
+	t.Helper()
+	rf, err := c.ReadFrame()
+	if err != nil {
+		t.Fatalf("read: %v", err)
 	}
-	f := ws.Frame{Header: h, Payload: make([]byte, h.Length)}
-	if _, err := io.ReadFull(g.r, f.Payload); err != nil {
-		g.t.Fatalf("read payload: %v", err)
-	}
+	f := ws.Frame{Header: ws.Header{Fin: rf.Fin, Rsv: rf.RSV >> 4, OpCode: ws.OpCode(rf.Op), Length: int64(len(rf.Payload))}, Payload: rf.Payload}
 	compressed, err := wsflate.IsCompressed(f.Header)
 	if err != nil {
-		g.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if compressed {
 		if f, err = wsflate.DecompressFrame(f); err != nil {
-			g.t.Fatalf("decompress: %v", err)
+			t.Fatalf("decompress: %v", err)
 		}
 	}
-	return f.Header.OpCode, compressed, f.Payload
+	return rf.Op, compressed, f.Payload
 }
 
 func TestDeflateRoundTripGobwas(t *testing.T) {
@@ -268,18 +233,21 @@ func TestDeflateRoundTripGobwas(t *testing.T) {
 	for name, o := range offers {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			g, hs := dialGobwas(t, s.url, o)
-			if len(hs.Extensions) != 1 || string(hs.Extensions[0].Name) != wsflate.ExtensionName {
-				t.Fatalf("extensions %v, want permessage-deflate", hs.Extensions)
+			var b bytes.Buffer
+			httphead.WriteOptions(&b, []httphead.Option{o})
+			c := wstest.Dial(t, s.url, offer(b.String()))
+			exts, ok := httphead.ParseOptions([]byte(strings.Join(c.Resp.Header.Values("Sec-WebSocket-Extensions"), ",")), nil)
+			if !ok || len(exts) != 1 || string(exts[0].Name) != wsflate.ExtensionName {
+				t.Fatalf("extensions %v, want permessage-deflate", exts)
 			}
 			for i, n := range []int{4096, 100, 600, 64 << 10, 0} {
 				msg := jsonDoc(n)
-				op := ws.OpText
+				op := wstest.OpText
 				if i%2 == 1 {
-					op = ws.OpBinary
+					op = wstest.OpBinary
 				}
-				g.send(op, msg, true)
-				gotOp, compressed, got := g.recv()
+				wsflateSend(t, c, op, msg, true)
+				gotOp, compressed, got := wsflateRecv(t, c)
 				if gotOp != op || !bytes.Equal(got, msg) {
 					t.Fatalf("echo of %d bytes: op %v, %d bytes", n, gotOp, len(got))
 				}
@@ -288,8 +256,8 @@ func TestDeflateRoundTripGobwas(t *testing.T) {
 				}
 			}
 			// Uncompressed messages stay legal on a compressing connection.
-			g.send(ws.OpText, []byte("plain"), false)
-			if _, compressed, got := g.recv(); compressed || string(got) != "plain" {
+			wsflateSend(t, c, wstest.OpText, []byte("plain"), false)
+			if _, compressed, got := wsflateRecv(t, c); compressed || string(got) != "plain" {
 				t.Fatalf("plain echo: compressed %v %q", compressed, got)
 			}
 		})
@@ -299,34 +267,34 @@ func TestDeflateRoundTripGobwas(t *testing.T) {
 func TestDeflateFragmented(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, echoOpts())
-	c := dial(t, s.url, offer("permessage-deflate"))
+	c := wstest.Dial(t, s.url, offer("permessage-deflate"))
 	msg := jsonDoc(3000)
 	z := deflate(t, msg, 6)
 	third := len(z) / 3
-	c.writeRaw(encodeFrame(false, 0x40, 0x1, true, z[:third]))
-	c.writeFrame(true, 0x9, []byte("between"))
-	c.writeRaw(encodeFrame(false, 0, 0x0, true, z[third:2*third]))
-	c.writeRaw(encodeFrame(true, 0, 0x0, true, z[2*third:]))
-	f, err := c.readFrame(5 * time.Second)
-	if err != nil || f.op != 0xA || string(f.payload) != "between" {
+	c.MustWrite(t, wstest.Frame{RSV: wstest.RSV1, Op: wstest.OpText, Masked: true, Payload: z[:third]}.Bytes())
+	c.MustWrite(t, wstest.Final(wstest.OpPing, "between"))
+	c.MustWrite(t, wstest.Fragment(wstest.OpContinuation, z[third:2*third]))
+	c.MustWrite(t, wstest.Final(wstest.OpContinuation, z[2*third:]))
+	f, err := c.ReadFrame()
+	if err != nil || f.Op != wstest.OpPong || string(f.Payload) != "between" {
 		t.Fatalf("pong: %+v %v", f, err)
 	}
-	c.expectFrame(true, 0x1, msg)
+	expectFrame(t, c, true, wstest.OpText, msg)
 
 	// Binary, byte by byte, with an empty final fragment.
 	bin := jsonDoc(1500)
-	raw := append(encodeFrame(false, 0x40, 0x2, true, deflate(t, bin, 1)), encodeFrame(true, 0, 0x0, true, nil)...)
+	raw := append(wstest.Frame{RSV: wstest.RSV1, Op: wstest.OpBinary, Masked: true, Payload: deflate(t, bin, 1)}.Bytes(), wstest.Final(wstest.OpContinuation, "")...)
 	for i := range raw {
-		c.writeRaw(raw[i : i+1])
+		c.MustWrite(t, raw[i:i+1])
 	}
-	c.expectFrame(true, 0x2, bin)
+	expectFrame(t, c, true, wstest.OpBinary, bin)
 
 	// An uncompressed fragmented text message after compressed ones is
 	// UTF-8-checked as usual.
-	c.writeFrame(false, 0x1, []byte("plain "))
-	c.writeFrame(true, 0x0, []byte("fragments"))
-	c.expectText("plain fragments")
-	c.closeHandshake(1000)
+	c.MustWrite(t, wstest.Fragment(wstest.OpText, "plain "))
+	c.MustWrite(t, wstest.Final(wstest.OpContinuation, "fragments"))
+	c.ExpectText(t, "plain fragments")
+	c.CloseHandshake(t, 1000)
 }
 
 func TestDeflateProtocolErrors(t *testing.T) {
@@ -342,34 +310,34 @@ func TestDeflateProtocolErrors(t *testing.T) {
 		code  int
 	}{
 		{"rsv1 on continuation", on, offer("permessage-deflate"),
-			append(encodeFrame(false, 0x40, 0x1, true, z[:4]), encodeFrame(true, 0x40, 0x0, true, z[4:])...), 1002},
+			append(wstest.Frame{RSV: wstest.RSV1, Op: wstest.OpText, Masked: true, Payload: z[:4]}.Bytes(), wstest.Frame{Fin: true, RSV: wstest.RSV1, Op: wstest.OpContinuation, Masked: true, Payload: z[4:]}.Bytes()...), 1002},
 		{"rsv1 on continuation of plain message", on, offer("permessage-deflate"),
-			append(encodeFrame(false, 0, 0x1, true, []byte("ab")), encodeFrame(true, 0x40, 0x0, true, []byte("c"))...), 1002},
-		{"rsv1 on ping", on, offer("permessage-deflate"), encodeFrame(true, 0x40, 0x9, true, nil), 1002},
-		{"rsv1 on close", on, offer("permessage-deflate"), encodeFrame(true, 0x40, 0x8, true, []byte{3, 0xe8}), 1002},
-		{"rsv2", on, offer("permessage-deflate"), encodeFrame(true, 0x20, 0x1, true, []byte("x")), 1002},
-		{"rsv1 and rsv3", on, offer("permessage-deflate"), encodeFrame(true, 0x50, 0x1, true, z), 1002},
-		{"rsv1 without offer", on, nil, encodeFrame(true, 0x40, 0x1, true, z), 1002},
-		{"rsv1 with compression disabled", off, offer("permessage-deflate"), encodeFrame(true, 0x40, 0x1, true, z), 1002},
-		{"invalid compressed data", on, offer("permessage-deflate"), encodeFrame(true, 0x40, 0x2, true, []byte{0xff, 0xff, 0xff, 0xff, 0xff}), 1007},
-		{"reserved block type", on, offer("permessage-deflate"), encodeFrame(true, 0x40, 0x1, true, []byte{0x07, 0x00}), 1007},
-		{"compressed invalid utf-8", on, offer("permessage-deflate"), encodeFrame(true, 0x40, 0x1, true, deflate(t, []byte("ok \xc3\x28 bad"), 1)), 1007},
-		{"compressed truncated utf-8", on, offer("permessage-deflate"), encodeFrame(true, 0x40, 0x1, true, deflate(t, []byte("ok \xe2\x82"), 1)), 1007},
+			append(wstest.Fragment(wstest.OpText, "ab"), wstest.Frame{Fin: true, RSV: wstest.RSV1, Op: wstest.OpContinuation, Masked: true, Payload: []byte("c")}.Bytes()...), 1002},
+		{"rsv1 on ping", on, offer("permessage-deflate"), wstest.Frame{Fin: true, RSV: wstest.RSV1, Op: wstest.OpPing, Masked: true}.Bytes(), 1002},
+		{"rsv1 on close", on, offer("permessage-deflate"), wstest.Frame{Fin: true, RSV: wstest.RSV1, Op: wstest.OpClose, Masked: true, Payload: []byte{3, 0xe8}}.Bytes(), 1002},
+		{"rsv2", on, offer("permessage-deflate"), wstest.Frame{Fin: true, RSV: wstest.RSV2, Op: wstest.OpText, Masked: true, Payload: []byte("x")}.Bytes(), 1002},
+		{"rsv1 and rsv3", on, offer("permessage-deflate"), wstest.Frame{Fin: true, RSV: wstest.RSV1 | wstest.RSV3, Op: wstest.OpText, Masked: true, Payload: z}.Bytes(), 1002},
+		{"rsv1 without offer", on, nil, wstest.Frame{Fin: true, RSV: wstest.RSV1, Op: wstest.OpText, Masked: true, Payload: z}.Bytes(), 1002},
+		{"rsv1 with compression disabled", off, offer("permessage-deflate"), wstest.Frame{Fin: true, RSV: wstest.RSV1, Op: wstest.OpText, Masked: true, Payload: z}.Bytes(), 1002},
+		{"invalid compressed data", on, offer("permessage-deflate"), wstest.Frame{Fin: true, RSV: wstest.RSV1, Op: wstest.OpBinary, Masked: true, Payload: []byte{0xff, 0xff, 0xff, 0xff, 0xff}}.Bytes(), 1007},
+		{"reserved block type", on, offer("permessage-deflate"), wstest.Frame{Fin: true, RSV: wstest.RSV1, Op: wstest.OpText, Masked: true, Payload: []byte{0x07, 0x00}}.Bytes(), 1007},
+		{"compressed invalid utf-8", on, offer("permessage-deflate"), wstest.Frame{Fin: true, RSV: wstest.RSV1, Op: wstest.OpText, Masked: true, Payload: deflate(t, []byte("ok \xc3\x28 bad"), 1)}.Bytes(), 1007},
+		{"compressed truncated utf-8", on, offer("permessage-deflate"), wstest.Frame{Fin: true, RSV: wstest.RSV1, Op: wstest.OpText, Masked: true, Payload: deflate(t, []byte("ok \xe2\x82"), 1)}.Bytes(), 1007},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c := dial(t, tc.srv.url, tc.offer)
-			c.writeRaw(tc.raw)
-			c.expectClose(tc.code)
+			c := wstest.Dial(t, tc.srv.url, tc.offer)
+			c.MustWrite(t, tc.raw)
+			c.ExpectClose(t, tc.code)
 		})
 	}
 	t.Run("compressed invalid utf-8 as binary", func(t *testing.T) {
 		t.Parallel()
-		c := dial(t, on.url, offer("permessage-deflate"))
-		c.sendCompressed(0x2, deflate(t, []byte("\xc3\x28"), 1))
-		c.expectFrame(false, 0x2, []byte("\xc3\x28")) // under the threshold: sent plain
-		c.closeHandshake(1000)
+		c := wstest.Dial(t, on.url, offer("permessage-deflate"))
+		sendCompressed(t, c, wstest.OpBinary, deflate(t, []byte("\xc3\x28"), 1))
+		expectFrame(t, c, false, wstest.OpBinary, []byte("\xc3\x28")) // under the threshold: sent plain
+		c.CloseHandshake(t, 1000)
 	})
 }
 
@@ -382,15 +350,15 @@ func TestDeflateReadLimit(t *testing.T) {
 
 	t.Run("exactly the limit", func(t *testing.T) {
 		msg := bytes.Repeat([]byte("a"), limit)
-		c := dial(t, s.url, offer("permessage-deflate"))
-		c.sendCompressed(0x1, deflate(t, msg, 9))
-		c.expectFrame(true, 0x1, msg)
-		c.closeHandshake(1000)
+		c := wstest.Dial(t, s.url, offer("permessage-deflate"))
+		sendCompressed(t, c, wstest.OpText, deflate(t, msg, 9))
+		expectFrame(t, c, true, wstest.OpText, msg)
+		c.CloseHandshake(t, 1000)
 	})
 	t.Run("one byte over", func(t *testing.T) {
-		c := dial(t, s.url, offer("permessage-deflate"))
-		c.sendCompressed(0x1, deflate(t, bytes.Repeat([]byte("a"), limit+1), 9))
-		c.expectClose(1009)
+		c := wstest.Dial(t, s.url, offer("permessage-deflate"))
+		sendCompressed(t, c, wstest.OpText, deflate(t, bytes.Repeat([]byte("a"), limit+1), 9))
+		c.ExpectClose(t, 1009)
 	})
 	t.Run("incompressible message at the limit", func(t *testing.T) {
 		// Stored blocks make the wire form larger than the limit; the
@@ -403,10 +371,10 @@ func TestDeflateReadLimit(t *testing.T) {
 		if len(z) <= limit {
 			t.Fatalf("compressed form %d bytes, want more than %d", len(z), limit)
 		}
-		c := dial(t, s.url, offer("permessage-deflate"))
-		c.sendCompressed(0x2, z)
-		c.expectFrame(false, 0x2, msg) // would not shrink: echoed plain
-		c.closeHandshake(1000)
+		c := wstest.Dial(t, s.url, offer("permessage-deflate"))
+		sendCompressed(t, c, wstest.OpBinary, z)
+		expectFrame(t, c, false, wstest.OpBinary, msg) // would not shrink: echoed plain
+		c.CloseHandshake(t, 1000)
 	})
 
 	// A decompression bomb: 64 MiB of zeros deflate to about 64 KB: within the wire allowance,
@@ -421,15 +389,15 @@ func TestDeflateReadLimit(t *testing.T) {
 	}
 	for _, name := range []string{"bomb in one frame", "bomb in fragments"} {
 		t.Run(name, func(t *testing.T) {
-			c := dial(t, s.url, offer("permessage-deflate"))
+			c := wstest.Dial(t, s.url, offer("permessage-deflate"))
 			before := wsroom.InflatedBytes(s.hub)
 			if name == "bomb in one frame" {
-				c.sendCompressed(0x2, bomb)
+				sendCompressed(t, c, wstest.OpBinary, bomb)
 			} else {
 				// Refused on its first half: the final frame is never sent.
-				c.writeRaw(encodeFrame(false, 0x40, 0x2, true, bomb[:len(bomb)/2]))
+				c.MustWrite(t, wstest.Frame{RSV: wstest.RSV1, Op: wstest.OpBinary, Masked: true, Payload: bomb[:len(bomb)/2]}.Bytes())
 			}
-			c.expectClose(1009)
+			c.ExpectClose(t, 1009)
 			// It inflated up to the limit and one byte more, never further.
 			if got := wsroom.InflatedBytes(s.hub) - before; got != limit+1 {
 				t.Fatalf("inflated %d bytes, want the limit + 1 (%d)", got, limit+1)
@@ -443,40 +411,40 @@ func TestDeflateThreshold(t *testing.T) {
 	opts := echoOpts()
 	opts.Compression.Threshold = 100
 	s := newServer(t, opts)
-	c := dial(t, s.url, offer("permessage-deflate"))
+	c := wstest.Dial(t, s.url, offer("permessage-deflate"))
 
 	below := jsonDoc(99)
-	c.sendText(string(below))
-	c.expectFrame(false, 0x1, below) // below the threshold: plain, no RSV1
+	c.SendText(t, string(below))
+	expectFrame(t, c, false, wstest.OpText, below) // below the threshold: plain, no RSV1
 
 	at := jsonDoc(100)
-	c.sendText(string(at))
-	f := c.expectFrame(true, 0x1, at)
-	if len(f.payload) >= len(at) {
-		t.Fatalf("compressed %d bytes into %d", len(at), len(f.payload))
+	c.SendText(t, string(at))
+	f := expectFrame(t, c, true, wstest.OpText, at)
+	if len(f.Payload) >= len(at) {
+		t.Fatalf("compressed %d bytes into %d", len(at), len(f.Payload))
 	}
 
 	random := make([]byte, 2000)
 	for i := range random {
 		random[i] = byte(rand.Uint32())
 	}
-	c.writeFrame(true, 0x2, random)
-	c.expectFrame(false, 0x2, random) // would not shrink: plain
+	c.MustWrite(t, wstest.Final(wstest.OpBinary, random))
+	expectFrame(t, c, false, wstest.OpBinary, random) // would not shrink: plain
 
 	// A client that did not negotiate gets plain frames of any size.
-	p := dial(t, s.url, nil)
+	p := wstest.Dial(t, s.url, nil)
 	big := jsonDoc(5000)
-	p.sendText(string(big))
-	p.expectFrame(false, 0x1, big)
+	p.SendText(t, string(big))
+	expectFrame(t, p, false, wstest.OpText, big)
 
 	// Threshold -1 compresses every non-empty message that shrinks.
 	opts.Compression.Threshold = -1
 	all := newServer(t, opts)
-	c = dial(t, all.url, offer("permessage-deflate"))
-	c.sendText("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
-	c.expectFrame(true, 0x1, []byte("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"))
-	c.sendText("")
-	c.expectFrame(false, 0x1, []byte{})
+	c = wstest.Dial(t, all.url, offer("permessage-deflate"))
+	c.SendText(t, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+	expectFrame(t, c, true, wstest.OpText, []byte("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"))
+	c.SendText(t, "")
+	expectFrame(t, c, false, wstest.OpText, []byte{})
 }
 
 func TestDeflateBroadcastMix(t *testing.T) {
@@ -489,13 +457,13 @@ func TestDeflateBroadcastMix(t *testing.T) {
 		},
 	})
 	type member struct {
-		c    *client
+		c    *wstest.Conn
 		kind string // "full", "window9", "plain"
 	}
 	var members []member
-	join := func(room, kind string, h http.Header) *client {
-		c := dial(t, s.url+"?room="+room, h)
-		c.expectText("ready")
+	join := func(room, kind string, h http.Header) *wstest.Conn {
+		c := wstest.Dial(t, s.url+"?room="+room, h)
+		c.ExpectText(t, "ready")
 		members = append(members, member{c, kind})
 		return c
 	}
@@ -515,8 +483,8 @@ func TestDeflateBroadcastMix(t *testing.T) {
 	}
 	frames := map[string][][]byte{}
 	for _, m := range members {
-		f := m.c.expectFrame(m.kind != "plain", 0x1, msg)
-		frames[m.kind] = append(frames[m.kind], f.payload)
+		f := expectFrame(t, m.c, m.kind != "plain", wstest.OpText, msg)
+		frames[m.kind] = append(frames[m.kind], f.Payload)
 	}
 	// One compression per distinct setting: the full-window form and the
 	// HuffmanOnly form for the 512-byte window.
@@ -539,16 +507,16 @@ func TestDeflateBroadcastMix(t *testing.T) {
 	small := jsonDoc(200)
 	room.Broadcast(wsroom.Text(string(small)))
 	for _, m := range members {
-		m.c.expectFrame(false, 0x1, small)
+		expectFrame(t, m.c, false, wstest.OpText, small)
 	}
 	// A room with no compressing member compresses nothing.
 	s.hub.Room("plain").Broadcast(wsroom.Text(string(msg)))
-	plainOnly.expectFrame(false, 0x1, msg)
+	expectFrame(t, plainOnly, false, wstest.OpText, msg)
 	// A message no larger than the window needs no HuffmanOnly form.
 	fits := jsonDoc(512)
 	room.Broadcast(wsroom.Binary(fits))
 	for _, m := range members {
-		m.c.expectFrame(m.kind != "plain", 0x2, fits)
+		expectFrame(t, m.c, m.kind != "plain", wstest.OpBinary, fits)
 	}
 	if got := wsroom.Compressions(s.hub) - before; got != 1 {
 		t.Fatalf("%d compressions, want 1 (only the 512-byte broadcast)", got)
@@ -572,16 +540,16 @@ func TestDeflateIdleHoldsNoState(t *testing.T) {
 		runtime.ReadMemStats(&ms)
 		return ms.HeapAlloc
 	}
-	open := func(h http.Header, compressed bool) []*client {
-		cs := make([]*client, n)
+	open := func(h http.Header, compressed bool) []*wstest.Conn {
+		cs := make([]*wstest.Conn, n)
 		for i := range cs {
-			cs[i] = dial(t, s.url, h)
+			cs[i] = wstest.Dial(t, s.url, h)
 			if compressed {
-				cs[i].sendCompressed(0x1, z)
+				sendCompressed(t, cs[i], wstest.OpText, z)
 			} else {
-				cs[i].sendText(string(msg))
+				cs[i].SendText(t, string(msg))
 			}
-			cs[i].expectFrame(compressed, 0x1, msg)
+			expectFrame(t, cs[i], compressed, wstest.OpText, msg)
 		}
 		return cs
 	}
@@ -609,7 +577,7 @@ func TestDeflateIdleHoldsNoState(t *testing.T) {
 		t.Fatalf("an idle compressing connection costs %d B, a plain one %d B", perDeflate, perPlain)
 	}
 	for _, c := range append(plain, deflating...) {
-		c.nc.Close()
+		c.Close()
 	}
 }
 
@@ -639,9 +607,7 @@ func BenchmarkBroadcastDeflate(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
-				if i >= window {
-					bc.waitReceived(b, int64(i-window)*subs)
-				}
+				bc.pace(b, i, window, subs)
 				room.Broadcast(msg)
 			}
 			bc.waitReceived(b, int64(b.N)*subs)

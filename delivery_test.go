@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,270 +22,12 @@ import (
 	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 )
 
-// ---------------------------------------------------------------------------
-// Lean client: raw TCP, one bufio.Reader, frames parsed in place. Used where
-// a test needs hundreds of connections; the heavier helpers in
-// helpers_test.go serve the small tests.
-
-// dtConn is a lean WebSocket client connection.
-type dtConn struct {
-	nc net.Conn
-	br *bufio.Reader
-}
-
-// dtDial opens a WebSocket connection to addr (host:port) for target (a
-// request URI such as "/ws?u=alice"). It does not use testing.T, so it may
-// run on any goroutine.
-func dtDial(addr, target string) (*dtConn, error) {
-	nc, err := net.DialTimeout("tcp", addr, 10*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	nc.SetDeadline(time.Now().Add(20 * time.Second))
-	req := "GET " + target + " HTTP/1.1\r\nHost: " + addr +
-		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13" +
-		"\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-	if _, err := io.WriteString(nc, req); err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("write handshake: %w", err)
-	}
-	br := bufio.NewReaderSize(nc, 16<<10)
-	status, err := br.ReadString('\n')
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("read handshake: %w", err)
-	}
-	if !strings.HasPrefix(status, "HTTP/1.1 101 ") {
-		nc.Close()
-		return nil, fmt.Errorf("handshake: %q, want 101", strings.TrimSpace(status))
-	}
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			nc.Close()
-			return nil, fmt.Errorf("read handshake headers: %w", err)
-		}
-		if line == "\r\n" {
-			break
-		}
-	}
-	nc.SetDeadline(time.Time{})
-	return &dtConn{nc: nc, br: br}, nil
-}
-
-// dtCloseError is a close frame received by dtConn.message.
-type dtCloseError struct {
-	code   int
-	reason string
-}
-
-func (e *dtCloseError) Error() string { return fmt.Sprintf("close frame %d %q", e.code, e.reason) }
-
-// frame returns the next frame. payload aliases the reader's buffer and is
-// valid until the next call. A stream that ends inside a frame yields
-// io.ErrUnexpectedEOF.
-func (c *dtConn) frame() (op byte, payload []byte, err error) {
-	h, err := c.br.Peek(2)
-	if err != nil {
-		if err == io.EOF && len(h) > 0 {
-			err = io.ErrUnexpectedEOF
-		}
-		return 0, nil, err
-	}
-	op = h[0] & 0x0f
-	if h[0]&0xf0 != 0x80 || h[1]&0x80 != 0 {
-		return op, nil, fmt.Errorf("unexpected frame header % x (want FIN, no RSV, unmasked)", h)
-	}
-	hl, n := 2, uint64(h[1]&0x7f)
-	switch n {
-	case 126:
-		hl = 4
-	case 127:
-		hl = 10
-	}
-	if hl > 2 {
-		if h, err = c.br.Peek(hl); err != nil {
-			return op, nil, dtUnexpectedEOF(err)
-		}
-		if hl == 4 {
-			n = uint64(binary.BigEndian.Uint16(h[2:]))
-		} else {
-			n = binary.BigEndian.Uint64(h[2:])
-		}
-	}
-	if n > 16<<20 {
-		return op, nil, fmt.Errorf("frame of %d bytes", n)
-	}
-	total := hl + int(n)
-	if total <= c.br.Size() {
-		b, err := c.br.Peek(total)
-		if err != nil {
-			return op, nil, dtUnexpectedEOF(err)
-		}
-		c.br.Discard(total)
-		return op, b[hl:], nil
-	}
-	c.br.Discard(hl)
-	payload = make([]byte, n)
-	if _, err := io.ReadFull(c.br, payload); err != nil {
-		return op, nil, dtUnexpectedEOF(err)
-	}
-	return op, payload, nil
-}
-
-func dtUnexpectedEOF(err error) error {
-	if err == io.EOF {
-		return io.ErrUnexpectedEOF
-	}
-	return err
-}
-
-// message returns the next data message, skipping pings and pongs. A close
-// frame yields a *dtCloseError.
-func (c *dtConn) message() (op byte, payload []byte, err error) {
-	for {
-		op, payload, err = c.frame()
-		if err != nil {
-			return op, payload, err
-		}
-		switch op {
-		case 0x9, 0xA:
-			continue
-		case 0x8:
-			ce := &dtCloseError{code: 1005}
-			if len(payload) >= 2 {
-				ce.code = int(binary.BigEndian.Uint16(payload))
-				ce.reason = string(payload[2:])
-			}
-			return op, payload, ce
-		case 0x1, 0x2:
-			return op, payload, nil
-		}
-		return op, payload, fmt.Errorf("unexpected opcode %d", op)
-	}
-}
-
-// write sends one masked frame.
-func (c *dtConn) write(op byte, payload []byte) error {
-	c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, err := c.nc.Write(encodeFrame(true, 0, op, true, payload))
-	return err
-}
-
-// expectEOF reads until the server ends the stream, within timeout.
-func (c *dtConn) expectEOF(timeout time.Duration) error {
-	c.nc.SetReadDeadline(time.Now().Add(timeout))
-	n, err := io.Copy(io.Discard, c.br)
-	if err != nil && !isReset(err) {
-		return fmt.Errorf("after close: read %d bytes then %v, want EOF", n, err)
-	}
-	return nil
-}
-
-// dtGroup is a set of lean clients and the goroutines reading them. Its
-// cleanup closes every connection and joins those goroutines.
-type dtGroup struct {
-	conns []*dtConn
-	wg    sync.WaitGroup
-}
-
-// dtDialN opens n lean connections to s, to target(i), a few at a time.
-func dtDialN(t testing.TB, addr string, n int, target func(i int) string) *dtGroup {
-	t.Helper()
-	g := &dtGroup{conns: make([]*dtConn, n)}
-	t.Cleanup(func() {
-		for _, c := range g.conns {
-			if c != nil {
-				c.nc.Close()
-			}
-		}
-		g.wg.Wait()
-	})
-	next := make(chan int)
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-	)
-	for range 8 {
-		wg.Go(func() {
-			for i := range next {
-				c, err := dtDial(addr, target(i))
-				mu.Lock()
-				if err != nil && firstErr == nil {
-					firstErr = fmt.Errorf("client %d: %w", i, err)
-				}
-				g.conns[i] = c
-				mu.Unlock()
-			}
-		})
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	if firstErr != nil {
-		t.Fatalf("dialing %d clients: %v", n, firstErr)
-	}
-	return g
-}
-
-// dtListener gives the connections it accepts while small is set a small
-// kernel send buffer, so that a peer that does not read fills it quickly
-// (Linux otherwise grows it to megabytes).
-type dtListener struct {
-	net.Listener
-	small atomic.Bool
-}
-
-func (l *dtListener) Accept() (net.Conn, error) {
-	nc, err := l.Listener.Accept()
-	if tc, ok := nc.(*net.TCPConn); ok && l.small.Load() {
-		tc.SetWriteBuffer(16 << 10)
-	}
-	return nc, err
-}
-
-// dtAddr returns the host:port the test server listens on.
-func dtAddr(s *server) string { return s.srv.Listener.Addr().String() }
-
-// run starts f on its own goroutine for every connection and returns a
-// channel that receives one result per connection.
-func (g *dtGroup) run(f func(i int, c *dtConn) error) <-chan error {
-	res := make(chan error, len(g.conns))
-	for i, c := range g.conns {
-		g.wg.Go(func() {
-			if err := f(i, c); err != nil {
-				res <- fmt.Errorf("client %d: %w", i, err)
-				return
-			}
-			res <- nil
-		})
-	}
-	return res
-}
-
-// dtCollect receives n results from res and fails the test (reporting a
-// few) if any is an error.
-func dtCollect(t testing.TB, what string, res <-chan error, n int) {
-	t.Helper()
-	var failed []error
-	for range n {
-		if err := <-res; err != nil {
-			failed = append(failed, err)
-		}
-	}
-	if len(failed) > 0 {
-		t.Fatalf("%s: %d of %d failed; first: %v", what, len(failed), n, errors.Join(failed[:min(len(failed), 3)]...))
-	}
-}
-
-// dtSeqMessage fills buf with a binary message carrying seq: 4 bytes of
+// seqMessage fills buf with a binary message carrying seq: 4 bytes of
 // big-endian seq, then byte(seq) repeated.
-func dtSeqMessage(buf []byte, seq int) wsroom.Message {
+func seqMessage(buf []byte, seq int) wsroom.Message {
 	binary.BigEndian.PutUint32(buf, uint32(seq))
 	for i := 4; i < len(buf); i++ {
 		buf[i] = byte(seq)
@@ -294,16 +35,16 @@ func dtSeqMessage(buf []byte, seq int) wsroom.Message {
 	return wsroom.Binary(buf)
 }
 
-// dtReadSeqs reads count binary messages of size bytes built by
-// dtSeqMessage and checks they arrive as 0, 1, … count-1. onSeq, if not
-// nil, is called after each.
-func dtReadSeqs(c *dtConn, count, size int, onSeq func(seq int)) error {
+// readSeqs reads count binary messages of size bytes built by seqMessage
+// and checks they arrive as 0, 1, … count-1. onSeq, if not nil, is called
+// after each.
+func readSeqs(c *wstest.Conn, count, size int, onSeq func(seq int)) error {
 	for want := range count {
-		op, p, err := c.message()
+		op, p, err := c.NextMessage()
 		if err != nil {
 			return fmt.Errorf("after %d of %d messages: %w", want, count, err)
 		}
-		if op != 0x2 || len(p) != size {
+		if op != wstest.OpBinary || len(p) != size {
 			return fmt.Errorf("message %d: op %d, %d bytes; want binary of %d", want, op, len(p), size)
 		}
 		if got := int(binary.BigEndian.Uint32(p)); got != want {
@@ -319,91 +60,6 @@ func dtReadSeqs(c *dtConn, count, size int, onSeq func(seq int)) error {
 	return nil
 }
 
-// ---------------------------------------------------------------------------
-// dtStash lets a test steer OnConnect from the handshake's query string:
-// ?u=<user ID>&room=<room>&room=<room>&n=<name>. Identify records the query
-// under the request's remote address, which is the Conn's RemoteAddr;
-// OnConnect joins the rooms and publishes the Conn under its name.
-
-type dtStash struct {
-	mu      sync.Mutex
-	queries map[string]url.Values
-	conns   map[string]*wsroom.Conn
-}
-
-func dtNewStash() *dtStash {
-	return &dtStash{queries: make(map[string]url.Values), conns: make(map[string]*wsroom.Conn)}
-}
-
-func (s *dtStash) identify(r *http.Request) (string, error) {
-	q := r.URL.Query()
-	s.mu.Lock()
-	s.queries[r.RemoteAddr] = q
-	s.mu.Unlock()
-	return q.Get("u"), nil
-}
-
-func (s *dtStash) onConnect(c *wsroom.Conn, _ *http.Request) error {
-	s.mu.Lock()
-	q := s.queries[c.RemoteAddr().String()]
-	delete(s.queries, c.RemoteAddr().String())
-	s.mu.Unlock()
-	for _, name := range q["room"] {
-		if err := c.Join(name); err != nil {
-			return err
-		}
-	}
-	if n := q.Get("n"); n != "" {
-		s.mu.Lock()
-		s.conns[n] = c
-		s.mu.Unlock()
-	}
-	return nil
-}
-
-// conn waits until OnConnect has run for the connection called name.
-func (s *dtStash) conn(t testing.TB, name string) *wsroom.Conn {
-	t.Helper()
-	var c *wsroom.Conn
-	waitFor(t, "OnConnect of "+name, func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		c = s.conns[name]
-		return c != nil
-	})
-	return c
-}
-
-// dtPoll polls cond every millisecond for up to 10 s; it reports whether
-// cond came to hold.
-func dtPoll(cond func() bool) bool {
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		<-tick.C
-	}
-	return true
-}
-
-// dtNext reads the next message of a helper client, failing the test on error.
-func dtNext(t testing.TB, c *client) string {
-	t.Helper()
-	op, data, err := c.readMessage(5 * time.Second)
-	if err != nil {
-		t.Fatalf("reading next message: %v", err)
-	}
-	if op != 0x1 {
-		t.Fatalf("got op %d %q, want a text message", op, data)
-	}
-	return string(data)
-}
-
-// ---------------------------------------------------------------------------
-
 // TestDeliveryOrderConcurrentSenders: four goroutines each send 500
 // numbered messages into one room, alternating Room.Broadcast with a
 // Conn.Send to every member; every client sees each sender's sequence in
@@ -415,24 +71,23 @@ func TestDeliveryOrderConcurrentSenders(t *testing.T) {
 		perSender = 500
 	)
 	s := newServer(t, wsroom.Options{
-		OnConnect: func(c *wsroom.Conn, _ *http.Request) error { return c.Join("order") },
+		OnConnect: joinRoom("order"),
 	})
-	g := dtDialN(t, dtAddr(s), clients, func(int) string { return "/ws" })
+	conns := fillRoom(t, s, "order", clients)
 	room := s.hub.Room("order")
-	waitFor(t, "all clients in the room", func() bool { return room.Len() == clients })
 	members := slices.Collect(room.Members())
 
 	// Readers: per sender, seq must go 0, 1, 2, … with nothing missing or
 	// repeated; then the end marker must come next (nothing extra).
-	results := g.run(func(_ int, c *dtConn) error {
-		c.nc.SetReadDeadline(time.Now().Add(60 * time.Second))
+	reading := wstest.Go(t, conns, func(_ int, c *wstest.Conn) error {
+		c.SetReadDeadline(time.Now().Add(60 * time.Second))
 		next := make([]int, senders)
 		for got := range senders * perSender {
-			op, p, err := c.message()
+			op, p, err := c.NextMessage()
 			if err != nil {
 				return fmt.Errorf("after %d messages (next %v): %w", got, next, err)
 			}
-			if op != 0x1 {
+			if op != wstest.OpText {
 				return fmt.Errorf("op %d, want text", op)
 			}
 			sender, rest, _ := bytes.Cut(p, []byte(":"))
@@ -450,8 +105,8 @@ func TestDeliveryOrderConcurrentSenders(t *testing.T) {
 			}
 			next[i]++
 		}
-		op, p, err := c.message()
-		if err != nil || op != 0x1 || string(p) != "end" {
+		op, p, err := c.NextMessage()
+		if err != nil || op != wstest.OpText || string(p) != "end" {
 			return fmt.Errorf("after all messages: got op %d %q, %v; want the end marker", op, p, err)
 		}
 		return nil
@@ -491,7 +146,7 @@ func TestDeliveryOrderConcurrentSenders(t *testing.T) {
 	if err := s.hub.Broadcast(wsroom.Text("end")); err != nil {
 		t.Fatalf("Broadcast end marker: %v", err)
 	}
-	dtCollect(t, "readers", results, clients)
+	reading.Wait(t, "readers")
 	if st := s.hub.Stats(); st.SlowConsumerCloses != 0 || st.Connections != clients {
 		t.Errorf("Stats: %d slow-consumer closes, %d connections; want 0 and %d", st.SlowConsumerCloses, st.Connections, clients)
 	}
@@ -508,10 +163,10 @@ func TestDeliverySlowConsumer(t *testing.T) {
 		size    = 1 << 10
 	)
 	closed := make(chan error, 1)
-	ln := new(dtListener)
+	ln := new(smallBufListener)
 	s := newServerWith(t, wsroom.Options{
 		Identify:  func(r *http.Request) (string, error) { return r.URL.Query().Get("u"), nil },
-		OnConnect: func(c *wsroom.Conn, _ *http.Request) error { return c.Join("firehose") },
+		OnConnect: joinRoom("firehose"),
 		// 1 KiB messages count 1,184 bytes each (their allocation and
 		// queue slot), the batch being written included: room for ~110.
 		SendQueueBytes: 128 << 10,
@@ -524,15 +179,15 @@ func TestDeliverySlowConsumer(t *testing.T) {
 				closed <- err
 			}
 		},
-	}, serverSetup{wrapListener: func(l net.Listener) net.Listener { ln.Listener = l; return ln }})
-	g := dtDialN(t, dtAddr(s), readers, func(int) string { return "/ws" })
+	}, serverSetup{wrapListener: ln.wrap})
+	conns := wstest.DialAll(t, readers, func(int) string { return s.url })
 	ln.small.Store(true) // only the stuck client's socket
-	stuck, err := dtDial(dtAddr(s), "/ws?u=stuck")
+	stuck, err := wstest.Open(s.url+"?u=stuck", nil)
 	if err != nil {
 		t.Fatalf("dial stuck client: %v", err)
 	}
 	room := s.hub.Room("firehose")
-	waitFor(t, "all clients in the room", func() bool { return room.Len() == readers+1 })
+	wstest.WaitFor(t, "all clients in the room", func() bool { return room.Len() == readers+1 })
 
 	// Once the server has given up on it, the stuck client drains its
 	// socket: an in-order prefix of the stream, then close 1008 "slow
@@ -540,7 +195,7 @@ func TestDeliverySlowConsumer(t *testing.T) {
 	// out first), which it answers.
 	type drained struct {
 		got int   // messages in order before the end
-		end error // *dtCloseError, EOF…
+		end error // *wstest.CloseError, EOF…
 		bad error // a message out of order
 	}
 	kicked := make(chan struct{})
@@ -552,22 +207,24 @@ func TestDeliverySlowConsumer(t *testing.T) {
 		case <-quit:
 		}
 		var d drained
-		stuck.nc.SetReadDeadline(time.Now().Add(30 * time.Second))
+		stuck.SetReadDeadline(time.Now().Add(30 * time.Second))
 		for {
-			op, p, err := stuck.message()
+			op, p, err := stuck.NextMessage()
 			if err != nil {
 				d.end = err
 				break
 			}
-			if op != 0x2 || len(p) != size || int(binary.BigEndian.Uint32(p)) != d.got {
+			if op != wstest.OpBinary || len(p) != size || int(binary.BigEndian.Uint32(p)) != d.got {
 				d.bad = fmt.Errorf("message %d is op %d, %d bytes; want the next of the stream", d.got, op, len(p))
 				break
 			}
 			d.got++
 		}
-		if _, ok := d.end.(*dtCloseError); ok {
-			stuck.write(0x8, binary.BigEndian.AppendUint16(nil, 1008))
-			if err := stuck.expectEOF(15 * time.Second); err != nil {
+		if _, ok := d.end.(*wstest.CloseError); ok {
+			stuck.SetReadDeadline(time.Now().Add(15 * time.Second))
+			if err := stuck.WriteRaw(wstest.CloseFrame(1008, "")); err != nil {
+				d.bad = err
+			} else if err := stuck.ReadEOF(); err != nil {
 				d.bad = err
 			}
 		}
@@ -575,7 +232,7 @@ func TestDeliverySlowConsumer(t *testing.T) {
 	}()
 	t.Cleanup(func() {
 		close(quit)
-		stuck.nc.Close()
+		stuck.Close()
 		<-stuckDone
 	})
 
@@ -597,9 +254,9 @@ func TestDeliverySlowConsumer(t *testing.T) {
 	failed := make(chan struct{})
 	var failOnce sync.Once
 	began := time.Now()
-	results := g.run(func(_ int, c *dtConn) error {
-		c.nc.SetReadDeadline(time.Now().Add(90 * time.Second))
-		err := dtReadSeqs(c, count, size, func(seq int) {
+	reading := wstest.Go(t, conns, func(_ int, c *wstest.Conn) error {
+		c.SetReadDeadline(time.Now().Add(90 * time.Second))
+		err := readSeqs(c, count, size, func(seq int) {
 			if w := seq / window; seq%window == window-1 && windowCount[w].Add(1) == readers {
 				close(windowDone[w])
 			}
@@ -618,13 +275,13 @@ func TestDeliverySlowConsumer(t *testing.T) {
 			select {
 			case <-windowDone[w-2]:
 			case <-failed:
-				dtCollect(t, "readers", results, readers)
+				reading.Wait(t, "readers")
 			case <-deadline:
 				t.Fatalf("readers stalled before message %d", seq)
 			}
 		}
 		t0 := time.Now()
-		if err := room.Broadcast(dtSeqMessage(buf, seq)); err != nil {
+		if err := room.Broadcast(seqMessage(buf, seq)); err != nil {
 			t.Fatalf("Broadcast %d: %v", seq, err)
 		}
 		slowest = max(slowest, time.Since(t0))
@@ -634,7 +291,7 @@ func TestDeliverySlowConsumer(t *testing.T) {
 		}
 	}
 	loop := time.Since(began)
-	dtCollect(t, "readers", results, readers)
+	reading.Wait(t, "readers")
 	t.Logf("%d readers got %d × %d B: broadcast loop %v (slowest call %v), delivery %v; stuck client kicked at message %d",
 		readers, count, size, loop, slowest, time.Since(began), kickedAt)
 	// A broadcaster held up by the stuck peer would wait for WriteTimeout (10 s).
@@ -658,14 +315,14 @@ func TestDeliverySlowConsumer(t *testing.T) {
 	if d.got >= count {
 		t.Errorf("stuck client received all %d messages", d.got)
 	}
-	var ce *dtCloseError
+	var ce *wstest.CloseError
 	switch {
 	case errors.As(d.end, &ce):
-		if ce.code != 1008 || ce.reason != "slow consumer" {
-			t.Errorf("stuck client: close %d %q, want 1008 \"slow consumer\"", ce.code, ce.reason)
+		if ce.Code != 1008 || ce.Reason != "slow consumer" {
+			t.Errorf("stuck client: close %d %q, want 1008 \"slow consumer\"", ce.Code, ce.Reason)
 		}
 		t.Logf("stuck client: %d messages, then close 1008", d.got)
-	case errors.Is(d.end, io.EOF), errors.Is(d.end, io.ErrUnexpectedEOF), isReset(d.end):
+	case wstest.IsEOF(d.end), errors.Is(d.end, io.ErrUnexpectedEOF):
 		t.Logf("stuck client: %d messages, then %v (no close frame)", d.got, d.end)
 	default:
 		t.Errorf("stuck client: after %d messages: %v, want a close frame or EOF", d.got, d.end)
@@ -687,23 +344,23 @@ func TestDeliverySlowConsumer(t *testing.T) {
 // with ErrSlowConsumer and then ErrClosed; the peer finds an in-order
 // prefix of what was sent, then close 1008.
 func TestDeliverySlowConsumerSend(t *testing.T) {
-	ln := new(dtListener)
+	ln := new(smallBufListener)
 	ln.small.Store(true)
 	closed := make(chan error, 1)
-	st := dtNewStash()
+	st := newStash()
 	s := newServerWith(t, wsroom.Options{
 		Identify:          st.identify,
 		OnConnect:         st.onConnect,
 		SendQueueMessages: 4,
 		OnClose:           func(_ *wsroom.Conn, err error) { closed <- err },
-	}, serverSetup{wrapListener: func(l net.Listener) net.Listener { ln.Listener = l; return ln }})
-	g := dtDialN(t, dtAddr(s), 1, func(int) string { return "/ws?n=x" })
+	}, serverSetup{wrapListener: ln.wrap})
+	conns := wstest.DialAll(t, 1, func(int) string { return s.url + "?n=x" })
 	c := st.conn(t, "x")
 	buf := make([]byte, 4<<10)
 	sent := 0
 	var err error
 	for ; sent < 10000; sent++ { // 40 MB: far more than the sockets hold
-		if err = c.Send(dtSeqMessage(buf, sent)); err != nil {
+		if err = c.Send(seqMessage(buf, sent)); err != nil {
 			break
 		}
 	}
@@ -717,26 +374,25 @@ func TestDeliverySlowConsumerSend(t *testing.T) {
 		t.Errorf("Stats().SlowConsumerCloses = %d, want 1", n)
 	}
 
-	cl := g.conns[0]
-	cl.nc.SetReadDeadline(time.Now().Add(20 * time.Second))
+	cl := conns[0]
+	cl.SetReadDeadline(time.Now().Add(20 * time.Second))
 	got := 0
 	for {
-		op, p, err := cl.message()
-		var ce *dtCloseError
+		op, p, err := cl.NextMessage()
+		var ce *wstest.CloseError
 		if errors.As(err, &ce) {
-			if ce.code != 1008 || ce.reason != "slow consumer" {
-				t.Errorf("close %d %q, want 1008 \"slow consumer\"", ce.code, ce.reason)
+			if ce.Code != 1008 || ce.Reason != "slow consumer" {
+				t.Errorf("close %d %q, want 1008 \"slow consumer\"", ce.Code, ce.Reason)
 			}
-			cl.write(0x8, binary.BigEndian.AppendUint16(nil, 1008))
-			if err := cl.expectEOF(10 * time.Second); err != nil {
-				t.Error(err)
-			}
+			cl.MustWrite(t, wstest.CloseFrame(1008, ""))
+			cl.SetReadDeadline(time.Now().Add(10 * time.Second))
+			cl.ExpectEOF(t)
 			break
 		}
 		if err != nil {
 			t.Fatalf("after %d messages: %v, want the next message or close 1008", got, err)
 		}
-		if op != 0x2 || len(p) != len(buf) || int(binary.BigEndian.Uint32(p)) != got {
+		if op != wstest.OpBinary || len(p) != len(buf) || int(binary.BigEndian.Uint32(p)) != got {
 			t.Fatalf("message %d: op %d, %d bytes; want the next of the stream", got, op, len(p))
 		}
 		got++
@@ -765,44 +421,43 @@ func TestDeliveryBurstOneProc(t *testing.T) {
 		size    = 64
 	)
 	s := newServer(t, wsroom.Options{
-		OnConnect: func(c *wsroom.Conn, _ *http.Request) error { return c.Join("burst") },
+		OnConnect: joinRoom("burst"),
 	})
-	g := dtDialN(t, dtAddr(s), readers, func(int) string { return "/ws" })
+	conns := fillRoom(t, s, "burst", readers)
 	room := s.hub.Room("burst")
-	waitFor(t, "all clients in the room", func() bool { return room.Len() == readers })
 
 	prev := runtime.GOMAXPROCS(1)
 	defer runtime.GOMAXPROCS(prev)
 	began := time.Now()
-	results := g.run(func(_ int, c *dtConn) error {
-		c.nc.SetReadDeadline(time.Now().Add(60 * time.Second))
-		return dtReadSeqs(c, count, size, nil)
+	reading := wstest.Go(t, conns, func(_ int, c *wstest.Conn) error {
+		c.SetReadDeadline(time.Now().Add(60 * time.Second))
+		return readSeqs(c, count, size, nil)
 	})
 	buf := make([]byte, size)
 	for seq := range count {
-		if err := room.Broadcast(dtSeqMessage(buf, seq)); err != nil {
+		if err := room.Broadcast(seqMessage(buf, seq)); err != nil {
 			t.Fatalf("Broadcast %d: %v", seq, err)
 		}
 	}
 	loop := time.Since(began)
-	dtCollect(t, "readers", results, readers)
+	reading.Wait(t, "readers")
 	t.Logf("GOMAXPROCS=1: %d readers got %d × %d B: broadcast loop %v, delivery %v", readers, count, size, loop, time.Since(began))
 	if st := s.hub.Stats(); st.SlowConsumerCloses != 0 || st.Connections != readers {
 		t.Errorf("Stats: %d slow-consumer closes, %d connections; want 0 and %d", st.SlowConsumerCloses, st.Connections, readers)
 	}
 }
 
-// dtBurstServerEnv makes the test binary act as the one-P burst server of
+// burstServerEnv makes the test binary act as the one-P burst server of
 // TestDeliveryBurstServerSubprocess.
-const dtBurstServerEnv = "WSROOM_DT_BURST_SERVER"
+const burstServerEnv = "WSROOM_BURST_SERVER"
 
 // TestDeliveryBurstServerSubprocess is the burst case with only the server
 // at one P: the test binary re-runs itself with GOMAXPROCS=1 as the server,
 // and 1,000 readers in this process (at the usual GOMAXPROCS) check the
 // delivery.
 func TestDeliveryBurstServerSubprocess(t *testing.T) {
-	if os.Getenv(dtBurstServerEnv) == "1" {
-		dtBurstServer(t)
+	if os.Getenv(burstServerEnv) == "1" {
+		burstServer(t)
 		return
 	}
 	const (
@@ -815,7 +470,7 @@ func TestDeliveryBurstServerSubprocess(t *testing.T) {
 		t.Skipf("cannot re-run the test binary: %v", err)
 	}
 	cmd := exec.Command(exe, "-test.run=^TestDeliveryBurstServerSubprocess$", "-test.count=1", "-test.timeout=2m")
-	cmd.Env = append(os.Environ(), dtBurstServerEnv+"=1", "GOMAXPROCS=1")
+	cmd.Env = append(os.Environ(), burstServerEnv+"=1", "GOMAXPROCS=1")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdin, err := cmd.StdinPipe()
@@ -836,7 +491,7 @@ func TestDeliveryBurstServerSubprocess(t *testing.T) {
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if line, ok := strings.CutPrefix(sc.Text(), "DT "); ok {
+			if line, ok := strings.CutPrefix(sc.Text(), "BURST "); ok {
 				replies <- line
 			} else {
 				output.WriteString(sc.Text() + "\n")
@@ -846,7 +501,7 @@ func TestDeliveryBurstServerSubprocess(t *testing.T) {
 		exited <- cmd.Wait() // after stdout is drained, as Wait requires
 	}()
 	// However the test ends, the child is told to quit (after the clients
-	// are closed: this cleanup runs after dtDialN's), killed if it does not,
+	// are closed: this cleanup runs after DialAll's), killed if it does not,
 	// and always waited for.
 	var exitErr error
 	waited := false
@@ -883,14 +538,15 @@ func TestDeliveryBurstServerSubprocess(t *testing.T) {
 		return ""
 	}
 
-	g := dtDialN(t, reply("ADDR"), readers, func(int) string { return "/ws" })
-	results := g.run(func(_ int, c *dtConn) error {
-		c.nc.SetReadDeadline(time.Now().Add(60 * time.Second))
-		return dtReadSeqs(c, count, size, nil)
+	addr := reply("ADDR")
+	conns := wstest.DialAll(t, readers, func(int) string { return "http://" + addr + "/ws" })
+	reading := wstest.Go(t, conns, func(_ int, c *wstest.Conn) error {
+		c.SetReadDeadline(time.Now().Add(60 * time.Second))
+		return readSeqs(c, count, size, nil)
 	})
 	fmt.Fprintf(stdin, "burst %d %d %d\n", readers, count, size)
 	sent := reply("SENT")
-	dtCollect(t, "readers", results, readers)
+	reading.Wait(t, "readers")
 	fmt.Fprintln(stdin, "stats")
 	stats := reply("STATS")
 	t.Logf("server at one P: broadcast loop %s; %s", sent, stats)
@@ -900,8 +556,8 @@ func TestDeliveryBurstServerSubprocess(t *testing.T) {
 	if !strings.Contains(stats, "slow=0 ") {
 		t.Errorf("server process stats %q: want no slow-consumer closes", stats)
 	}
-	for _, c := range g.conns {
-		c.nc.Close()
+	for _, c := range conns {
+		c.Close()
 	}
 	wait()
 	if exitErr != nil {
@@ -909,15 +565,15 @@ func TestDeliveryBurstServerSubprocess(t *testing.T) {
 	}
 }
 
-// dtBurstServer is the child side of TestDeliveryBurstServerSubprocess. It
-// prints "DT ADDR host:port", then answers commands read from stdin:
+// burstServer is the child side of TestDeliveryBurstServerSubprocess. It
+// prints "BURST ADDR host:port", then answers commands read from stdin:
 // "burst <clients> <count> <size>" (wait for the clients, broadcast, print
-// "DT SENT <duration>") and "stats" (print "DT STATS …"). It returns at EOF.
-func dtBurstServer(t *testing.T) {
+// "BURST SENT <duration>") and "stats" (print "BURST STATS …"). It returns at EOF.
+func burstServer(t *testing.T) {
 	s := newServer(t, wsroom.Options{
-		OnConnect: func(c *wsroom.Conn, _ *http.Request) error { return c.Join("burst") },
+		OnConnect: joinRoom("burst"),
 	})
-	fmt.Printf("DT ADDR %s\n", s.srv.Listener.Addr())
+	fmt.Printf("BURST ADDR %s\n", s.addr)
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -927,18 +583,18 @@ func dtBurstServer(t *testing.T) {
 			count, _ := strconv.Atoi(f[2])
 			size, _ := strconv.Atoi(f[3])
 			room := s.hub.Room("burst")
-			waitFor(t, "all clients in the room", func() bool { return room.Len() == n })
+			wstest.WaitFor(t, "all clients in the room", func() bool { return room.Len() == n })
 			buf := make([]byte, size)
 			began := time.Now()
 			for seq := range count {
-				if err := room.Broadcast(dtSeqMessage(buf, seq)); err != nil {
+				if err := room.Broadcast(seqMessage(buf, seq)); err != nil {
 					t.Fatalf("Broadcast %d: %v", seq, err)
 				}
 			}
-			fmt.Printf("DT SENT %v\n", time.Since(began))
+			fmt.Printf("BURST SENT %v\n", time.Since(began))
 		case len(f) == 1 && f[0] == "stats":
 			st := s.hub.Stats()
-			fmt.Printf("DT STATS slow=%d procs=%d conns=%d out=%d\n",
+			fmt.Printf("BURST STATS slow=%d procs=%d conns=%d out=%d\n",
 				st.SlowConsumerCloses, runtime.GOMAXPROCS(0), st.Connections, st.MessagesOut)
 		default:
 			t.Fatalf("unknown command %q", sc.Text())
@@ -951,9 +607,9 @@ func dtBurstServer(t *testing.T) {
 // Room.BroadcastExcept skips exactly one connection; Hub.Broadcast reaches
 // everyone, in a room or not.
 func TestDeliverySendTo(t *testing.T) {
-	st := dtNewStash()
+	st := newStash()
 	s := newServer(t, wsroom.Options{Identify: st.identify, OnConnect: st.onConnect})
-	clients := map[string]*client{}
+	clients := map[string]*wstest.Conn{}
 	for _, q := range []string{
 		"n=a1&u=alice&room=r1",
 		"n=a2&u=alice&room=r2",
@@ -962,7 +618,7 @@ func TestDeliverySendTo(t *testing.T) {
 		"n=c1&u=carol&room=r1",
 	} {
 		v, _ := url.ParseQuery(q)
-		clients[v.Get("n")] = dial(t, s.url+"?"+q, nil)
+		clients[v.Get("n")] = wstest.Dial(t, s.url+"?"+q, nil)
 	}
 	conns := map[string]*wsroom.Conn{}
 	for n := range clients {
@@ -981,11 +637,11 @@ func TestDeliverySendTo(t *testing.T) {
 		}
 		for _, n := range all {
 			if want, ok := got[n]; ok {
-				if msg := dtNext(t, clients[n]); msg != want {
+				if msg := clients[n].NextText(t); msg != want {
 					t.Fatalf("%s: %s got %q, want %q", what, n, msg, want)
 				}
 			}
-			if msg := dtNext(t, clients[n]); msg != m {
+			if msg := clients[n].NextText(t); msg != m {
 				t.Fatalf("%s: %s got %q, want only the marker %q", what, n, msg, m)
 			}
 		}
@@ -1035,8 +691,8 @@ func TestDeliverySendTo(t *testing.T) {
 	expect("Hub.Broadcast", map[string]string{"a1": "everyone", "a2": "everyone", "a3": "everyone", "b1": "everyone", "c1": "everyone"})
 
 	// A user whose connection went away is reached on the others only.
-	clients["a1"].closeHandshake(1000)
-	waitFor(t, "a1 to be gone", func() bool { return s.hub.Stats().Connections == 4 })
+	clients["a1"].CloseHandshake(t, 1000)
+	wstest.WaitFor(t, "a1 to be gone", func() bool { return s.hub.Stats().Connections == 4 })
 	all = slices.DeleteFunc(all, func(n string) bool { return n == "a1" })
 	if err := s.hub.SendTo(wsroom.Text("alice again"), "alice"); err != nil {
 		t.Fatal(err)
@@ -1059,7 +715,7 @@ func TestDeliveryRooms(t *testing.T) {
 		join  error    // OnClose: what Join returned then
 	}
 	events := make(chan event, 64)
-	st := dtNewStash()
+	st := newStash()
 	s := newServer(t, wsroom.Options{
 		Identify:  st.identify,
 		OnConnect: st.onConnect,
@@ -1091,7 +747,7 @@ func TestDeliveryRooms(t *testing.T) {
 	}
 	stats := func() wsroom.Stats { return s.hub.Stats() }
 
-	xc := dial(t, s.url+"?n=x&u=xavier&room=a&room=b", nil)
+	xc := wstest.Dial(t, s.url+"?n=x&u=xavier&room=a&room=b", nil)
 	x := st.conn(t, "x")
 	next("join", "a", x)
 	next("join", "b", x)
@@ -1140,7 +796,7 @@ func TestDeliveryRooms(t *testing.T) {
 		t.Errorf("Room(c).Members() = %v, want none", got)
 	}
 
-	yc := dial(t, s.url+"?n=y&u=yvonne&room=a", nil)
+	yc := wstest.Dial(t, s.url+"?n=y&u=yvonne&room=a", nil)
 	y := st.conn(t, "y")
 	next("join", "a", y)
 	members := slices.Collect(s.hub.Room("a").Members())
@@ -1168,7 +824,7 @@ func TestDeliveryRooms(t *testing.T) {
 	}
 
 	// Closing x: OnLeave for each of its rooms, then OnClose.
-	xc.closeHandshake(1000)
+	xc.CloseHandshake(t, 1000)
 	left := map[string]bool{}
 	for range 2 {
 		select {
@@ -1217,7 +873,7 @@ func TestDeliveryRooms(t *testing.T) {
 	if n := stats().Rooms; n != 1 {
 		t.Errorf("Stats().Rooms = %d, want 1", n)
 	}
-	yc.nc.Close()
+	yc.Close()
 	next("leave", "e", y)
 	select {
 	case e := <-events:
@@ -1236,30 +892,31 @@ func TestDeliveryRooms(t *testing.T) {
 // and returns once the clients have answered; later sends fail.
 func TestDeliveryShutdownDrains(t *testing.T) {
 	const count = 200
-	st := dtNewStash()
+	st := newStash()
 	s := newServer(t, wsroom.Options{Identify: st.identify, OnConnect: st.onConnect})
-	g := dtDialN(t, dtAddr(s), 2, func(i int) string { return "/ws?room=r&n=" + strconv.Itoa(i) })
+	conns := wstest.DialAll(t, 2, func(i int) string { return s.url + "?room=r&n=" + strconv.Itoa(i) })
 	c0, c1 := st.conn(t, "0"), st.conn(t, "1")
 
-	results := g.run(func(_ int, c *dtConn) error {
-		c.nc.SetReadDeadline(time.Now().Add(20 * time.Second))
-		if err := dtReadSeqs(c, count, 512, nil); err != nil {
+	reading := wstest.Go(t, conns, func(_ int, c *wstest.Conn) error {
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		if err := readSeqs(c, count, 512, nil); err != nil {
 			return err
 		}
-		_, _, err := c.message()
-		var ce *dtCloseError
-		if !errors.As(err, &ce) || ce.code != 1001 {
+		_, _, err := c.ReadMessage()
+		var ce *wstest.CloseError
+		if !errors.As(err, &ce) || ce.Code != 1001 {
 			return fmt.Errorf("after the messages: %v, want close 1001", err)
 		}
-		if err := c.write(0x8, binary.BigEndian.AppendUint16(nil, 1001)); err != nil {
+		if err := c.WriteRaw(wstest.CloseFrame(1001, "")); err != nil {
 			return err
 		}
-		return c.expectEOF(10 * time.Second)
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		return c.ReadEOF()
 	})
 	buf := make([]byte, 512)
 	room := s.hub.Room("r")
 	for seq := range count {
-		m := dtSeqMessage(buf, seq)
+		m := seqMessage(buf, seq)
 		var err error
 		if seq%2 == 0 {
 			err = room.Broadcast(m)
@@ -1277,7 +934,7 @@ func TestDeliveryShutdownDrains(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	elapsed := time.Since(began)
-	dtCollect(t, "clients", results, 2)
+	reading.Wait(t, "clients")
 	if elapsed > 5*time.Second {
 		t.Errorf("Shutdown took %v although the clients answered at once", elapsed)
 	}
@@ -1309,19 +966,19 @@ func TestDeliveryShutdownDrains(t *testing.T) {
 // full socket) at once, returns ctx.Err() and still joins everything.
 func TestDeliveryShutdownExpired(t *testing.T) {
 	var closes atomic.Int32
-	st := dtNewStash()
+	st := newStash()
 	s := newServer(t, wsroom.Options{
 		Identify:  st.identify,
 		OnConnect: st.onConnect,
 		OnClose:   func(*wsroom.Conn, error) { closes.Add(1) },
 	})
-	dtDialN(t, dtAddr(s), 1, func(int) string { return "/ws?n=mute" })
+	wstest.DialAll(t, 1, func(int) string { return s.url + "?n=mute" })
 	c := st.conn(t, "mute")
 	// 768 KiB: more than the kernel takes for a peer that never reads (the
 	// send buffer starts at 64 KiB), less than the 4 MiB queue.
 	buf := make([]byte, 32<<10)
 	for seq := range 24 {
-		if err := c.Send(dtSeqMessage(buf, seq)); err != nil {
+		if err := c.Send(seqMessage(buf, seq)); err != nil {
 			t.Fatalf("Send %d: %v", seq, err)
 		}
 	}
@@ -1349,16 +1006,16 @@ func TestDeliveryShutdownExpired(t *testing.T) {
 
 // TestDeliveryStats: the counters move exactly as a known exchange says.
 func TestDeliveryStats(t *testing.T) {
-	st := dtNewStash()
+	st := newStash()
 	s := newServer(t, wsroom.Options{
 		Identify:     st.identify,
 		OnConnect:    st.onConnect,
 		PingInterval: -1,
 		OnMessage:    func(c *wsroom.Conn, m wsroom.Message) { c.Send(m) },
 	})
-	x1 := dial(t, s.url+"?n=x1&u=xavier&room=s", nil)
-	x2 := dial(t, s.url+"?n=x2&u=xavier&room=s", nil)
-	y := dial(t, s.url+"?n=y&u=yvonne&room=t", nil)
+	x1 := wstest.Dial(t, s.url+"?n=x1&u=xavier&room=s", nil)
+	x2 := wstest.Dial(t, s.url+"?n=x2&u=xavier&room=s", nil)
+	y := wstest.Dial(t, s.url+"?n=y&u=yvonne&room=t", nil)
 	for _, n := range []string{"x1", "x2", "y"} {
 		st.conn(t, n)
 	}
@@ -1367,21 +1024,19 @@ func TestDeliveryStats(t *testing.T) {
 		t.Helper()
 		// Counters of a write move just after the peer may see its bytes.
 		var got wsroom.Stats
-		if !dtPoll(func() bool { got = s.hub.Stats(); return got == want }) {
+		if !wstest.Poll(time.Millisecond, wstest.Patience, func() bool { got = s.hub.Stats(); return got == want }) {
 			t.Fatalf("%s: Stats() = %+v, want %+v", what, got, want)
 		}
 	}
 	check("connected")
 
-	x1.sendText("hello") // 2 + 4 (mask) + 5 bytes in; 2 + 5 out
-	x1.expectText("hello")
+	x1.SendText(t, "hello") // 2 + 4 (mask) + 5 bytes in; 2 + 5 out
+	x1.ExpectText(t, "hello")
 	want.MessagesIn, want.BytesIn, want.MessagesOut, want.BytesOut = 1, 11, 1, 7
 	check("echo")
 
-	if err := x2.writeFrame(true, 0x2, make([]byte, 200)); err != nil { // 2+2 length+4+200
-		t.Fatal(err)
-	}
-	if op, data, err := x2.readMessage(5 * time.Second); err != nil || op != 0x2 || len(data) != 200 {
+	x2.MustWrite(t, wstest.Final(wstest.OpBinary, make([]byte, 200))) // 2+2 length+4+200
+	if op, data, err := x2.ReadMessage(); err != nil || op != wstest.OpBinary || len(data) != 200 {
 		t.Fatalf("binary echo: op %d, %d bytes, %v", op, len(data), err)
 	}
 	want.MessagesIn, want.BytesIn, want.MessagesOut, want.BytesOut = 2, 11+208, 2, 7+204
@@ -1390,20 +1045,20 @@ func TestDeliveryStats(t *testing.T) {
 	if err := s.hub.Room("s").Broadcast(wsroom.Text("hi")); err != nil {
 		t.Fatal(err)
 	}
-	x1.expectText("hi")
-	x2.expectText("hi")
+	x1.ExpectText(t, "hi")
+	x2.ExpectText(t, "hi")
 	want.MessagesOut, want.BytesOut = 4, 7+204+8
 	check("room broadcast")
 
 	if err := s.hub.SendTo(wsroom.Text("yo"), "yvonne", "nobody"); err != nil {
 		t.Fatal(err)
 	}
-	y.expectText("yo")
+	y.ExpectText(t, "yo")
 	want.MessagesOut, want.BytesOut = 5, 7+204+8+4
 	check("SendTo")
 
 	// A close handshake moves bytes, not messages: 8 in, a 4-byte echo out.
-	y.closeHandshake(1000)
+	y.CloseHandshake(t, 1000)
 	want.Connections, want.Users, want.Rooms = 2, 1, 1
 	want.BytesIn += 8
 	want.BytesOut += 4

@@ -11,53 +11,21 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 )
 
-// hsServer is a hub behind an arbitrary handler on a loopback server.
-type hsServer struct {
-	hub  *wsroom.Hub
-	srv  *httptest.Server
-	host string // 127.0.0.1:port
-	url  string // http://127.0.0.1:port/ws
-}
+// anyPath mounts the hub itself, on every path.
+func anyPath(h *wsroom.Hub) http.Handler { return h }
 
-// hsNewServer builds a hub from opts and serves mount(hub) on a fresh
-// loopback server (the hub itself, on every path, when mount is nil).
-// Cleanup shuts the hub down, then closes the server.
-func hsNewServer(t *testing.T, opts wsroom.Options, mount func(*wsroom.Hub) http.Handler) *hsServer {
-	t.Helper()
-	if mount == nil {
-		mount = func(h *wsroom.Hub) http.Handler { return h }
-	}
-	s := newServerWith(t, opts, serverSetup{mount: mount})
-	host := s.srv.Listener.Addr().String()
-	return &hsServer{hub: s.hub, srv: s.srv, host: host, url: "http://" + host + "/ws"}
-}
-
-// hsEcho is an OnMessage that sends every message back.
-func hsEcho(c *wsroom.Conn, m wsroom.Message) { c.Send(m) }
-
-// hsBody reads a response body (bounded) and closes it.
-func hsBody(t *testing.T, resp *http.Response) string {
-	t.Helper()
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-	if err != nil {
-		t.Fatalf("read response body: %v", err)
-	}
-	return string(b)
-}
-
-// hsCheckOneLine fails unless body is one line starting "wsroom: " and
+// checkOneLine fails unless body is one line starting "wsroom: " and
 // holding want.
-func hsCheckOneLine(t *testing.T, body, want string) {
+func checkOneLine(t *testing.T, body, want string) {
 	t.Helper()
 	line, ok := strings.CutSuffix(body, "\n")
 	if !ok || strings.ContainsAny(line, "\r\n") {
@@ -71,41 +39,37 @@ func hsCheckOneLine(t *testing.T, body, want string) {
 	}
 }
 
-// hsRoundTrip writes raw request bytes on a new connection and reads one
-// response. The connection is closed at cleanup.
-func hsRoundTrip(t *testing.T, host, raw string) (net.Conn, *bufio.Reader, *http.Response) {
-	t.Helper()
-	nc, err := net.DialTimeout("tcp", host, 5*time.Second)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(nc, raw); err != nil {
-		t.Fatalf("write request: %v", err)
-	}
-	br := bufio.NewReader(nc)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("read response: %v", err)
-	}
-	return nc, br, resp
-}
-
-// hsKey returns a fresh Sec-WebSocket-Key.
-func hsKey() string {
+// newKey returns a fresh Sec-WebSocket-Key.
+func newKey() string {
 	b := make([]byte, 16)
 	rand.Read(b)
 	return base64.StdEncoding.EncodeToString(b)
 }
 
-// hsExpectOpen checks that c is a working WebSocket (the server echoes)
+// expectOpen checks that c is a working WebSocket (the server echoes)
 // and closes it cleanly.
-func hsExpectOpen(c *client, msg string) {
-	c.t.Helper()
-	c.sendText(msg)
-	c.expectText(msg)
-	c.closeHandshake(1000)
+func expectOpen(t *testing.T, c *wstest.Conn, msg string) {
+	t.Helper()
+	c.SendText(t, msg)
+	c.ExpectText(t, msg)
+	c.CloseHandshake(t, 1000)
+}
+
+// expectNotHijacked checks that the HTTP connection c, whose handshake was
+// refused, still serves requests: a plain GET of url gets the hub's 426.
+func expectNotHijacked(t *testing.T, c *wstest.Conn, url string) {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.RoundTrip(req, nil)
+	if err != nil {
+		t.Fatalf("second request: %v", err)
+	}
+	if wstest.Body(t, resp); resp.StatusCode != http.StatusUpgradeRequired {
+		t.Errorf("second request: %s, want 426", resp.Status)
+	}
 }
 
 // TestHandshakeRejections sends malformed or refused handshakes and checks
@@ -113,8 +77,8 @@ func hsExpectOpen(c *client, msg string) {
 // that the connection was not hijacked (it still serves a second request).
 func TestHandshakeRejections(t *testing.T) {
 	t.Parallel()
-	s := hsNewServer(t, wsroom.Options{
-		OnMessage: hsEcho,
+	s := newServerWith(t, wsroom.Options{
+		OnMessage: echo,
 		// Identify misbehaves on demand, so one hub serves the whole table.
 		Identify: func(r *http.Request) (string, error) {
 			switch r.Header.Get("X-Hs-Identify") {
@@ -133,10 +97,10 @@ func TestHandshakeRejections(t *testing.T) {
 			}
 			return "", nil
 		},
-	}, nil)
+	}, serverSetup{mount: anyPath})
 
 	key15 := base64.StdEncoding.EncodeToString(make([]byte, 15))
-	_, port, _ := net.SplitHostPort(s.host)
+	_, port, _ := net.SplitHostPort(s.addr)
 	tests := []struct {
 		name       string
 		method     string      // default GET
@@ -232,7 +196,7 @@ func TestHandshakeRejections(t *testing.T) {
 		},
 		{
 			name:   "two keys",
-			extra:  http.Header{"Sec-WebSocket-Key": {hsKey(), hsKey()}},
+			extra:  http.Header{"Sec-WebSocket-Key": {newKey(), newKey()}},
 			status: http.StatusBadRequest,
 			body:   "Sec-WebSocket-Key",
 			reuse:  true,
@@ -320,34 +284,39 @@ func TestHandshakeRejections(t *testing.T) {
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
-				var (
-					nc   net.Conn
-					br   *bufio.Reader
-					resp *http.Response
-				)
+				var c *wstest.Conn
 				if tc.raw != "" {
-					nc, br, resp = hsRoundTrip(t, s.host, fmt.Sprintf(tc.raw, s.host, hsKey()))
+					// Sent as it is: http.Request cannot write HTTP/1.0.
+					var err error
+					if c, err = wstest.DialTCP(s.addr); err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { c.Close() })
+					c.MustWrite(t, []byte(fmt.Sprintf(tc.raw, s.addr, newKey())))
+					if _, err := c.ReadResponse(nil); err != nil {
+						t.Fatal(err)
+					}
 				} else {
 					extra := http.Header{}
 					for k, vs := range tc.extra {
 						for _, v := range vs {
-							v = strings.ReplaceAll(v, "HOST", s.host)
+							v = strings.ReplaceAll(v, "HOST", s.addr)
 							v = strings.ReplaceAll(v, "PORT", port)
 							extra[k] = append(extra[k], v)
 						}
 					}
-					req := handshakeRequest(s.url, extra)
+					req := wstest.Request(s.url, extra)
 					if tc.method != "" {
 						req.Method = tc.method
 					}
-					nc, br, resp = rawHandshake(t, req)
-					defer nc.Close()
+					c = wstest.Handshake(t, req)
 				}
-				body := hsBody(t, resp)
+				resp := c.Resp
+				body := wstest.Body(t, resp)
 				if resp.StatusCode != tc.status {
 					t.Fatalf("status %s (body %q), want %d", resp.Status, body, tc.status)
 				}
-				hsCheckOneLine(t, body, tc.body)
+				checkOneLine(t, body, tc.body)
 				for k, want := range tc.header {
 					if got := resp.Header.Values(k); !slices.Equal(got, want) {
 						t.Errorf("header %s: %q, want %q", k, got, want)
@@ -364,19 +333,7 @@ func TestHandshakeRejections(t *testing.T) {
 				}
 				// The rejected connection was not hijacked: it still
 				// speaks HTTP.
-				req2, _ := http.NewRequest("GET", s.url, nil)
-				nc.SetDeadline(time.Now().Add(10 * time.Second))
-				if err := req2.Write(nc); err != nil {
-					t.Fatalf("second request: %v", err)
-				}
-				resp2, err := http.ReadResponse(br, req2)
-				if err != nil {
-					t.Fatalf("second response: %v", err)
-				}
-				hsBody(t, resp2)
-				if resp2.StatusCode != http.StatusUpgradeRequired {
-					t.Errorf("second request: %s, want 426", resp2.Status)
-				}
+				expectNotHijacked(t, c, s.url)
 			})
 		}
 	})
@@ -398,39 +355,32 @@ func TestHandshakeRejections(t *testing.T) {
 		t.Errorf("after rejections: %+v, want no accepted connection", st)
 	}
 	// A good handshake still works on the same hub.
-	hsExpectOpen(dial(t, s.url, nil), "still alive")
+	expectOpen(t, wstest.Dial(t, s.url, nil), "still alive")
 }
 
 // TestHandshakeAfterShutdown checks that a hub refuses handshakes with 503
 // once Shutdown has begun, after closing live connections with 1001.
 func TestHandshakeAfterShutdown(t *testing.T) {
 	t.Parallel()
-	s := hsNewServer(t, wsroom.Options{OnMessage: hsEcho}, nil)
-	c := dial(t, s.url, nil)
-	c.sendText("before")
-	c.expectText("before")
+	s := newServerWith(t, wsroom.Options{OnMessage: echo}, serverSetup{mount: anyPath})
+	c := wstest.Dial(t, s.url, nil)
+	c.SendText(t, "before")
+	c.ExpectText(t, "before")
 
-	done := make(chan error, 1)
-	go func() { done <- s.hub.Shutdown(context.Background()) }()
-	c.expectClose(1001)
+	shutdown := shutdownInBackground(t, s.hub)
+	c.ExpectClose(t, 1001)
 	// Answer the close so the server need not wait for WriteTimeout.
-	c.writeFrame(true, 0x8, []byte{0x03, 0xe9})
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Shutdown: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Shutdown did not return")
+	c.MustWrite(t, wstest.CloseFrame(1001, ""))
+	if err := shutdown(); err != nil {
+		t.Fatalf("Shutdown: %v", err)
 	}
 
-	nc, _, resp := rawHandshake(t, handshakeRequest(s.url, nil))
-	defer nc.Close()
-	body := hsBody(t, resp)
+	resp := wstest.Handshake(t, wstest.Request(s.url, nil)).Resp
+	body := wstest.Body(t, resp)
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("after Shutdown: %s %q, want 503", resp.Status, body)
 	}
-	hsCheckOneLine(t, body, "shutting down")
+	checkOneLine(t, body, "shutting down")
 	st := s.hub.Stats()
 	if st.Rejected != 1 || st.Accepted != 1 || st.Connections != 0 {
 		t.Errorf("Stats() = %+v, want 1 accepted, 1 rejected, 0 connections", st)
@@ -440,7 +390,7 @@ func TestHandshakeAfterShutdown(t *testing.T) {
 // TestHandshakeAccepted checks header variants that must upgrade.
 func TestHandshakeAccepted(t *testing.T) {
 	t.Parallel()
-	s := newServer(t, wsroom.Options{OnMessage: hsEcho})
+	s := newServer(t, wsroom.Options{OnMessage: echo})
 	host := strings.TrimPrefix(s.srv.URL, "http://")
 	tests := []struct {
 		name  string
@@ -459,11 +409,11 @@ func TestHandshakeAccepted(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c := dial(t, s.url, tc.extra)
-			if got := c.resp.Header.Get("Sec-WebSocket-Protocol"); got != "" {
+			c := wstest.Dial(t, s.url, tc.extra)
+			if got := c.Resp.Header.Get("Sec-WebSocket-Protocol"); got != "" {
 				t.Errorf("Sec-WebSocket-Protocol %q, want none", got)
 			}
-			hsExpectOpen(c, tc.name)
+			expectOpen(t, c, tc.name)
 		})
 	}
 }
@@ -472,7 +422,7 @@ func TestHandshakeAccepted(t *testing.T) {
 func TestOriginPatterns(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, wsroom.Options{
-		OnMessage:      hsEcho,
+		OnMessage:      echo,
 		OriginPatterns: []string{"*.example.com", "localhost:*"},
 	})
 	tests := []struct {
@@ -494,16 +444,15 @@ func TestOriginPatterns(t *testing.T) {
 			t.Parallel()
 			extra := http.Header{"Origin": {tc.origin}}
 			if tc.ok {
-				hsExpectOpen(dial(t, s.url, extra), tc.origin)
+				expectOpen(t, wstest.Dial(t, s.url, extra), tc.origin)
 				return
 			}
-			nc, _, resp := rawHandshake(t, handshakeRequest(s.url, extra))
-			defer nc.Close()
-			body := hsBody(t, resp)
+			resp := wstest.Handshake(t, wstest.Request(s.url, extra)).Resp
+			body := wstest.Body(t, resp)
 			if resp.StatusCode != http.StatusForbidden {
 				t.Fatalf("Origin %q: %s %q, want 403", tc.origin, resp.Status, body)
 			}
-			hsCheckOneLine(t, body, "origin")
+			checkOneLine(t, body, "origin")
 		})
 	}
 }
@@ -512,9 +461,9 @@ func TestOriginPatterns(t *testing.T) {
 // origin in.
 func TestOriginInsecureSkipCheck(t *testing.T) {
 	t.Parallel()
-	s := newServer(t, wsroom.Options{OnMessage: hsEcho, InsecureSkipOriginCheck: true})
+	s := newServer(t, wsroom.Options{OnMessage: echo, InsecureSkipOriginCheck: true})
 	for _, origin := range []string{"http://evil.example", "null"} {
-		hsExpectOpen(dial(t, s.url, http.Header{"Origin": {origin}}), origin)
+		expectOpen(t, wstest.Dial(t, s.url, http.Header{"Origin": {origin}}), origin)
 	}
 }
 
@@ -547,16 +496,16 @@ func TestSubprotocolNegotiation(t *testing.T) {
 			if tc.offered != nil {
 				extra = http.Header{"Sec-WebSocket-Protocol": tc.offered}
 			}
-			c := dial(t, s.url, extra)
-			got := c.resp.Header.Values("Sec-WebSocket-Protocol")
+			c := wstest.Dial(t, s.url, extra)
+			got := c.Resp.Header.Values("Sec-WebSocket-Protocol")
 			switch {
 			case tc.want == "" && len(got) != 0:
 				t.Errorf("Sec-WebSocket-Protocol %q, want no header", got)
 			case tc.want != "" && !slices.Equal(got, []string{tc.want}):
 				t.Errorf("Sec-WebSocket-Protocol %q, want %q", got, tc.want)
 			}
-			c.expectText("proto=" + tc.want)
-			c.closeHandshake(1000)
+			c.ExpectText(t, "proto="+tc.want)
+			c.CloseHandshake(t, 1000)
 		})
 	}
 
@@ -564,10 +513,9 @@ func TestSubprotocolNegotiation(t *testing.T) {
 	// own one-line reason.
 	t.Run("malformed line", func(t *testing.T) {
 		t.Parallel()
-		req := handshakeRequest(s.url, http.Header{"Sec-WebSocket-Protocol": {"x;y", "v2"}})
-		nc, _, resp := rawHandshake(t, req)
-		defer nc.Close()
-		body := hsBody(t, resp)
+		req := wstest.Request(s.url, http.Header{"Sec-WebSocket-Protocol": {"x;y", "v2"}})
+		resp := wstest.Handshake(t, req).Resp
+		body := wstest.Body(t, resp)
 		if resp.StatusCode != http.StatusBadRequest || !strings.HasPrefix(body, "wsroom: malformed Sec-WebSocket-Protocol") {
 			t.Errorf("%s %q, want 400 wsroom: malformed Sec-WebSocket-Protocol…", resp.Status, body)
 		}
@@ -584,33 +532,33 @@ func TestIdentifyUserID(t *testing.T) {
 			return c.Send(wsroom.Text("id=" + c.UserID()))
 		},
 	})
-	a1 := dial(t, s.url+"?user=alice", nil)
-	a1.expectText("id=alice")
-	a2 := dial(t, s.url+"?user=alice", nil)
-	a2.expectText("id=alice")
-	b := dial(t, s.url+"?user=bob", nil)
-	b.expectText("id=bob")
-	anon := dial(t, s.url, nil) // "" from Identify: a random ID
-	_, data, err := anon.readMessage(5 * time.Second)
+	a1 := wstest.Dial(t, s.url+"?user=alice", nil)
+	a1.ExpectText(t, "id=alice")
+	a2 := wstest.Dial(t, s.url+"?user=alice", nil)
+	a2.ExpectText(t, "id=alice")
+	b := wstest.Dial(t, s.url+"?user=bob", nil)
+	b.ExpectText(t, "id=bob")
+	anon := wstest.Dial(t, s.url, nil) // "" from Identify: a random ID
+	_, data, err := anon.ReadMessage()
 	if err != nil {
 		t.Fatalf("anonymous: %v", err)
 	}
 	if id := strings.TrimPrefix(string(data), "id="); id == "" || id == "alice" || id == "bob" {
 		t.Errorf("anonymous connection got ID %q, want a fresh random one", id)
 	}
-	waitFor(t, "4 connections", func() bool { return s.hub.Stats().Connections == 4 })
+	wstest.WaitFor(t, "4 connections", func() bool { return s.hub.Stats().Connections == 4 })
 	if st := s.hub.Stats(); st.Users != 3 {
 		t.Errorf("Stats().Users = %d, want 3", st.Users)
 	}
 	if err := s.hub.SendTo(wsroom.Text("for alice"), "alice"); err != nil {
 		t.Fatalf("SendTo: %v", err)
 	}
-	a1.expectText("for alice")
-	a2.expectText("for alice")
-	for _, c := range []*client{a1, a2, b, anon} {
-		c.closeHandshake(1000)
+	a1.ExpectText(t, "for alice")
+	a2.ExpectText(t, "for alice")
+	for _, c := range []*wstest.Conn{a1, a2, b, anon} {
+		c.CloseHandshake(t, 1000)
 	}
-	waitFor(t, "all gone", func() bool { return s.hub.Stats().Connections == 0 })
+	wstest.WaitFor(t, "all gone", func() bool { return s.hub.Stats().Connections == 0 })
 }
 
 // TestIdentifyNilRandomIDs checks that without Identify every connection
@@ -622,8 +570,8 @@ func TestIdentifyNilRandomIDs(t *testing.T) {
 	})
 	var ids []string
 	for range 2 {
-		c := dial(t, s.url, nil)
-		_, data, err := c.readMessage(5 * time.Second)
+		c := wstest.Dial(t, s.url, nil)
+		_, data, err := c.ReadMessage()
 		if err != nil {
 			t.Fatalf("read ID: %v", err)
 		}
@@ -632,11 +580,11 @@ func TestIdentifyNilRandomIDs(t *testing.T) {
 	if ids[0] == "" || ids[1] == "" || ids[0] == ids[1] {
 		t.Fatalf("IDs %q: want two distinct non-empty IDs", ids)
 	}
-	waitFor(t, "2 users", func() bool { return s.hub.Stats().Users == 2 })
+	wstest.WaitFor(t, "2 users", func() bool { return s.hub.Stats().Users == 2 })
 }
 
-// hsNext is a plain handler that reports what it saw.
-func hsNext(w http.ResponseWriter, r *http.Request) {
+// nextHandler is a plain handler that reports what it saw.
+func nextHandler(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
@@ -651,12 +599,12 @@ func hsNext(w http.ResponseWriter, r *http.Request) {
 // that is not a WebSocket handshake to next, untouched.
 func TestMiddlewarePassThrough(t *testing.T) {
 	t.Parallel()
-	s := hsNewServer(t, wsroom.Options{OnMessage: hsEcho}, func(h *wsroom.Hub) http.Handler {
-		return h.Middleware(http.HandlerFunc(hsNext))
-	})
-	post, _ := http.NewRequest("POST", "http://"+s.host+"/form", strings.NewReader("a=1&b=2"))
+	s := newServerWith(t, wsroom.Options{OnMessage: echo}, serverSetup{mount: func(h *wsroom.Hub) http.Handler {
+		return h.Middleware(http.HandlerFunc(nextHandler))
+	}})
+	post, _ := http.NewRequest("POST", "http://"+s.addr+"/form", strings.NewReader("a=1&b=2"))
 	post.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	plain, _ := http.NewRequest("GET", "http://"+s.host+"/page", nil)
+	plain, _ := http.NewRequest("GET", "http://"+s.addr+"/page", nil)
 	tests := []struct {
 		name string
 		req  *http.Request
@@ -664,15 +612,14 @@ func TestMiddlewarePassThrough(t *testing.T) {
 	}{
 		{"plain GET", plain, `next GET /page body="" upgrade=""`},
 		{"POST with body", post, `next POST /form body="a=1&b=2" upgrade=""`},
-		{"Upgrade h2c", handshakeRequest("http://"+s.host+"/h2c", http.Header{"Upgrade": {"h2c"}}), `next GET /h2c body="" upgrade="h2c"`},
-		{"Connection: Upgrade without Upgrade", handshakeRequest("http://"+s.host+"/x", http.Header{"Upgrade": {""}}), `next GET /x body="" upgrade=""`},
+		{"Upgrade h2c", wstest.Request("http://"+s.addr+"/h2c", http.Header{"Upgrade": {"h2c"}}), `next GET /h2c body="" upgrade="h2c"`},
+		{"Connection: Upgrade without Upgrade", wstest.Request("http://"+s.addr+"/x", http.Header{"Upgrade": {""}}), `next GET /x body="" upgrade=""`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			nc, _, resp := rawHandshake(t, tc.req)
-			defer nc.Close()
-			body := hsBody(t, resp)
+			resp := wstest.Handshake(t, tc.req).Resp
+			body := wstest.Body(t, resp)
 			if resp.StatusCode != http.StatusAccepted || resp.Header.Get("X-Next") != "yes" {
 				t.Fatalf("%s %q: want 202 from next", resp.Status, body)
 			}
@@ -690,19 +637,18 @@ func TestMiddlewarePassThrough(t *testing.T) {
 // Middleware are served by the hub, good or bad.
 func TestMiddlewareUpgrades(t *testing.T) {
 	t.Parallel()
-	s := hsNewServer(t, wsroom.Options{OnMessage: hsEcho}, func(h *wsroom.Hub) http.Handler {
-		return h.Middleware(http.HandlerFunc(hsNext))
-	})
-	hsExpectOpen(dial(t, "http://"+s.host+"/any/path", nil), "through middleware")
+	s := newServerWith(t, wsroom.Options{OnMessage: echo}, serverSetup{mount: func(h *wsroom.Hub) http.Handler {
+		return h.Middleware(http.HandlerFunc(nextHandler))
+	}})
+	expectOpen(t, wstest.Dial(t, "http://"+s.addr+"/any/path", nil), "through middleware")
 
-	nc, _, resp := rawHandshake(t, handshakeRequest(s.url, http.Header{"Sec-WebSocket-Version": {"8"}}))
-	defer nc.Close()
-	body := hsBody(t, resp)
+	resp := wstest.Handshake(t, wstest.Request(s.url, http.Header{"Sec-WebSocket-Version": {"8"}})).Resp
+	body := wstest.Body(t, resp)
 	if resp.StatusCode != http.StatusUpgradeRequired || resp.Header.Get("X-Next") != "" {
 		t.Fatalf("bad version through Middleware: %s %q, want 426 from the hub", resp.Status, body)
 	}
-	hsCheckOneLine(t, body, "Sec-WebSocket-Version")
-	waitFor(t, "stats", func() bool {
+	checkOneLine(t, body, "Sec-WebSocket-Version")
+	wstest.WaitFor(t, "stats", func() bool {
 		st := s.hub.Stats()
 		return st.Accepted == 1 && st.Rejected == 1 && st.Connections == 0
 	})
@@ -712,7 +658,7 @@ func TestMiddlewareUpgrades(t *testing.T) {
 // wildcard, read from Identify through r.PathValue.
 func TestMuxPatterns(t *testing.T) {
 	t.Parallel()
-	s := hsNewServer(t, wsroom.Options{
+	s := newServerWith(t, wsroom.Options{
 		// The room travels in the user ID: "<room>/<nonce>".
 		Identify: func(r *http.Request) (string, error) {
 			room := r.PathValue("room")
@@ -733,36 +679,36 @@ func TestMuxPatterns(t *testing.T) {
 				c.Send(wsroom.Text(name + ": " + m.String()))
 			}
 		},
-	}, func(h *wsroom.Hub) http.Handler {
+	}, serverSetup{mount: func(h *wsroom.Hub) http.Handler {
 		mux := http.NewServeMux()
 		mux.Handle("GET /rooms/{room}/ws", h)
 		mux.HandleFunc("GET /rooms/{room}", func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "page of %s", r.PathValue("room"))
 		})
 		return mux
-	})
-	base := "http://" + s.host
+	}})
+	base := "http://" + s.addr
 
-	lobby := dial(t, base+"/rooms/lobby/ws", nil)
-	lobby.expectText("joined lobby")
-	games := dial(t, base+"/rooms/games/ws", nil)
-	games.expectText("joined games")
+	lobby := wstest.Dial(t, base+"/rooms/lobby/ws", nil)
+	lobby.ExpectText(t, "joined lobby")
+	games := wstest.Dial(t, base+"/rooms/games/ws", nil)
+	games.ExpectText(t, "joined games")
 	if n := s.hub.Room("lobby").Len(); n != 1 {
 		t.Errorf("lobby has %d members, want 1", n)
 	}
-	lobby.sendText("hi")
-	lobby.expectText("lobby: hi")
+	lobby.SendText(t, "hi")
+	lobby.ExpectText(t, "lobby: hi")
 	if err := s.hub.Room("games").Broadcast(wsroom.Text("gg")); err != nil {
 		t.Fatalf("Broadcast: %v", err)
 	}
-	games.expectText("gg")
+	games.ExpectText(t, "gg")
 
 	// Another route of the same mux still serves plain HTTP.
 	resp, err := s.srv.Client().Get(base + "/rooms/lobby")
 	if err != nil {
 		t.Fatalf("GET page: %v", err)
 	}
-	if body := hsBody(t, resp); resp.StatusCode != http.StatusOK || body != "page of lobby" {
+	if body := wstest.Body(t, resp); resp.StatusCode != http.StatusOK || body != "page of lobby" {
 		t.Errorf("GET /rooms/lobby: %s %q", resp.Status, body)
 	}
 	// A plain GET on the WebSocket route gets the hub's 426.
@@ -770,55 +716,55 @@ func TestMuxPatterns(t *testing.T) {
 	if err != nil {
 		t.Fatalf("GET ws route: %v", err)
 	}
-	if body := hsBody(t, resp); resp.StatusCode != http.StatusUpgradeRequired {
+	if body := wstest.Body(t, resp); resp.StatusCode != http.StatusUpgradeRequired {
 		t.Errorf("plain GET of the ws route: %s %q, want 426", resp.Status, body)
 	}
-	lobby.closeHandshake(1000)
-	games.closeHandshake(1000)
-	waitFor(t, "rooms to empty", func() bool {
+	lobby.CloseHandshake(t, 1000)
+	games.CloseHandshake(t, 1000)
+	wstest.WaitFor(t, "rooms to empty", func() bool {
 		st := s.hub.Stats()
 		return st.Connections == 0 && st.Rooms == 0
 	})
 }
 
-// hsUnwrapWriter wraps a ResponseWriter the way logging middleware does:
+// unwrapWriter wraps a ResponseWriter the way logging middleware does:
 // it is not a Hijacker itself but exposes the original through Unwrap.
-type hsUnwrapWriter struct {
+type unwrapWriter struct {
 	http.ResponseWriter
 	status int
 }
 
-func (w *hsUnwrapWriter) WriteHeader(code int) {
+func (w *unwrapWriter) WriteHeader(code int) {
 	w.status = code
 	w.ResponseWriter.WriteHeader(code)
 }
 
-func (w *hsUnwrapWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *unwrapWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// hsOpaqueWriter hides everything but the three ResponseWriter methods.
-type hsOpaqueWriter struct{ http.ResponseWriter }
+// opaqueWriter hides everything but the three ResponseWriter methods.
+type opaqueWriter struct{ http.ResponseWriter }
 
 // TestWrappedResponseWriter checks that the hub reaches the Hijacker
 // through Unwrap.
 func TestWrappedResponseWriter(t *testing.T) {
 	t.Parallel()
-	s := hsNewServer(t, wsroom.Options{OnMessage: hsEcho}, func(h *wsroom.Hub) http.Handler {
+	s := newServerWith(t, wsroom.Options{OnMessage: echo}, serverSetup{mount: func(h *wsroom.Hub) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if _, ok := any(&hsUnwrapWriter{}).(http.Hijacker); ok {
-				panic("hsUnwrapWriter must not be a Hijacker")
+			if _, ok := any(&unwrapWriter{}).(http.Hijacker); ok {
+				panic("unwrapWriter must not be a Hijacker")
 			}
-			h.ServeHTTP(&hsUnwrapWriter{ResponseWriter: w}, r)
+			h.ServeHTTP(&unwrapWriter{ResponseWriter: w}, r)
 		})
-	})
-	c := dial(t, s.url, nil)
+	}})
+	c := wstest.Dial(t, s.url, nil)
 	for _, m := range []string{"one", "two", "three"} {
-		c.sendText(m)
+		c.SendText(t, m)
 	}
 	for _, m := range []string{"one", "two", "three"} {
-		c.expectText(m)
+		c.ExpectText(t, m)
 	}
-	c.closeHandshake(1000)
-	waitFor(t, "connection gone", func() bool { return s.hub.Stats().Connections == 0 })
+	c.CloseHandshake(t, 1000)
+	wstest.WaitFor(t, "connection gone", func() bool { return s.hub.Stats().Connections == 0 })
 }
 
 // TestWrappedResponseWriterNoHijacker documents what happens behind a
@@ -828,14 +774,14 @@ func TestWrappedResponseWriter(t *testing.T) {
 // registers nothing and the HTTP connection stays usable.
 func TestWrappedResponseWriterNoHijacker(t *testing.T) {
 	t.Parallel()
-	s := hsNewServer(t, wsroom.Options{OnMessage: hsEcho}, func(h *wsroom.Hub) http.Handler {
+	s := newServerWith(t, wsroom.Options{OnMessage: echo}, serverSetup{mount: func(h *wsroom.Hub) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			h.ServeHTTP(hsOpaqueWriter{w}, r)
+			h.ServeHTTP(opaqueWriter{w}, r)
 		})
-	})
-	nc, br, resp := rawHandshake(t, handshakeRequest(s.url, nil))
-	defer nc.Close()
-	body := hsBody(t, resp)
+	}})
+	c := wstest.Handshake(t, wstest.Request(s.url, nil))
+	resp := c.Resp
+	body := wstest.Body(t, resp)
 	if resp.StatusCode != http.StatusInternalServerError {
 		t.Fatalf("%s %q, want 500", resp.Status, body)
 	}
@@ -843,36 +789,18 @@ func TestWrappedResponseWriterNoHijacker(t *testing.T) {
 		t.Errorf("body %q, want gobwas/ws's not-a-Hijacker reason", body)
 	}
 	// Not hijacked: the same connection serves the next request.
-	hsExpectNotHijacked(t, nc, br, s.url)
-	waitFor(t, "2 rejections", func() bool { return s.hub.Stats().Rejected == 2 })
+	expectNotHijacked(t, c, s.url)
+	wstest.WaitFor(t, "2 rejections", func() bool { return s.hub.Stats().Rejected == 2 })
 	if st := s.hub.Stats(); st.Accepted != 0 || st.Connections != 0 {
 		t.Errorf("Stats() = %+v, want nothing accepted or open", st)
 	}
 }
 
-// hsExpectNotHijacked checks that the HTTP connection nc (read through br)
-// still serves requests: a plain GET of url gets the hub's 426.
-func hsExpectNotHijacked(t *testing.T, nc net.Conn, br *bufio.Reader, url string) {
-	t.Helper()
-	req, _ := http.NewRequest("GET", url, nil)
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	if err := req.Write(nc); err != nil {
-		t.Fatalf("second request: %v", err)
-	}
-	resp, err := http.ReadResponse(br, req)
-	if err != nil {
-		t.Fatalf("second response: %v", err)
-	}
-	if hsBody(t, resp); resp.StatusCode != http.StatusUpgradeRequired {
-		t.Errorf("second request: %s, want 426", resp.Status)
-	}
-}
+// panickyWriter's Hijack asserts http.Hijacker on what it wraps without
+// checking, as gin's writer does; over opaqueWriter that panics.
+type panickyWriter struct{ http.ResponseWriter }
 
-// hsPanickyWriter's Hijack asserts http.Hijacker on what it wraps without
-// checking, as gin's writer does; over hsOpaqueWriter that panics.
-type hsPanickyWriter struct{ http.ResponseWriter }
-
-func (w hsPanickyWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w panickyWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return w.ResponseWriter.(http.Hijacker).Hijack()
 }
 
@@ -880,24 +808,24 @@ func (w hsPanickyWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // a one-line 500, counted as a rejection, and the HTTP connection goes on.
 func TestPanickingHijack(t *testing.T) {
 	t.Parallel()
-	s := hsNewServer(t, wsroom.Options{OnMessage: hsEcho}, func(h *wsroom.Hub) http.Handler {
+	s := newServerWith(t, wsroom.Options{OnMessage: echo}, serverSetup{mount: func(h *wsroom.Hub) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			h.ServeHTTP(hsPanickyWriter{hsOpaqueWriter{w}}, r)
+			h.ServeHTTP(panickyWriter{opaqueWriter{w}}, r)
 		})
-	})
-	nc, br, resp := rawHandshake(t, handshakeRequest(s.url, nil))
-	defer nc.Close()
-	body := hsBody(t, resp)
+	}})
+	c := wstest.Handshake(t, wstest.Request(s.url, nil))
+	resp := c.Resp
+	body := wstest.Body(t, resp)
 	if resp.StatusCode != http.StatusInternalServerError || !strings.HasPrefix(body, "wsroom: cannot take over the connection") || strings.Count(body, "\n") > 1 {
 		t.Fatalf("%s %q, want 500 with the one-line reason", resp.Status, body)
 	}
-	hsExpectNotHijacked(t, nc, br, s.url)
+	expectNotHijacked(t, c, s.url)
 	if st := s.hub.Stats(); st.Rejected != 2 || st.Accepted != 0 || st.Connections != 0 {
 		t.Errorf("Stats() = %+v, want 2 rejections and nothing open", st)
 	}
 }
 
-type hsCtxKey struct{}
+type ctxKey struct{}
 
 // TestConnContext checks that Conn.Context carries the upgrade request's
 // values, stays alive while the connection is open (after the handler's
@@ -906,10 +834,10 @@ func TestConnContext(t *testing.T) {
 	t.Parallel()
 	conns := make(chan *wsroom.Conn, 1)
 	closed := make(chan error, 1)
-	s := hsNewServer(t, wsroom.Options{
+	s := newServerWith(t, wsroom.Options{
 		OnConnect: func(c *wsroom.Conn, _ *http.Request) error {
 			conns <- c
-			v, _ := c.Context().Value(hsCtxKey{}).(string)
+			v, _ := c.Context().Value(ctxKey{}).(string)
 			return c.Send(wsroom.Text("value=" + v))
 		},
 		OnMessage: func(c *wsroom.Conn, m wsroom.Message) {
@@ -918,24 +846,24 @@ func TestConnContext(t *testing.T) {
 		OnClose: func(c *wsroom.Conn, err error) {
 			closed <- c.Context().Err()
 		},
-	}, func(h *wsroom.Hub) http.Handler {
+	}, serverSetup{mount: func(h *wsroom.Hub) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ctx, cancel := context.WithCancel(context.WithValue(r.Context(), hsCtxKey{}, "from-middleware"))
+			ctx, cancel := context.WithCancel(context.WithValue(r.Context(), ctxKey{}, "from-middleware"))
 			defer cancel()
 			h.ServeHTTP(w, r.WithContext(ctx))
 		})
-	})
-	c := dial(t, s.url, nil)
-	c.expectText("value=from-middleware")
-	c.sendText("alive?")
-	c.expectText("err=<nil>")
+	}})
+	c := wstest.Dial(t, s.url, nil)
+	c.ExpectText(t, "value=from-middleware")
+	c.SendText(t, "alive?")
+	c.ExpectText(t, "err=<nil>")
 	conn := <-conns
 	select {
 	case <-conn.Context().Done():
 		t.Fatal("context cancelled while the connection is open")
 	default:
 	}
-	c.closeHandshake(1000)
+	c.CloseHandshake(t, 1000)
 	select {
 	case err := <-closed:
 		if !errors.Is(err, context.Canceled) {
@@ -949,7 +877,7 @@ func TestConnContext(t *testing.T) {
 	default:
 		t.Error("context not done after close")
 	}
-	if v := conn.Context().Value(hsCtxKey{}); v != "from-middleware" {
+	if v := conn.Context().Value(ctxKey{}); v != "from-middleware" {
 		t.Errorf("after close, value %v, want it kept", v)
 	}
 }
@@ -959,83 +887,42 @@ func TestConnContext(t *testing.T) {
 // handshake, then keep parsing from the socket.
 func TestPipelinedFrames(t *testing.T) {
 	t.Parallel()
-	s := newServer(t, wsroom.Options{OnMessage: hsEcho})
+	s := newServer(t, wsroom.Options{OnMessage: echo})
 
 	t.Run("whole frames", func(t *testing.T) {
 		t.Parallel()
-		var buf bytes.Buffer
-		req := handshakeRequest(s.url, nil)
-		if err := req.Write(&buf); err != nil {
-			t.Fatal(err)
-		}
-		buf.Write(encodeFrame(true, 0, 0x1, true, []byte("pipelined")))
-		buf.Write(encodeFrame(true, 0, 0x2, true, []byte{0, 1, 2}))
-		buf.Write(encodeFrame(true, 0, 0x1, true, []byte("third")))
-		c := hsPipelined(t, req, buf.Bytes())
-		c.expectText("pipelined")
-		op, data, err := c.readMessage(5 * time.Second)
-		if err != nil || op != 0x2 || !bytes.Equal(data, []byte{0, 1, 2}) {
+		c := wstest.DialRequest(t, wstest.Request(s.url, nil), wstest.Cat(
+			wstest.Final(wstest.OpText, "pipelined"),
+			wstest.Final(wstest.OpBinary, []byte{0, 1, 2}),
+			wstest.Final(wstest.OpText, "third"),
+		))
+		c.ExpectText(t, "pipelined")
+		op, data, err := c.ReadMessage()
+		if err != nil || op != wstest.OpBinary || !bytes.Equal(data, []byte{0, 1, 2}) {
 			t.Fatalf("second echo: op %d %v %v, want binary 00 01 02", op, data, err)
 		}
-		c.expectText("third")
-		c.closeHandshake(1000)
+		c.ExpectText(t, "third")
+		c.CloseHandshake(t, 1000)
 	})
 
 	t.Run("frame split across the handshake read", func(t *testing.T) {
 		t.Parallel()
-		var buf bytes.Buffer
-		req := handshakeRequest(s.url, nil)
-		if err := req.Write(&buf); err != nil {
-			t.Fatal(err)
-		}
-		f := encodeFrame(true, 0, 0x1, true, []byte("split across reads"))
-		buf.Write(f[:5]) // header and part of the mask key
-		c := hsPipelined(t, req, buf.Bytes())
-		if err := c.writeRaw(f[5:]); err != nil {
-			t.Fatal(err)
-		}
-		c.expectText("split across reads")
-		c.sendText("and then")
-		c.expectText("and then")
-		c.closeHandshake(1000)
+		f := wstest.Final(wstest.OpText, "split across reads")
+		c := wstest.DialRequest(t, wstest.Request(s.url, nil), f[:5]) // header and part of the mask key
+		c.MustWrite(t, f[5:])
+		c.ExpectText(t, "split across reads")
+		c.SendText(t, "and then")
+		c.ExpectText(t, "and then")
+		c.CloseHandshake(t, 1000)
 	})
 
 	t.Run("close frame", func(t *testing.T) {
 		t.Parallel()
-		var buf bytes.Buffer
-		req := handshakeRequest(s.url, nil)
-		if err := req.Write(&buf); err != nil {
-			t.Fatal(err)
-		}
-		buf.Write(encodeFrame(true, 0, 0x1, true, []byte("last words")))
-		buf.Write(encodeFrame(true, 0, 0x8, true, []byte{0x03, 0xe8}))
-		c := hsPipelined(t, req, buf.Bytes())
-		c.expectText("last words")
-		c.expectClose(1000)
+		c := wstest.DialRequest(t, wstest.Request(s.url, nil), wstest.Cat(
+			wstest.Final(wstest.OpText, "last words"),
+			wstest.CloseFrame(1000, ""),
+		))
+		c.ExpectText(t, "last words")
+		c.ExpectClose(t, 1000)
 	})
-}
-
-// hsPipelined sends b (a handshake and more) in one write and reads the
-// 101 response.
-func hsPipelined(t *testing.T, req *http.Request, b []byte) *client {
-	t.Helper()
-	nc, err := net.DialTimeout("tcp", req.URL.Host, 5*time.Second)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	if n, err := nc.Write(b); err != nil || n != len(b) {
-		t.Fatalf("write: %d of %d bytes: %v", n, len(b), err)
-	}
-	br := bufio.NewReader(nc)
-	resp, err := http.ReadResponse(br, req)
-	if err != nil {
-		t.Fatalf("read handshake response: %v", err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("handshake: %s, want 101", resp.Status)
-	}
-	nc.SetDeadline(time.Time{})
-	return &client{t: t, nc: nc, br: br, resp: resp}
 }

@@ -1,23 +1,24 @@
 package wsroom_test
 
+// The root tests' hub helpers, on top of internal/wstest (which does not
+// import wsroom): a hub mounted on a loopback server, and hubs that record
+// what their callbacks saw.
+
 import (
-	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"encoding/binary"
 	"errors"
-	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strings"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 	"go.uber.org/goleak"
 )
 
@@ -25,14 +26,12 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// quietLogger discards log output (tests that provoke panics use it).
-func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
 // server is a hub mounted on a loopback httptest server.
 type server struct {
-	hub *wsroom.Hub
-	srv *httptest.Server
-	url string // http://127.0.0.1:port/ws
+	hub  *wsroom.Hub
+	srv  *httptest.Server
+	addr string // 127.0.0.1:port
+	url  string // http://127.0.0.1:port/ws
 }
 
 // newServer mounts a hub built from opts at "GET /ws" on a fresh loopback
@@ -56,10 +55,7 @@ type serverSetup struct {
 // field is always http://127.0.0.1:port/ws.
 func newServerWith(t testing.TB, opts wsroom.Options, setup serverSetup) *server {
 	t.Helper()
-	if opts.Logger == nil {
-		opts.Logger = quietLogger()
-	}
-	hub := wsroom.New(opts)
+	hub := newHub(opts)
 	var h http.Handler
 	if setup.mount != nil {
 		h = setup.mount(hub)
@@ -68,288 +64,244 @@ func newServerWith(t testing.TB, opts wsroom.Options, setup serverSetup) *server
 		mux.Handle("GET /ws", hub)
 		h = mux
 	}
-	srv := httptest.NewUnstartedServer(h)
-	if setup.wrapListener != nil {
-		srv.Listener = setup.wrapListener(srv.Listener)
+	srv := wstest.Server{Handler: h, Stop: hub.Shutdown, Wrap: setup.wrapListener}.Start(t)
+	addr := srv.Listener.Addr().String()
+	return &server{hub: hub, srv: srv, addr: addr, url: "http://" + addr + "/ws"}
+}
+
+// newHub is wsroom.New with a quiet logger unless opts has one.
+func newHub(opts wsroom.Options) *wsroom.Hub {
+	if opts.Logger == nil {
+		opts.Logger = wstest.QuietLogger()
 	}
-	srv.Start()
-	s := &server{hub: hub, srv: srv, url: srv.URL + "/ws"}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := hub.Shutdown(ctx); err != nil {
-			t.Errorf("hub.Shutdown: %v", err)
+	return wsroom.New(opts)
+}
+
+// shutdownInBackground starts hub.Shutdown on a goroutine of its own (it
+// waits for the peers, which the test then drives) and returns a function
+// that waits for it and returns its error, failing the test if it has not
+// returned within wstest.Patience.
+func shutdownInBackground(t testing.TB, hub *wsroom.Hub) (wait func() error) {
+	done := make(chan error, 1)
+	go func() { done <- hub.Shutdown(context.Background()) }()
+	return func() error {
+		t.Helper()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(wstest.Patience):
+			t.Fatal("Shutdown did not return")
+			return nil
 		}
-		srv.Close()
+	}
+}
+
+// joinRoom returns an OnConnect that puts every connection in room name.
+func joinRoom(name string) func(*wsroom.Conn, *http.Request) error {
+	return func(c *wsroom.Conn, _ *http.Request) error { return c.Join(name) }
+}
+
+// fillRoom opens n connections to s (users u0..un-1, see userServer) and
+// waits until room name has n members.
+func fillRoom(t testing.TB, s *server, name string, n int) []*wstest.Conn {
+	t.Helper()
+	conns := wstest.DialAll(t, n, func(i int) string { return s.url + "?user=u" + strconv.Itoa(i) })
+	room := s.hub.Room(name)
+	wstest.WaitFor(t, "every connection in room "+name, func() bool { return room.Len() == n })
+	return conns
+}
+
+// echo is an OnMessage that sends every message back.
+func echo(c *wsroom.Conn, m wsroom.Message) { c.Send(m) }
+
+// userServer is an echo hub (unless opts has an OnMessage) whose user IDs
+// come from ?user=, with a count of OnClose calls.
+func userServer(t testing.TB, opts wsroom.Options) (*server, *atomic.Int64) {
+	t.Helper()
+	var closed atomic.Int64
+	onClose := opts.OnClose
+	opts.OnClose = func(c *wsroom.Conn, err error) {
+		closed.Add(1)
+		if onClose != nil {
+			onClose(c, err)
+		}
+	}
+	if opts.OnMessage == nil {
+		opts.OnMessage = echo
+	}
+	opts.Identify = func(r *http.Request) (string, error) { return r.URL.Query().Get("user"), nil }
+	return newServer(t, opts), &closed
+}
+
+// record is what a recorder hub reported about one connection.
+type record struct {
+	conn      chan *wsroom.Conn // OnConnect
+	closed    chan error        // OnClose
+	delivered atomic.Int64      // messages passed to OnMessage
+}
+
+// recorder records a hub's callbacks per user ID. Clients choose their ID
+// with the "id" query parameter unless the options have an Identify.
+type recorder struct {
+	mu   sync.Mutex
+	recs map[string]*record
+}
+
+// recording returns a recorder and opts with its callbacks wrapped:
+// OnMessage defaults to echo; OnConnect and OnMessage from opts run after
+// the recording.
+func recording(opts wsroom.Options) (*recorder, wsroom.Options) {
+	r := &recorder{recs: make(map[string]*record)}
+	onConnect, onMessage := opts.OnConnect, opts.OnMessage
+	if opts.Identify == nil {
+		opts.Identify = func(req *http.Request) (string, error) { return req.URL.Query().Get("id"), nil }
+	}
+	if onMessage == nil {
+		onMessage = echo
+	}
+	opts.OnConnect = func(c *wsroom.Conn, req *http.Request) error {
+		r.rec(c.UserID()).conn <- c
+		if onConnect != nil {
+			return onConnect(c, req)
+		}
+		return nil
+	}
+	opts.OnMessage = func(c *wsroom.Conn, m wsroom.Message) {
+		r.rec(c.UserID()).delivered.Add(1)
+		onMessage(c, m)
+	}
+	opts.OnClose = func(c *wsroom.Conn, err error) {
+		r.rec(c.UserID()).closed <- err
+	}
+	return r, opts
+}
+
+// rec returns the record for id, creating it.
+func (r *recorder) rec(id string) *record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rc := r.recs[id]
+	if rc == nil {
+		rc = &record{conn: make(chan *wsroom.Conn, 1), closed: make(chan error, 1)}
+		r.recs[id] = rc
+	}
+	return rc
+}
+
+// conn returns the server side of connection id.
+func (r *recorder) conn(t testing.TB, id string) *wsroom.Conn {
+	t.Helper()
+	select {
+	case c := <-r.rec(id).conn:
+		return c
+	case <-time.After(wstest.Patience):
+		t.Fatalf("connection %q never reached OnConnect", id)
+		return nil
+	}
+}
+
+// closeErr waits for OnClose of connection id and returns its CloseError.
+func (r *recorder) closeErr(t testing.TB, id string) *wsroom.CloseError {
+	t.Helper()
+	select {
+	case err := <-r.rec(id).closed:
+		var ce *wsroom.CloseError
+		if !errors.As(err, &ce) {
+			t.Fatalf("OnClose(%q) got %T %v, want a *wsroom.CloseError", id, err, err)
+		}
+		if wsroom.CloseStatus(err) != ce.Code {
+			t.Fatalf("CloseStatus(%v) = %d, want %d", err, wsroom.CloseStatus(err), ce.Code)
+		}
+		return ce
+	case <-time.After(wstest.Patience):
+		t.Fatalf("OnClose(%q) was not called", id)
+		return nil
+	}
+}
+
+// wantClose checks a CloseError. cause, if non-nil, must satisfy errors.Is.
+func wantClose(t testing.TB, ce *wsroom.CloseError, code wsroom.StatusCode, remote bool, cause error) {
+	t.Helper()
+	if ce.Code != code || ce.Remote != remote {
+		t.Errorf("OnClose got %v (code %d, remote %v), want code %d, remote %v", ce, ce.Code, ce.Remote, code, remote)
+	}
+	if cause != nil && !errors.Is(ce, cause) {
+		t.Errorf("OnClose got %v; errors.Is(err, %v) = false", ce, cause)
+	}
+}
+
+// stash lets a test steer OnConnect from the handshake's query string:
+// ?u=<user ID>&room=<room>&room=<room>&n=<name>. Identify records the query
+// under the request's remote address, which is the Conn's RemoteAddr;
+// OnConnect joins the rooms and publishes the Conn under its name.
+type stash struct {
+	mu      sync.Mutex
+	queries map[string]url.Values
+	conns   map[string]*wsroom.Conn
+}
+
+func newStash() *stash {
+	return &stash{queries: make(map[string]url.Values), conns: make(map[string]*wsroom.Conn)}
+}
+
+func (s *stash) identify(r *http.Request) (string, error) {
+	q := r.URL.Query()
+	s.mu.Lock()
+	s.queries[r.RemoteAddr] = q
+	s.mu.Unlock()
+	return q.Get("u"), nil
+}
+
+func (s *stash) onConnect(c *wsroom.Conn, _ *http.Request) error {
+	s.mu.Lock()
+	q := s.queries[c.RemoteAddr().String()]
+	delete(s.queries, c.RemoteAddr().String())
+	s.mu.Unlock()
+	for _, name := range q["room"] {
+		if err := c.Join(name); err != nil {
+			return err
+		}
+	}
+	if n := q.Get("n"); n != "" {
+		s.mu.Lock()
+		s.conns[n] = c
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// conn waits until OnConnect has run for the connection called name.
+func (s *stash) conn(t testing.TB, name string) *wsroom.Conn {
+	t.Helper()
+	var c *wsroom.Conn
+	wstest.WaitFor(t, "OnConnect of "+name, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		c = s.conns[name]
+		return c != nil
 	})
-	return s
-}
-
-// client is a minimal RFC 6455 client over a raw TCP connection, able to
-// send anything, valid or not.
-type client struct {
-	t    testing.TB
-	nc   net.Conn
-	br   *bufio.Reader
-	resp *http.Response
-}
-
-// handshakeRequest returns a valid upgrade request for url, with extra
-// headers applied (a header set to "" is removed).
-func handshakeRequest(url string, extra http.Header) *http.Request {
-	req, err := http.NewRequest("GET", url, nil)
-	if err != nil {
-		panic(err)
-	}
-	key := make([]byte, 16)
-	rand.Read(key)
-	req.Header.Set("Upgrade", "websocket")
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Sec-WebSocket-Version", "13")
-	req.Header.Set("Sec-WebSocket-Key", base64.StdEncoding.EncodeToString(key))
-	for k, vs := range extra {
-		req.Header.Del(k)
-		for _, v := range vs {
-			if v != "" {
-				req.Header.Add(k, v)
-			}
-		}
-	}
-	return req
-}
-
-// rawHandshake sends req over a new TCP connection and reads the response.
-func rawHandshake(t testing.TB, req *http.Request) (net.Conn, *bufio.Reader, *http.Response) {
-	t.Helper()
-	nc, err := net.DialTimeout("tcp", req.URL.Host, 5*time.Second)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	if err := req.Write(nc); err != nil {
-		nc.Close()
-		t.Fatalf("write handshake: %v", err)
-	}
-	br := bufio.NewReader(nc)
-	resp, err := http.ReadResponse(br, req)
-	if err != nil {
-		nc.Close()
-		t.Fatalf("read handshake response: %v", err)
-	}
-	nc.SetDeadline(time.Time{})
-	return nc, br, resp
-}
-
-// dial opens a WebSocket connection and fails the test unless it upgrades.
-func dial(t testing.TB, url string, extra http.Header) *client {
-	t.Helper()
-	nc, br, resp := rawHandshake(t, handshakeRequest(url, extra))
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		nc.Close()
-		t.Fatalf("handshake: got %s %q, want 101", resp.Status, body)
-	}
-	c := &client{t: t, nc: nc, br: br, resp: resp}
-	t.Cleanup(func() { nc.Close() })
 	return c
 }
 
-// frame is a frame read from the server.
-type frame struct {
-	fin     bool
-	rsv     byte
-	op      byte
-	masked  bool
-	payload []byte
+// smallBufListener gives the connections it accepts while small is set a
+// small kernel send buffer, so that a peer that does not read fills it
+// quickly (Linux otherwise grows it to megabytes). The connections stay
+// *net.TCPConn, so the hub still polls them.
+type smallBufListener struct {
+	net.Listener
+	small atomic.Bool
 }
 
-// writeFrame sends one masked frame.
-func (c *client) writeFrame(fin bool, op byte, payload []byte) error {
-	return c.writeRaw(encodeFrame(fin, 0, op, true, payload))
+func (l *smallBufListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if tc, ok := nc.(*net.TCPConn); ok && l.small.Load() {
+		tc.SetWriteBuffer(16 << 10)
+	}
+	return nc, err
 }
 
-// writeRaw sends bytes as they are.
-func (c *client) writeRaw(b []byte) error {
-	c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, err := c.nc.Write(b)
-	return err
-}
-
-// sendText sends a complete masked text message.
-func (c *client) sendText(s string) {
-	c.t.Helper()
-	if err := c.writeFrame(true, 0x1, []byte(s)); err != nil {
-		c.t.Fatalf("send: %v", err)
-	}
-}
-
-// encodeFrame builds a client frame; rsv holds the RSV bits (0x70 mask).
-func encodeFrame(fin bool, rsv, op byte, masked bool, payload []byte) []byte {
-	b0 := op | rsv
-	if fin {
-		b0 |= 0x80
-	}
-	var maskBit byte
-	if masked {
-		maskBit = 0x80
-	}
-	b := []byte{b0}
-	switch n := len(payload); {
-	case n < 126:
-		b = append(b, maskBit|byte(n))
-	case n <= 0xffff:
-		b = append(b, maskBit|126)
-		b = binary.BigEndian.AppendUint16(b, uint16(n))
-	default:
-		b = append(b, maskBit|127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
-	}
-	if !masked {
-		return append(b, payload...)
-	}
-	var key [4]byte
-	rand.Read(key[:])
-	b = append(b, key[:]...)
-	for i, p := range payload {
-		b = append(b, p^key[i%4])
-	}
-	return b
-}
-
-// readFrame reads one frame from the server within the timeout.
-func (c *client) readFrame(timeout time.Duration) (frame, error) {
-	c.nc.SetReadDeadline(time.Now().Add(timeout))
-	var h [2]byte
-	if _, err := io.ReadFull(c.br, h[:]); err != nil {
-		return frame{}, err
-	}
-	f := frame{fin: h[0]&0x80 != 0, rsv: h[0] & 0x70, op: h[0] & 0x0f, masked: h[1]&0x80 != 0}
-	n := uint64(h[1] & 0x7f)
-	switch n {
-	case 126:
-		var l [2]byte
-		if _, err := io.ReadFull(c.br, l[:]); err != nil {
-			return f, err
-		}
-		n = uint64(binary.BigEndian.Uint16(l[:]))
-	case 127:
-		var l [8]byte
-		if _, err := io.ReadFull(c.br, l[:]); err != nil {
-			return f, err
-		}
-		n = binary.BigEndian.Uint64(l[:])
-	}
-	if n > 64<<20 {
-		return f, fmt.Errorf("frame of %d bytes", n)
-	}
-	f.payload = make([]byte, n)
-	_, err := io.ReadFull(c.br, f.payload)
-	return f, err
-}
-
-// readMessage reads the next data message, answering nothing; control
-// frames other than close are skipped. A close frame yields an error
-// carrying its code (see closeCode).
-func (c *client) readMessage(timeout time.Duration) (op byte, data []byte, err error) {
-	for {
-		f, err := c.readFrame(timeout)
-		if err != nil {
-			return 0, nil, err
-		}
-		switch f.op {
-		case 0x9, 0xA:
-			continue
-		case 0x8:
-			return f.op, f.payload, &closeFrameError{payload: f.payload}
-		}
-		if !f.fin {
-			return f.op, f.payload, fmt.Errorf("unexpected fragmented server frame")
-		}
-		return f.op, f.payload, nil
-	}
-}
-
-// expectText reads the next message and fails unless it is the text want.
-func (c *client) expectText(want string) {
-	c.t.Helper()
-	op, data, err := c.readMessage(5 * time.Second)
-	if err != nil {
-		c.t.Fatalf("expected %q: %v", want, err)
-	}
-	if op != 0x1 || string(data) != want {
-		c.t.Fatalf("got op %d %q, want text %q", op, data, want)
-	}
-}
-
-// closeFrameError is a close frame received by readMessage.
-type closeFrameError struct{ payload []byte }
-
-func (e *closeFrameError) Error() string {
-	return fmt.Sprintf("close frame %d %q", e.code(), e.reason())
-}
-
-func (e *closeFrameError) code() int {
-	if len(e.payload) < 2 {
-		return 1005
-	}
-	return int(binary.BigEndian.Uint16(e.payload))
-}
-
-func (e *closeFrameError) reason() string {
-	if len(e.payload) < 2 {
-		return ""
-	}
-	return string(e.payload[2:])
-}
-
-// expectClose reads until a close frame and fails unless its code is
-// want. It then checks that the server ends the TCP connection.
-func (c *client) expectClose(want int) string {
-	c.t.Helper()
-	for {
-		_, _, err := c.readMessage(5 * time.Second)
-		var ce *closeFrameError
-		if errors.As(err, &ce) {
-			if ce.code() != want {
-				c.t.Fatalf("close code %d (%q), want %d", ce.code(), ce.reason(), want)
-			}
-			c.expectEOF()
-			return ce.reason()
-		}
-		if err != nil {
-			c.t.Fatalf("waiting for close %d: %v", want, err)
-		}
-	}
-}
-
-// expectEOF checks that the server ends the TCP stream (FIN) promptly.
-func (c *client) expectEOF() {
-	c.t.Helper()
-	c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if n, err := io.Copy(io.Discard, c.br); err != nil && !isReset(err) {
-		c.t.Fatalf("after close: read %d bytes then %v, want EOF", n, err)
-	}
-}
-
-func isReset(err error) bool { return err != nil && strings.Contains(err.Error(), "reset") }
-
-// closeHandshake sends a close frame with code and waits for the echo.
-func (c *client) closeHandshake(code int) {
-	c.t.Helper()
-	if err := c.writeFrame(true, 0x8, binary.BigEndian.AppendUint16(nil, uint16(code))); err != nil {
-		c.t.Fatalf("send close: %v", err)
-	}
-	c.expectClose(code)
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+// wrap is a serverSetup.wrapListener that makes l wrap the listener.
+func (l *smallBufListener) wrap(inner net.Listener) net.Listener {
+	l.Listener = inner
+	return l
 }

@@ -36,6 +36,7 @@ import (
 	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 	"golang.org/x/sys/unix"
 )
 
@@ -73,7 +74,7 @@ func nbStalledDial(t testing.TB, addr, target string, mss int) net.Conn {
 		nc.(*net.TCPConn).SetLinger(0)
 		nc.Close()
 	})
-	req := handshakeRequest("http://"+addr+target, nil)
+	req := wstest.Request("http://"+addr+target, nil)
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
 	if err := req.Write(nc); err != nil {
 		t.Fatalf("stalled client handshake: %v", err)
@@ -181,7 +182,7 @@ func nbHeap() uint64 {
 // the message was lost. 1,000 trials on one server, none may lose it.
 func TestMemberWhenOpen(t *testing.T) {
 	const trials = 1000
-	st := dtNewStash()
+	st := newStash()
 	broadcast := make(chan string, 1)
 	var s *server
 	s = newServer(t, wsroom.Options{
@@ -193,14 +194,14 @@ func TestMemberWhenOpen(t *testing.T) {
 			broadcast <- m.String()
 		},
 	})
-	member := dial(t, s.url+"?n=member&room=r", nil)
+	member := wstest.Dial(t, s.url+"?n=member&room=r", nil)
 	lost := 0
 	var first []int
 	for i := range trials {
 		name := "new" + strconv.Itoa(i)
-		newcomer := dial(t, s.url+"?n="+name+"&room=r", nil) // returns once the 101 is read
+		newcomer := wstest.Dial(t, s.url+"?n="+name+"&room=r", nil) // returns once the 101 is read
 		msg := "message " + strconv.Itoa(i)
-		member.sendText(msg)
+		member.SendText(t, msg)
 		select {
 		case got := <-broadcast:
 			if got != msg {
@@ -213,9 +214,9 @@ func TestMemberWhenOpen(t *testing.T) {
 		if err := st.conn(t, name).Send(wsroom.Text(fence)); err != nil {
 			t.Fatalf("trial %d: Send(fence): %v", i, err)
 		}
-		switch got := dtNext(t, newcomer); got {
+		switch got := newcomer.NextText(t); got {
 		case msg:
-			newcomer.expectText(fence)
+			newcomer.ExpectText(t, fence)
 		case fence:
 			lost++
 			if len(first) < 5 {
@@ -224,7 +225,7 @@ func TestMemberWhenOpen(t *testing.T) {
 		default:
 			t.Fatalf("trial %d: newcomer got %q, want %q then %q", i, got, msg, fence)
 		}
-		newcomer.nc.Close()
+		newcomer.Close()
 	}
 	if lost > 0 {
 		t.Errorf("%d of %d newcomers (%.1f%%) missed a room message sent right after their handshake returned "+
@@ -248,7 +249,7 @@ func TestJoinLeaveLinear(t *testing.T) {
 		small, large = 500, 5000
 		bound        = 30.0
 	)
-	st := dtNewStash()
+	st := newStash()
 	s := newServer(t, wsroom.Options{Identify: st.identify, OnConnect: st.onConnect, PingInterval: -1})
 	run := 0
 	// measure returns how long k joins and k leaves took on a fresh
@@ -256,7 +257,7 @@ func TestJoinLeaveLinear(t *testing.T) {
 	measure := func(k int) (join, leave time.Duration) {
 		run++
 		name := "c" + strconv.Itoa(run)
-		cl := dial(t, s.url+"?n="+name, nil)
+		cl := wstest.Dial(t, s.url+"?n="+name, nil)
 		c := st.conn(t, name)
 		rooms := make([]string, k)
 		for i := range rooms {
@@ -283,8 +284,8 @@ func TestJoinLeaveLinear(t *testing.T) {
 		if n := s.hub.Stats().Rooms; n != 0 {
 			t.Fatalf("%d rooms left after leaving all", n)
 		}
-		cl.nc.Close()
-		waitFor(t, "the connection to go", func() bool { return s.hub.Stats().Connections == 0 })
+		cl.Close()
+		wstest.WaitFor(t, "the connection to go", func() bool { return s.hub.Stats().Connections == 0 })
 		return join, leave
 	}
 	// best returns the shortest times of up to `runs` runs, and stops
@@ -319,9 +320,9 @@ func TestJoinLeaveLinear(t *testing.T) {
 // the relay's limit, with ErrRoomName, whose text names the limit, and
 // joins nothing; 256 bytes are fine.
 func TestJoinRoomNameLimit(t *testing.T) {
-	st := dtNewStash()
+	st := newStash()
 	s := newServer(t, wsroom.Options{Identify: st.identify, OnConnect: st.onConnect, PingInterval: -1})
-	dial(t, s.url+"?n=x", nil)
+	wstest.Dial(t, s.url+"?n=x", nil)
 	c := st.conn(t, "x")
 	for _, n := range []int{257, 1 << 20} {
 		name := strings.Repeat("r", n)
@@ -377,32 +378,31 @@ func TestStalledPeersDoNotEvictReaders(t *testing.T) {
 		SendQueueBytes: 256 << 10,
 		PingInterval:   -1, // the stalled clients never answer pings
 	}, serverSetup{wrapListener: func(l net.Listener) net.Listener { ln.Listener = l; return ln }})
-	addr := dtAddr(s)
+	addr := s.addr
 	// The fast readers join among the stalled ones, not first or last.
-	g := &dtGroup{}
+	var fastConns []*wstest.Conn
 	var stalledConns []net.Conn
 	for i := range stalled {
 		if i%(stalled/fast) == 0 {
-			g.conns = append(g.conns, dtDialN(t, addr, 1, func(int) string { return "/ws" }).conns[0])
+			fastConns = append(fastConns, wstest.Dial(t, s.url, nil))
 		}
 		stalledConns = append(stalledConns, nbStalledDial(t, addr, "/ws", 0))
 	}
-	t.Cleanup(func() {
-		for _, c := range g.conns {
-			c.nc.Close()
-		}
-		g.wg.Wait()
-	})
 	room := s.hub.Room("r")
-	waitFor(t, "every client in the room", func() bool { return room.Len() == stalled+fast })
+	wstest.WaitFor(t, "every client in the room", func() bool { return room.Len() == stalled+fast })
 
 	received := make([]chan int, fast)
 	for i := range received {
 		received[i] = make(chan int, count)
 	}
-	results := g.run(func(i int, c *dtConn) error {
-		c.nc.SetReadDeadline(time.Now().Add(60 * time.Second))
-		return dtReadSeqs(c, count, size, func(seq int) { received[i] <- seq })
+	results := make(chan error, fast)
+	g := wstest.Go(t, fastConns, func(i int, c *wstest.Conn) error {
+		c.SetReadDeadline(time.Now().Add(60 * time.Second))
+		err := readSeqs(c, count, size, func(seq int) { received[i] <- seq })
+		if err != nil {
+			results <- err
+		}
+		return err
 	})
 	buf := make([]byte, size)
 	behind := make([]int, fast) // the last message each fast reader was seen to have
@@ -418,11 +418,11 @@ func TestStalledPeersDoNotEvictReaders(t *testing.T) {
 				}
 			}
 		}
-		if err := room.Broadcast(dtSeqMessage(buf, seq)); err != nil {
+		if err := room.Broadcast(seqMessage(buf, seq)); err != nil {
 			t.Fatalf("Broadcast %d: %v", seq, err)
 		}
 	}
-	dtCollect(t, "fast readers", results, fast)
+	g.Wait(t, "fast readers")
 
 	kernel := ln.outq(t)
 	var most int
@@ -443,35 +443,36 @@ func TestStalledPeersDoNotEvictReaders(t *testing.T) {
 	}
 	// Each stalled client now reads: an in-order prefix of the stream, then
 	// close 1008 "slow consumer", which it answers.
-	res := make(chan error, stalled)
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	drainers := make([]*wstest.Conn, len(stalledConns))
 	for i, nc := range stalledConns {
-		wg.Go(func() {
-			res <- nbDrainStalled(&dtConn{nc: nc, br: bufio.NewReaderSize(nc, 16<<10)}, count, size, fmt.Sprintf("stalled client %d", i))
-		})
+		drainers[i] = wstest.NewConn(nc)
 	}
-	dtCollect(t, "stalled clients", res, stalled)
+	wstest.Go(t, drainers, func(i int, c *wstest.Conn) error {
+		return nbDrainStalled(c, count, fmt.Sprintf("stalled client %d", i))
+	}).Wait(t, "stalled clients")
 }
 
 // nbDrainStalled reads what the server left for a stalled client: messages
 // 0, 1, … in order (fewer than count), then close 1008 "slow consumer",
 // which it answers before expecting the end of the stream.
-func nbDrainStalled(c *dtConn, count, size int, who string) error {
+func nbDrainStalled(c *wstest.Conn, count int, who string) error {
 	for got := 0; ; got++ {
-		c.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-		op, p, err := c.message()
-		var ce *dtCloseError
+		c.Timeout = 5 * time.Second
+		op, p, err := c.NextMessage()
+		var ce *wstest.CloseError
 		switch {
 		case errors.As(err, &ce):
-			if ce.code != 1008 || ce.reason != "slow consumer" {
-				return fmt.Errorf("%s: after %d messages: close %d %q, want 1008 \"slow consumer\"", who, got, ce.code, ce.reason)
+			if ce.Code != 1008 || ce.Reason != "slow consumer" {
+				return fmt.Errorf("%s: after %d messages: close %d %q, want 1008 \"slow consumer\"", who, got, ce.Code, ce.Reason)
 			}
-			c.write(0x8, binary.BigEndian.AppendUint16(nil, 1008))
-			return c.expectEOF(10 * time.Second)
+			if err := c.WriteRaw(wstest.CloseFrame(1008, "")); err != nil {
+				return err
+			}
+			c.Timeout = 10 * time.Second
+			return c.ReadEOF()
 		case err != nil:
 			return fmt.Errorf("%s: after %d of %d messages: %w; want close 1008 before the end of the stream", who, got, count, err)
-		case op != 0x2 || len(p) != size || int(binary.BigEndian.Uint32(p)) != got:
+		case op != wstest.OpBinary || len(p) != 1<<10 || int(binary.BigEndian.Uint32(p)) != got:
 			return fmt.Errorf("%s: message %d: op %d, %d bytes; want the next of the stream", who, got, op, len(p))
 		}
 	}
@@ -524,7 +525,7 @@ func TestStalledMemoryBound(t *testing.T) {
 		chunk         = 128 // 1 KiB messages: half the queue bound
 	)
 	ln := &nbSockets{}
-	st := dtNewStash()
+	st := newStash()
 	opts := wsroom.Options{
 		Identify:          st.identify,
 		OnConnect:         st.onConnect,
@@ -533,7 +534,7 @@ func TestStalledMemoryBound(t *testing.T) {
 		PingInterval:      -1,      // the stalled clients never answer pings
 	}
 	s := newServerWith(t, opts, serverSetup{wrapListener: func(l net.Listener) net.Listener { ln.Listener = l; return ln }})
-	addr := dtAddr(s)
+	addr := s.addr
 	for range shallow {
 		nbStalledDial(t, addr, "/ws?room=shallow", 1400)
 	}
@@ -541,7 +542,7 @@ func TestStalledMemoryBound(t *testing.T) {
 	for range deep {
 		deepAddrs = append(deepAddrs, nbStalledDial(t, addr, "/ws?room=deep", 0).LocalAddr().String())
 	}
-	waitFor(t, "every client in its room", func() bool {
+	wstest.WaitFor(t, "every client in its room", func() bool {
 		return s.hub.Room("shallow").Len() == shallow && s.hub.Room("deep").Len() == deep
 	})
 
@@ -554,14 +555,14 @@ func TestStalledMemoryBound(t *testing.T) {
 		}
 	}
 	for i := range fill {
-		broadcast("shallow", dtSeqMessage(kib, i))
+		broadcast("shallow", seqMessage(kib, i))
 	}
 	for range tiny {
 		broadcast("shallow", wsroom.Binary(nil))
 	}
 	for i := 0; i < deepMsgs; i += chunk {
 		for j := i; j < i+chunk; j++ {
-			broadcast("deep", dtSeqMessage(kib, j))
+			broadcast("deep", seqMessage(kib, j))
 		}
 		sent := (i + chunk) * (len(kib) + 4)
 		ln.settle(t, func(outq map[string]int) bool {

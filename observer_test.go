@@ -3,7 +3,6 @@ package wsroom_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,23 +16,24 @@ import (
 	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 	"github.com/wsroom/wsroom/membroker"
 )
 
-// recorder is an Observer that keeps every event.
-type recorder struct {
+// eventRecorder is an Observer that keeps every event.
+type eventRecorder struct {
 	mu     sync.Mutex
 	events []wsroom.Event
 }
 
-func (r *recorder) Observe(e wsroom.Event) {
+func (r *eventRecorder) Observe(e wsroom.Event) {
 	r.mu.Lock()
 	r.events = append(r.events, e)
 	r.mu.Unlock()
 }
 
 // eventsOf returns the events of type E seen so far.
-func eventsOf[E wsroom.Event](r *recorder) []E {
+func eventsOf[E wsroom.Event](r *eventRecorder) []E {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []E
@@ -46,7 +46,7 @@ func eventsOf[E wsroom.Event](r *recorder) []E {
 }
 
 // closesOf returns the CloseEvents of user's connections.
-func closesOf(r *recorder, user string) []wsroom.CloseEvent {
+func closesOf(r *eventRecorder, user string) []wsroom.CloseEvent {
 	var out []wsroom.CloseEvent
 	for _, e := range eventsOf[wsroom.CloseEvent](r) {
 		if e.Conn.UserID() == user {
@@ -60,7 +60,7 @@ func closesOf(r *recorder, user string) []wsroom.CloseEvent {
 // counts by cause, the total, and that the Observer saw each once, with
 // its status.
 func TestObserverRefusals(t *testing.T) {
-	rec := &recorder{}
+	rec := &eventRecorder{}
 	s := newServer(t, wsroom.Options{
 		Identify: func(r *http.Request) (string, error) {
 			switch u := r.URL.Query().Get("user"); u {
@@ -78,9 +78,12 @@ func TestObserverRefusals(t *testing.T) {
 	})
 	handshake := func(query string, extra http.Header) int {
 		t.Helper()
-		nc, _, resp := rawHandshake(t, handshakeRequest(s.url+query, extra))
-		nc.Close()
-		return resp.StatusCode
+		c, err := wstest.Exchange(wstest.Request(s.url+query, extra))
+		if err != nil {
+			t.Fatalf("handshake: %v", err)
+		}
+		c.Close()
+		return c.Resp.StatusCode
 	}
 
 	type want struct {
@@ -108,21 +111,21 @@ func TestObserverRefusals(t *testing.T) {
 	expect(wsroom.RefusedIdentify, http.StatusForbidden, handshake("?user=banned", nil))
 	expect(wsroom.RefusedIdentify, http.StatusUnauthorized, handshake("?user=anonymous", nil))
 
-	first := dial(t, s.url+"?user=dup", nil) // accepted
-	second := dial(t, s.url+"?user=dup", nil)
-	second.expectClose(1008) // refused after the 101 (MaxConnsPerUser)
+	first := wstest.Dial(t, s.url+"?user=dup", nil) // accepted
+	second := wstest.Dial(t, s.url+"?user=dup", nil)
+	second.ExpectClose(t, 1008) // refused after the 101 (MaxConnsPerUser)
 	wants = append(wants, want{wsroom.RefusedTooManyConns, http.StatusSwitchingProtocols})
 
 	// A ResponseWriter that cannot be hijacked.
 	rr := httptest.NewRecorder()
-	s.hub.ServeHTTP(rr, handshakeRequest(s.url+"?user=b", nil))
+	s.hub.ServeHTTP(rr, wstest.Request(s.url+"?user=b", nil))
 	expect(wsroom.RefusedHijack, http.StatusInternalServerError, rr.Code)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	shut := make(chan error, 1)
 	go func() { shut <- s.hub.Shutdown(ctx) }()
-	first.expectCloseAnswering(1001)
+	expectCloseAnswering(t, first, 1001)
 	if err := <-shut; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
@@ -169,7 +172,7 @@ func TestObserverRefusals(t *testing.T) {
 // apart and checks the close counts by class and initiator, and the
 // CloseEvent of each connection.
 func TestObserverCloses(t *testing.T) {
-	rec := &recorder{}
+	rec := &eventRecorder{}
 	s := newServer(t, wsroom.Options{
 		Identify:          func(r *http.Request) (string, error) { return r.URL.Query().Get("user"), nil },
 		PingInterval:      -1,
@@ -182,7 +185,7 @@ func TestObserverCloses(t *testing.T) {
 	check := func(user string, code wsroom.StatusCode, remote bool, cause error) {
 		t.Helper()
 		var evs []wsroom.CloseEvent
-		waitFor(t, user+"'s close event", func() bool { evs = closesOf(rec, user); return len(evs) > 0 })
+		wstest.WaitFor(t, user+"'s close event", func() bool { evs = closesOf(rec, user); return len(evs) > 0 })
 		e := evs[0]
 		if e.Err == nil || e.Err.Code != code || e.Err.Remote != remote || (cause != nil && !errors.Is(e.Err, cause)) {
 			t.Errorf("%s: close event %+v (err %v), want code %d remote %v cause %v", user, e, e.Err, code, remote, cause)
@@ -205,43 +208,43 @@ func TestObserverCloses(t *testing.T) {
 		return conns[0]
 	}
 
-	dial(t, s.url+"?user=normal", nil).closeHandshake(1000)
+	wstest.Dial(t, s.url+"?user=normal", nil).CloseHandshake(t, 1000)
 	check("normal", 1000, true, nil)
 
-	dial(t, s.url+"?user=app", nil).closeHandshake(3001)
+	wstest.Dial(t, s.url+"?user=app", nil).CloseHandshake(t, 3001)
 	check("app", 3001, true, nil)
 
 	// The server closes with an application code; the client answers.
-	srvClose := dial(t, s.url+"?user=kicked", nil)
+	srvClose := wstest.Dial(t, s.url+"?user=kicked", nil)
 	if err := connOf("kicked").Close(4001, "kicked"); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := srvClose.readMessage(5 * time.Second); !strings.Contains(fmt.Sprint(err), "4001") {
+	if _, _, err := srvClose.ReadMessage(); !strings.Contains(fmt.Sprint(err), "4001") {
 		t.Fatalf("kicked: %v, want close 4001", err)
 	}
-	if err := srvClose.writeFrame(true, 0x8, binary.BigEndian.AppendUint16(nil, 4001)); err != nil {
+	if err := srvClose.WriteRaw(wstest.CloseFrame(4001, "")); err != nil {
 		t.Fatal(err)
 	}
-	srvClose.expectEOF()
+	srvClose.ExpectEOF(t)
 	check("kicked", 4001, false, nil)
 
 	// An unmasked frame is a protocol error.
-	proto := dial(t, s.url+"?user=proto", nil)
-	if err := proto.writeRaw(encodeFrame(true, 0, 0x1, false, []byte("x"))); err != nil {
+	proto := wstest.Dial(t, s.url+"?user=proto", nil)
+	if err := proto.WriteRaw(wstest.Frame{Fin: true, Op: wstest.OpText, Payload: []byte("x")}.Bytes()); err != nil {
 		t.Fatal(err)
 	}
-	proto.expectClose(1002)
-	proto.nc.Close() // the server waits for this (or WriteTimeout) after its close frame
+	proto.ExpectClose(t, 1002)
+	proto.Close() // the server waits for this (or WriteTimeout) after its close frame
 	check("proto", 1002, false, nil)
 
 	// The peer vanishes.
-	gone := dial(t, s.url+"?user=gone", nil)
+	gone := wstest.Dial(t, s.url+"?user=gone", nil)
 	connOf("gone")
-	gone.nc.Close()
+	gone.Close()
 	check("gone", 1006, true, nil)
 
 	// A peer that reads nothing overflows its queue.
-	slow := dial(t, s.url+"?user=slow", nil)
+	slow := wstest.Dial(t, s.url+"?user=slow", nil)
 	c := connOf("slow")
 	big := wsroom.Binary(make([]byte, 64<<10))
 	sent := 0
@@ -257,7 +260,7 @@ func TestObserverCloses(t *testing.T) {
 		t.Fatal("1000 sends of 64 KiB to a peer that reads nothing did not overflow its queue")
 	}
 	// Now it reads: what was written before the close, then the close.
-	if reason := slow.expectCloseAnswering(1008); reason != "slow consumer" {
+	if reason := expectCloseAnswering(t, slow, 1008); reason != "slow consumer" {
 		t.Errorf("slow consumer close reason %q", reason)
 	}
 	check("slow", 1008, false, wsroom.ErrSlowConsumer)
@@ -282,21 +285,21 @@ func TestObserverCloses(t *testing.T) {
 
 // expectCloseAnswering reads until a close frame with code want, answers
 // it, and expects the end of the stream. It returns the close reason.
-func (c *client) expectCloseAnswering(want int) string {
-	c.t.Helper()
+func expectCloseAnswering(t *testing.T, c *wstest.Conn, want int) string {
+	t.Helper()
 	for {
-		_, _, err := c.readMessage(10 * time.Second)
-		var ce *closeFrameError
+		_, _, err := c.ReadMessage()
+		var ce *wstest.CloseError
 		if errors.As(err, &ce) {
-			if ce.code() != want {
-				c.t.Fatalf("close %d %q, want %d", ce.code(), ce.reason(), want)
+			if ce.Code != want {
+				t.Fatalf("close %d %q, want %d", ce.Code, ce.Reason, want)
 			}
-			c.writeFrame(true, 0x8, binary.BigEndian.AppendUint16(nil, uint16(want)))
-			c.expectEOF()
-			return ce.reason()
+			c.MustWrite(t, wstest.CloseFrame(want, ""))
+			c.ExpectEOF(t)
+			return ce.Reason
 		}
 		if err != nil {
-			c.t.Fatalf("waiting for close %d: %v", want, err)
+			t.Fatalf("waiting for close %d: %v", want, err)
 		}
 	}
 }
@@ -322,7 +325,7 @@ func TestMetricsQueue(t *testing.T) {
 			return nil
 		},
 	})
-	c := dial(t, s.url, nil)
+	c := wstest.Dial(t, s.url, nil)
 	m := <-inConnect
 	wantBytes := 0
 	for _, g := range greetings {
@@ -337,9 +340,9 @@ func TestMetricsQueue(t *testing.T) {
 		t.Errorf("during OnConnect: QueueDelay.Count %d, want 0", m.QueueDelay.Count)
 	}
 	for _, g := range greetings {
-		c.expectText(g)
+		c.ExpectText(t, g)
 	}
-	waitFor(t, "the greetings to be counted", func() bool { return s.hub.Stats().MessagesOut == uint64(len(greetings)) })
+	wstest.WaitFor(t, "the greetings to be counted", func() bool { return s.hub.Stats().MessagesOut == uint64(len(greetings)) })
 	m = s.hub.Metrics()
 	if m.QueueDelay.Count != 1 {
 		t.Fatalf("QueueDelay.Count %d after the greetings, want 1 (one write)", m.QueueDelay.Count)
@@ -363,10 +366,10 @@ func TestMetricsQueue(t *testing.T) {
 		if err := conn.Send(wsroom.Text(msg)); err != nil {
 			t.Fatal(err)
 		}
-		c.expectText(msg)
+		c.ExpectText(t, msg)
 	}
 	total := uint64(len(greetings) + n)
-	waitFor(t, "the messages to be counted", func() bool { return s.hub.Stats().MessagesOut == total })
+	wstest.WaitFor(t, "the messages to be counted", func() bool { return s.hub.Stats().MessagesOut == total })
 	m = s.hub.Metrics()
 	if m.QueueDelay.Count != 1+n {
 		t.Errorf("QueueDelay.Count %d, want %d: one per write", m.QueueDelay.Count, 1+n)
@@ -385,21 +388,21 @@ func TestMetricsQueue(t *testing.T) {
 // other; a publish that fails is counted and reported to the Observer.
 func TestMetricsBroker(t *testing.T) {
 	bus := membroker.NewBus()
-	recA := &recorder{}
+	recA := &eventRecorder{}
 	a := newServer(t, wsroom.Options{Broker: bus.NewBroker(), Observer: recA, PingInterval: -1})
 	b := newServer(t, wsroom.Options{
 		Broker:       bus.NewBroker(),
 		PingInterval: -1,
 		OnConnect:    func(c *wsroom.Conn, _ *http.Request) error { return c.Join("room") },
 	})
-	member := dial(t, b.url, nil)
+	member := wstest.Dial(t, b.url, nil)
 
 	const n = 20
 	for i := range n {
 		if err := a.hub.Room("room").Broadcast(wsroom.Text(fmt.Sprint(i))); err != nil {
 			t.Fatal(err)
 		}
-		member.expectText(fmt.Sprint(i))
+		member.ExpectText(t, fmt.Sprint(i))
 	}
 	mb := b.hub.Metrics()
 	if mb.BrokerIn != n || mb.BrokerLag.Count != n || mb.BrokerOut != 0 {
@@ -456,7 +459,7 @@ func (s *syncBuffer) String() string {
 // remote address and rooms count.
 func TestLogAttributes(t *testing.T) {
 	var buf syncBuffer
-	rec := &recorder{}
+	rec := &eventRecorder{}
 	s := newServer(t, wsroom.Options{
 		Identify:     func(r *http.Request) (string, error) { return "alice", nil },
 		OnConnect:    func(c *wsroom.Conn, _ *http.Request) error { c.Join("a"); return c.Join("b") },
@@ -465,12 +468,12 @@ func TestLogAttributes(t *testing.T) {
 		PingInterval: -1,
 		Observer:     rec,
 	})
-	c := dial(t, s.url, nil)
+	c := wstest.Dial(t, s.url, nil)
 	id := s.hub.UserConns("alice")[0].ConnID()
-	c.sendText("x")
-	c.expectClose(1011)
-	c.nc.Close()
-	waitFor(t, "the close event", func() bool { return len(closesOf(rec, "alice")) == 1 })
+	c.SendText(t, "x")
+	c.ExpectClose(t, 1011)
+	c.Close()
+	wstest.WaitFor(t, "the close event", func() bool { return len(closesOf(rec, "alice")) == 1 })
 
 	var found bool
 	for line := range strings.Lines(buf.String()) {
@@ -482,8 +485,8 @@ func TestLogAttributes(t *testing.T) {
 			continue
 		}
 		found = true
-		if r["user"] != "alice" || r["conn"] != id || r["remote"] != c.nc.LocalAddr().String() || r["rooms"] != 2.0 {
-			t.Errorf("panic record %v: want user alice, conn %s, remote %s, rooms 2", r, id, c.nc.LocalAddr())
+		if r["user"] != "alice" || r["conn"] != id || r["remote"] != c.NetConn().LocalAddr().String() || r["rooms"] != 2.0 {
+			t.Errorf("panic record %v: want user alice, conn %s, remote %s, rooms 2", r, id, c.NetConn().LocalAddr())
 		}
 	}
 	if !found {

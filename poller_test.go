@@ -3,14 +3,11 @@
 package wsroom_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"runtime"
 	"strconv"
@@ -20,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 )
 
 // These tests are about the Linux readiness poller: idle connections hold
@@ -36,49 +34,57 @@ func openFDs(t testing.TB) int {
 	return len(ents)
 }
 
-// settle waits until the goroutine count is at most want, and returns it.
-func settle(t testing.TB, want int) int {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= want || time.Now().After(deadline) {
-			return n
+// quietGoroutines returns the goroutine count once it has not fallen for
+// 60 ms (goroutines of connections that just ended are still exiting).
+func quietGoroutines() int {
+	n, since := runtime.NumGoroutine(), time.Now()
+	wstest.Poll(20*time.Millisecond, wstest.Patience, func() bool {
+		if m := runtime.NumGoroutine(); m < n {
+			n, since = m, time.Now()
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return time.Since(since) >= 60*time.Millisecond
+	})
+	return n
 }
 
+// settle waits until the goroutine count is at most want, and returns it.
+func settle(want int) int {
+	n := runtime.NumGoroutine()
+	wstest.Poll(5*time.Millisecond, wstest.Patience, func() bool {
+		n = runtime.NumGoroutine()
+		return n <= want
+	})
+	return n
+}
+
+// echoOnce sends text and expects it back.
+func echoOnce(t testing.TB, c *wstest.Conn, text string) {
+	t.Helper()
+	c.SendText(t, text)
+	c.ExpectText(t, text)
+}
+
+// userURL is the URL of s for user u (see userServer).
+func userURL(s *server, u string) string { return s.url + "?user=" + u }
+
 func TestPollerIdleConnsHoldNoGoroutine(t *testing.T) {
-	s, _ := pollServer(t, wsroom.Options{})
-	addr := s.srv.Listener.Addr().String()
+	s, _ := userServer(t, wsroom.Options{})
 	// The first connection starts the hub's heartbeat and poller.
-	first, fbr := quickHandshake(t, addr, "first", nil)
-	defer first.Close()
-	echoOnce(t, first, fbr, "warm")
+	echoOnce(t, wstest.Dial(t, userURL(s, "first"), nil), "warm")
 	before := quietGoroutines()
 
 	const n = 1000
-	conns := make([]net.Conn, n)
-	brs := make([]*bufio.Reader, n)
-	for i := range conns {
-		conns[i], brs[i] = quickHandshake(t, addr, "u"+strconv.Itoa(i), nil)
-	}
-	defer func() {
-		for _, nc := range conns {
-			nc.Close()
-		}
-	}()
-	waitFor(t, "every connection registered", func() bool { return s.hub.Stats().Connections == n+1 })
-	after := settle(t, before+n/50)
+	conns := wstest.DialAll(t, n, func(i int) string { return userURL(s, "u"+strconv.Itoa(i)) })
+	wstest.WaitFor(t, "every connection registered", func() bool { return s.hub.Stats().Connections == n+1 })
+	after := settle(before + n/50)
 	if after > before+n/50 {
 		t.Fatalf("%d goroutines with %d idle connections, %d with one: idle connections hold goroutines", after, n+1, before)
 	}
 	// Every idle connection is still served.
-	for i := range conns {
-		echoOnce(t, conns[i], brs[i], "still here "+strconv.Itoa(i))
+	for i, c := range conns {
+		echoOnce(t, c, "still here "+strconv.Itoa(i))
 	}
-	if got := settle(t, before+n/50); got > before+n/50 {
+	if got := settle(before + n/50); got > before+n/50 {
 		t.Fatalf("%d goroutines after every connection was active once, want about %d", got, before)
 	}
 }
@@ -86,7 +92,7 @@ func TestPollerIdleConnsHoldNoGoroutine(t *testing.T) {
 func TestPollerSlowCallbackBlocksOnlyItsConnection(t *testing.T) {
 	release := make(chan struct{})
 	entered := make(chan struct{})
-	s, _ := pollServer(t, wsroom.Options{OnMessage: func(c *wsroom.Conn, m wsroom.Message) {
+	s, _ := userServer(t, wsroom.Options{OnMessage: func(c *wsroom.Conn, m wsroom.Message) {
 		if c.UserID() == "slow" && string(m.Data) == "block" {
 			close(entered)
 			<-release
@@ -100,55 +106,50 @@ func TestPollerSlowCallbackBlocksOnlyItsConnection(t *testing.T) {
 			close(release)
 		}
 	}()
-	addr := s.srv.Listener.Addr().String()
-	slow, sbr := quickHandshake(t, addr, "slow", nil)
-	defer slow.Close()
-	sc := &client{t: t, nc: slow, br: sbr}
-	sc.sendText("block")
+	sc := wstest.Dial(t, userURL(s, "slow"), nil)
+	sc.SendText(t, "block")
 	<-entered
-	sc.sendText("queued behind the slow callback")
+	sc.SendText(t, "queued behind the slow callback")
 
 	// While the slow callback runs, other connections, old and new, are
 	// served.
 	for i := range 20 {
-		nc, br := quickHandshake(t, addr, "other"+strconv.Itoa(i), nil)
-		echoOnce(t, nc, br, "not blocked")
-		nc.Close()
+		c := wstest.Dial(t, userURL(s, "other"+strconv.Itoa(i)), nil)
+		echoOnce(t, c, "not blocked")
+		c.Close()
 	}
-	if _, _, err := sc.readMessage(50 * time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("slow connection answered while its callback was blocked: %v", err)
-	}
+	sc.ExpectSilence(t, 50*time.Millisecond) // nothing while its callback is blocked
 	close(release)
-	sc.expectText("block")
-	sc.expectText("queued behind the slow callback")
+	sc.ExpectText(t, "block")
+	sc.ExpectText(t, "queued behind the slow callback")
 }
 
 func TestPollerFrameSplitAcrossManyReads(t *testing.T) {
-	s, _ := pollServer(t, wsroom.Options{})
-	addr := s.srv.Listener.Addr().String()
+	s, _ := userServer(t, wsroom.Options{})
 	msg := bytes.Repeat([]byte("0123456789"), 100)
-	f := encodeFrame(true, 0, 0x1, true, msg)
+	f := wstest.Final(wstest.OpText, msg)
 	// The handshake carries the first 3 bytes (pending), then the rest
-	// comes in pieces, each a separate readiness event.
-	nc, br := quickHandshake(t, addr, "split", f[:3])
-	defer nc.Close()
-	c := &client{t: t, nc: nc, br: br}
-	for rest := f[3:]; len(rest) > 0; {
-		k := min(len(rest), 97)
-		if err := c.writeRaw(rest[:k]); err != nil {
-			t.Fatal(err)
-		}
-		rest = rest[k:]
-		time.Sleep(time.Millisecond)
+	// comes in pieces, each a separate readiness event: the next piece
+	// is written once the server has read the previous one.
+	c := wstest.DialRequest(t, wstest.Request(userURL(s, "split"), nil), f[:3])
+	read := func(n int) func() bool { return func() bool { return s.hub.Stats().BytesIn == uint64(n) } }
+	wstest.WaitFor(t, "the bytes sent with the handshake to be read", read(3))
+	for sent := 3; sent < len(f); {
+		k := min(len(f)-sent, 97)
+		c.MustWrite(t, f[sent:sent+k])
+		sent += k
+		wstest.WaitFor(t, strconv.Itoa(sent)+" bytes read", read(sent))
 	}
-	c.expectText(string(msg))
-	echoOnce(t, nc, br, "after")
+	c.ExpectText(t, string(msg))
+	echoOnce(t, c, "after")
 }
 
+// TestPollerHalfOpenPeersDropped is the heartbeat over real sockets, on the
+// poller (heartbeat_test.go has the timing, in virtual time).
 func TestPollerHalfOpenPeersDropped(t *testing.T) {
 	const n = 200
 	var pongTimeouts atomic.Int64
-	s, closed := pollServer(t, wsroom.Options{
+	s, closed := userServer(t, wsroom.Options{
 		PingInterval: 50 * time.Millisecond,
 		PongTimeout:  200 * time.Millisecond,
 		OnClose: func(c *wsroom.Conn, err error) {
@@ -157,22 +158,15 @@ func TestPollerHalfOpenPeersDropped(t *testing.T) {
 			}
 		},
 	})
-	addr := s.srv.Listener.Addr().String()
 	// Peers that never answer and never close; some stop mid-frame.
-	conns := make([]net.Conn, n)
-	for i := range conns {
+	for i := range n {
 		var rest []byte
 		if i%2 == 1 {
-			rest = encodeFrame(true, 0, 0x1, true, []byte("never finished"))[:7]
+			rest = wstest.Final(wstest.OpText, "never finished")[:7]
 		}
-		conns[i], _ = quickHandshake(t, addr, "h"+strconv.Itoa(i), rest)
+		wstest.DialRequest(t, wstest.Request(userURL(s, "h"+strconv.Itoa(i)), nil), rest)
 	}
-	defer func() {
-		for _, nc := range conns {
-			nc.Close()
-		}
-	}()
-	waitFor(t, "every half-open peer dropped", func() bool { return closed.Load() == n })
+	wstest.WaitFor(t, "every half-open peer dropped", func() bool { return closed.Load() == n })
 	if got := pongTimeouts.Load(); got != n {
 		t.Fatalf("%d of %d half-open peers dropped with ErrPongTimeout", got, n)
 	}
@@ -182,43 +176,48 @@ func TestPollerHalfOpenPeersDropped(t *testing.T) {
 }
 
 func TestPollerConnectDisconnectLeavesNothing(t *testing.T) {
-	s, closed := pollServer(t, wsroom.Options{})
-	addr := s.srv.Listener.Addr().String()
+	s, closed := userServer(t, wsroom.Options{})
 	cycles := 10000
 	if testing.Short() {
 		cycles = 1000
 	}
 	// Warm up: the HTTP server's and the client's first-use state.
-	nc, br := quickHandshake(t, addr, "warm", nil)
-	echoOnce(t, nc, br, "warm")
-	nc.Close()
-	waitFor(t, "warm-up connection closed", func() bool { return closed.Load() == 1 })
+	warm := wstest.Dial(t, userURL(s, "warm"), nil)
+	echoOnce(t, warm, "warm")
+	warm.Close()
+	wstest.WaitFor(t, "warm-up connection closed", func() bool { return closed.Load() == 1 })
 	fds, goroutines := openFDs(t), quietGoroutines()
 
-	half := encodeFrame(true, 0, 0x2, true, make([]byte, 300))[:150]
+	half := wstest.Final(wstest.OpBinary, make([]byte, 300))[:150]
 	var wg sync.WaitGroup
 	const workers = 8
+	errs := make([]error, workers)
 	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := w; i < cycles; i += workers {
 				var rest []byte
 				switch i % 3 {
 				case 1:
-					rest = encodeFrame(true, 0, 0x1, true, []byte("hello"))
+					rest = wstest.Final(wstest.OpText, "hello")
 				case 2:
 					rest = half // closed mid-frame
 				}
-				nc, _ := quickHandshake(t, addr, "c"+strconv.Itoa(i), rest)
-				nc.Close()
+				c, err := wstest.OpenRequest(wstest.Request(userURL(s, "c"+strconv.Itoa(i)), nil), rest)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				c.Close()
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	waitFor(t, "every connection closed", func() bool { return closed.Load() == int64(cycles)+1 })
-	waitFor(t, "fds released", func() bool { return openFDs(t) <= fds })
-	if got := settle(t, goroutines); got > goroutines {
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	wstest.WaitFor(t, "every connection closed", func() bool { return closed.Load() == int64(cycles)+1 })
+	wstest.WaitFor(t, "fds released", func() bool { return openFDs(t) <= fds })
+	if got := settle(goroutines); got > goroutines {
 		t.Fatalf("%d goroutines after %d connect/disconnect cycles, %d before", got, cycles, goroutines)
 	}
 	if st := s.hub.Stats(); st.Connections != 0 || st.Accepted != uint64(cycles)+1 {
@@ -228,15 +227,10 @@ func TestPollerConnectDisconnectLeavesNothing(t *testing.T) {
 
 func TestPollerShutdownWithManyIdleConns(t *testing.T) {
 	fds, goroutines := openFDs(t), quietGoroutines()
-	s, closed := pollServer(t, wsroom.Options{WriteTimeout: 500 * time.Millisecond})
-	addr := s.srv.Listener.Addr().String()
+	s, closed := userServer(t, wsroom.Options{WriteTimeout: 500 * time.Millisecond})
 	const n = 2000
-	conns := make([]net.Conn, n)
-	brs := make([]*bufio.Reader, n)
-	for i := range conns {
-		conns[i], brs[i] = quickHandshake(t, addr, "s"+strconv.Itoa(i), nil)
-	}
-	waitFor(t, "every connection registered", func() bool { return s.hub.Stats().Connections == n })
+	conns := wstest.DialAll(t, n, func(i int) string { return userURL(s, "s"+strconv.Itoa(i)) })
+	wstest.WaitFor(t, "every connection registered", func() bool { return s.hub.Stats().Connections == n })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := s.hub.Shutdown(ctx); err != nil {
@@ -246,51 +240,45 @@ func TestPollerShutdownWithManyIdleConns(t *testing.T) {
 		t.Fatalf("Shutdown returned after %d of %d OnClose calls", got, n)
 	}
 	// Every peer got its 1001, though none answered.
-	for i := range conns {
-		c := &client{t: t, nc: conns[i], br: brs[i]}
-		c.expectClose(1001)
-		conns[i].Close()
+	for _, c := range conns {
+		c.ExpectClose(t, 1001)
+		c.Close()
 	}
 	s.srv.Close()
-	waitFor(t, "fds released", func() bool { return openFDs(t) <= fds })
-	if got := settle(t, goroutines); got > goroutines {
+	wstest.WaitFor(t, "fds released", func() bool { return openFDs(t) <= fds })
+	if got := settle(goroutines); got > goroutines {
 		t.Fatalf("%d goroutines after Shutdown, %d before the hub", got, goroutines)
 	}
 }
 
 func TestPollerTLSFallback(t *testing.T) {
 	var closed atomic.Int64
-	hub := wsroom.New(wsroom.Options{
-		Logger:    quietLogger(),
-		OnMessage: func(c *wsroom.Conn, m wsroom.Message) { c.Send(m) },
+	hub := newHub(wsroom.Options{
+		OnMessage: echo,
 		OnClose:   func(*wsroom.Conn, error) { closed.Add(1) },
 	})
-	srv := httptest.NewTLSServer(hub)
-	defer srv.Close()
-	defer hub.Shutdown(context.Background())
+	srv := wstest.Server{Handler: hub, Stop: hub.Shutdown, TLS: true}.Start(t)
 	cfg := srv.Client().Transport.(*http.Transport).TLSClientConfig
 	before := quietGoroutines()
 
 	const n = 20
-	var clients []*client
+	var clients []*wstest.Conn
 	for i := range n {
 		tc, err := tls.Dial("tcp", srv.Listener.Addr().String(), cfg)
 		if err != nil {
 			t.Fatalf("tls dial: %v", err)
 		}
-		defer tc.Close()
-		req := handshakeRequest(srv.URL+"/ws", nil)
-		if err := req.Write(tc); err != nil {
-			t.Fatal(err)
+		c := wstest.NewConn(tc)
+		t.Cleanup(func() { c.Close() })
+		req := wstest.Request(srv.URL+"/ws", nil)
+		resp, err := c.RoundTrip(req, nil)
+		if err == nil {
+			err = wstest.CheckUpgrade(req, resp)
 		}
-		br := bufio.NewReader(tc)
-		resp, err := http.ReadResponse(br, req)
-		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-			t.Fatalf("TLS handshake %d: %v %v", i, resp, err)
+		if err != nil {
+			t.Fatalf("TLS handshake %d: %v", i, err)
 		}
-		c := &client{t: t, nc: tc, br: br}
-		c.sendText("over tls " + strconv.Itoa(i))
-		c.expectText("over tls " + strconv.Itoa(i))
+		echoOnce(t, c, "over tls "+strconv.Itoa(i))
 		clients = append(clients, c)
 	}
 	// A TLS connection is not a *net.TCPConn: it keeps a reader goroutine.
@@ -298,7 +286,7 @@ func TestPollerTLSFallback(t *testing.T) {
 		t.Fatalf("%d goroutines with %d TLS connections (%d before): the fallback reader is not in use", got, n, before)
 	}
 	for _, c := range clients {
-		c.closeHandshake(1000)
+		c.CloseHandshake(t, 1000)
 	}
-	waitFor(t, "every TLS connection closed", func() bool { return closed.Load() == n })
+	wstest.WaitFor(t, "every TLS connection closed", func() bool { return closed.Load() == n })
 }

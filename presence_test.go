@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 	"github.com/wsroom/wsroom/membroker"
 )
 
@@ -66,10 +67,10 @@ func TestPresenceSingleHub(t *testing.T) {
 	log := new(presenceLog)
 	s := newServer(t, presenceOptions(log))
 	ctx := context.Background()
-	a1 := dial(t, s.url+"?user=alice&room=r&info=A", nil)
-	a2 := dial(t, s.url+"?user=alice&room=r", nil)
-	b := dial(t, s.url+"?user=bob&room=r", nil)
-	waitFor(t, "three members", func() bool { return s.hub.Room("r").Len() == 3 })
+	a1 := wstest.Dial(t, s.url+"?user=alice&room=r&info=A", nil)
+	a2 := wstest.Dial(t, s.url+"?user=alice&room=r", nil)
+	b := wstest.Dial(t, s.url+"?user=bob&room=r", nil)
+	wstest.WaitFor(t, "three members", func() bool { return s.hub.Room("r").Len() == 3 })
 	if got := log.String(); got != "r alice true; r bob true; " {
 		t.Fatalf("events: %s", got)
 	}
@@ -84,14 +85,14 @@ func TestPresenceSingleHub(t *testing.T) {
 	if rc, err := s.hub.RoomCounts(ctx); err != nil || fmt.Sprint(rc) != fmt.Sprint([]wsroom.RoomCount{{Room: "r", Users: 2}}) {
 		t.Fatalf("RoomCounts = %v, %v", rc, err)
 	}
-	a1.closeHandshake(1000)
-	waitFor(t, "a1 gone", func() bool { return s.hub.Room("r").Len() == 2 })
+	a1.CloseHandshake(t, 1000)
+	wstest.WaitFor(t, "a1 gone", func() bool { return s.hub.Room("r").Len() == 2 })
 	if got := log.String(); got != "r alice true; r bob true; " {
 		t.Fatalf("after alice's first connection left: %s", got)
 	}
-	a2.closeHandshake(1000)
-	b.closeHandshake(1000)
-	waitFor(t, "alice and bob gone", func() bool { return len(log.get()) == 4 })
+	a2.CloseHandshake(t, 1000)
+	b.CloseHandshake(t, 1000)
+	wstest.WaitFor(t, "alice and bob gone", func() bool { return len(log.get()) == 4 })
 	if got := log.String(); got != "r alice true; r bob true; r alice false; r bob false; " {
 		t.Fatalf("events: %s", got)
 	}
@@ -138,13 +139,13 @@ func (cl *cluster) roomPresence(t *testing.T, i int, room string) string {
 func TestPresenceCluster(t *testing.T) {
 	cl := newCluster(t, 3, nil)
 	ctx := context.Background()
-	a := dial(t, cl.nodes[0].url+"?user=alice&room=r&info=A", nil)
-	a2 := dial(t, cl.nodes[1].url+"?user=alice&room=r", nil)
-	dial(t, cl.nodes[1].url+"?user=bob&room=r", nil)
-	waitFor(t, "presence seen from the third node", func() bool {
+	a := wstest.Dial(t, cl.nodes[0].url+"?user=alice&room=r&info=A", nil)
+	a2 := wstest.Dial(t, cl.nodes[1].url+"?user=alice&room=r", nil)
+	wstest.Dial(t, cl.nodes[1].url+"?user=bob&room=r", nil)
+	wstest.WaitFor(t, "presence seen from the third node", func() bool {
 		return cl.roomPresence(t, 2, "r") == "alice:2 bob:1"
 	})
-	waitFor(t, "two join events", func() bool { return len(cl.log.get()) == 2 })
+	wstest.WaitFor(t, "two join events", func() bool { return len(cl.log.get()) == 2 })
 	if got := cl.log.String(); !strings.Contains(got, "r alice true") || !strings.Contains(got, "r bob true") {
 		t.Fatalf("events: %s", got)
 	}
@@ -156,8 +157,8 @@ func TestPresenceCluster(t *testing.T) {
 	}
 
 	// One of alice's two connections leaves: no event.
-	a.closeHandshake(1000)
-	waitFor(t, "alice down to one connection", func() bool { return cl.roomPresence(t, 2, "r") == "alice:1 bob:1" })
+	a.CloseHandshake(t, 1000)
+	wstest.WaitFor(t, "alice down to one connection", func() bool { return cl.roomPresence(t, 2, "r") == "alice:1 bob:1" })
 	if n := len(cl.log.get()); n != 2 {
 		t.Fatalf("events after one of alice's connections left: %s", cl.log)
 	}
@@ -167,22 +168,22 @@ func TestPresenceCluster(t *testing.T) {
 	if err != nil || n != 1 {
 		t.Fatalf("RemoveFromRoom(r, bob) = %d, %v; want 1", n, err)
 	}
-	waitFor(t, "bob out of r", func() bool { return cl.roomPresence(t, 0, "r") == "alice:1" })
+	wstest.WaitFor(t, "bob out of r", func() bool { return cl.roomPresence(t, 0, "r") == "alice:1" })
 
 	// Disconnect from node 1, where alice has no connection left.
 	n, err = cl.nodes[0].hub.Disconnect(ctx, "alice", 4001, "logged out")
 	if err != nil || n != 1 {
 		t.Fatalf("Disconnect(alice) = %d, %v; want 1", n, err)
 	}
-	if reason := a2.expectClose(4001); reason != "logged out" {
+	if reason := a2.ExpectClose(t, 4001); reason != "logged out" {
 		t.Fatalf("close reason %q", reason)
 	}
-	a2.nc.Close() // rather than answer: the server need not wait for it
-	waitFor(t, "alice gone everywhere", func() bool {
+	a2.Close() // rather than answer: the server need not wait for it
+	wstest.WaitFor(t, "alice gone everywhere", func() bool {
 		n, _ := cl.nodes[1].hub.Online(ctx, "alice")
 		return n == 0 && cl.roomPresence(t, 0, "r") == ""
 	})
-	waitFor(t, "leave events", func() bool { return len(cl.log.get()) == 4 })
+	wstest.WaitFor(t, "leave events", func() bool { return len(cl.log.get()) == 4 })
 	if got := cl.log.String(); strings.Count(got, "r alice false") != 1 || strings.Count(got, "r bob false") != 1 {
 		t.Fatalf("events: %s", got)
 	}
@@ -192,8 +193,8 @@ func TestPresenceCluster(t *testing.T) {
 // outcome incomplete, within the context's time.
 func TestPresenceControlIncomplete(t *testing.T) {
 	cl := newCluster(t, 2, nil)
-	dial(t, cl.nodes[1].url+"?user=carol&room=r", nil)
-	waitFor(t, "carol present", func() bool { return cl.roomPresence(t, 0, "r") == "carol:1" })
+	wstest.Dial(t, cl.nodes[1].url+"?user=carol&room=r", nil)
+	wstest.WaitFor(t, "carol present", func() bool { return cl.roomPresence(t, 0, "r") == "carol:1" })
 	cl.bus.SetDown(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
@@ -209,16 +210,16 @@ func TestPresenceControlIncomplete(t *testing.T) {
 // on a surviving node.
 func TestPresenceCrash(t *testing.T) {
 	cl := newCluster(t, 2, nil)
-	dial(t, cl.nodes[0].url+"?user=gone&room=r", nil)
-	dial(t, cl.nodes[0].url+"?user=stays&room=r", nil)
-	dial(t, cl.nodes[1].url+"?user=stays&room=r", nil)
-	waitFor(t, "presence", func() bool { return cl.roomPresence(t, 1, "r") == "gone:1 stays:2" })
+	wstest.Dial(t, cl.nodes[0].url+"?user=gone&room=r", nil)
+	wstest.Dial(t, cl.nodes[0].url+"?user=stays&room=r", nil)
+	wstest.Dial(t, cl.nodes[1].url+"?user=stays&room=r", nil)
+	wstest.WaitFor(t, "presence", func() bool { return cl.roomPresence(t, 1, "r") == "gone:1 stays:2" })
 	joins := len(cl.log.get())
 	cl.bus.Kill(cl.brokers[0])
 	began := time.Now()
-	waitFor(t, "the dead node's users gone", func() bool { return cl.roomPresence(t, 1, "r") == "stays:1" })
+	wstest.WaitFor(t, "the dead node's users gone", func() bool { return cl.roomPresence(t, 1, "r") == "stays:1" })
 	t.Logf("cleaned up %v after the crash (timeout 2 s)", time.Since(began).Round(10*time.Millisecond))
-	waitFor(t, "one leave event", func() bool { return len(cl.log.get()) == joins+1 })
+	wstest.WaitFor(t, "one leave event", func() bool { return len(cl.log.get()) == joins+1 })
 	if e := cl.log.get()[joins]; e.UserID != "gone" || e.Joined || e.Room != "r" {
 		t.Fatalf("event after the crash: %+v", e)
 	}
@@ -244,20 +245,20 @@ func TestPresenceConverges(t *testing.T) {
 	users := []string{"u1", "u2", "u3", "u4"}
 	r := rand.New(rand.NewPCG(1, 2))
 	type live struct {
-		c    *client
+		c    *wstest.Conn
 		user string
 	}
 	var open []live
 	for range cycles {
 		if len(open) > 0 && r.IntN(2) == 0 {
 			i := r.IntN(len(open))
-			open[i].c.closeHandshake(1000)
+			open[i].c.CloseHandshake(t, 1000)
 			open = slices.Delete(open, i, i+1)
 			continue
 		}
 		user := users[r.IntN(len(users))]
 		node := cl.nodes[r.IntN(len(cl.nodes))]
-		open = append(open, live{dial(t, node.url+"?user="+user+"&room=r", nil), user})
+		open = append(open, live{wstest.Dial(t, node.url+"?user="+user+"&room=r", nil), user})
 	}
 	truth := map[string]int{}
 	for _, l := range open {
@@ -269,8 +270,8 @@ func TestPresenceConverges(t *testing.T) {
 			want = append(want, fmt.Sprintf("%s:%d", u, truth[u]))
 		}
 	}
-	waitFor(t, "presence equal to the truth", func() bool { return cl.roomPresence(t, 0, "r") == strings.Join(want, " ") })
-	waitFor(t, "events settled", func() bool {
+	wstest.WaitFor(t, "presence equal to the truth", func() bool { return cl.roomPresence(t, 0, "r") == strings.Join(want, " ") })
+	wstest.WaitFor(t, "events settled", func() bool {
 		present := map[string]bool{}
 		for _, e := range cl.log.get() {
 			if e.Joined == present[e.UserID] {
@@ -294,24 +295,21 @@ func TestAnnouncePresence(t *testing.T) {
 	opts := presenceOptions(log)
 	opts.AnnouncePresence = true
 	s := newServer(t, opts)
-	v1 := dial(t, s.url+"?user=watcher&room=r", http.Header{"Sec-WebSocket-Protocol": {wsroom.ProtocolV1}})
-	v1.expectPrefix(`{"t":"hello"`)
-	v1.expectPrefix(`{"t":"joined","r":"r"}`)
-	v1.expectPrefix(`{"t":"presence","r":"r","u":"watcher","joined":true}`)
-	plain := dial(t, s.url+"?user=plain&room=r", nil)
-	v1.expectPrefix(`{"t":"presence","r":"r","u":"plain","joined":true}`)
-	plain.closeHandshake(1000)
-	v1.expectPrefix(`{"t":"presence","r":"r","u":"plain","joined":false}`)
+	v1 := wstest.Dial(t, s.url+"?user=watcher&room=r", http.Header{"Sec-WebSocket-Protocol": {wsroom.ProtocolV1}})
+	expectPrefix(t, v1, `{"t":"hello"`)
+	expectPrefix(t, v1, `{"t":"joined","r":"r"}`)
+	expectPrefix(t, v1, `{"t":"presence","r":"r","u":"watcher","joined":true}`)
+	plain := wstest.Dial(t, s.url+"?user=plain&room=r", nil)
+	expectPrefix(t, v1, `{"t":"presence","r":"r","u":"plain","joined":true}`)
+	plain.CloseHandshake(t, 1000)
+	expectPrefix(t, v1, `{"t":"presence","r":"r","u":"plain","joined":false}`)
 }
 
 // expectPrefix reads the next data message and checks how it starts.
-func (c *client) expectPrefix(want string) {
-	c.t.Helper()
-	_, data, err := c.readMessage(10 * time.Second)
-	if err != nil {
-		c.t.Fatalf("want a message starting %s: %v", want, err)
-	}
+func expectPrefix(t *testing.T, c *wstest.Conn, want string) {
+	t.Helper()
+	_, data := c.ExpectMessage(t)
 	if !strings.HasPrefix(string(data), want) {
-		c.t.Fatalf("got %q, want a message starting %s", data, want)
+		t.Fatalf("got %q, want a message starting %s", data, want)
 	}
 }

@@ -10,9 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 	"github.com/wsroom/wsroom/membroker"
 )
 
@@ -30,7 +30,7 @@ func (m v1Msg) num(k string) uint64 { f, _ := m.header[k].(float64); return uint
 
 // v1Dial connects with the wsroom.v1 subprotocol; resume, if not nil, goes
 // in the wsroom_resume parameter.
-func v1Dial(t *testing.T, base string, resume map[string]any) *client {
+func v1Dial(t *testing.T, base string, resume map[string]any) v1Conn {
 	t.Helper()
 	u := base
 	if resume != nil {
@@ -41,25 +41,28 @@ func v1Dial(t *testing.T, base string, resume map[string]any) *client {
 		}
 		u += sep + wsroom.ResumeParam + "=" + url.QueryEscape(base64.RawURLEncoding.EncodeToString(b))
 	}
-	c := dial(t, u, http.Header{"Sec-WebSocket-Protocol": {wsroom.ProtocolV1}})
-	if p := c.resp.Header.Get("Sec-WebSocket-Protocol"); p != wsroom.ProtocolV1 {
+	c := wstest.Dial(t, u, http.Header{"Sec-WebSocket-Protocol": {wsroom.ProtocolV1}})
+	if p := c.Resp.Header.Get("Sec-WebSocket-Protocol"); p != wsroom.ProtocolV1 {
 		t.Fatalf("subprotocol %q, want %s", p, wsroom.ProtocolV1)
 	}
-	return c
+	return v1Conn{c, t}
+}
+
+// v1Conn is a client speaking wsroom.v1, bound to its test.
+type v1Conn struct {
+	*wstest.Conn
+	t *testing.T
 }
 
 // v1Next reads the next wsroom.v1 frame.
-func (c *client) v1Next() v1Msg {
+func (c v1Conn) v1Next() v1Msg {
 	c.t.Helper()
-	op, data, err := c.readMessage(10 * time.Second)
-	if err != nil {
-		c.t.Fatalf("want a wsroom.v1 frame: %v", err)
-	}
+	op, data := c.ExpectMessage(c.t)
 	h, d, ok := strings.Cut(string(data), "\n")
 	if !ok {
 		c.t.Fatalf("frame %q has no header line", data)
 	}
-	m := v1Msg{op: op, raw: h, data: d}
+	m := v1Msg{op: byte(op), raw: h, data: d}
 	if err := json.Unmarshal([]byte(h), &m.header); err != nil {
 		c.t.Fatalf("header %q: %v", h, err)
 	}
@@ -67,7 +70,7 @@ func (c *client) v1Next() v1Msg {
 }
 
 // v1Expect reads the next frame and checks its header (exactly) and data.
-func (c *client) v1Expect(header, data string) v1Msg {
+func (c v1Conn) v1Expect(header, data string) v1Msg {
 	c.t.Helper()
 	m := c.v1Next()
 	if m.raw != header || m.data != data {
@@ -76,12 +79,10 @@ func (c *client) v1Expect(header, data string) v1Msg {
 	return m
 }
 
-// v1Send sends an application message with an empty header.
-func (c *client) v1Send(header, data string) {
+// v1Send sends a frame with the given header and data.
+func (c v1Conn) v1Send(header, data string) {
 	c.t.Helper()
-	if err := c.writeFrame(true, 0x1, []byte(header+"\n"+data)); err != nil {
-		c.t.Fatal(err)
-	}
+	c.MustWrite(c.t, wstest.Final(wstest.OpText, header+"\n"+data))
 }
 
 func historyOptions() wsroom.Options {
@@ -134,9 +135,9 @@ func TestV1Frames(t *testing.T) {
 	if m := <-got; m != "text:hi there" {
 		t.Fatalf("OnMessage got %q", m)
 	}
-	plain := dial(t, s.url+"?user=bob&room=hist", nil)
+	plain := wstest.Dial(t, s.url+"?user=bob&room=hist", nil)
 	s.hub.Room("hist").Broadcast(wsroom.Text("raw"))
-	plain.expectText("raw") // a plain client gets the payload as is
+	plain.ExpectText(t, "raw") // a plain client gets the payload as is
 }
 
 // TestV1ResumeSingleNode: a client that reconnects with its position gets
@@ -153,7 +154,7 @@ func TestV1ResumeSingleNode(t *testing.T) {
 		room.Broadcast(wsroom.Text("m" + strconv.Itoa(i)))
 		c.v1Next()
 	}
-	c.closeHandshake(1000)
+	c.CloseHandshake(t, 1000)
 	for i := 2; i < 5; i++ { // sent while it is away
 		room.Broadcast(wsroom.Text("m" + strconv.Itoa(i)))
 	}
@@ -197,8 +198,8 @@ func TestV1ResumeSkipsWhatItWasLeftOutOf(t *testing.T) {
 	prev := c.v1Next().str("c")
 	epoch := c.v1Next().str("e")
 	conn := s.hub.UserConns("u")[0]
-	c.closeHandshake(1000)
-	waitFor(t, "u gone", func() bool { return !s.hub.Connected("u") })
+	c.CloseHandshake(t, 1000)
+	wstest.WaitFor(t, "u gone", func() bool { return !s.hub.Connected("u") })
 	s.hub.Room("hist").BroadcastExcept(wsroom.Text("own"), conn) // its own message, sent as it left
 	s.hub.Room("hist").Broadcast(wsroom.Text("other"))
 	c = v1Dial(t, s.url+"?user=u&room=hist", map[string]any{"c": prev, "r": map[string]any{"hist": []any{epoch, 0}}})
@@ -240,7 +241,7 @@ func TestV1JoinRequests(t *testing.T) {
 	c.v1Send(`{"t":"leave","r":"open","id":"4"}`, "")
 	c.v1Expect(`{"t":"left","r":"open","id":"4"}`, "")
 	c.v1Send(`{"t":"what"}`, "")
-	if reason := c.expectClose(1002); !strings.Contains(reason, "wsroom.v1") {
+	if reason := c.ExpectClose(t, 1002); !strings.Contains(reason, "wsroom.v1") {
 		t.Fatalf("close reason %q", reason)
 	}
 }
@@ -261,8 +262,8 @@ func TestV1ResumeAcrossNodes(t *testing.T) {
 	epoch := a.v1Next().str("e")
 	nodes[1].hub.Room("hist").Broadcast(wsroom.Text("one")) // from the other node
 	a.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":1}`, epoch), "one")
-	a.closeHandshake(1000)
-	waitFor(t, "u gone", func() bool { return !nodes[0].hub.Connected("u") })
+	a.CloseHandshake(t, 1000)
+	wstest.WaitFor(t, "u gone", func() bool { return !nodes[0].hub.Connected("u") })
 	for _, m := range []string{"two", "three"} {
 		if err := nodes[0].hub.Room("hist").Broadcast(wsroom.Text(m)); err != nil {
 			t.Fatal(err)

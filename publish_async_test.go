@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 	"github.com/wsroom/wsroom/membroker"
 )
 
@@ -30,8 +31,8 @@ func TestAsyncPublish(t *testing.T) {
 	})
 	a := newServer(t, opts)
 	b := newServer(t, nodeOptions(bus.NewBroker()))
-	bob := dial(t, b.url+"?user=bob&room=r", nil)
-	waitFor(t, "bob's room subscribed", func() bool { return bus.Subscribers("room:r") == 1 })
+	bob := wstest.Dial(t, b.url+"?user=bob&room=r", nil)
+	wstest.WaitFor(t, "bob's room subscribed", func() bool { return bus.Subscribers("room:r") == 1 })
 
 	const n = 200
 	for i := range n {
@@ -40,9 +41,9 @@ func TestAsyncPublish(t *testing.T) {
 		}
 	}
 	for i := range n {
-		bob.expectText(strconv.Itoa(i))
+		bob.ExpectText(t, strconv.Itoa(i))
 	}
-	waitFor(t, "every outcome read", func() bool { return a.hub.Stats().BrokerOut == n })
+	wstest.WaitFor(t, "every outcome read", func() bool { return a.hub.Stats().BrokerOut == n })
 
 	bus.SetDown(true)
 	if err := a.hub.Room("r").Broadcast(wsroom.Text("lost")); err != nil {

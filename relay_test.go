@@ -12,22 +12,23 @@ import (
 	"testing"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 )
 
-// dtRelayServer starts a hub whose OnMessage is Relay(ro). Clients are
-// addressed by name; their query sets the user ID and rooms (see dtStash).
-type dtRelayServer struct {
+// relayServer starts a hub whose OnMessage is Relay(ro). Clients are
+// addressed by name; their query sets the user ID and rooms (see stash).
+type relayServer struct {
 	t       *testing.T
 	s       *server
-	clients map[string]*client
+	clients map[string]*wstest.Conn
 	names   []string // in dial order
 	marker  int
 }
 
-func dtNewRelayServer(t *testing.T, ro wsroom.RelayOptions, queries ...string) *dtRelayServer {
+func newRelayServer(t *testing.T, ro wsroom.RelayOptions, queries ...string) *relayServer {
 	t.Helper()
-	st := dtNewStash()
-	rs := &dtRelayServer{t: t, clients: map[string]*client{}}
+	st := newStash()
+	rs := &relayServer{t: t, clients: map[string]*wstest.Conn{}}
 	rs.s = newServer(t, wsroom.Options{
 		Identify:     st.identify,
 		OnConnect:    st.onConnect,
@@ -36,7 +37,7 @@ func dtNewRelayServer(t *testing.T, ro wsroom.RelayOptions, queries ...string) *
 	})
 	for _, q := range queries {
 		name := strings.TrimPrefix(strings.Split(q, "&")[0], "n=")
-		rs.clients[name] = dial(t, rs.s.url+"?"+q, nil)
+		rs.clients[name] = wstest.Dial(t, rs.s.url+"?"+q, nil)
 		rs.names = append(rs.names, name)
 	}
 	for _, n := range rs.names {
@@ -46,9 +47,9 @@ func dtNewRelayServer(t *testing.T, ro wsroom.RelayOptions, queries ...string) *
 }
 
 // send sends a text message from the named client.
-func (rs *dtRelayServer) send(from, msg string) {
+func (rs *relayServer) send(from, msg string) {
 	rs.t.Helper()
-	rs.clients[from].sendText(msg)
+	rs.clients[from].SendText(rs.t, msg)
 }
 
 // expect checks that every client's next messages are exactly got[name]
@@ -56,7 +57,7 @@ func (rs *dtRelayServer) send(from, msg string) {
 // client absent from got received nothing. The caller must first make
 // sure the relay has handled what was sent (a reply read, or sync), so
 // that the marker is queued after anything relayed.
-func (rs *dtRelayServer) expect(what string, got map[string][]string) {
+func (rs *relayServer) expect(what string, got map[string][]string) {
 	rs.t.Helper()
 	rs.marker++
 	m := "marker " + strconv.Itoa(rs.marker)
@@ -65,12 +66,12 @@ func (rs *dtRelayServer) expect(what string, got map[string][]string) {
 	}
 	for _, n := range rs.names {
 		for _, want := range got[n] {
-			msg := dtNext(rs.t, rs.clients[n])
-			if !dtSameJSON(msg, want) {
+			msg := rs.clients[n].NextText(rs.t)
+			if !sameJSON(msg, want) {
 				rs.t.Fatalf("%s: %s got %s, want %s", what, n, msg, want)
 			}
 		}
-		if msg := dtNext(rs.t, rs.clients[n]); msg != m {
+		if msg := rs.clients[n].NextText(rs.t); msg != m {
 			rs.t.Fatalf("%s: %s got %s, want only the marker %q", what, n, msg, m)
 		}
 	}
@@ -80,18 +81,18 @@ func (rs *dtRelayServer) expect(what string, got map[string][]string) {
 // sent so far: Relay runs on the connection's reader, one message at a
 // time, so once the reply to a malformed envelope arrives, every earlier
 // message has been relayed. The reply is consumed.
-func (rs *dtRelayServer) sync(from string) {
+func (rs *relayServer) sync(from string) {
 	rs.t.Helper()
 	rs.send(from, `{"sync":1}`)
-	msg := dtNext(rs.t, rs.clients[from])
+	msg := rs.clients[from].NextText(rs.t)
 	var reply struct{ Error string }
 	if json.Unmarshal([]byte(msg), &reply) != nil || !strings.Contains(reply.Error, "sync") {
 		rs.t.Fatalf("sync: got %s, want an unknown-field error", msg)
 	}
 }
 
-// dtSameJSON reports whether a and b hold equal JSON values.
-func dtSameJSON(a, b string) bool {
+// sameJSON reports whether a and b hold equal JSON values.
+func sameJSON(a, b string) bool {
 	var va, vb any
 	if json.Unmarshal([]byte(a), &va) != nil || json.Unmarshal([]byte(b), &vb) != nil {
 		return false
@@ -99,9 +100,9 @@ func dtSameJSON(a, b string) bool {
 	return reflect.DeepEqual(va, vb)
 }
 
-// dtRelayError checks that msg is {"error":…} with a reason containing
+// relayError checks that msg is {"error":…} with a reason containing
 // want, with the id echoed (or no "id" when id is "") and nothing else.
-func dtRelayError(t *testing.T, msg, want, id string) {
+func relayError(t *testing.T, msg, want, id string) {
 	t.Helper()
 	var reply map[string]any
 	if err := json.Unmarshal([]byte(msg), &reply); err != nil {
@@ -128,7 +129,7 @@ func dtRelayError(t *testing.T, msg, want, id string) {
 // TestRelayToUsers: an envelope to users reaches every connection of
 // those users, from the authenticated sender, and nobody else.
 func TestRelayToUsers(t *testing.T) {
-	rs := dtNewRelayServer(t, wsroom.RelayOptions{},
+	rs := newRelayServer(t, wsroom.RelayOptions{},
 		"n=a1&u=alice&room=lobby",
 		"n=b1&u=bob&room=lobby",
 		"n=b2&u=bob&room=kitchen",
@@ -143,7 +144,7 @@ func TestRelayToUsers(t *testing.T) {
 	rs.send("a1", `{"to":["bob","bob"], "data": {"x" : [1, "two"]}, "id":"m1"}`)
 	rs.sync("a1")
 	for _, n := range []string{"b1", "b2", "b3"} {
-		if msg := dtNext(t, rs.clients[n]); msg != `{"from":"alice","data":{"x":[1,"two"]}}` {
+		if msg := rs.clients[n].NextText(t); msg != `{"from":"alice","data":{"x":[1,"two"]}}` {
 			t.Errorf("%s got %s", n, msg)
 		}
 	}
@@ -158,13 +159,13 @@ func TestRelayToUsers(t *testing.T) {
 		"c1": {`{"from":"bob","data":"hi"}`},
 	})
 	rs.send("b2", `{"to":["alice"],"data":"hi","id":"x"}`)
-	dtRelayError(t, dtNext(t, rs.clients["b2"]), "forbidden: no shared room", "x")
+	relayError(t, rs.clients["b2"].NextText(t), "forbidden: no shared room", "x")
 	rs.expect("from bob's other connection", nil)
 }
 
 // TestRelayNoImpersonation: a client cannot choose "from".
 func TestRelayNoImpersonation(t *testing.T) {
-	rs := dtNewRelayServer(t, wsroom.RelayOptions{},
+	rs := newRelayServer(t, wsroom.RelayOptions{},
 		"n=a1&u=alice&room=lobby",
 		"n=b1&u=bob&room=lobby",
 	)
@@ -177,15 +178,15 @@ func TestRelayNoImpersonation(t *testing.T) {
 		rs.send("a1", tc.env)
 		rs.send("a1", `{"sync":1}`)
 		what := fmt.Sprintf("impersonation %d", i)
-		first := dtNext(t, rs.clients["a1"])
+		first := rs.clients["a1"].NextText(t)
 		if strings.Contains(first, "sync") {
 			// Accepted: bob still sees alice as the sender.
 			rs.expect(what+" accepted", map[string][]string{"b1": {tc.relayed}})
 			continue
 		}
 		// Rejected (unknown field): the sender is told, bob gets nothing.
-		dtRelayError(t, first, "rom", "")
-		if msg := dtNext(t, rs.clients["a1"]); !strings.Contains(msg, "sync") {
+		relayError(t, first, "rom", "")
+		if msg := rs.clients["a1"].NextText(t); !strings.Contains(msg, "sync") {
 			t.Fatalf("%s: got %s, want the reply to the sync probe", what, msg)
 		}
 		rs.expect(what+" rejected", nil)
@@ -199,7 +200,7 @@ func TestRelayNoImpersonation(t *testing.T) {
 // connection (another connection of the same user included), with "room"
 // in the output; room+to reaches those users' connections in the room.
 func TestRelayRoom(t *testing.T) {
-	rs := dtNewRelayServer(t, wsroom.RelayOptions{},
+	rs := newRelayServer(t, wsroom.RelayOptions{},
 		"n=a1&u=alice&room=lobby",
 		"n=a2&u=alice&room=lobby",
 		"n=b1&u=bob&room=lobby&room=kitchen",
@@ -218,7 +219,7 @@ func TestRelayRoom(t *testing.T) {
 	// connection in lobby: Room.SendTo reaches every connection of the
 	// named users, so the sender, having named itself, gets a copy too
 	// (before the reply to the sync probe).
-	if msg := dtNext(t, rs.clients["a1"]); !dtSameJSON(msg, want) {
+	if msg := rs.clients["a1"].NextText(t); !sameJSON(msg, want) {
 		t.Fatalf("a1 got %s, want its own copy %s", msg, want)
 	}
 	rs.sync("a1")
@@ -234,7 +235,7 @@ func TestRelayRoom(t *testing.T) {
 func TestRelayAuthorize(t *testing.T) {
 	var mu sync.Mutex
 	var seen []wsroom.RelayTarget
-	rs := dtNewRelayServer(t, wsroom.RelayOptions{
+	rs := newRelayServer(t, wsroom.RelayOptions{
 		Authorize: func(from *wsroom.Conn, to wsroom.RelayTarget) error {
 			mu.Lock()
 			seen = append(seen, wsroom.RelayTarget{Room: to.Room, Users: slices.Clone(to.Users)})
@@ -249,15 +250,15 @@ func TestRelayAuthorize(t *testing.T) {
 		"n=c1&u=carol",
 	)
 	rs.send("a1", `{"to":["carol","boss"],"data":1,"id":"q1"}`)
-	dtRelayError(t, dtNext(t, rs.clients["a1"]), "forbidden: nope", "q1")
+	relayError(t, rs.clients["a1"].NextText(t), "forbidden: nope", "q1")
 	rs.expect("refused to", nil)
 
 	rs.send("a1", `{"room":"vault","data":1,"id":"q2"}`)
-	dtRelayError(t, dtNext(t, rs.clients["a1"]), "forbidden: nope", "q2")
+	relayError(t, rs.clients["a1"].NextText(t), "forbidden: nope", "q2")
 	rs.expect("refused room", nil)
 
 	rs.send("a1", `{"room":"vault","data":1}`)
-	dtRelayError(t, dtNext(t, rs.clients["a1"]), "forbidden: nope", "")
+	relayError(t, rs.clients["a1"].NextText(t), "forbidden: nope", "")
 	rs.expect("refused room without id", nil)
 
 	// Allowed by this policy although carol shares no room with alice.
@@ -281,7 +282,7 @@ func TestRelayAuthorize(t *testing.T) {
 // TestRelayDefaultPolicyAndErrors: the default policy's refusals and the
 // answers to malformed input; the connection keeps working throughout.
 func TestRelayDefaultPolicyAndErrors(t *testing.T) {
-	rs := dtNewRelayServer(t, wsroom.RelayOptions{MaxRecipients: 3},
+	rs := newRelayServer(t, wsroom.RelayOptions{MaxRecipients: 3},
 		"n=a1&u=alice&room=lobby",
 		"n=b1&u=bob&room=lobby",
 		"n=c1&u=carol&room=kitchen",
@@ -310,14 +311,12 @@ func TestRelayDefaultPolicyAndErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		if tc.binary {
-			if err := a.writeFrame(true, 0x2, []byte(tc.send)); err != nil {
-				t.Fatal(err)
-			}
+			a.MustWrite(t, wstest.Final(wstest.OpBinary, tc.send))
 		} else {
-			a.sendText(tc.send)
+			a.SendText(t, tc.send)
 		}
-		msg := dtNext(t, a)
-		t.Run(tc.name, func(t *testing.T) { dtRelayError(t, msg, tc.reason, tc.id) })
+		msg := a.NextText(t)
+		t.Run(tc.name, func(t *testing.T) { relayError(t, msg, tc.reason, tc.id) })
 		rs.expect(tc.name, nil)
 	}
 	// Still working after all that.

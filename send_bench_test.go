@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 )
 
 // BenchmarkConnSend measures Conn.Send to one connection over loopback,
@@ -26,9 +27,7 @@ func BenchmarkConnSend(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		if i >= window {
-			bc.waitReceived(b, int64(i-window))
-		}
+		bc.pace(b, i, window, 1)
 		if err := c.Send(msg); err != nil {
 			b.Fatal(err)
 		}
@@ -40,14 +39,17 @@ func BenchmarkConnSend(b *testing.B) {
 // handshake, one echoed message, client close (the server's OnClose is
 // not awaited).
 func BenchmarkHandshake(b *testing.B) {
-	s, _ := pollServer(b, wsroom.Options{})
-	addr := s.srv.Listener.Addr().String()
+	s, _ := userServer(b, wsroom.Options{})
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		nc, br := quickHandshake(b, addr, "u", nil)
-		echoOnce(b, nc, br, "hello")
-		nc.Close()
+		c, err := wstest.Open(s.url+"?user=u", nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.SendText(b, "hello")
+		c.ExpectText(b, "hello")
+		c.Close()
 	}
 }
 
@@ -55,15 +57,13 @@ func BenchmarkHandshake(b *testing.B) {
 // a 64-byte text message and reads the echo. On Linux each message wakes
 // the connection through the readiness poller.
 func BenchmarkEcho(b *testing.B) {
-	s, _ := pollServer(b, wsroom.Options{})
-	nc, br := quickHandshake(b, s.srv.Listener.Addr().String(), "u", nil)
-	defer nc.Close()
-	c := &client{t: b, nc: nc, br: br}
+	s, _ := userServer(b, wsroom.Options{})
+	c := wstest.Dial(b, s.url+"?user=u", nil)
 	msg := string(make([]byte, 64))
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		c.sendText(msg)
-		c.expectText(msg)
+		c.SendText(b, msg)
+		c.ExpectText(b, msg)
 	}
 }

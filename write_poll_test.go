@@ -3,11 +3,11 @@
 package wsroom_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -18,40 +18,18 @@ import (
 	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 )
 
 // Tests of how polled connections are written to: a non-blocking flush
 // from a few drainers, and a blocking writer only for a socket that does
 // not take everything at once.
 
-// joinAll is an OnConnect that puts every connection in room "r".
-func joinAll(c *wsroom.Conn, _ *http.Request) error { return c.Join("r") }
-
-// openRoom opens n raw connections (users u0..un-1) that are all in room
-// "r" when it returns.
-func openRoom(t *testing.T, s *server, n int) ([]net.Conn, []*bufio.Reader) {
-	t.Helper()
-	addr := s.srv.Listener.Addr().String()
-	conns := make([]net.Conn, n)
-	brs := make([]*bufio.Reader, n)
-	for i := range conns {
-		conns[i], brs[i] = quickHandshake(t, addr, "u"+strconv.Itoa(i), nil)
-	}
-	t.Cleanup(func() {
-		for _, nc := range conns {
-			nc.Close()
-		}
-	})
-	room := s.hub.Room("r")
-	waitFor(t, "every connection in the room", func() bool { return room.Len() == n })
-	return conns, brs
-}
-
 func TestPollerBroadcastStartsNoGoroutinePerRecipient(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	s, _ := pollServer(t, wsroom.Options{OnConnect: joinAll})
+	s, _ := userServer(t, wsroom.Options{OnConnect: joinRoom("r")})
 	const n = 2000
-	conns, brs := openRoom(t, s, n)
+	conns := fillRoom(t, s, "r", n)
 	room := s.hub.Room("r")
 	for round := range 3 {
 		before := quietGoroutines()
@@ -64,20 +42,19 @@ func TestPollerBroadcastStartsNoGoroutinePerRecipient(t *testing.T) {
 		if after := runtime.NumGoroutine(); after > before+50 {
 			t.Fatalf("round %d: %d goroutines right after a broadcast to %d connections, %d before", round, after, n, before)
 		}
-		for i := range conns {
-			c := &client{t: t, nc: conns[i], br: brs[i]}
-			c.expectText(msg)
+		for _, c := range conns {
+			c.ExpectText(t, msg)
 		}
 	}
 	// Counted once each write returned, which may be after the read.
-	waitFor(t, "MessagesOut = 3n", func() bool { return s.hub.Stats().MessagesOut == 3*n })
+	wstest.WaitFor(t, "MessagesOut = 3n", func() bool { return s.hub.Stats().MessagesOut == 3*n })
 }
 
 func TestPollerSlowConsumerDoesNotHoldUpOthers(t *testing.T) {
 	var mu sync.Mutex
 	ends := map[string]error{}
 	slowConn := make(chan *wsroom.Conn, 1)
-	s, closed := pollServer(t, wsroom.Options{
+	s, closed := userServer(t, wsroom.Options{
 		OnConnect: func(c *wsroom.Conn, r *http.Request) error {
 			if c.UserID() == "slow" {
 				slowConn <- c
@@ -93,13 +70,11 @@ func TestPollerSlowConsumerDoesNotHoldUpOthers(t *testing.T) {
 		},
 	})
 	const n, msgs = 500, 100
-	conns, brs := openRoom(t, s, n)
-	addr := s.srv.Listener.Addr().String()
-	slow, _ := quickHandshake(t, addr, "slow", nil) // never read
-	defer slow.Close()
-	slow.(*net.TCPConn).SetReadBuffer(16 << 10)
+	conns := fillRoom(t, s, "r", n)
+	slow := wstest.Dial(t, userURL(s, "slow"), nil) // never read
+	slow.NetConn().(*net.TCPConn).SetReadBuffer(16 << 10)
 	sc := <-slowConn
-	waitFor(t, "slow in the room", func() bool { return s.hub.Room("r").Len() == n+1 })
+	wstest.WaitFor(t, "slow in the room", func() bool { return s.hub.Room("r").Len() == n+1 })
 
 	// Fill the slow connection's socket so its writer blocks, then send
 	// to everyone while it is blocked.
@@ -112,35 +87,24 @@ func TestPollerSlowConsumerDoesNotHoldUpOthers(t *testing.T) {
 			break
 		}
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := &client{t: t, nc: conns[i], br: brs[i]}
-			for j := range msgs {
-				_, data, err := c.readMessage(10 * time.Second)
-				if err != nil {
-					errs <- err
-					return
-				}
-				if want := "m" + strconv.Itoa(j); string(data) != want {
-					errs <- errors.New("got " + string(data) + ", want " + want)
-					return
-				}
+	readers := wstest.Go(t, conns, func(_ int, c *wstest.Conn) error {
+		c.Timeout = 10 * time.Second
+		for j := range msgs {
+			_, data, err := c.NextMessage()
+			if err != nil {
+				return err
 			}
-		}()
-	}
+			if want := "m" + strconv.Itoa(j); string(data) != want {
+				return fmt.Errorf("got %s, want %s", data, want)
+			}
+		}
+		return nil
+	})
 	for j := range msgs {
 		s.hub.Room("r").Broadcast(wsroom.Text("m" + strconv.Itoa(j)))
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	waitFor(t, "the slow consumer dropped", func() bool { return closed.Load() >= 1 })
+	readers.Wait(t, "readers")
+	wstest.WaitFor(t, "the slow consumer dropped", func() bool { return closed.Load() >= 1 })
 	mu.Lock()
 	err := ends["slow"]
 	others := len(ends) - 1
@@ -164,45 +128,30 @@ func bigMessage(i int) []byte {
 	return b
 }
 
-// readSlowly reads one message in small pieces with pauses, so that the
+// pacedReader returns at most 32 KiB per Read, each after a pause: a
+// reader slower than the server writes (the pause is the behaviour under
+// test, not synchronisation).
+type pacedReader struct {
+	r     io.Reader
+	pause time.Duration
+}
+
+func (p pacedReader) Read(b []byte) (int, error) {
+	time.Sleep(p.pause)
+	return p.r.Read(b[:min(len(b), 32<<10)])
+}
+
+// readSlowly makes c read in small pieces with pauses, so that the
 // server's socket fills and its writes are partial.
-func readSlowly(t *testing.T, nc net.Conn, br *bufio.Reader) (op byte, data []byte) {
-	t.Helper()
-	nc.SetReadDeadline(time.Now().Add(20 * time.Second))
-	var h [2]byte
-	if _, err := io.ReadFull(br, h[:]); err != nil {
-		t.Fatalf("read header: %v", err)
-	}
-	op = h[0] & 0x0f
-	n := int(h[1] & 0x7f)
-	switch n {
-	case 126:
-		var e [2]byte
-		io.ReadFull(br, e[:])
-		n = int(binary.BigEndian.Uint16(e[:]))
-	case 127:
-		var e [8]byte
-		io.ReadFull(br, e[:])
-		n = int(binary.BigEndian.Uint64(e[:]))
-	}
-	data = make([]byte, n)
-	for got := 0; got < n; {
-		k, err := br.Read(data[got:min(n, got+32<<10)])
-		if err != nil {
-			t.Fatalf("read payload at %d of %d: %v", got, n, err)
-		}
-		got += k
-		time.Sleep(100 * time.Microsecond)
-	}
-	return op, data
+func readSlowly(c *wstest.Conn) {
+	c.Timeout = 20 * time.Second
+	c.WrapReader(func(r io.Reader) io.Reader { return pacedReader{r, 100 * time.Microsecond} })
 }
 
 func TestPollerPartialWritesCompleteInOrder(t *testing.T) {
-	s, _ := pollServer(t, wsroom.Options{SendQueueBytes: 64 << 20})
-	addr := s.srv.Listener.Addr().String()
-	nc, br := quickHandshake(t, addr, "big", nil)
-	defer nc.Close()
-	echoOnce(t, nc, br, "registered")
+	s, _ := userServer(t, wsroom.Options{SendQueueBytes: 64 << 20})
+	c := wstest.Dial(t, userURL(s, "big"), nil)
+	echoOnce(t, c, "registered")
 	const msgs = 12
 	for i := range msgs {
 		if err := s.hub.SendTo(wsroom.Binary(bigMessage(i)), "big"); err != nil {
@@ -218,51 +167,50 @@ func TestPollerPartialWritesCompleteInOrder(t *testing.T) {
 	if err := s.hub.SendTo(wsroom.Text("done"), "big"); err != nil {
 		t.Fatal(err)
 	}
+	readSlowly(c)
 	for i := range msgs {
-		op, data := readSlowly(t, nc, br)
-		if op != 0x2 || !bytes.Equal(data, bigMessage(i)) {
+		op, data := c.ExpectMessage(t)
+		if op != wstest.OpBinary || !bytes.Equal(data, bigMessage(i)) {
 			t.Fatalf("message %d: op %d, %d bytes, not the message sent", i, op, len(data))
 		}
 		if i%3 == 0 {
-			if op, data := readSlowly(t, nc, br); op != 0x1 || string(data) != "after "+strconv.Itoa(i) {
+			if op, data := c.ExpectMessage(t); op != wstest.OpText || string(data) != "after "+strconv.Itoa(i) {
 				t.Fatalf("after %d: got op %d %q", i, op, data)
 			}
 		}
 	}
-	c := &client{t: t, nc: nc, br: br}
-	c.expectText("done")
+	c.ExpectText(t, "done")
 	// "registered", the big ones, the small ones in between, "done".
 	want := uint64(1 + msgs + (msgs+2)/3 + 1)
-	waitFor(t, "MessagesOut = "+strconv.Itoa(int(want)), func() bool { return s.hub.Stats().MessagesOut == want })
+	wstest.WaitFor(t, "MessagesOut = "+strconv.Itoa(int(want)), func() bool { return s.hub.Stats().MessagesOut == want })
 }
 
 func TestPollerCloseAfterBigQueuedData(t *testing.T) {
-	s, _ := pollServer(t, wsroom.Options{SendQueueBytes: 64 << 20, OnMessage: func(c *wsroom.Conn, m wsroom.Message) {
+	s, _ := userServer(t, wsroom.Options{SendQueueBytes: 64 << 20, OnMessage: func(c *wsroom.Conn, m wsroom.Message) {
 		for i := range 4 {
 			c.Send(wsroom.Binary(bigMessage(i)))
 		}
 		c.Send(wsroom.Text("last"))
 		c.Close(4000, "bye")
 	}})
-	nc, br := quickHandshake(t, s.srv.Listener.Addr().String(), "u", nil)
-	defer nc.Close()
-	c := &client{t: t, nc: nc, br: br}
-	c.sendText("go")
+	c := wstest.Dial(t, userURL(s, "u"), nil)
+	c.SendText(t, "go")
+	readSlowly(c)
 	for i := range 4 {
-		if _, data := readSlowly(t, nc, br); !bytes.Equal(data, bigMessage(i)) {
+		if _, data := c.ExpectMessage(t); !bytes.Equal(data, bigMessage(i)) {
 			t.Fatalf("message %d is not the message sent", i)
 		}
 	}
-	c.expectText("last")
-	if reason := c.expectClose(4000); reason != "bye" {
+	c.ExpectText(t, "last")
+	if reason := c.ExpectClose(t, 4000); reason != "bye" {
 		t.Fatalf("close reason %q, want bye", reason)
 	}
 }
 
 func TestPollerShutdownFlushesPendingWrites(t *testing.T) {
-	s, _ := pollServer(t, wsroom.Options{OnConnect: joinAll})
+	s, _ := userServer(t, wsroom.Options{OnConnect: joinRoom("r")})
 	const n, msgs = 50, 200
-	conns, brs := openRoom(t, s, n)
+	conns := fillRoom(t, s, "r", n)
 	for j := range msgs {
 		s.hub.Room("r").Broadcast(wsroom.Text(strconv.Itoa(j)))
 	}
@@ -272,16 +220,15 @@ func TestPollerShutdownFlushesPendingWrites(t *testing.T) {
 		defer cancel()
 		done <- s.hub.Shutdown(ctx)
 	}()
-	for i := range conns {
-		c := &client{t: t, nc: conns[i], br: brs[i]}
+	for _, c := range conns {
 		for j := range msgs {
-			c.expectText(strconv.Itoa(j))
+			c.ExpectText(t, strconv.Itoa(j))
 		}
-		_, _, err := c.readMessage(5 * time.Second)
-		if ce := (*closeFrameError)(nil); !errors.As(err, &ce) || ce.code() != 1001 {
+		_, _, err := c.ReadMessage()
+		if ce := (*wstest.CloseError)(nil); !errors.As(err, &ce) || ce.Code != 1001 {
 			t.Fatalf("after the messages: %v, want a close frame 1001", err)
 		}
-		c.writeFrame(true, 0x8, binary.BigEndian.AppendUint16(nil, 1001))
+		c.MustWrite(t, wstest.CloseFrame(1001, ""))
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("Shutdown: %v", err)
@@ -294,31 +241,23 @@ func TestPollerFlushAfterBlockingWriterDeadline(t *testing.T) {
 	// WriteTimeout bounds each whole blocking write, so it must be long
 	// enough for a loaded -race run to read the big message.
 	const timeout = 2 * time.Second
-	s, _ := pollServer(t, wsroom.Options{WriteTimeout: timeout, SendQueueBytes: 64 << 20})
-	nc, br := quickHandshake(t, s.srv.Listener.Addr().String(), "u", nil)
-	defer nc.Close()
-	echoOnce(t, nc, br, "registered")
+	s, _ := userServer(t, wsroom.Options{WriteTimeout: timeout, SendQueueBytes: 64 << 20})
+	c := wstest.Dial(t, userURL(s, "u"), nil)
+	echoOnce(t, c, "registered")
 	// Bigger than the socket buffers: the flush leaves a rest.
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB
 	if err := s.hub.SendTo(wsroom.Binary(big), "u"); err != nil {
 		t.Fatal(err)
 	}
-	c := &client{t: t, nc: nc, br: br}
-	if _, data, err := c.readMessage(10 * time.Second); err != nil || !bytes.Equal(data, big) {
+	c.Timeout = 10 * time.Second
+	if _, data, err := c.ReadMessage(); err != nil || !bytes.Equal(data, big) {
 		t.Fatalf("big message: %d bytes, %v", len(data), err)
 	}
 	for i := range 2 {
-		time.Sleep(timeout + 200*time.Millisecond) // past the deadline
-		echoOnce(t, nc, br, "later "+strconv.Itoa(i))
+		// Not synchronisation: the premise is a deadline in the past.
+		time.Sleep(timeout + 200*time.Millisecond)
+		echoOnce(t, c, "later "+strconv.Itoa(i))
 	}
-}
-
-// slowReader reads at most 32 KiB per call, 20 ms apart: about 1.6 MB/s.
-type slowReader struct{ r io.Reader }
-
-func (s slowReader) Read(p []byte) (int, error) {
-	time.Sleep(20 * time.Millisecond)
-	return s.r.Read(p[:min(len(p), 32<<10)])
 }
 
 // TestSlowReaderIsNotDropped: WriteTimeout drops a peer that accepts no
@@ -327,24 +266,25 @@ func (s slowReader) Read(p []byte) (int, error) {
 // a 1 s WriteTimeout. The connection is polled (the listener hands out the
 // *net.TCPConn itself, only with a small send buffer).
 func TestSlowReaderIsNotDropped(t *testing.T) {
-	ln := new(dtListener)
+	ln := new(smallBufListener)
 	ln.small.Store(true)
 	s := newServerWith(t, wsroom.Options{
 		Identify:     func(r *http.Request) (string, error) { return r.URL.Query().Get("user"), nil },
-		OnMessage:    func(c *wsroom.Conn, m wsroom.Message) { c.Send(m) },
+		OnMessage:    echo,
 		WriteTimeout: time.Second,
-	}, serverSetup{wrapListener: func(l net.Listener) net.Listener { ln.Listener = l; return ln }})
-	nc, br := quickHandshake(t, s.srv.Listener.Addr().String(), "u", nil)
-	defer nc.Close()
-	nc.(*net.TCPConn).SetReadBuffer(16 << 10)
-	echoOnce(t, nc, br, "registered")
+	}, serverSetup{wrapListener: ln.wrap})
+	c := wstest.Dial(t, userURL(s, "u"), nil)
+	c.NetConn().(*net.TCPConn).SetReadBuffer(16 << 10)
+	echoOnce(t, c, "registered")
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
 	if err := s.hub.SendTo(wsroom.Binary(big), "u"); err != nil {
 		t.Fatal(err)
 	}
-	c := &client{t: t, nc: nc, br: bufio.NewReaderSize(slowReader{br}, 32<<10)}
+	// About 1.6 MB/s: at most 32 KiB per read, 20 ms apart.
+	c.WrapReader(func(r io.Reader) io.Reader { return pacedReader{r, 20 * time.Millisecond} })
+	c.Timeout = 30 * time.Second
 	start := time.Now()
-	if _, data, err := c.readMessage(30 * time.Second); err != nil || !bytes.Equal(data, big) {
+	if _, data, err := c.ReadMessage(); err != nil || !bytes.Equal(data, big) {
 		t.Fatalf("big message after %v: %d bytes, %v", time.Since(start), len(data), err)
 	}
 	if took := time.Since(start); took < 2*time.Second {

@@ -5,81 +5,42 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 )
 
 func TestEchoAndCloseHandshake(t *testing.T) {
 	t.Parallel()
-	s := newServer(t, wsroom.Options{
-		OnMessage: func(c *wsroom.Conn, m wsroom.Message) { c.Send(m) },
-	})
-	c := dial(t, s.url, nil)
-	c.sendText("hello")
-	c.expectText("hello")
-	c.closeHandshake(1000)
-	waitFor(t, "connection to be gone", func() bool { return s.hub.Stats().Connections == 0 })
-}
-
-// A callback slower than PongTimeout keeps the reader from reading pongs;
-// the heartbeat must not take that for a dead peer.
-func TestSlowCallbackIsNotADeadPeer(t *testing.T) {
-	t.Parallel()
-	s := newServer(t, wsroom.Options{
-		PingInterval: 20 * time.Millisecond,
-		PongTimeout:  100 * time.Millisecond,
-		OnMessage: func(c *wsroom.Conn, m wsroom.Message) {
-			time.Sleep(500 * time.Millisecond) // slow application work, not synchronisation
-			c.Send(m)
-		},
-	})
-	c := dial(t, s.url, nil)
-	c.sendText("slow")
-	c.expectText("slow") // readMessage skips the server's pings
-}
-
-// The same holds for a slow OnConnect, which also runs on the reader.
-func TestSlowOnConnectIsNotADeadPeer(t *testing.T) {
-	t.Parallel()
-	s := newServer(t, wsroom.Options{
-		PingInterval: 20 * time.Millisecond,
-		PongTimeout:  100 * time.Millisecond,
-		OnConnect: func(c *wsroom.Conn, _ *http.Request) error {
-			time.Sleep(500 * time.Millisecond) // slow application work, not synchronisation
-			return c.Send(wsroom.Text("welcome"))
-		},
-	})
-	c := dial(t, s.url, nil)
-	c.expectText("welcome")
+	s := newServer(t, wsroom.Options{OnMessage: echo})
+	c := wstest.Dial(t, s.url, nil)
+	c.SendText(t, "hello")
+	c.ExpectText(t, "hello")
+	c.CloseHandshake(t, 1000)
+	wstest.WaitFor(t, "connection to be gone", func() bool { return s.hub.Stats().Connections == 0 })
 }
 
 // OnConnect gets the upgrade request: the classic "room from the URL".
 func TestOnConnectSeesRequest(t *testing.T) {
 	t.Parallel()
-	hub := wsroom.New(wsroom.Options{
-		Logger: quietLogger(),
+	s := newServerWith(t, wsroom.Options{
 		OnConnect: func(c *wsroom.Conn, r *http.Request) error {
 			if err := c.Join(r.PathValue("room")); err != nil {
 				return err
 			}
 			return c.Send(wsroom.Text(r.PathValue("room") + "/" + r.URL.Query().Get("topic")))
 		},
-	})
-	mux := http.NewServeMux()
-	mux.Handle("GET /rooms/{room}/ws", hub)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(func() {
-		hub.Shutdown(context.Background())
-		srv.Close()
-	})
-	c := dial(t, srv.URL+"/rooms/kitchen/ws?topic=soup", nil)
-	c.expectText("kitchen/soup")
-	if n := hub.Room("kitchen").Len(); n != 1 {
+	}, serverSetup{mount: func(hub *wsroom.Hub) http.Handler {
+		mux := http.NewServeMux()
+		mux.Handle("GET /rooms/{room}/ws", hub)
+		return mux
+	}})
+	c := wstest.Dial(t, "http://"+s.addr+"/rooms/kitchen/ws?topic=soup", nil)
+	c.ExpectText(t, "kitchen/soup")
+	if n := s.hub.Room("kitchen").Len(); n != 1 {
 		t.Fatalf("kitchen has %d members, want 1", n)
 	}
 }
@@ -99,10 +60,10 @@ func TestParallelFanoutKeepsOrder(t *testing.T) {
 	})
 	wsroom.SetParallelFanout(s.hub, 8)
 	const members, messages = 40, 200
-	clients := make([]*client, members)
+	clients := make([]*wstest.Conn, members)
 	for i := range clients {
-		clients[i] = dial(t, s.url, nil)
-		clients[i].expectText("ready")
+		clients[i] = wstest.Dial(t, s.url, nil)
+		clients[i].ExpectText(t, "ready")
 	}
 	for i := range messages {
 		if err := s.hub.Room("big").Broadcast(wsroom.Text(strconv.Itoa(i))); err != nil {
@@ -111,7 +72,7 @@ func TestParallelFanoutKeepsOrder(t *testing.T) {
 	}
 	for _, c := range clients {
 		for i := range messages {
-			c.expectText(strconv.Itoa(i))
+			c.ExpectText(t, strconv.Itoa(i))
 		}
 	}
 }
@@ -133,16 +94,16 @@ func (w shutdownOnHijack) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // every other connection: 1001 "server shutdown".
 func TestShutdownDuringUpgrade(t *testing.T) {
 	t.Parallel()
-	hub := wsroom.New(wsroom.Options{Logger: quietLogger()})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hub.ServeHTTP(shutdownOnHijack{w, hub}, r)
-	}))
-	t.Cleanup(srv.Close)
-	c := dial(t, srv.URL, nil)
-	if reason := c.expectClose(1001); reason != "server shutdown" {
+	s := newServerWith(t, wsroom.Options{}, serverSetup{mount: func(hub *wsroom.Hub) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hub.ServeHTTP(shutdownOnHijack{w, hub}, r)
+		})
+	}})
+	c := wstest.Dial(t, s.url, nil)
+	if reason := c.ExpectClose(t, 1001); reason != "server shutdown" {
 		t.Fatalf("close reason %q, want %q", reason, "server shutdown")
 	}
-	if st := hub.Stats(); st.Connections != 0 || st.Accepted != 0 {
+	if st := s.hub.Stats(); st.Connections != 0 || st.Accepted != 0 {
 		t.Fatalf("stats %+v: the raced connection must not be registered", st)
 	}
 }

@@ -12,7 +12,10 @@ import (
 
 	"github.com/wsroom/wsroom"
 	"github.com/wsroom/wsroom/brokertest"
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // flawedBus is a small in-memory pub/sub whose brokers can be given one
 // flaw each, to show that the suite catches it.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/wsroom/wsroom"
 	"github.com/wsroom/wsroom/examples/chat/chatapp"
+	"github.com/wsroom/wsroom/internal/wstest"
 )
 
 // chromiumPath is Debian's chromium. The tests never download a browser.
@@ -171,21 +173,8 @@ func watchWire(tab context.Context) *wireLog {
 // waitFor waits until a frame received so far satisfies match.
 func (w *wireLog) waitFor(t *testing.T, who, what string, match func(string) bool) {
 	t.Helper()
-	deadline := time.Now().Add(browserTimeout)
-	for {
-		w.mu.Lock()
-		for _, f := range w.frames {
-			if match(f) {
-				w.mu.Unlock()
-				return
-			}
-		}
-		frames := strings.Join(w.frames, "\n")
-		w.mu.Unlock()
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never received %s; frames:\n%s", who, what, frames)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !wstest.Poll(20*time.Millisecond, browserTimeout, func() bool { return slices.ContainsFunc(w.snapshot(), match) }) {
+		t.Fatalf("%s never received %s; frames:\n%s", who, what, strings.Join(w.snapshot(), "\n"))
 	}
 }
 

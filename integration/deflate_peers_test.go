@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 )
 
 // The two clients of deflate_test.go: two Chromium tabs, or two clients of
@@ -91,7 +92,7 @@ func openChromiumPair(t *testing.T, browser context.Context, d *deflateRoom) (*c
 		do(t, tab, "loading the room page in tab "+name, chromedp.Navigate(d.srv.URL+"/"))
 		url, _ := json.Marshal(d.url(name))
 		ext := evaluate[string](t, tab, "tab "+name+" connects", fmt.Sprintf("openRoom(%s)", url))
-		waitUntil(t, "tab "+name+"'s handshake response event", func() bool {
+		wstest.WaitFor(t, "tab "+name+"'s handshake response event", func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return seen

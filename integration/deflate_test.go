@@ -12,9 +12,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 )
 
 // permessage-deflate (RFC 7692) against real clients: Chromium's WebSocket
@@ -206,7 +206,7 @@ func (d *deflateRoom) checkNegotiation(t *testing.T, clients []negotiated, wantE
 	if !d.counted && runtime.GOOS == "linux" {
 		want = 0
 	}
-	waitUntil(t, fmt.Sprintf("%d ServeHTTP calls in flight", want), func() bool { return d.inflight.Load() == want })
+	wstest.WaitFor(t, fmt.Sprintf("%d ServeHTTP calls in flight", want), func() bool { return d.inflight.Load() == want })
 }
 
 // wire is a snapshot of the hub's counters (and the counting listener's).
@@ -234,7 +234,7 @@ func (d *deflateRoom) exchange(t *testing.T, clients roomClients) {
 		compare(t, "A got back", []wsroom.Message{m}, []peerMessage{a})
 		compare(t, "B got", []wsroom.Message{m}, []peerMessage{b})
 		// Stats counts a write after it returns: wait for both.
-		waitUntil(t, "the broadcast to be counted", func() bool {
+		wstest.WaitFor(t, "the broadcast to be counted", func() bool {
 			s := d.hub.Stats()
 			return s.MessagesIn-before.stats.MessagesIn == 1 && s.MessagesOut-before.stats.MessagesOut == 2
 		})
@@ -281,25 +281,13 @@ func (d *deflateRoom) finish(t *testing.T, clients roomClients) {
 			t.Errorf("client %c: the server answered its close with %d, want 1000", 'A'+i, code)
 		}
 	}
-	waitUntil(t, "no connections left", func() bool { return d.hub.Stats().Connections == 0 })
-}
-
-// waitUntil polls cond until it holds, failing the test after timeout.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	wstest.WaitFor(t, "no connections left", func() bool { return d.hub.Stats().Connections == 0 })
 }
 
 // waitMembers waits until n clients are in the room.
 func (d *deflateRoom) waitMembers(t *testing.T, n int) {
 	t.Helper()
-	waitUntil(t, fmt.Sprintf("%d members in the room", n), func() bool { return d.hub.Room("r").Len() == n })
+	wstest.WaitFor(t, fmt.Sprintf("%d members in the room", n), func() bool { return d.hub.Room("r").Len() == n })
 }
 
 // TestDeflateChromium runs the room with two tabs of headless Chromium.

@@ -20,9 +20,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 	"go.uber.org/goleak"
 )
 
@@ -114,37 +113,16 @@ func serve(t *testing.T, th *testHub, h http.Handler) *httptest.Server {
 }
 
 // serveOn is serve with the server's listener replaced by wrap(listener)
-// when wrap is not nil.
+// when wrap is not nil. The hub's log is shown if the test failed.
 func serveOn(t *testing.T, th *testHub, h http.Handler, wrap func(net.Listener) net.Listener) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewUnstartedServer(h)
-	if wrap != nil {
-		srv.Listener = wrap(srv.Listener)
-	}
-	srv.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := th.Shutdown(ctx); err != nil {
-			t.Errorf("hub.Shutdown: %v", err)
-		}
-		srv.Close()
+	t.Cleanup(func() { // runs last: after the server's cleanup
 		if t.Failed() {
 			t.Logf("hub log:\n%s", th.logs)
 		}
 	})
-	return srv
+	return wstest.Server{Handler: h, Stop: th.Shutdown, Wrap: wrap}.Start(t)
 }
-
-// wsClient is a gobwas/ws client connection. Reads go through the
-// dialer's buffered reader when the server sent bytes right after its
-// handshake response.
-type wsClient struct {
-	net.Conn
-	r io.Reader
-}
-
-func (c *wsClient) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // browserHeader is what a browser adds to an upgrade request that matters
 // to middleware: a same-origin Origin and an Accept-Encoding that
@@ -157,103 +135,30 @@ func browserHeader(srv *httptest.Server) http.Header {
 	}
 }
 
-func dial(t *testing.T, srv *httptest.Server, path, user string) *wsClient {
+// dial opens a WebSocket connection to path as user, with a browser's
+// headers.
+func dial(t *testing.T, srv *httptest.Server, path, user string) *wstest.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	u := "ws" + strings.TrimPrefix(srv.URL, "http") + path + "?user=" + user
-	d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(browserHeader(srv))}
-	nc, br, _, err := d.Dial(ctx, u)
-	if err != nil {
-		t.Fatalf("dial %s: %v", u, err)
-	}
-	c := &wsClient{Conn: nc, r: nc}
-	if br != nil {
-		c.r = io.MultiReader(br, nc)
-	}
-	t.Cleanup(func() { nc.Close() })
-	return c
-}
-
-func (c *wsClient) send(t *testing.T, s string) {
-	t.Helper()
-	c.SetDeadline(time.Now().Add(timeout))
-	if err := wsutil.WriteClientText(c, []byte(s)); err != nil {
-		t.Fatalf("write %q: %v", s, err)
-	}
-}
-
-func (c *wsClient) expect(t *testing.T, want string) {
-	t.Helper()
-	c.SetDeadline(time.Now().Add(timeout))
-	got, err := wsutil.ReadServerText(c)
-	if err != nil {
-		t.Fatalf("read (want %q): %v", want, err)
-	}
-	if string(got) != want {
-		t.Fatalf("read %q, want %q", got, want)
-	}
-}
-
-// expectEOF reads until the server closes the TCP connection.
-func (c *wsClient) expectEOF(t *testing.T) {
-	t.Helper()
-	c.SetDeadline(time.Now().Add(timeout))
-	if n, err := io.Copy(io.Discard, c); err != nil {
-		t.Fatalf("after close: read %d more bytes, then %v (want EOF)", n, err)
-	} else if n != 0 {
-		t.Fatalf("after close: %d unexpected bytes", n)
-	}
+	return wstest.Dial(t, srv.URL+path+"?user="+user, browserHeader(srv))
 }
 
 // closeFromClient runs a client-initiated close handshake with 1000 and
-// checks the server's echo.
-func (c *wsClient) closeFromClient(t *testing.T) {
+// checks the server's echo, then the end of the stream.
+func closeFromClient(t *testing.T, c *wstest.Conn) {
 	t.Helper()
-	c.SetDeadline(time.Now().Add(timeout))
-	body := ws.NewCloseFrameBody(ws.StatusNormalClosure, "done")
-	if err := wsutil.WriteClientMessage(c, ws.OpClose, body); err != nil {
-		t.Fatalf("write close: %v", err)
-	}
-	for {
-		h, err := ws.ReadHeader(c)
-		if err != nil {
-			t.Fatalf("waiting for the close echo: %v", err)
-		}
-		if h.Length > 1<<20 {
-			t.Fatalf("server frame of %d bytes", h.Length)
-		}
-		payload := make([]byte, h.Length)
-		if _, err := io.ReadFull(c, payload); err != nil {
-			t.Fatalf("waiting for the close echo: %v", err)
-		}
-		if h.OpCode != ws.OpClose {
-			continue
-		}
-		code, _ := ws.ParseCloseFrameData(payload)
-		if code != ws.StatusNormalClosure {
-			t.Fatalf("server echoed close code %d, want 1000", code)
-		}
-		break
-	}
-	c.expectEOF(t)
+	c.MustWrite(t, wstest.CloseFrame(1000, "done"))
+	c.ExpectClose(t, 1000)
 }
 
-// closeFromServer asks the server to close; wsutil answers the server's
-// close frame, and the server must have used 1000.
-func (c *wsClient) closeFromServer(t *testing.T) {
+// closeFromServer asks the server to close: it must use 1000 "bye" and
+// end the stream; the client answers.
+func closeFromServer(t *testing.T, c *wstest.Conn) {
 	t.Helper()
-	c.send(t, "close")
-	c.SetDeadline(time.Now().Add(timeout))
-	_, err := wsutil.ReadServerText(c)
-	var ce wsutil.ClosedError
-	if !errors.As(err, &ce) {
-		t.Fatalf("want a close frame, got %v", err)
+	c.SendText(t, "close")
+	if reason := c.ExpectClose(t, 1000); reason != "bye" {
+		t.Fatalf("server closed with reason %q, want \"bye\"", reason)
 	}
-	if ce.Code != ws.StatusNormalClosure || ce.Reason != "bye" {
-		t.Fatalf("server closed with %d %q, want 1000 \"bye\"", ce.Code, ce.Reason)
-	}
-	c.expectEOF(t)
+	c.MustWrite(t, wstest.CloseFrame(1000, ""))
 }
 
 // checkRoom is the WebSocket half of every mounting test: two clients
@@ -267,29 +172,29 @@ func checkRoom(t *testing.T, th *testHub, srv *httptest.Server, path string) []c
 	bob := dial(t, srv, path, "bob")
 
 	// An echo round trip also proves OnConnect (and its Join) has run.
-	alice.send(t, "echo:hello alice")
-	alice.expect(t, "echo:hello alice")
-	bob.send(t, "echo:hello bob")
-	bob.expect(t, "echo:hello bob")
+	alice.SendText(t, "echo:hello alice")
+	alice.ExpectText(t, "echo:hello alice")
+	bob.SendText(t, "echo:hello bob")
+	bob.ExpectText(t, "echo:hello bob")
 
 	if n := th.Room("lobby").Len(); n != 2 {
 		t.Fatalf("lobby has %d members, want 2", n)
 	}
-	alice.send(t, "all:hi everyone")
-	alice.expect(t, "all:hi everyone")
-	bob.expect(t, "all:hi everyone")
+	alice.SendText(t, "all:hi everyone")
+	alice.ExpectText(t, "all:hi everyone")
+	bob.ExpectText(t, "all:hi everyone")
 	if err := th.Room("lobby").Broadcast(wsroom.Text("all:from the app")); err != nil {
 		t.Fatalf("Broadcast: %v", err)
 	}
-	alice.expect(t, "all:from the app")
-	bob.expect(t, "all:from the app")
+	alice.ExpectText(t, "all:from the app")
+	bob.ExpectText(t, "all:from the app")
 	if err := th.SendTo(wsroom.Text("echo:just bob"), "bob"); err != nil {
 		t.Fatalf("SendTo: %v", err)
 	}
-	bob.expect(t, "echo:just bob")
+	bob.ExpectText(t, "echo:just bob")
 
-	alice.closeFromClient(t)
-	bob.closeFromServer(t)
+	closeFromClient(t, alice)
+	closeFromServer(t, bob)
 
 	got := map[string]*wsroom.CloseError{}
 	for range 2 {
@@ -453,12 +358,9 @@ func TestChi(t *testing.T) {
 			}
 			// The logger writes its line when the handler returns, which
 			// for a WebSocket is after the connection ended.
-			deadline := time.Now().Add(timeout)
-			for !strings.Contains(logs.String(), tt.wsPath+"?user=bob") {
-				if time.Now().After(deadline) {
-					t.Fatalf("request log has no line for %s:\n%s", tt.wsPath, logs)
-				}
-				time.Sleep(10 * time.Millisecond)
+			logged := func() bool { return strings.Contains(logs.String(), tt.wsPath+"?user=bob") }
+			if !wstest.Poll(10*time.Millisecond, timeout, logged) {
+				t.Fatalf("request log has no line for %s:\n%s", tt.wsPath, logs)
 			}
 		})
 	}
@@ -633,25 +535,13 @@ func TestWrappedResponseWriter(t *testing.T) {
 					th := newTestHub(t)
 					var st wrapStats
 					srv := serve(t, th, tt.build(th.Hub, wrapWith(false, &st)))
-					req, err := http.NewRequest(http.MethodGet, srv.URL+"/ws", nil)
-					if err != nil {
-						t.Fatal(err)
-					}
-					req.Header = browserHeader(srv)
-					req.Header.Set("Connection", "Upgrade")
-					req.Header.Set("Upgrade", "websocket")
-					req.Header.Set("Sec-WebSocket-Version", "13")
-					req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-					resp, err := (&http.Client{Timeout: timeout}).Do(req)
-					if err != nil {
-						t.Fatalf("handshake: %v (want a 500 answer, not a dropped connection)", err)
-					}
-					body, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
+					// A dropped connection instead of an answer fails here.
+					resp := wstest.Handshake(t, wstest.Request(srv.URL+"/ws", browserHeader(srv))).Resp
+					body := wstest.Body(t, resp)
 					// The hub answers 500, but gin's Hijack marked the
 					// response as written before it panicked, so gin sends
 					// its default 200 status line with the hub's body.
-					if resp.StatusCode != http.StatusOK || string(body) != "wsroom: cannot take over the connection: the ResponseWriter does not support hijacking\n" {
+					if resp.StatusCode != http.StatusOK || body != "wsroom: cannot take over the connection: the ResponseWriter does not support hijacking\n" {
 						t.Fatalf("handshake: %s %q, want gin's 200 with wsroom's one-line reason", resp.Status, body)
 					}
 					expectStatus(t, srv, "/health", http.StatusOK, "ok: /health")

@@ -3,6 +3,7 @@ package membroker_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,7 +18,12 @@ import (
 // room's members on the other.
 func Example() {
 	bus := membroker.NewBus()
-	joinLobby := func(c *wsroom.Conn, r *http.Request) error { return c.Join("lobby") }
+	joinLobby := func(c *wsroom.Conn, r *http.Request) error {
+		if err := c.Join("lobby"); err != nil {
+			return err
+		}
+		return c.Send(wsroom.Text("welcome to the lobby"))
+	}
 	a := wsroom.New(wsroom.Options{Broker: bus.NewBroker(), OnConnect: joinLobby})
 	b := wsroom.New(wsroom.Options{Broker: bus.NewBroker(), OnConnect: joinLobby})
 	defer a.Shutdown(context.Background())
@@ -25,15 +31,28 @@ func Example() {
 	srvB := httptest.NewServer(b)
 	defer srvB.Close()
 
-	conn, _, _, err := ws.Dial(context.Background(), "ws"+strings.TrimPrefix(srvB.URL, "http"))
+	conn, br, _, err := ws.Dial(context.Background(), "ws"+strings.TrimPrefix(srvB.URL, "http"))
 	if err != nil {
 		panic(err)
 	}
 	defer conn.Close()
-	// The client is in the lobby as soon as its handshake completes (and
-	// node B subscribed to the room when its first member joined).
+	var r io.Reader = conn
+	if br != nil { // frames that came with the handshake answer
+		r = io.MultiReader(br, conn)
+	}
+	client := struct {
+		io.Reader
+		io.Writer
+	}{r, conn}
+	// The welcome comes once OnConnect has joined node B to the lobby.
+	if _, err := wsutil.ReadServerText(client); err != nil {
+		panic(err)
+	}
 	a.Room("lobby").Broadcast(wsroom.Text("hello from node A"))
-	msg, _ := wsutil.ReadServerText(conn)
+	msg, err := wsutil.ReadServerText(client)
+	if err != nil {
+		panic(err)
+	}
 	fmt.Println(string(msg))
 	// Output: hello from node A
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,12 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 	"go.uber.org/goleak"
 
 	"github.com/wsroom/wsroom"
 	"github.com/wsroom/wsroom/examples/chat/chatapp"
+	"github.com/wsroom/wsroom/internal/wstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -30,24 +28,14 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func startServer(t *testing.T) (*httptest.Server, *wsroom.Hub) {
 	t.Helper()
 	handler, hub := chatapp.New(wsroom.Options{})
-	srv := httptest.NewServer(handler)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := hub.Shutdown(ctx); err != nil {
-			t.Errorf("hub.Shutdown: %v", err)
-		}
-		srv.Close()
-	})
-	return srv, hub
+	return wstest.Serve(t, handler, hub.Shutdown), hub
 }
 
 // client is a test WebSocket client speaking the page's protocol.
 type client struct {
+	*wstest.Conn
 	t    *testing.T
 	name string
-	conn net.Conn
-	rw   io.ReadWriter // reads through the dialer's buffer, writes to conn
 }
 
 // received is anything the server sends the page.
@@ -74,38 +62,20 @@ func joinURL(srv *httptest.Server, scheme, name, room string) string {
 
 func dial(t *testing.T, srv *httptest.Server, name, room string) *client {
 	t.Helper()
-	conn, br, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(context.Background(), joinURL(srv, "ws", name, room))
-	if err != nil {
-		t.Fatalf("%s: dial: %v", name, err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	var r io.Reader = conn
-	if br != nil { // holds frames that arrived with the handshake answer
-		r = br
-	}
-	return &client{t: t, name: name, conn: conn, rw: struct {
-		io.Reader
-		io.Writer
-	}{r, conn}}
+	return &client{Conn: wstest.Dial(t, joinURL(srv, "ws", name, room), nil), t: t, name: name}
 }
 
 func (c *client) send(envelope string) {
 	c.t.Helper()
-	if err := wsutil.WriteClientText(c.conn, []byte(envelope)); err != nil {
-		c.t.Fatalf("%s: send: %v", c.name, err)
-	}
+	c.SendText(c.t, envelope)
 }
 
 // next returns the next message the server sent c.
 func (c *client) next() received {
 	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	b, err := wsutil.ReadServerText(c.rw)
-	if err != nil {
-		c.t.Fatalf("%s: read: %v", c.name, err)
-	}
+	b := c.NextText(c.t)
 	var m received
-	if err := json.Unmarshal(b, &m); err != nil {
+	if err := json.Unmarshal([]byte(b), &m); err != nil {
 		c.t.Fatalf("%s: bad JSON %q: %v", c.name, b, err)
 	}
 	return m
@@ -178,7 +148,7 @@ func TestChat(t *testing.T) {
 	bob.expectError("", "unknown field")
 
 	// A connection that drops (no close frame) leaves its room.
-	bob.conn.Close()
+	bob.Close()
 	alice.expectPresence("lobby", "alice")
 
 	// Shutdown closes the remaining connections with 1001.
@@ -189,12 +159,13 @@ func TestChat(t *testing.T) {
 		done <- hub.Shutdown(ctx)
 	}()
 	for _, c := range []*client{alice, carol} {
-		c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, err := wsutil.ReadServerText(c.rw) // answers the close frame
-		var closed wsutil.ClosedError
-		if !errors.As(err, &closed) || closed.Code != ws.StatusGoingAway {
+		_, _, err := c.ReadMessage()
+		var closed *wstest.CloseError
+		if !errors.As(err, &closed) || closed.Code != 1001 {
 			t.Errorf("%s: got %v, want close 1001", c.name, err)
+			continue
 		}
+		c.MustWrite(t, wstest.CloseFrame(1001, "")) // the answer Shutdown waits for
 	}
 	if err := <-done; err != nil {
 		t.Errorf("Shutdown: %v", err)
@@ -211,26 +182,13 @@ func TestRejectedHandshake(t *testing.T) {
 		{"bob", "", "missing room"},
 		{"bob", "../etc", "invalid room"},
 	} {
-		var status int
-		var body string
-		d := ws.Dialer{
-			Timeout: 5 * time.Second,
-			OnStatusError: func(s int, _ []byte, resp io.Reader) {
-				status = s
-				if r, err := http.ReadResponse(bufio.NewReader(resp), nil); err == nil {
-					b, _ := io.ReadAll(r.Body)
-					body = string(b)
-				}
-			},
-		}
-		conn, _, _, err := d.Dial(context.Background(), joinURL(srv, "ws", tc.name, tc.room))
-		if err == nil {
-			conn.Close()
+		resp := wstest.Handshake(t, wstest.Request(joinURL(srv, "http", tc.name, tc.room), nil)).Resp
+		if resp.StatusCode == http.StatusSwitchingProtocols {
 			t.Errorf("name %q room %q: handshake accepted", tc.name, tc.room)
 			continue
 		}
-		if status != http.StatusBadRequest || !strings.Contains(body, tc.reason) {
-			t.Errorf("name %q room %q: got %d %q, want 400 %q", tc.name, tc.room, status, body, tc.reason)
+		if body := wstest.Body(t, resp); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, tc.reason) {
+			t.Errorf("name %q room %q: got %d %q, want 400 %q", tc.name, tc.room, resp.StatusCode, body, tc.reason)
 		}
 
 		// A plain GET of the same URL explains the refusal to the page.
@@ -239,9 +197,7 @@ func TestRejectedHandshake(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if res.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), tc.reason) {
+		if b := wstest.Body(t, res); res.StatusCode != http.StatusBadRequest || !strings.Contains(b, tc.reason) {
 			t.Errorf("GET %s: got %d %q, want 400 %q", u, res.StatusCode, b, tc.reason)
 		}
 	}
@@ -253,8 +209,11 @@ func TestPage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := io.ReadAll(res.Body)
+	b, err := io.ReadAll(res.Body)
 	res.Body.Close()
+	if err != nil {
+		t.Fatalf("GET /: reading the page: %v", err)
+	}
 	if res.StatusCode != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") {
 		t.Fatalf("GET /: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
 	}

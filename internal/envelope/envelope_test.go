@@ -9,7 +9,11 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestParseTable(t *testing.T) {
 	long := func(n int) string { return strings.Repeat("x", n) }

@@ -1,6 +1,10 @@
 package frame
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/wsroom/wsroom/internal/wstest"
+)
 
 // zrecorder records events and, for each message, whether the parser said
 // it was compressed.
@@ -21,7 +25,7 @@ func TestCompressedMessages(t *testing.T) {
 		if fin {
 			b0 |= 0x80
 		}
-		return rawFrame(b0, payload, false, lenAuto)
+		return rawFrame(b0, payload, false, wstest.LenShortest)
 	}
 	garbage := []byte{0xc3, 0x28, 0xff, 0xfe} // not UTF-8: compressed text is checked after inflating
 	cases := []struct {
@@ -35,27 +39,27 @@ func TestCompressedMessages(t *testing.T) {
 	}{
 		{"rsv1 text", true, rsv1(true, OpText, garbage), 0, 0, []event{msg(OpText, garbage)}, []bool{true}},
 		{"rsv1 binary", true, rsv1(true, OpBinary, garbage), 0, 0, []event{msg(OpBinary, garbage)}, []bool{true}},
-		{"rsv1 fragmented with ping", true, cat(
+		{"rsv1 fragmented with ping", true, wstest.Cat(
 			rsv1(false, OpText, garbage[:2]),
 			mk(true, OpPing, []byte("p")),
 			mk(false, OpContinuation, nil),
 			mk(true, OpContinuation, garbage[2:]),
 			mk(true, OpText, []byte("plain"))), 0, 0,
 			[]event{ctls(OpPing, "p"), msg(OpText, garbage), text("plain")}, []bool{true, false}},
-		{"plain text still checked", true, cat(rsv1(true, OpText, garbage), mk(true, OpText, garbage)), 0, CodeInvalidData,
+		{"plain text still checked", true, wstest.Cat(rsv1(true, OpText, garbage), mk(true, OpText, garbage)), 0, CodeInvalidData,
 			[]event{msg(OpText, garbage)}, []bool{true}},
-		{"rsv1 on continuation", true, cat(rsv1(false, OpText, garbage), rsv1(true, OpContinuation, nil)), 0, CodeProtocolError, nil, nil},
+		{"rsv1 on continuation", true, wstest.Cat(rsv1(false, OpText, garbage), rsv1(true, OpContinuation, nil)), 0, CodeProtocolError, nil, nil},
 		{"rsv1 on ping", true, rsv1(true, OpPing, nil), 0, CodeProtocolError, nil, nil},
-		{"rsv1 on pong inside message", true, cat(rsv1(false, OpText, nil), rsv1(true, OpPong, nil)), 0, CodeProtocolError, nil, nil},
+		{"rsv1 on pong inside message", true, wstest.Cat(rsv1(false, OpText, nil), rsv1(true, OpPong, nil)), 0, CodeProtocolError, nil, nil},
 		{"rsv1 on close", true, rsv1(true, OpClose, []byte{3, 0xe8}), 0, CodeProtocolError, nil, nil},
 		{"rsv1 on reserved opcode", true, rsv1(true, 3, nil), 0, CodeProtocolError, nil, nil},
-		{"rsv2 allowed nowhere", true, rawFrame(0xa1, []byte("x"), false, lenAuto), 0, CodeProtocolError, nil, nil},
-		{"rsv1 and rsv3", true, rawFrame(0xd1, []byte("x"), false, lenAuto), 0, CodeProtocolError, nil, nil},
+		{"rsv2 allowed nowhere", true, rawFrame(0xa1, []byte("x"), false, wstest.LenShortest), 0, CodeProtocolError, nil, nil},
+		{"rsv1 and rsv3", true, rawFrame(0xd1, []byte("x"), false, wstest.LenShortest), 0, CodeProtocolError, nil, nil},
 		{"rsv1 not allowed", false, rsv1(true, OpText, []byte("x")), 0, CodeProtocolError, nil, nil},
 		{"compressed within wire allowance", true, rsv1(true, OpBinary, rep(1, int(CompressedLimit(100)))), 100, 0,
 			[]event{msg(OpBinary, rep(1, int(CompressedLimit(100))))}, []bool{true}},
 		{"compressed over wire allowance", true, rsv1(true, OpBinary, rep(1, int(CompressedLimit(100))+1)), 100, CodeTooBig, nil, nil},
-		{"compressed fragments over allowance", true, cat(
+		{"compressed fragments over allowance", true, wstest.Cat(
 			rsv1(false, OpBinary, rep(1, 100)),
 			mk(true, OpContinuation, rep(1, int(CompressedLimit(100))-99))), 100, CodeTooBig, nil, nil},
 		{"plain over limit", true, mk(true, OpBinary, rep(1, 101)), 100, CodeTooBig, nil, nil},
@@ -118,19 +122,19 @@ func (r *prefixRecorder) CheckCompressedPrefix(prefix []byte) error {
 // once.
 func TestCompressedPrefixChecks(t *testing.T) {
 	var frames [][]byte
-	frames = append(frames, rawFrame(0x42, rep(1, 512), false, lenAuto))
+	frames = append(frames, rawFrame(0x42, rep(1, 512), false, wstest.LenShortest))
 	for range 30 {
 		frames = append(frames, mk(false, OpContinuation, rep(1, 512)))
 	}
 	frames = append(frames, mk(true, OpContinuation, rep(1, 512)))
-	compressed := cat(frames...)
-	plain := cat(append([][]byte{mk(false, OpBinary, rep(1, 4096))}, mk(true, OpContinuation, rep(1, 4096)))...)
+	compressed := wstest.Cat(frames...)
+	plain := wstest.Cat(append([][]byte{mk(false, OpBinary, rep(1, 4096))}, mk(true, OpContinuation, rep(1, 4096)))...)
 
 	var r prefixRecorder
 	var p Parser
 	p.Init(&r, 0)
 	p.AllowCompressed(true)
-	if err := p.Feed(cat(compressed, plain)); err != nil {
+	if err := p.Feed(wstest.Cat(compressed, plain)); err != nil {
 		t.Fatalf("Feed: %v", err)
 	}
 	want := []int{1024, 2048, 4096, 8192}
@@ -150,7 +154,7 @@ func TestCompressedPrefixChecks(t *testing.T) {
 	r2 := prefixRecorder{failAt: 2048}
 	p.Init(&r2, 0)
 	p.AllowCompressed(true)
-	err := p.Feed(cat(frames[:4]...))
+	err := p.Feed(wstest.Cat(frames[:4]...))
 	if errCode(err) != CodeTooBig || len(r2.events) != 0 {
 		t.Fatalf("Feed: %v with %d messages, want 1009 and none", err, len(r2.events))
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/wsroom/wsroom/internal/wstest"
 )
 
 type parseCase struct {
@@ -34,19 +36,19 @@ func parseCases() []parseCase {
 		add("text/"+itoa(n), mk(true, OpText, txt), 0, 0, msg(OpText, txt))
 		add("binary/"+itoa(n), mk(true, OpBinary, bin), 0, 0, msg(OpBinary, bin))
 	}
-	add("non-minimal 16-bit length", rawFrame(0x81, []byte("hello"), false, len16), 0, 0, text("hello"))
-	add("non-minimal 64-bit length", rawFrame(0x82, []byte("hello"), false, len64), 0, 0, msg(OpBinary, []byte("hello")))
-	add("two messages", cat(mk(true, OpText, []byte("a")), mk(true, OpBinary, []byte("bc"))), 0, 0,
+	add("non-minimal 16-bit length", rawFrame(0x81, []byte("hello"), false, wstest.Len16), 0, 0, text("hello"))
+	add("non-minimal 64-bit length", rawFrame(0x82, []byte("hello"), false, wstest.Len64), 0, 0, msg(OpBinary, []byte("hello")))
+	add("two messages", wstest.Cat(mk(true, OpText, []byte("a")), mk(true, OpBinary, []byte("bc"))), 0, 0,
 		text("a"), msg(OpBinary, []byte("bc")))
 
 	// Group 2: ping/pong.
 	add("ping empty", mk(true, OpPing, nil), 0, 0, ctls(OpPing, ""))
 	add("ping 125", mk(true, OpPing, rep(0xfe, 125)), 0, 0, ctl(OpPing, rep(0xfe, 125)))
 	add("ping 126", mk(true, OpPing, rep('x', 126)), 0, CodeProtocolError)
-	add("ping 126 after ping", cat(mk(true, OpPing, []byte("a")), mk(true, OpPing, rep('x', 126))), 0, CodeProtocolError,
+	add("ping 126 after ping", wstest.Cat(mk(true, OpPing, []byte("a")), mk(true, OpPing, rep('x', 126))), 0, CodeProtocolError,
 		ctls(OpPing, "a"))
 	add("pong", mk(true, OpPong, []byte("p")), 0, 0, ctls(OpPong, "p"))
-	add("ping 64-bit length 5", rawFrame(0x89, []byte("12345"), false, len64), 0, CodeProtocolError)
+	add("ping 64-bit length 5", rawFrame(0x89, []byte("12345"), false, wstest.Len64), 0, CodeProtocolError)
 	var tenPings []byte
 	var tenEvents []event
 	for i := range 10 {
@@ -60,7 +62,7 @@ func parseCases() []parseCase {
 		add("rsv text "+itoa(int(rsv)), rawFrame(0x81|rsv, []byte("x"), false, 0), 0, CodeProtocolError)
 		add("rsv ping "+itoa(int(rsv)), rawFrame(0x89|rsv, []byte("x"), false, 0), 0, CodeProtocolError)
 		add("rsv after valid "+itoa(int(rsv)),
-			cat(mk(true, OpText, []byte("ok")), rawFrame(0x82|rsv, nil, false, 0)), 0, CodeProtocolError, text("ok"))
+			wstest.Cat(mk(true, OpText, []byte("ok")), rawFrame(0x82|rsv, nil, false, 0)), 0, CodeProtocolError, text("ok"))
 	}
 
 	// Group 4: reserved opcodes.
@@ -68,7 +70,7 @@ func parseCases() []parseCase {
 		add("opcode "+itoa(int(op)), rawFrame(0x80|op, nil, false, 0), 0, CodeProtocolError)
 		add("opcode with payload "+itoa(int(op)), rawFrame(0x80|op, []byte("reserved"), false, 0), 0, CodeProtocolError)
 		add("opcode after valid "+itoa(int(op)),
-			cat(mk(true, OpText, []byte("ok")), rawFrame(0x80|op, nil, false, 0)), 0, CodeProtocolError, text("ok"))
+			wstest.Cat(mk(true, OpText, []byte("ok")), rawFrame(0x80|op, nil, false, 0)), 0, CodeProtocolError, text("ok"))
 	}
 
 	// Masking and lengths.
@@ -79,16 +81,16 @@ func parseCases() []parseCase {
 	add("64-bit length msb", msb, 0, CodeProtocolError)
 
 	// Group 5: fragmentation.
-	add("fragmented text", cat(
+	add("fragmented text", wstest.Cat(
 		mk(false, OpText, []byte("fragm")),
 		mk(false, OpContinuation, []byte("ent")),
 		mk(true, OpContinuation, []byte("ed"))), 0, 0, text("fragmented"))
-	add("fragmented binary with empty fragments", cat(
+	add("fragmented binary with empty fragments", wstest.Cat(
 		mk(false, OpBinary, nil),
 		mk(false, OpContinuation, []byte{1, 2}),
 		mk(false, OpContinuation, nil),
 		mk(true, OpContinuation, nil)), 0, 0, msg(OpBinary, []byte{1, 2}))
-	add("ping between fragments", cat(
+	add("ping between fragments", wstest.Cat(
 		mk(false, OpText, []byte("frag")),
 		mk(true, OpPing, []byte("ping")),
 		mk(false, OpContinuation, []byte("ment")),
@@ -96,20 +98,20 @@ func parseCases() []parseCase {
 		mk(true, OpContinuation, []byte("ed")),
 		mk(true, OpText, []byte("next"))), 0, 0,
 		ctls(OpPing, "ping"), ctls(OpPong, ""), text("fragmented"), text("next"))
-	add("close between fragments", cat(
+	add("close between fragments", wstest.Cat(
 		mk(false, OpText, []byte("frag")),
 		mk(true, OpClose, []byte{0x03, 0xe8})), 0, 0, ctl(OpClose, []byte{0x03, 0xe8}))
 	add("fragmented ping", mk(false, OpPing, []byte("x")), 0, CodeProtocolError)
 	add("fragmented pong", mk(false, OpPong, nil), 0, CodeProtocolError)
 	add("fragmented close", mk(false, OpClose, []byte{0x03, 0xe8}), 0, CodeProtocolError)
 	add("continuation without message", mk(true, OpContinuation, []byte("x")), 0, CodeProtocolError)
-	add("continuation after complete message", cat(
+	add("continuation after complete message", wstest.Cat(
 		mk(true, OpText, []byte("a")),
 		mk(false, OpContinuation, []byte("b"))), 0, CodeProtocolError, text("a"))
-	add("text inside fragmented message", cat(
+	add("text inside fragmented message", wstest.Cat(
 		mk(false, OpText, []byte("a")),
 		mk(true, OpText, []byte("b"))), 0, CodeProtocolError)
-	add("binary inside fragmented message", cat(
+	add("binary inside fragmented message", wstest.Cat(
 		mk(false, OpBinary, []byte("a")),
 		mk(false, OpBinary, []byte("b"))), 0, CodeProtocolError)
 
@@ -117,32 +119,32 @@ func parseCases() []parseCase {
 	add("at limit", mk(true, OpBinary, rep(1, 100)), 100, 0, msg(OpBinary, rep(1, 100)))
 	add("over limit", mk(true, OpBinary, rep(1, 101)), 100, CodeTooBig)
 	add("over limit 64-bit", mk(true, OpBinary, rep(1, 70000)), 65536, CodeTooBig)
-	add("fragments at limit", cat(
+	add("fragments at limit", wstest.Cat(
 		mk(false, OpText, rep('a', 50)),
 		mk(true, OpPing, rep('p', 125)), // control frames do not count
 		mk(true, OpContinuation, rep('b', 50))), 100, 0,
 		ctl(OpPing, rep('p', 125)), text(strings.Repeat("a", 50)+strings.Repeat("b", 50)))
-	add("fragments over limit", cat(
+	add("fragments over limit", wstest.Cat(
 		mk(false, OpText, rep('a', 50)),
 		mk(false, OpContinuation, rep('b', 50)),
 		mk(true, OpContinuation, rep('c', 1))), 100, CodeTooBig)
-	add("limit resets per message", cat(
+	add("limit resets per message", wstest.Cat(
 		mk(true, OpText, rep('a', 80)),
 		mk(true, OpText, rep('b', 80))), 100, 0,
 		text(strings.Repeat("a", 80)), text(strings.Repeat("b", 80)))
 
 	// Group 6: UTF-8.
 	add("empty text", mk(true, OpText, nil), 0, 0, text(""))
-	add("empty text fragments", cat(
+	add("empty text fragments", wstest.Cat(
 		mk(false, OpText, nil), mk(false, OpContinuation, nil), mk(true, OpContinuation, nil)), 0, 0, text(""))
 	hello := []byte("κόσμε, Hello-µ@ßöäüàá-UTF-8!! \U0001F600")
 	add("valid utf8", mk(true, OpText, hello), 0, 0, text(string(hello)))
 	for i := 1; i < len(hello); i++ {
-		add("valid utf8 split at "+itoa(i), cat(
+		add("valid utf8 split at "+itoa(i), wstest.Cat(
 			mk(false, OpText, hello[:i]), mk(true, OpContinuation, hello[i:])), 0, 0, text(string(hello)))
 	}
 	four := []byte("\U0010FFFF")
-	add("4-byte split over 4 fragments", cat(
+	add("4-byte split over 4 fragments", wstest.Cat(
 		mk(false, OpText, four[:1]), mk(false, OpContinuation, four[1:2]),
 		mk(false, OpContinuation, four[2:3]), mk(true, OpContinuation, four[3:])), 0, 0, text(string(four)))
 	invalid := map[string][]byte{
@@ -171,40 +173,37 @@ func parseCases() []parseCase {
 		add("invalid utf8 "+name, mk(true, OpText, p), 0, CodeInvalidData)
 		add("invalid utf8 binary ok "+name, mk(true, OpBinary, p), 0, 0, msg(OpBinary, p))
 		if len(p) > 1 {
-			add("invalid utf8 fragmented "+name, cat(
+			add("invalid utf8 fragmented "+name, wstest.Cat(
 				mk(false, OpText, p[:1]), mk(false, OpContinuation, p[1:len(p)-1]),
 				mk(true, OpContinuation, p[len(p)-1:])), 0, CodeInvalidData)
 		}
 	}
-	add("truncated at end of fragmented message", cat(
+	add("truncated at end of fragmented message", wstest.Cat(
 		mk(false, OpText, []byte("ab")), mk(true, OpContinuation, []byte{0xe2, 0x82})), 0, CodeInvalidData)
-	add("invalid in first fragment fails before the rest", cat(
+	add("invalid in first fragment fails before the rest", wstest.Cat(
 		mk(false, OpText, []byte{0xc0}), []byte{0x00}), 0, CodeInvalidData)
-	add("truncated at end of fragment is fine", cat(
+	add("truncated at end of fragment is fine", wstest.Cat(
 		mk(false, OpText, []byte{0xe2, 0x82}), mk(true, OpContinuation, []byte{0xac})), 0, 0, text("€"))
 
 	// Group 7: close.
-	closeP := func(code uint16, reason string) []byte {
-		return append(binary.BigEndian.AppendUint16(nil, code), reason...)
-	}
 	add("close empty", mk(true, OpClose, nil), 0, 0, ctls(OpClose, ""))
-	add("close after message", cat(mk(true, OpText, []byte("m")), mk(true, OpClose, closeP(1000, "bye"))), 0, 0,
-		text("m"), ctl(OpClose, closeP(1000, "bye")))
+	add("close after message", wstest.Cat(mk(true, OpText, []byte("m")), mk(true, OpClose, wstest.ClosePayload(1000, "bye"))), 0, 0,
+		text("m"), ctl(OpClose, wstest.ClosePayload(1000, "bye")))
 	add("close length 1", mk(true, OpClose, []byte{0x03}), 0, CodeProtocolError)
 	for _, c := range []uint16{0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535} {
-		add("close code "+itoa(int(c)), mk(true, OpClose, closeP(c, "")), 0, CodeProtocolError)
+		add("close code "+itoa(int(c)), mk(true, OpClose, wstest.ClosePayload(int(c), "")), 0, CodeProtocolError)
 	}
 	for _, c := range []uint16{1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999} {
-		add("close code "+itoa(int(c)), mk(true, OpClose, closeP(c, "r")), 0, 0, ctl(OpClose, closeP(c, "r")))
+		add("close code "+itoa(int(c)), mk(true, OpClose, wstest.ClosePayload(int(c), "r")), 0, 0, ctl(OpClose, wstest.ClosePayload(int(c), "r")))
 	}
 	reason123 := strings.Repeat("r", 123)
-	add("close reason 123", mk(true, OpClose, closeP(1000, reason123)), 0, 0, ctl(OpClose, closeP(1000, reason123)))
-	add("close reason 124", mk(true, OpClose, closeP(1000, reason123+"r")), 0, CodeProtocolError)
-	add("close reason utf8", mk(true, OpClose, closeP(1000, "κόσμε")), 0, 0, ctl(OpClose, closeP(1000, "κόσμε")))
-	add("close reason bad utf8", mk(true, OpClose, closeP(1000, "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited")),
+	add("close reason 123", mk(true, OpClose, wstest.ClosePayload(1000, reason123)), 0, 0, ctl(OpClose, wstest.ClosePayload(1000, reason123)))
+	add("close reason 124", mk(true, OpClose, wstest.ClosePayload(1000, reason123+"r")), 0, CodeProtocolError)
+	add("close reason utf8", mk(true, OpClose, wstest.ClosePayload(1000, "κόσμε")), 0, 0, ctl(OpClose, wstest.ClosePayload(1000, "κόσμε")))
+	add("close reason bad utf8", mk(true, OpClose, wstest.ClosePayload(1000, "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80edited")),
 		0, CodeInvalidData)
-	add("two closes", cat(mk(true, OpClose, closeP(1000, "")), mk(true, OpClose, closeP(1001, ""))), 0, 0,
-		ctl(OpClose, closeP(1000, "")), ctl(OpClose, closeP(1001, "")))
+	add("two closes", wstest.Cat(mk(true, OpClose, wstest.ClosePayload(1000, "")), mk(true, OpClose, wstest.ClosePayload(1001, ""))), 0, 0,
+		ctl(OpClose, wstest.ClosePayload(1000, "")), ctl(OpClose, wstest.ClosePayload(1001, "")))
 
 	// Group 10-like: a large text message auto-fragmented.
 	big := bytes.Repeat([]byte("ab€d"), 64*1024/6)
@@ -304,7 +303,7 @@ func TestUTF8FailFast(t *testing.T) {
 	second := mk(true, OpContinuation, []byte("\xffmore"))
 	var p Parser
 	p.Init(&recorder{}, 0)
-	if err := feedAll(&p, cat(first, second[:6])); err != nil {
+	if err := feedAll(&p, wstest.Cat(first, second[:6])); err != nil {
 		t.Fatal(err)
 	}
 	if err := feedAll(&p, second[6:7]); errCode(err) != CodeInvalidData {
@@ -326,7 +325,7 @@ func TestTooBigFromHeader(t *testing.T) {
 		}
 	}
 	// Across fragments: the second fragment's header alone is enough.
-	data := cat(mk(false, OpBinary, rep(1, 60)), mk(true, OpContinuation, rep(2, 41))[:8])
+	data := wstest.Cat(mk(false, OpBinary, rep(1, 60)), mk(true, OpContinuation, rep(2, 41))[:8])
 	for _, c := range choppers {
 		if _, err := feedChopped(t, data, c.size, 100, &recorder{}); errCode(err) != CodeTooBig {
 			t.Errorf("%s: got %v, want 1009", c.name, err)
@@ -411,7 +410,7 @@ func (h funcHandler) OnControl(op Opcode, b []byte) error {
 var errStop = errors.New("stop")
 
 func TestHandlerError(t *testing.T) {
-	data := cat(
+	data := wstest.Cat(
 		mk(true, OpText, []byte("one")),
 		mk(true, OpClose, []byte{0x03, 0xe8}),
 		mk(true, OpText, []byte("after close")),
@@ -494,7 +493,7 @@ func TestMessageOwnership(t *testing.T) {
 		got = append(got, b)
 		return nil
 	}}, 0)
-	buf := cat(mk(true, OpText, []byte("first")), mk(true, OpBinary, []byte("second")), mk(true, OpText, nil))
+	buf := wstest.Cat(mk(true, OpText, []byte("first")), mk(true, OpBinary, []byte("second")), mk(true, OpText, nil))
 	if err := p.Feed(buf); err != nil {
 		t.Fatal(err)
 	}
@@ -533,7 +532,7 @@ func TestFeedEmpty(t *testing.T) {
 func TestNoAllocsPerControlFrame(t *testing.T) {
 	var p Parser
 	p.Init(funcHandler{}, 0)
-	frames := cat(mk(true, OpPing, []byte("ping")), mk(true, OpPong, rep('x', 125)))
+	frames := wstest.Cat(mk(true, OpPing, []byte("ping")), mk(true, OpPong, rep('x', 125)))
 	buf := make([]byte, len(frames))
 	allocs := testing.AllocsPerRun(100, func() {
 		copy(buf, frames)
@@ -552,7 +551,7 @@ func TestNoAllocsPerControlFrame(t *testing.T) {
 		t.Errorf("%v allocations per run", allocs)
 	}
 	// Data messages: exactly one allocation (the payload) per message.
-	data := cat(mk(true, OpText, rep('a', 64)), mk(true, OpBinary, rep('b', 64)))
+	data := wstest.Cat(mk(true, OpText, rep('a', 64)), mk(true, OpBinary, rep('b', 64)))
 	buf = make([]byte, len(data))
 	allocs = testing.AllocsPerRun(100, func() {
 		copy(buf, data)

@@ -1,52 +1,44 @@
 package frame
 
 import (
-	"encoding/binary"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/wsroom/wsroom/internal/wstest"
 )
 
 // frameWithKey builds a client frame with first byte b0 and masking key key.
 // A zero key leaves the payload readable, which helps the fuzzer mutate it.
 func frameWithKey(b0 byte, payload []byte, key [4]byte) []byte {
-	f := rawFrame(b0, payload, false, lenAuto)
-	hl := len(f) - len(payload)
-	copy(f[hl-4:hl], key[:])
-	for i, c := range payload {
-		f[hl+i] = c ^ key[i%4]
-	}
-	return f
+	return wstest.Frame{Fin: b0&0x80 != 0, RSV: b0 & 0x70, Op: wstest.Opcode(b0 & 0x0f), Masked: true, Key: &key, Payload: payload}.Bytes()
 }
 
 var fuzzLimits = [8]int64{0, 1, 16, 125, 126, 1000, 65536, 0}
 
 func FuzzParser(f *testing.F) {
 	zero := [4]byte{}
-	closeP := func(code uint16, reason string) []byte {
-		return append(binary.BigEndian.AppendUint16(nil, code), reason...)
-	}
 	seeds := [][]byte{
 		mk(true, OpText, []byte("hello")),
 		frameWithKey(0x81, []byte("hello κόσμε"), zero),
 		frameWithKey(0x82, rep(7, 200), zero),
-		cat(frameWithKey(0x01, []byte("frag"), zero), frameWithKey(0x89, []byte("ping"), zero),
+		wstest.Cat(frameWithKey(0x01, []byte("frag"), zero), frameWithKey(0x89, []byte("ping"), zero),
 			frameWithKey(0x80, []byte("ment"), zero)),
-		cat(mk(false, OpText, []byte("ab\xe2")), mk(true, OpContinuation, []byte("\x82\xac"))),
-		frameWithKey(0x88, closeP(1000, "bye"), zero),
-		frameWithKey(0x88, closeP(1005, ""), zero),
+		wstest.Cat(mk(false, OpText, []byte("ab\xe2")), mk(true, OpContinuation, []byte("\x82\xac"))),
+		frameWithKey(0x88, wstest.ClosePayload(1000, "bye"), zero),
+		frameWithKey(0x88, wstest.ClosePayload(1005, ""), zero),
 		frameWithKey(0x88, []byte{3}, zero),
 		frameWithKey(0x81, []byte{0xed, 0xa0, 0x80}, zero),
 		frameWithKey(0x81, []byte{0xf4, 0x90, 0x80, 0x80}, zero),
 		frameWithKey(0xc1, []byte("rsv"), zero),
-		cat(frameWithKey(0x41, []byte{0xf2, 0x48, 0xcd}, zero), frameWithKey(0x80, []byte{0xc9, 0xc9, 0x07, 0}, zero)),
-		cat(frameWithKey(0x42, []byte("z"), zero), frameWithKey(0xc0, []byte("bad"), zero)),
+		wstest.Cat(frameWithKey(0x41, []byte{0xf2, 0x48, 0xcd}, zero), frameWithKey(0x80, []byte{0xc9, 0xc9, 0x07, 0}, zero)),
+		wstest.Cat(frameWithKey(0x42, []byte("z"), zero), frameWithKey(0xc0, []byte("bad"), zero)),
 		frameWithKey(0x83, nil, zero),
 		frameWithKey(0x09, nil, zero),
 		rawFrame(0x81, []byte("unmasked"), true, 0),
-		rawFrame(0x82, []byte("64"), false, len64),
+		rawFrame(0x82, []byte("64"), false, wstest.Len64),
 		rawFrame(0x82, rep('x', 70000), false, 0)[:20],
 		{0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4},
-		cat(mk(true, OpText, nil), mk(true, OpBinary, nil), mk(true, OpPong, nil)),
+		wstest.Cat(mk(true, OpText, nil), mk(true, OpBinary, nil), mk(true, OpPong, nil)),
 	}
 	for i, s := range seeds {
 		// The first byte selects chop size, limit, whether compressed

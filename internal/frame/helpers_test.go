@@ -1,65 +1,31 @@
 package frame
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"testing"
+
+	"github.com/wsroom/wsroom/internal/wstest"
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var testMask = [4]byte{0x37, 0xfa, 0x21, 0x3d}
 
-// Length encodings for rawFrame.
-const (
-	lenAuto = 0  // shortest form
-	len16   = 16 // force the 16-bit form
-	len64   = 64 // force the 64-bit form
-)
-
-// rawFrame builds a client frame with first byte b0 (FIN, RSV, opcode), masked
-// with testMask unless unmasked is set, using the given length encoding.
-func rawFrame(b0 byte, payload []byte, unmasked bool, form int) []byte {
-	n := len(payload)
-	var maskBit byte = 0x80
-	if unmasked {
-		maskBit = 0
-	}
-	out := []byte{b0}
-	switch {
-	case form == len64 || (form == lenAuto && n > 0xffff):
-		out = append(out, maskBit|127)
-		out = binary.BigEndian.AppendUint64(out, uint64(n))
-	case form == len16 || (form == lenAuto && n > 125):
-		out = append(out, maskBit|126)
-		out = binary.BigEndian.AppendUint16(out, uint16(n))
-	default:
-		out = append(out, maskBit|byte(n))
-	}
-	if unmasked {
-		return append(out, payload...)
-	}
-	out = append(out, testMask[:]...)
-	for i, c := range payload {
-		out = append(out, c^testMask[i%4])
-	}
-	return out
+// rawFrame builds a client frame with first byte b0 (FIN, RSV, opcode),
+// masked with testMask unless unmasked is set, using the given length
+// form (wstest.LenShortest: the shortest).
+func rawFrame(b0 byte, payload []byte, unmasked bool, form wstest.LengthForm) []byte {
+	return wstest.Frame{
+		Fin: b0&0x80 != 0, RSV: b0 & 0x70, Op: wstest.Opcode(b0 & 0x0f),
+		Masked: !unmasked, Key: &testMask, Payload: payload, Form: form,
+	}.Bytes()
 }
 
 // mk builds a masked client frame with the shortest length form.
 func mk(fin bool, op Opcode, payload []byte) []byte {
-	b0 := byte(op)
-	if fin {
-		b0 |= 0x80
-	}
-	return rawFrame(b0, payload, false, lenAuto)
-}
-
-func cat(frames ...[]byte) []byte {
-	var out []byte
-	for _, f := range frames {
-		out = append(out, f...)
-	}
-	return out
+	return wstest.Frame{Fin: fin, Op: wstest.Opcode(op), Masked: true, Key: &testMask, Payload: payload}.Bytes()
 }
 
 func rep(c byte, n int) []byte {

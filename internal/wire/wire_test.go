@@ -7,7 +7,10 @@ import (
 	"testing"
 
 	"github.com/wsroom/wsroom/internal/wire"
+	"go.uber.org/goleak"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestRoundTrip(t *testing.T) {
 	node := wire.NodeID{1, 2, 3}
