@@ -240,14 +240,16 @@ func TestMemberWhenOpen(t *testing.T) {
 // random order, for k = 500 and k = 5,000. Linear costs make the large
 // run about 10× the small one (a little more: bigger maps, more cache
 // misses); a scan of the connection's room list per call makes it about
-// 100×. The test compares the best of several runs of each size (up to 7
-// small and 5 large ones), measured in the same process, with a bound of
-// 30×, far from both: it does not depend on the machine's speed, only on
-// how the cost grows.
+// 100× (117× measured, up to 426× on a loaded machine). The test compares
+// the best of several runs of each size (up to 7 small and 5 large ones),
+// measured in the same process, with a bound of 60×, between the two: the
+// linear cost reached 33× on a loaded 2-core machine (garbage collection
+// and preemption weigh on the millisecond-long small runs). It does not
+// depend on the machine's speed, only on how the cost grows.
 func TestJoinLeaveLinear(t *testing.T) {
 	const (
 		small, large = 500, 5000
-		bound        = 30.0
+		bound        = 60.0
 	)
 	st := newStash()
 	s := newServer(t, wsroom.Options{Identify: st.identify, OnConnect: st.onConnect, PingInterval: -1})

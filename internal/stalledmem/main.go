@@ -62,13 +62,27 @@ func main() {
 	queueBytes := flag.Int("queue-bytes", 0, "server: Options.SendQueueBytes (0: the default)")
 	queueMsgs := flag.Int("queue-msgs", 0, "server: Options.SendQueueMessages (0: the default)")
 	serve := flag.Bool("serve", false, "internal: run as the server")
+	asJSON := flag.Bool("json", false, "print the figures as one JSON object (for TestStalledMemory)")
 	flag.Parse()
 	raiseNoFile()
 	if *serve {
 		server(*queueBytes, *queueMsgs)
 		return
 	}
-	client(*n, *msgs, *size, *mss, *rcvbuf, *queueBytes, *queueMsgs)
+	r := client(*n, *msgs, *size, *mss, *rcvbuf, *queueBytes, *queueMsgs)
+	if *asJSON {
+		json.NewEncoder(os.Stdout).Encode(r)
+		return
+	}
+	r.print()
+}
+
+// Result is what a run measured.
+type Result struct {
+	N, Msgs, Size, Rcvbuf, MSS, QueueBytes, QueueMsgs int
+	Burst                                             burstResult
+	Before, Connected, After                          sample
+	TCPMemBefore, TCPMemAfter                         int64 // pages
 }
 
 // sample is the server's state at one moment.
@@ -253,7 +267,7 @@ func (l *socketList) kernel(s *sample) {
 	}
 }
 
-func client(n, msgs, size, mss, rcvbuf, queueBytes, queueMsgs int) {
+func client(n, msgs, size, mss, rcvbuf, queueBytes, queueMsgs int) Result {
 	cmd := exec.Command(os.Args[0], "-serve", "-queue-bytes", strconv.Itoa(queueBytes), "-queue-msgs", strconv.Itoa(queueMsgs))
 	cmd.Stderr = os.Stderr
 	stdin, _ := cmd.StdinPipe()
@@ -304,6 +318,14 @@ func client(n, msgs, size, mss, rcvbuf, queueBytes, queueMsgs int) {
 	tcp1 := tcpMemPages()
 	ask("measure", &after)
 
+	return Result{N: n, Msgs: msgs, Size: size, Rcvbuf: rcvbuf, MSS: mss, QueueBytes: queueBytes, QueueMsgs: queueMsgs,
+		Burst: b, Before: before, Connected: connected, After: after, TCPMemBefore: tcp0, TCPMemAfter: tcp1}
+}
+
+// print writes r for people.
+func (r Result) print() {
+	n, rcvbuf, mss, msgs, size, queueBytes, queueMsgs := r.N, r.Rcvbuf, r.MSS, r.Msgs, r.Size, r.QueueBytes, r.QueueMsgs
+	b, before, after, tcp0, tcp1 := r.Burst, r.Before, r.After, r.TCPMemBefore, r.TCPMemAfter
 	perConn := func(a, b int64) float64 { return float64(a-b) / float64(n) }
 	fmt.Printf("%d stalled connections (SO_RCVBUF %d, MSS %s), %d broadcasts of %d bytes back to back; SendQueueBytes %s, SendQueueMessages %s; %s/%s\n",
 		n, rcvbuf, orDefault(mss, "loopback's"), msgs, size, orDefault(queueBytes, "default"), orDefault(queueMsgs, "default"), runtime.GOOS, runtime.GOARCH)
