@@ -600,3 +600,46 @@ func TestStalledMemoryBound(t *testing.T) {
 			most>>10, nbKernelCap>>10)
 	}
 }
+
+// ---------------------------------------------------------------------------
+// A client that pings flat out while reading its pongs is not a slow
+// consumer: pongs waiting in its queue are capped (RFC 6455 §5.5.3 lets a
+// server answer only the latest ping), so its queue cannot overflow.
+
+// TestPingFloodIsNotASlowConsumer: 20,000 pings written as fast as the
+// socket takes them, each with its number, while another goroutine reads
+// the pongs. The connection stays open, the pongs come in increasing
+// order, and the last ping is answered.
+func TestPingFloodIsNotASlowConsumer(t *testing.T) {
+	const pings = 20000
+	s := newServer(t, wsroom.Options{SendQueueMessages: 64, PingInterval: -1})
+	c := wstest.Dial(t, s.url, nil)
+	var batch []byte
+	for i := range pings {
+		batch = append(batch, wstest.Final(wstest.OpPing, strconv.Itoa(i))...)
+		if len(batch) > 32<<10 || i == pings-1 {
+			c.MustWrite(t, batch)
+			batch = batch[:0]
+		}
+	}
+	last, got := -1, 0
+	for last < pings-1 {
+		f, err := c.ReadFrame()
+		if err != nil {
+			t.Fatalf("after %d pongs (the last for ping %d): %v", got, last, err)
+		}
+		if f.Op != wstest.OpPong {
+			t.Fatalf("frame %v, want a pong", f)
+		}
+		n, err := strconv.Atoi(string(f.Payload))
+		if err != nil || n <= last {
+			t.Fatalf("pong %q after the pong for ping %d: want increasing ping numbers", f.Payload, last)
+		}
+		last, got = n, got+1
+	}
+	if st := s.hub.Stats(); st.SlowConsumerCloses != 0 {
+		t.Fatalf("%d slow-consumer closes", st.SlowConsumerCloses)
+	}
+	c.CloseHandshake(t, 1000)
+	t.Logf("%d pings, %d pongs", pings, got)
+}
