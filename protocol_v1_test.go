@@ -290,3 +290,31 @@ func TestV1ResumeAcrossNodes(t *testing.T) {
 		t.Fatalf("resuming from the old epoch: %s, want lost epoch", m.raw)
 	}
 }
+
+// TestJoinCallbacksMaySend: OnJoin, OnPresence and AnnouncePresence send
+// to the room being joined, one with history, without deadlocking.
+func TestJoinCallbacksMaySend(t *testing.T) {
+	opts := historyOptions()
+	var hub *wsroom.Hub
+	opts.OnJoin = func(r *wsroom.Room, c *wsroom.Conn) { r.Broadcast(wsroom.Text("welcome " + c.UserID())) }
+	opts.OnPresence = func(e wsroom.PresenceEvent) { hub.Room(e.Room).Broadcast(wsroom.Text("presence " + e.UserID)) }
+	opts.AnnouncePresence = true
+	s := newServer(t, opts)
+	hub = s.hub
+	c := v1Dial(t, s.url+"?user=u&room=hist", nil)
+	c.v1Next() // hello
+	if m := c.v1Next(); m.str("t") != "joined" {
+		t.Fatalf("want joined: %s", m.raw)
+	}
+	seen := map[string]bool{}
+	for range 3 {
+		m := c.v1Next()
+		seen[m.data] = true
+		if m.str("t") == "presence" {
+			seen["announced"] = true
+		}
+	}
+	if !seen["welcome u"] || !seen["presence u"] || !seen["announced"] {
+		t.Fatalf("got %v", seen)
+	}
+}

@@ -251,8 +251,9 @@ func (c *Conn) join(name string, o joinOpts) error {
 	// A room with history: hold its lock, so that no broadcast of the room
 	// comes between the messages replayed and the live ones.
 	hs := h.lockHistory(name)
+	unlock := func() {} // the history's lock is held until the membership is in place, not during callbacks
 	if hs != nil {
-		defer hs.mu.Unlock()
+		unlock = hs.mu.Unlock
 		if c.proto == protoV1 && h.ch.b != nil {
 			o.seedLost = h.seedForJoin(c, hs, name, &o)
 		}
@@ -260,11 +261,13 @@ func (c *Conn) join(name string, o joinOpts) error {
 	h.mu.Lock()
 	if c.removed {
 		h.mu.Unlock()
+		unlock()
 		return ErrClosed
 	}
 	rm := h.rooms[name]
 	if rm != nil && c.inRoomLocked(rm) {
 		h.mu.Unlock()
+		unlock()
 		if o.request {
 			c.sendControl(joinedHeader(name, nil, -1, "", o.id))
 		}
@@ -272,6 +275,7 @@ func (c *Conn) join(name string, o joinOpts) error {
 	}
 	if most := h.opts.MaxRoomsPerConn; most > 0 && int(c.roomCount) >= most {
 		h.mu.Unlock()
+		unlock()
 		return ErrTooManyRooms
 	}
 	created := rm == nil
@@ -299,6 +303,7 @@ func (c *Conn) join(name string, o joinOpts) error {
 		c.sendJoinedLocked(name, hs, o)
 	}
 	h.mu.Unlock()
+	unlock()
 	if created {
 		h.syncInterest(wire.RoomTopic(name))
 	}
