@@ -1,6 +1,7 @@
 package wsroom_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -26,8 +27,13 @@ func exampleDial(url string) net.Conn {
 	if err != nil {
 		panic(err)
 	}
+	return exampleConn(conn, br)
+}
+
+// exampleConn reads first what ws.Dial buffered past the handshake, if
+// anything (the server spoke right after its 101).
+func exampleConn(conn net.Conn, br *bufio.Reader) net.Conn {
 	if br != nil {
-		// The server spoke right after the handshake: read those bytes first.
 		return bufferedConn{conn, io.MultiReader(br, conn)}
 	}
 	return conn
