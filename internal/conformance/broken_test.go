@@ -22,7 +22,7 @@ type flaws struct {
 	acceptRSV   bool   // ignores RSV bits and skips reserved opcodes
 	pingSilent  bool   // never answers pings
 	pingWrong   bool   // answers pings with the wrong payload
-	keepOpen    bool   // does not end TCP after the close handshake
+	keepOpen    bool   // does not end TCP after the close handshake (until the runner does)
 	maskedClose bool   // masks its close frames
 	utf8Code    uint16 // closes with this code instead of 1007
 	slowOnce    bool   // its first 1007 close comes 1.5 s late
@@ -178,8 +178,8 @@ func (s *brokenServer) closeReply(c net.Conn, p []byte) {
 		p = p[:2]
 	}
 	s.write(c, ws.OpClose, p)
-	if s.f.keepOpen {
-		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if s.f.keepOpen { // until the runner gives up, longer than its retry waits
+		c.SetReadDeadline(time.Now().Add(2 * conformance.RetryStepTimeout))
 		io.Copy(io.Discard, c)
 	}
 }

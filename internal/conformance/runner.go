@@ -98,26 +98,27 @@ func (r *Runner) Run(cases []Case) []Result {
 }
 
 // RunCase runs one case. A case that is not OK is run a second time,
-// with RetryStrictWait, so that a slow, loaded machine (every deadline
-// here is wall-clock time) is not mistaken for a lax or broken server.
+// with RetryStrictWait and RetryStepTimeout, so that a slow, loaded
+// machine (every deadline here is wall-clock time) is not mistaken for a
+// lax or broken server.
 // The second verdict stands, and the first is kept in FirstTry: a case
 // that passes only on its second run is a pass, but never a silent one.
 // Its Outcome is "OK after retry", Tally counts it apart from OK, and
 // Markdown lists it with the first run's failure.
 func (r *Runner) RunCase(c *Case) Result {
-	res := r.runOnce(c, StrictWait)
+	res := r.runOnce(c, StrictWait, StepTimeout)
 	if res.Verdict == OK {
 		return res
 	}
-	again := r.runOnce(c, RetryStrictWait)
+	again := r.runOnce(c, RetryStrictWait, RetryStepTimeout)
 	again.FirstTry = res.Verdict.String() + ": " + res.Reason
 	return again
 }
 
-func (r *Runner) runOnce(c *Case, strictWait time.Duration) Result {
+func (r *Runner) runOnce(c *Case, strictWait, stepTimeout time.Duration) Result {
 	start := time.Now()
 	res := Result{Case: c}
-	err := r.runCase(c, &res, strictWait)
+	err := r.runCase(c, &res, strictWait, stepTimeout)
 	res.Elapsed = time.Since(start)
 	if err != nil {
 		res.Verdict, res.Reason = Failed, err.Error()
@@ -125,12 +126,12 @@ func (r *Runner) runOnce(c *Case, strictWait time.Duration) Result {
 	return res
 }
 
-func (r *Runner) runCase(c *Case, res *Result, strictWait time.Duration) error {
+func (r *Runner) runCase(c *Case, res *Result, strictWait, stepTimeout time.Duration) error {
 	t, ok := r.Targets[c.Endpoint]
 	if !ok {
 		return fmt.Errorf("no target for endpoint %d", c.Endpoint)
 	}
-	s, err := dial(t.Addr, t.Path, c.Extensions)
+	s, err := dial(t.Addr, t.Path, c.Extensions, stepTimeout)
 	if err != nil {
 		return err
 	}
