@@ -34,7 +34,18 @@
 #             see "bounded fuzzing" below).
 set -euo pipefail
 cd "$(dirname "$0")"
-start=$SECONDS
+
+# took T C: the wall time since $SECONDS was T and the CPU time (user+sys)
+# of this script's finished child processes since cpu printed C (from
+# /proc: 0 where there is none). CPU time depends little on what else the
+# machine runs; wall time does.
+cpu() {
+	local tck
+	tck=$(getconf CLK_TCK 2>/dev/null || echo 100)
+	sed 's/.*) //' "/proc/$$/stat" 2>/dev/null | awk -v tck="$tck" '{ printf "%d", ($14 + $15) / tck }' || echo 0
+}
+took() { printf '%dm%02ds (CPU %ss)' $(((SECONDS - $1) / 60)) $(((SECONDS - $1) % 60)) $(($(cpu) - $2)); }
+start=$SECONDS start_cpu=$(cpu)
 
 if ! command -v go >/dev/null 2>&1; then
 	echo "test.sh: Go is not installed (need Go 1.26 or newer)" >&2
@@ -75,29 +86,28 @@ progress="$tmp/testprogress"
 go build -o "$progress" ./internal/testprogress
 
 failed=() # what failed, for the last line
-elapsed() { printf '%dm%02ds' $(((SECONDS - $1) / 60)) $(((SECONDS - $1) % 60)); }
 
 # Nested modules: every go.mod below this directory except in directories
 # Go ignores (testdata, names starting with . or _) and node_modules.
 mapfile -t nested < <(find . -mindepth 2 \( -name node_modules -o -name testdata -o -name '.*' -o -name '_*' \) -prune \
 	-o -name go.mod -print | sed -e 's#^\./##' -e 's#/go.mod$##' | sort)
 
-t=$SECONDS
+t=$SECONDS c=$(cpu)
 echo "== core module: go test -race -shuffle=on ./..."
 go test -json -race -shuffle=on -count=1 -timeout 10m ./... | "$progress" || failed+=("core module tests")
 if [ -f "$WSROOM_CONFORMANCE_SUMMARY" ]; then # also when tests failed: it says which cases
 	echo "== conformance summary"
 	cat "$WSROOM_CONFORMANCE_SUMMARY"
 fi
-echo "== core module: $(elapsed $t)"
+echo "== core module: $(took $t $c)"
 
 for mod in "${nested[@]}"; do
-	t=$SECONDS
+	t=$SECONDS c=$(cpu)
 	echo "== $mod module: go test -race ./..."
 	# Prerequisites are installed above, so a missing peer is a failure
 	# (the tests skip only when CI is not "true").
 	(cd "$mod" && CI=true go test -json -race -count=1 -timeout 10m ./...) | "$progress" || failed+=("$mod module tests")
-	echo "== $mod module: $(elapsed $t)"
+	echo "== $mod module: $(took $t $c)"
 done
 
 # --- bounded fuzzing ---------------------------------------------------
@@ -106,16 +116,17 @@ done
 # deadline exceeded" and no crasher, when the -fuzztime deadline races the
 # cancellation of its workers (golang/go#75804, fixed in Go 1.27; it failed
 # FuzzHandshake in our CI). A count has no deadline to race: on a busy
-# machine it only takes longer. Each count makes its target run about 20 s
-# on the quiet 2-core CI machine; the targets' speeds differ 40-fold (the
-# exec rate measured there is noted). A target not listed here gets
-# default_execs and a line asking for its own count.
+# machine it only takes longer. The targets' speeds differ 8-fold, so each
+# has its own count, sized to about 30 CPU-seconds (two fuzzing workers:
+# about 15 s on a quiet 2-core machine; the CPU time measured for the count
+# is noted). A target not listed gets default_execs and a line asking for
+# its own count.
 declare -A fuzz_execs=(
-	[FuzzHandshake]=60000       # ~4k/s: one loopback handshake per input
-	[FuzzInflate]=120000        # ~10k/s
-	[FuzzBrokerEnvelope]=300000 # ~17k/s
-	[FuzzParser]=250000         # ~20k/s
-	[FuzzEnvelope]=250000       # ~25k/s
+	[FuzzHandshake]=60000       # 27 CPU-s: one loopback handshake per input
+	[FuzzInflate]=160000        # 28 CPU-s
+	[FuzzBrokerEnvelope]=180000 # 29 CPU-s
+	[FuzzParser]=250000         # 30 CPU-s
+	[FuzzEnvelope]=220000       # 29 CPU-s
 )
 default_execs=100000
 
@@ -151,17 +162,17 @@ else
 			fi
 			budget=${budget}x
 		fi
-		t=$SECONDS
+		t=$SECONDS c=$(cpu)
 		echo "== fuzz $name ($dir) for $budget"
 		(cd "$mod" && go test -run '^$' -fuzz "^$name\$" -fuzztime "$budget" ".${dir#"$mod"}") || failed+=("fuzz $name")
-		echo "== fuzz $name: $(elapsed $t)"
+		echo "== fuzz $name: $(took $t $c)"
 	done
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then
-	printf '== test.sh: FAILED after %s:' "$(elapsed $start)"
+	printf '== test.sh: FAILED after %s:' "$(took $start $start_cpu)"
 	printf ' %s;' "${failed[@]}"
 	echo
 	exit 1
 fi
-echo "== test.sh: all passed in $(elapsed $start)"
+echo "== test.sh: all passed in $(took $start $start_cpu)"
