@@ -89,8 +89,8 @@ failed=() # what failed, for the last line
 
 # Nested modules: every go.mod below this directory except in directories
 # Go ignores (testdata, names starting with . or _) and node_modules.
-mapfile -t nested < <(find . -mindepth 2 \( -name node_modules -o -name testdata -o -name '.*' -o -name '_*' \) -prune \
-	-o -name go.mod -print | sed -e 's#^\./##' -e 's#/go.mod$##' | sort)
+mapfile -t nested < <(find . \( -name node_modules -o -name testdata -o -name '.?*' -o -name '_*' \) -prune \
+	-o -name go.mod ! -path ./go.mod -print | sed -e 's#^\./##' -e 's#/go.mod$##' | sort)
 
 t=$SECONDS c=$(cpu)
 echo "== core module: go test -race -shuffle=on ./..."
