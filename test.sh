@@ -117,16 +117,16 @@ done
 # cancellation of its workers (golang/go#75804, fixed in Go 1.27; it failed
 # FuzzHandshake in our CI). A count has no deadline to race: on a busy
 # machine it only takes longer. The targets' speeds differ 8-fold, so each
-# has its own count, sized to about 30 CPU-seconds (two fuzzing workers:
-# about 15 s on a quiet 2-core machine; the CPU time measured for the count
-# is noted). A target not listed gets default_execs and a line asking for
-# its own count.
+# has its own count, sized to about 15 s on a quiet 2-core machine (two
+# fuzzing workers, about 30 CPU-seconds; noted: wall and CPU time measured
+# in a full run from a fresh clone, load average 2-5). A target not listed
+# gets default_execs and a line asking for its own count.
 declare -A fuzz_execs=(
-	[FuzzHandshake]=60000       # 27 CPU-s: one loopback handshake per input
-	[FuzzInflate]=160000        # 28 CPU-s
-	[FuzzBrokerEnvelope]=180000 # 29 CPU-s
-	[FuzzParser]=250000         # 30 CPU-s
-	[FuzzEnvelope]=220000       # 29 CPU-s
+	[FuzzHandshake]=65000       # 15 s, 29 CPU-s: a loopback handshake per input
+	[FuzzInflate]=160000        # 17 s, 29 CPU-s
+	[FuzzBrokerEnvelope]=180000 # 16 s, 27 CPU-s
+	[FuzzParser]=250000         # 15 s, 25 CPU-s
+	[FuzzEnvelope]=330000       # 15 s, 26 CPU-s
 )
 default_execs=100000
 
