@@ -82,9 +82,15 @@ const (
 	RetryStrictWait = 5 * time.Second
 )
 
-// StepTimeout bounds every expectation on small messages; larger
-// messages get more time (see timeoutFor).
-const StepTimeout = 2 * time.Second
+// StepTimeout bounds every expectation on small messages, and the dial
+// and opening handshake; larger messages get more time (see
+// Session.Timeout). A case run again (see Runner.RunCase) gets
+// RetryStepTimeout instead: on a loaded machine under the race detector
+// a 128 KiB compressed echo can take longer than 2 s.
+const (
+	StepTimeout      = 2 * time.Second
+	RetryStepTimeout = 10 * time.Second
+)
 
 // Send writes frames cut as ch says. A close frame among them marks the
 // close as sent by the runner.
@@ -179,7 +185,7 @@ func Pause(d time.Duration) Step {
 // type op with exactly payload p.
 func ExpectMessage(op byte, p []byte) Step {
 	return Step{Name: fmt.Sprintf("expect %s message of %d bytes", opName(op), len(p)), Run: func(s *Session) error {
-		m, err := s.ReadMessage(s.timeoutFor(len(p)))
+		m, err := s.ReadMessage(s.Timeout(len(p)))
 		if err != nil {
 			return fmt.Errorf("want %s echo of %d bytes: %w", opName(op), len(p), err)
 		}
@@ -196,7 +202,7 @@ func ExpectMessage(op byte, p []byte) Step {
 // ExpectPong expects the next frame to be a pong carrying p.
 func ExpectPong(p []byte) Step {
 	return Step{Name: fmt.Sprintf("expect pong of %d bytes", len(p)), Run: func(s *Session) error {
-		f, err := s.ReadFrame(StepTimeout)
+		f, err := s.ReadFrame(s.Timeout(0))
 		if err != nil {
 			return fmt.Errorf("want pong of %d bytes: %w", len(p), err)
 		}

@@ -165,7 +165,7 @@ func (s *Session) echoOne(op byte, msg []byte, frag int, compress bool) error {
 		frames = []Frame{{Fin: true, Op: op, Payload: msg}}
 	}
 	s.Send(Whole, frames...)
-	m, err := s.ReadInflated(s.timeoutFor(len(msg)))
+	m, err := s.ReadInflated(s.Timeout(len(msg)))
 	if err != nil {
 		return err
 	}
@@ -289,7 +289,7 @@ func deflateFrameCases() []Case {
 // be op with payload p.
 func expectInflated(op byte, p []byte) Step {
 	return NewStep(fmt.Sprintf("expect %s echo of %d bytes", opName(op), len(p)), func(s *Session) error {
-		m, err := s.ReadInflated(StepTimeout)
+		m, err := s.ReadInflated(s.Timeout(0))
 		if err != nil {
 			return err
 		}

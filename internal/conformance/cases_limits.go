@@ -52,7 +52,7 @@ func RoundTrips(op byte, p []byte, n int) Step {
 		start := time.Now()
 		for i := range n {
 			s.Send(Whole, Frame{Fin: true, Op: op, Payload: p})
-			m, err := s.ReadMessage(StepTimeout)
+			m, err := s.ReadMessage(s.Timeout(0))
 			if err != nil {
 				return s.Fail("round trip %d: %v", i+1, err)
 			}

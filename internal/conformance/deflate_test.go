@@ -323,6 +323,7 @@ func TestDeflateReference(t *testing.T) {
 	start := time.Now()
 	results := r.Run(conformance.DeflateCases())
 	t.Logf("reference deflate server: %d cases in %v\n%s", len(results), time.Since(start).Round(time.Millisecond), conformance.Markdown(results))
+	logRetries(t, results)
 	for _, res := range results {
 		if res.Verdict != conformance.OK {
 			t.Errorf("case %s (%s): %s: %s", res.Case.ID, res.Case.Description, res.Verdict, res.Reason)

@@ -60,7 +60,20 @@ func checkVerdicts(t *testing.T, results []conformance.Result, want map[string]c
 		if res.Verdict != want[res.Case.ID] {
 			t.Errorf("case %s: got %s (%s), want %s", res.Case.ID, res.Verdict, res.Reason, want[res.Case.ID])
 		} else {
-			t.Logf("case %s: %s %s", res.Case.ID, res.Verdict, res.Reason)
+			t.Logf("case %s: %s %s", res.Case.ID, res.Outcome(), res.Reason)
+		}
+		if res.Retried() {
+			t.Logf("case %s: first run %s", res.Case.ID, res.FirstTry)
+		}
+	}
+}
+
+// logRetries names every case that was run twice, with its first run.
+func logRetries(t *testing.T, results []conformance.Result) {
+	t.Helper()
+	for _, res := range results {
+		if res.Retried() {
+			t.Logf("case %s (%s) was run twice: %s; first run %s", res.Case.ID, res.Case.Description, res.Outcome(), res.FirstTry)
 		}
 	}
 }

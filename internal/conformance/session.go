@@ -21,19 +21,20 @@ type Session struct {
 
 	pmd *pmdState // negotiated permessage-deflate (deflate.go)
 
-	strictWait time.Duration
-	conn       net.Conn
-	resp       *http.Response
-	events     chan event
-	quit       chan struct{}
-	done       chan struct{}
-	pending    []event
-	endErr     error // how the server's side of the stream ended
-	gotClose   bool  // the server's close frame was read
-	sentClose  bool  // the runner sent a close frame
-	writeErr   error
-	late       string // why the case is NON-STRICT
-	info       string
+	strictWait  time.Duration
+	stepTimeout time.Duration // StepTimeout, or RetryStepTimeout on a retry
+	conn        net.Conn
+	resp        *http.Response
+	events      chan event
+	quit        chan struct{}
+	done        chan struct{}
+	pending     []event
+	endErr      error // how the server's side of the stream ended
+	gotClose    bool  // the server's close frame was read
+	sentClose   bool  // the runner sent a close frame
+	writeErr    error
+	late        string // why the case is NON-STRICT
+	info        string
 }
 
 type event struct {
@@ -53,9 +54,10 @@ type Message struct {
 var errTimeout = errors.New("nothing received")
 
 // dial connects to addr, performs the opening handshake for path with
-// the given extension offer, and starts the frame reader.
-func dial(addr, path, extensions string) (*Session, error) {
-	conn, err := net.DialTimeout("tcp", addr, StepTimeout)
+// the given extension offer within stepTimeout, and starts the frame
+// reader.
+func dial(addr, path, extensions string, stepTimeout time.Duration) (*Session, error) {
+	conn, err := net.DialTimeout("tcp", addr, stepTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +71,7 @@ func dial(addr, path, extensions string) (*Session, error) {
 		req += "Sec-WebSocket-Extensions: " + extensions + "\r\n"
 	}
 	req += "\r\n"
-	conn.SetDeadline(time.Now().Add(StepTimeout))
+	conn.SetDeadline(time.Now().Add(stepTimeout))
 	br := bufio.NewReaderSize(conn, 64<<10)
 	if _, err := io.WriteString(conn, req); err != nil {
 		conn.Close()
@@ -88,7 +90,7 @@ func dial(addr, path, extensions string) (*Session, error) {
 		return nil, fmt.Errorf("handshake: status %d, Sec-WebSocket-Accept %q", resp.StatusCode, resp.Header.Get("Sec-WebSocket-Accept"))
 	}
 	conn.SetDeadline(time.Time{})
-	s := &Session{strictWait: StrictWait, conn: conn, resp: resp, events: make(chan event, 16),
+	s := &Session{strictWait: StrictWait, stepTimeout: stepTimeout, conn: conn, resp: resp, events: make(chan event, 16),
 		quit: make(chan struct{}), done: make(chan struct{})}
 	go s.readLoop(br)
 	return s, nil
@@ -256,12 +258,12 @@ func describeEnd(err error, d time.Duration) error {
 
 // expectClose implements ExpectClose and ExpectFail.
 func (s *Session) expectClose(codes []uint16, allowDrop bool) error {
-	ev := s.next(StepTimeout)
+	ev := s.next(s.stepTimeout)
 	if ev.err != nil {
 		if allowDrop && !errors.Is(ev.err, errTimeout) {
 			return nil
 		}
-		return fmt.Errorf("want close %v: %w", codes, describeEnd(ev.err, StepTimeout))
+		return fmt.Errorf("want close %v: %w", codes, describeEnd(ev.err, s.stepTimeout))
 	}
 	if err := s.checkFrame(ev.f); err != nil {
 		return err
@@ -293,10 +295,10 @@ func (s *Session) expectClose(codes []uint16, allowDrop bool) error {
 // expectEnd expects the server to end the TCP connection after the close
 // handshake, with nothing more sent.
 func (s *Session) expectEnd() error {
-	ev := s.next(StepTimeout)
+	ev := s.next(s.stepTimeout)
 	switch {
 	case errors.Is(ev.err, errTimeout):
-		return fmt.Errorf("server kept the TCP connection open %v after the close handshake", StepTimeout)
+		return fmt.Errorf("server kept the TCP connection open %v after the close handshake", s.stepTimeout)
 	case ev.err != nil:
 		return nil
 	}
@@ -332,10 +334,12 @@ func (s *Session) noteSent(frames []Frame) {
 	}
 }
 
-// timeoutFor scales StepTimeout with a message size: 2 s more per MiB
-// (generous, for the race detector on a loaded machine).
-func (s *Session) timeoutFor(n int) time.Duration {
-	return StepTimeout + time.Duration(n>>20)*2*time.Second
+// Timeout is how long to wait for an expected message of n bytes (0 for
+// a control frame): StepTimeout, or RetryStepTimeout when the case is run
+// again, plus 2 s per MiB (generous, for the race detector on a loaded
+// machine). Custom steps use it for their reads.
+func (s *Session) Timeout(n int) time.Duration {
+	return s.stepTimeout + time.Duration(n>>20)*2*time.Second
 }
 
 // write sends b in one write. After a write error nothing more is sent;
@@ -344,7 +348,7 @@ func (s *Session) write(b []byte) {
 	if s.writeErr != nil {
 		return
 	}
-	s.conn.SetWriteDeadline(time.Now().Add(s.timeoutFor(len(b))))
+	s.conn.SetWriteDeadline(time.Now().Add(s.Timeout(len(b))))
 	if _, err := s.conn.Write(b); err != nil {
 		s.writeErr = err
 	}

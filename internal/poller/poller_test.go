@@ -84,6 +84,10 @@ func start(t *testing.T) *poller.Poller {
 	return p
 }
 
+// expect waits up to 2 s for h's Ready if want is true. If want is false
+// it checks that no Ready comes within 50 ms: a window for a negative
+// check, not a synchronisation (a slow machine can only make the check
+// miss an unwanted Ready, never fail a correct poller).
 func expect(t *testing.T, h chanHandler, want bool, what string) {
 	t.Helper()
 	wait := 2 * time.Second
@@ -209,12 +213,12 @@ func TestGoReusesIdleWorkers(t *testing.T) {
 	ran := make(chan struct{})
 	p.Go(taskFunc(func() { ran <- struct{}{} }))
 	<-ran
-	time.Sleep(20 * time.Millisecond) // the worker is back waiting
+	waitUntil(t, "the worker to wait for a task", workersIdle)
 	before := runtime.NumGoroutine()
 	for range 10 {
 		p.Go(taskFunc(func() { ran <- struct{}{} }))
 		<-ran
-		time.Sleep(5 * time.Millisecond)
+		waitUntil(t, "the worker to wait for a task", workersIdle)
 	}
 	if after := runtime.NumGoroutine(); after > before {
 		t.Fatalf("%d goroutines after 10 sequential tasks, %d before: idle workers not reused", after, before)
@@ -232,10 +236,20 @@ func TestRunWaitsForWorkers(t *testing.T) {
 	p.Go(taskFunc(func() { close(started); <-release }))
 	<-started
 	p.Close()
-	select {
-	case err := <-returned:
-		t.Fatalf("Run returned (%v) while a task was running", err)
-	case <-time.After(50 * time.Millisecond):
+	var early error
+	returnedEarly := false
+	waitUntil(t, "Run to wait for the running task", func() bool {
+		select {
+		case early = <-returned:
+			returnedEarly = true
+			return true
+		default:
+			return runWaitingForWorkers()
+		}
+	})
+	if returnedEarly {
+		close(release)
+		t.Fatalf("Run returned (%v) while a task was running", early)
 	}
 	close(release)
 	select {
