@@ -5,7 +5,11 @@
 #    and npm; otherwise it stops and says what to install):
 #      chromium          headless browser peer (integration/, via chromedp)
 #      python3-websocket Python websocket-client peer, for /usr/bin/python3
-#      nodejs, npm       Node's `ws` peer (integration/node, `npm ci`)
+#      nodejs, npm       Node's `ws` peer (integration/node, `npm ci`) and the
+#                        JavaScript client's tests (client/)
+#      nats-server       the NATS broker's tests (natsbroker/)
+#      prometheus        Debian's Prometheus server: runs the dashboard's
+#                        queries (wsroomprom/)
 #      redis-server      the Redis broker's tests (redisbroker/)
 #      nats-server       the NATS broker's tests (/usr/sbin/nats-server)
 #    It never downloads a browser: Chromium comes from Debian.
@@ -63,6 +67,7 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 { command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ]; } || missing+=(nats-server)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "test.sh: missing ${missing[*]}; as root run:" >&2
@@ -121,12 +126,18 @@ done
 # fuzzing workers, about 30 CPU-seconds; noted: wall and CPU time measured
 # in a full run from a fresh clone, load average 2-5). A target not listed
 # gets default_execs and a line asking for its own count.
+#
+# Seven targets: each is given about 10 s (the 15 s counts measured first,
+# scaled down), so that fuzzing stays near a minute and a half on a quiet
+# machine as the modules grew.
 declare -A fuzz_execs=(
-	[FuzzHandshake]=65000       # 15 s, 29 CPU-s: a loopback handshake per input
-	[FuzzInflate]=160000        # 17 s, 29 CPU-s
-	[FuzzBrokerEnvelope]=180000 # 16 s, 27 CPU-s
-	[FuzzParser]=250000         # 15 s, 25 CPU-s
-	[FuzzEnvelope]=330000       # 15 s, 26 CPU-s
+	[FuzzHandshake]=45000  # 15 s at 65000: a loopback handshake per input
+	[FuzzInflate]=110000   # 17 s at 160000
+	[FuzzParser]=170000    # 15 s at 250000
+	[FuzzEnvelope]=220000  # 15 s at 330000
+	[FuzzDecode]=400000    # node messages (internal/wire): ~40k/s
+	[FuzzRESP]=70000       # redisbroker's Redis protocol reader: ~7k/s
+	[FuzzSubject]=30000    # natsbroker's subject encoding
 )
 default_execs=100000
 
