@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wsroom/wsroom/internal/sysstat"
 )
 
 // loader is the load generator: n raw WebSocket client connections, each
@@ -123,7 +125,7 @@ const wsKey = "dGhlIHNhbXBsZSBub25jZQ=="
 
 func (l *loader) dial(i int) error {
 	src := net.IPv4(127, 0, 0, byte(2+i%l.sources))
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Control: bindNoPort, Timeout: 10 * time.Second}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Control: sysstat.BindNoPort, Timeout: 10 * time.Second}
 	nc, err := d.Dial("tcp", l.addr)
 	if err != nil {
 		return fmt.Errorf("dial %d from %s: %w", i, src, err)

@@ -20,6 +20,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wsroom/wsroom/internal/sysstat"
 )
 
 func main() {
@@ -149,20 +151,20 @@ func run(ctx context.Context, args []string) (*report, error) {
 			return nil, fmt.Errorf("unknown compress server %q", s)
 		}
 	}
-	if _, err := raiseNoFile(); err != nil {
+	if _, err := sysstat.RaiseNoFile(); err != nil {
 		return nil, err
 	}
 	if *clientProcs > 0 {
 		runtime.GOMAXPROCS(*clientProcs)
 	}
 	if *clientCPU >= 0 {
-		if err := pinToCPU(*clientCPU); err != nil {
+		if err := sysstat.PinToCPU(*clientCPU); err != nil {
 			return nil, err
 		}
 	}
 
 	rep := &report{cfg: c, clientCPU: *clientCPU, clientProcs: runtime.GOMAXPROCS(0), started: time.Now(),
-		load: loadAvg(), backlog: netdevMaxBacklog()}
+		load: sysstat.LoadAvg(), backlog: sysstat.NetdevMaxBacklog()}
 	for _, s := range c.servers {
 		if !c.any("idle", "fanout", "latency", "sendto", "soak") {
 			break

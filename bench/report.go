@@ -500,12 +500,3 @@ func cpuModel() string {
 	}
 	return runtime.GOARCH
 }
-
-func loadAvg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}

@@ -1,64 +1,18 @@
 package main
 
 import (
-	"net"
 	"runtime/metrics"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/wsroom/wsroom/internal/sysstat"
 )
 
-// socketsEnv makes the server process record its accepted sockets (see
-// socketList) so that the sampler can read their kernel send-side memory.
+// socketsEnv makes the server process record its accepted sockets (in a
+// sysstat.SocketList) so that the sampler can read their kernel send-side
+// memory.
 // Only the stalled scenario sets it: the other scenarios run unchanged.
 const socketsEnv = "WSROOM_BENCH_SOCKETS"
-
-// socketList is a listener that records the RawConn of every TCP socket it
-// accepts and hands the *net.TCPConn itself on, so the server under test
-// sees the same type as without it (wsroom polls *net.TCPConn only).
-type socketList struct {
-	net.Listener
-	mu    sync.Mutex
-	conns []syscall.RawConn
-}
-
-func (l *socketList) Accept() (net.Conn, error) {
-	nc, err := l.Listener.Accept()
-	if tc, ok := nc.(*net.TCPConn); ok {
-		if rc, err := tc.SyscallConn(); err == nil {
-			l.mu.Lock()
-			l.conns = append(l.conns, rc)
-			l.mu.Unlock()
-		}
-	}
-	return nc, err
-}
-
-// kernelSample sums the send-side memory of the recorded sockets still
-// open, forgetting the closed ones.
-func (l *socketList) kernelSample(s *memSample) {
-	l.mu.Lock()
-	conns := l.conns
-	l.mu.Unlock()
-	var open []syscall.RawConn
-	for _, rc := range conns {
-		m, err := socketSendMem(rc)
-		if err != nil {
-			continue // closed
-		}
-		open = append(open, rc)
-		s.Outq += m.outq
-		s.Queued += m.queued
-		s.MaxOutq = max(s.MaxOutq, m.outq)
-		s.MaxQueued = max(s.MaxQueued, m.queued)
-		s.MaxSndbuf = max(s.MaxSndbuf, m.sndbuf)
-	}
-	s.Sockets = len(open)
-	l.mu.Lock()
-	// Keep the sockets accepted meanwhile.
-	l.conns = append(open, l.conns[len(conns):]...)
-	l.mu.Unlock()
-}
 
 // memSample is one sample of the server's memory. The kernel fields are
 // -1 in samples taken between kernel samples (they cost a syscall pair
@@ -83,7 +37,7 @@ type memSample struct {
 // between two control requests, so asking from outside would miss it.
 type sampler struct {
 	t     target
-	socks *socketList // nil: no kernel figures
+	socks *sysstat.SocketList // nil: no kernel figures
 
 	mu      sync.Mutex
 	quit    chan struct{}
@@ -109,13 +63,14 @@ func (s *sampler) run(quit, done chan struct{}, every, kevery time.Duration) {
 		now := time.Now()
 		metrics.Read(ms)
 		kicked, _, _ := s.t.counters()
+		rss, _ := sysstat.RSS() // 0 if unknown
 		smp := memSample{T: now.UnixNano(), Heap: int64(ms[0].Value.Uint64()), Live: int64(ms[1].Value.Uint64()),
-			RSS: rssKiB() << 10, Kicked: kicked, Outq: -1, Queued: -1, MaxOutq: -1, MaxQueued: -1, MaxSndbuf: -1, TCPPages: -1}
+			RSS: int64(rss), Kicked: kicked, Outq: -1, Queued: -1, MaxOutq: -1, MaxQueued: -1, MaxSndbuf: -1, TCPPages: -1}
 		if s.socks != nil && (stopping || now.Sub(lastK) >= kevery) {
 			lastK = now
-			smp.Outq, smp.Queued, smp.MaxOutq, smp.MaxQueued, smp.MaxSndbuf = 0, 0, 0, 0, 0
-			s.socks.kernelSample(&smp)
-			smp.TCPPages = tcpMemPages()
+			k := s.socks.SendMem()
+			smp.Sockets, smp.Outq, smp.Queued, smp.MaxOutq, smp.MaxQueued, smp.MaxSndbuf = k.Sockets, k.Outq, k.Queued, k.MaxOutq, k.MaxQueued, k.MaxSndbuf
+			smp.TCPPages = sysstat.TCPMemPages()
 		}
 		s.mu.Lock()
 		s.samples = append(s.samples, smp)

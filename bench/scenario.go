@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log"
 	"time"
+
+	"github.com/wsroom/wsroom/internal/sysstat"
 )
 
 // config selects servers, scenarios and sizes.
@@ -103,12 +105,12 @@ type result struct {
 // on (the whole machine unless both are pinned).
 func (c *config) busyMicros() int64 {
 	if c.serverCPU < 0 || c.clientCPU < 0 {
-		return cpuBusyMicros(-1)
+		return sysstat.CPUBusyMicros(-1)
 	}
 	if c.serverCPU == c.clientCPU {
-		return cpuBusyMicros(c.serverCPU)
+		return sysstat.CPUBusyMicros(c.serverCPU)
 	}
-	return cpuBusyMicros(c.serverCPU) + cpuBusyMicros(c.clientCPU)
+	return sysstat.CPUBusyMicros(c.serverCPU) + sysstat.CPUBusyMicros(c.clientCPU)
 }
 
 func (c *config) any(names ...string) bool {
@@ -233,9 +235,9 @@ func withServer(ctx context.Context, c *config, name string, n int, opts loadOpt
 	if p.base, err = srv.ctl.stats(ctx, true); err != nil {
 		return err
 	}
-	drops0 := softnetDrops()
+	drops0 := sysstat.SoftnetDrops()
 	p.connectTime, err = p.l.connect(0, n, c.parallel)
-	p.connectDrops = softnetDrops() - drops0
+	p.connectDrops = sysstat.SoftnetDrops() - drops0
 	if err != nil {
 		return fmt.Errorf("%s: connect %d: %w", name, n, err)
 	}
@@ -317,7 +319,7 @@ func (p *phase) load(c *config, idx []int, users []string, chunk, win int) loadR
 	}
 	base, closed0, merged0 := l.recv.Load(), l.closed.Load(), l.merged.Load()
 	wire0, z0, verified0 := l.wire.Load(), l.compressed.Load(), l.verified.Load()
-	start, selfCPU, drops0 := time.Now(), cpuMicros(), softnetDrops()
+	start, selfCPU, drops0 := time.Now(), sysstat.CPUMicros(), sysstat.SoftnetDrops()
 	busy0 := c.busyMicros()
 	for r.Messages == 0 || time.Since(start) < c.dur {
 		if need := int64(r.Messages + chunk - win); need > 0 {
@@ -341,11 +343,11 @@ func (p *phase) load(c *config, idx []int, users []string, chunk, win int) loadR
 	if err != nil && r.Err == "" {
 		r.Err = err.Error()
 	}
-	r.NetDrops = softnetDrops() - drops0
+	r.NetDrops = sysstat.SoftnetDrops() - drops0
 	wall := float64(time.Since(start).Microseconds())
 	r.ServerUtil = float64(after.CPUMicros-before.CPUMicros) / wall
-	r.ClientUtil = float64(cpuMicros()-selfCPU) / wall
-	r.Foreign = max(0, float64(c.busyMicros()-busy0-(after.CPUMicros-before.CPUMicros)-(cpuMicros()-selfCPU))/wall)
+	r.ClientUtil = float64(sysstat.CPUMicros()-selfCPU) / wall
+	r.Foreign = max(0, float64(c.busyMicros()-busy0-(after.CPUMicros-before.CPUMicros)-(sysstat.CPUMicros()-selfCPU))/wall)
 	r.Deliveries = l.recv.Load() - base
 	r.Secs = end.Sub(start).Seconds()
 	if r.Secs > 0 {
@@ -376,8 +378,8 @@ func (p *phase) latency(c *config, r *result) {
 	n := max(int(rate*c.latDur.Seconds()), 2)
 	l.lat.reset()
 	l.latOn.Store(true)
-	drops0, closed0 := softnetDrops(), l.closed.Load()
-	defer func() { r.LatDrops, r.LatKicked = softnetDrops()-drops0, l.closed.Load()-closed0 }()
+	drops0, closed0 := sysstat.SoftnetDrops(), l.closed.Load()
+	defer func() { r.LatDrops, r.LatKicked = sysstat.SoftnetDrops()-drops0, l.closed.Load()-closed0 }()
 	base := l.recv.Load()
 	err := p.srv.ctl.publish(p.ctx, n, rate, nil, false)
 	if err == nil {

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/wsroom/wsroom/internal/sysstat"
 )
 
 // payloadSize is the size of every published message unless publish is
@@ -144,11 +146,11 @@ var published atomic.Int64
 // With socketsEnv set, the listener records every accepted TCP socket so
 // that the sampler can read the kernel's send-side memory of each.
 func serve(name string, cpu int) error {
-	if _, err := raiseNoFile(); err != nil {
+	if _, err := sysstat.RaiseNoFile(); err != nil {
 		return err
 	}
 	if cpu >= 0 {
-		if err := pinToCPU(cpu); err != nil {
+		if err := sysstat.PinToCPU(cpu); err != nil {
 			return err
 		}
 	}
@@ -163,9 +165,9 @@ func serve(name string, cpu int) error {
 	if err != nil {
 		return err
 	}
-	var socks *socketList
+	var socks *sysstat.SocketList
 	if os.Getenv(socketsEnv) == "1" {
-		socks = &socketList{Listener: ln}
+		socks = &sysstat.SocketList{Listener: ln}
 		ln = socks
 	}
 	smp := &sampler{t: t, socks: socks}
@@ -285,12 +287,13 @@ func collectStats(t target, gc bool) serverStats {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	k, d, m := t.counters()
+	rss, _ := sysstat.RSS() // 0 if unknown
 	return serverStats{
-		RSSKiB:     rssKiB(),
+		RSSKiB:     int64(rss >> 10),
 		HeapInuse:  ms.HeapInuse,
 		StackInuse: ms.StackInuse,
 		Goroutines: runtime.NumGoroutine(),
-		CPUMicros:  cpuMicros(),
+		CPUMicros:  sysstat.CPUMicros(),
 		Conns:      t.conns(),
 		Kicked:     k,
 		Dropped:    d,

@@ -9,7 +9,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
+
+	"github.com/wsroom/wsroom/internal/sysstat"
+	"golang.org/x/sys/unix"
 )
 
 // The stalled-neighbours scenario (issue 11): S connections that never
@@ -54,7 +58,7 @@ type stalledRun struct {
 // runStalled runs the scenario: the control run first, then the one with
 // the stalled connections.
 func runStalled(ctx context.Context, c *config) *stalledResult {
-	res := &stalledResult{Stalled: c.stalled, Fast: c.fast, Msgs: c.stalledMsgs, Size: c.stalledSize, TCPMem: tcpMemLimits()}
+	res := &stalledResult{Stalled: c.stalled, Fast: c.fast, Msgs: c.stalledMsgs, Size: c.stalledSize, TCPMem: sysstat.TCPMemLimits()}
 	var err error
 	if res.Control, err = runStalledOnce(ctx, c, 0); err != nil {
 		res.Failed = "control: " + err.Error()
@@ -105,7 +109,7 @@ func runStalledOnce(ctx context.Context, c *config, nStalled int) (*stalledRun, 
 	if err := srv.ctl.sampleStart(ctx, c.sampleEvery, c.kernelEvery); err != nil {
 		return nil, err
 	}
-	drops0 := softnetDrops()
+	drops0 := sysstat.SoftnetDrops()
 	type published struct {
 		start time.Time
 		took  time.Duration
@@ -128,7 +132,7 @@ func runStalledOnce(ctx context.Context, c *config, nStalled int) (*stalledRun, 
 			return r, err
 		}
 	}
-	r.NetDrops = softnetDrops() - drops0
+	r.NetDrops = sysstat.SoftnetDrops() - drops0
 	r.Delivered = l.recv.Load()
 	r.MinReader = r.Expected
 	for _, n := range l.snapshot(nil) {
@@ -399,4 +403,24 @@ func pages(n int64) string {
 		return "—"
 	}
 	return fmt.Sprintf("%.0f MiB", float64(n)*float64(os.Getpagesize())/(1<<20))
+}
+
+// setRcvBuf is a Dialer.Control function that binds without a port (see
+// sysstat.BindNoPort) and sets SO_RCVBUF before connect, so that the
+// receive window the client advertises from its first segment on stays
+// small.
+func setRcvBuf(size int) func(network, address string, c syscall.RawConn) error {
+	return func(network, address string, c syscall.RawConn) error {
+		if err := sysstat.BindNoPort(network, address, c); err != nil {
+			return err
+		}
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, size)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}
 }

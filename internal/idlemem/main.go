@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/sysstat"
 )
 
 var heapProfile string
@@ -64,24 +65,12 @@ func measure() sample {
 	debug.FreeOSMemory()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return sample{heap: ms.HeapAlloc, rss: rss(), stacks: ms.StackInuse, goroutines: runtime.NumGoroutine(),
-		inuse: ms.HeapInuse, other: ms.OtherSys + ms.GCSys + ms.MSpanInuse}
-}
-
-// rss returns VmRSS from /proc/self/status in bytes.
-func rss() uint64 {
-	b, err := os.ReadFile("/proc/self/status")
+	rss, err := sysstat.RSS()
 	if err != nil {
 		log.Fatal(err)
 	}
-	for line := range strings.Lines(string(b)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	log.Fatal("no VmRSS")
-	return 0
+	return sample{heap: ms.HeapAlloc, rss: rss, stacks: ms.StackInuse, goroutines: runtime.NumGoroutine(),
+		inuse: ms.HeapInuse, other: ms.OtherSys + ms.GCSys + ms.MSpanInuse}
 }
 
 // server serves a hub on loopback, prints its address, then answers each

@@ -44,12 +44,11 @@ import (
 	"runtime/metrics"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/sysstat"
 	"golang.org/x/sys/unix"
 )
 
@@ -64,7 +63,7 @@ func main() {
 	serve := flag.Bool("serve", false, "internal: run as the server")
 	asJSON := flag.Bool("json", false, "print the figures as one JSON object (for TestStalledMemory)")
 	flag.Parse()
-	raiseNoFile()
+	sysstat.RaiseNoFile()
 	if *serve {
 		server(*queueBytes, *queueMsgs)
 		return
@@ -124,7 +123,7 @@ func server(queueBytes, queueMsgs int) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	socks := &socketList{Listener: ln}
+	socks := &sysstat.SocketList{Listener: ln}
 	go http.Serve(socks, hub)
 	fmt.Println(ln.Addr())
 	out := json.NewEncoder(os.Stdout)
@@ -149,7 +148,7 @@ func server(queueBytes, queueMsgs int) {
 // burst broadcasts msgs messages of size bytes back to back while a
 // goroutine samples the heap and RSS every 10 ms, then waits until the
 // sockets' send queues stop changing.
-func burst(hub *wsroom.Hub, socks *socketList, msgs, size int) burstResult {
+func burst(hub *wsroom.Hub, socks *sysstat.SocketList, msgs, size int) burstResult {
 	var r burstResult
 	quit, done := make(chan struct{}), make(chan struct{})
 	go func() {
@@ -177,10 +176,8 @@ func burst(hub *wsroom.Hub, socks *socketList, msgs, size int) burstResult {
 	r.Took = time.Since(start)
 	last, since := int64(-1), time.Now()
 	for time.Since(since) < 200*time.Millisecond {
-		var s sample
-		socks.kernel(&s)
-		if s.Outq != last {
-			last, since = s.Outq, time.Now()
+		if outq := socks.SendMem().Outq; outq != last {
+			last, since = outq, time.Now()
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -190,81 +187,22 @@ func burst(hub *wsroom.Hub, socks *socketList, msgs, size int) burstResult {
 	return r
 }
 
-func measure(hub *wsroom.Hub, socks *socketList) sample {
+func measure(hub *wsroom.Hub, socks *sysstat.SocketList) sample {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	st := hub.Stats()
-	s := sample{Heap: ms.HeapAlloc, RSS: rss(), Goroutines: runtime.NumGoroutine(), Conns: st.Connections, Kicked: st.SlowConsumerCloses}
-	socks.kernel(&s)
-	return s
+	k := socks.SendMem()
+	return sample{Heap: ms.HeapAlloc, RSS: rss(), Goroutines: runtime.NumGoroutine(), Conns: st.Connections, Kicked: st.SlowConsumerCloses,
+		Sockets: k.Sockets, Outq: k.Outq, Queued: k.Queued, MaxOutq: k.MaxOutq, MaxQueued: k.MaxQueued, MaxSndbuf: k.MaxSndbuf}
 }
 
-// rss returns VmRSS from /proc/self/status in bytes.
+// rss returns the server's VmRSS in bytes.
 func rss() uint64 {
-	b, err := os.ReadFile("/proc/self/status")
+	n, err := sysstat.RSS()
 	if err != nil {
 		log.Fatal(err)
 	}
-	for line := range strings.Lines(string(b)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	log.Fatal("no VmRSS")
-	return 0
-}
-
-// socketList records the RawConn of every TCP socket it accepts and passes
-// the *net.TCPConn on unchanged.
-type socketList struct {
-	net.Listener
-	mu    sync.Mutex
-	conns []syscall.RawConn
-}
-
-func (l *socketList) Accept() (net.Conn, error) {
-	nc, err := l.Listener.Accept()
-	if tc, ok := nc.(*net.TCPConn); ok {
-		if rc, err := tc.SyscallConn(); err == nil {
-			l.mu.Lock()
-			l.conns = append(l.conns, rc)
-			l.mu.Unlock()
-		}
-	}
-	return nc, err
-}
-
-// kernel adds the send-side memory of the recorded sockets still open to s.
-func (l *socketList) kernel(s *sample) {
-	l.mu.Lock()
-	conns := l.conns
-	l.mu.Unlock()
-	for _, rc := range conns {
-		var outq int
-		var info [unix.SK_MEMINFO_VARS]uint32
-		var serr error
-		err := rc.Control(func(fd uintptr) {
-			if outq, serr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ); serr != nil {
-				return
-			}
-			size := uint32(unsafe.Sizeof(info))
-			if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
-				uintptr(unsafe.Pointer(&info)), uintptr(unsafe.Pointer(&size)), 0); e != 0 {
-				serr = e
-			}
-		})
-		if err != nil || serr != nil {
-			continue // closed
-		}
-		q := int64(info[unix.SK_MEMINFO_WMEM_QUEUED])
-		s.Sockets++
-		s.Outq += int64(outq)
-		s.Queued += q
-		s.MaxOutq = max(s.MaxOutq, int64(outq))
-		s.MaxQueued = max(s.MaxQueued, q)
-		s.MaxSndbuf = max(s.MaxSndbuf, int64(info[unix.SK_MEMINFO_SNDBUF]))
-	}
+	return n
 }
 
 func client(n, msgs, size, mss, rcvbuf, queueBytes, queueMsgs int) Result {
@@ -312,10 +250,10 @@ func client(n, msgs, size, mss, rcvbuf, queueBytes, queueMsgs int) Result {
 		}
 		ask("measure", &connected)
 	}
-	tcp0 := tcpMemPages()
+	tcp0 := sysstat.TCPMemPages()
 	var b burstResult
 	ask(fmt.Sprintf("burst %d %d", msgs, size), &b)
-	tcp1 := tcpMemPages()
+	tcp1 := sysstat.TCPMemPages()
 	ask("measure", &after)
 
 	return Result{N: n, Msgs: msgs, Size: size, Rcvbuf: rcvbuf, MSS: mss, QueueBytes: queueBytes, QueueMsgs: queueMsgs,
@@ -387,32 +325,6 @@ func dial(addr string, mss, rcvbuf int) net.Conn {
 			return c
 		}
 	}
-}
-
-// raiseNoFile raises the soft limit on open files to the hard limit.
-func raiseNoFile() {
-	var r unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &r); err == nil {
-		r.Cur = r.Max
-		unix.Setrlimit(unix.RLIMIT_NOFILE, &r)
-	}
-}
-
-// tcpMemPages is the "mem" figure (pages) of the TCP line of
-// /proc/net/sockstat: the memory of every TCP socket on the machine.
-func tcpMemPages() int64 {
-	for line := range strings.Lines(readFile("/proc/net/sockstat")) {
-		if rest, ok := strings.CutPrefix(line, "TCP:"); ok {
-			f := strings.Fields(rest)
-			for i := 0; i+1 < len(f); i += 2 {
-				if f[i] == "mem" {
-					n, _ := strconv.ParseInt(f[i+1], 10, 64)
-					return n
-				}
-			}
-		}
-	}
-	return 0
 }
 
 func readFile(path string) string {

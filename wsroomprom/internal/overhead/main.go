@@ -52,14 +52,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/sysstat"
 	"github.com/wsroom/wsroom/wsroomprom"
-	"golang.org/x/sys/unix"
 )
 
 const serveEnv = "OVERHEAD_SERVE"
@@ -129,11 +128,11 @@ func parseFlags(args []string) (config, error) {
 // serve runs the hub, the exporter and the control endpoints on a
 // loopback port it prints as "addr HOST:PORT", until /ctl/quit.
 func serve(out io.Writer) error {
-	if _, err := raiseNoFile(); err != nil {
+	if _, err := sysstat.RaiseNoFile(); err != nil {
 		return err
 	}
 	if cpu, _ := strconv.Atoi(os.Getenv("OVERHEAD_CPU")); os.Getenv("OVERHEAD_CPU") != "" && cpu >= 0 {
-		if err := pinToCPU(cpu); err != nil {
+		if err := sysstat.PinToCPU(cpu); err != nil {
 			return err
 		}
 	}
@@ -164,7 +163,7 @@ func serve(out io.Writer) error {
 		st := hub.Stats()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		json.NewEncoder(w).Encode(serverStats{CPUMicros: cpuMicros(), Connections: st.Connections, MessagesOut: st.MessagesOut, SlowConsumers: st.SlowConsumerCloses,
+		json.NewEncoder(w).Encode(serverStats{CPUMicros: sysstat.CPUMicros(), Connections: st.Connections, MessagesOut: st.MessagesOut, SlowConsumers: st.SlowConsumerCloses,
 			GCs: ms.NumGC, Alloc: ms.TotalAlloc, HeapLive: ms.HeapAlloc})
 	})
 	mux.HandleFunc("POST /ctl/quit", func(w http.ResponseWriter, r *http.Request) {
@@ -217,12 +216,12 @@ type phase struct {
 func (p phase) perDelivery() float64 { return float64(p.cpuMicros) / float64(p.deliveries) }
 
 func run(c config, out io.Writer) error {
-	if _, err := raiseNoFile(); err != nil {
+	if _, err := sysstat.RaiseNoFile(); err != nil {
 		return err
 	}
 	if c.clientCPU >= 0 {
 		runtime.GOMAXPROCS(1)
-		if err := pinToCPU(c.clientCPU); err != nil {
+		if err := sysstat.PinToCPU(c.clientCPU); err != nil {
 			return err
 		}
 	}
@@ -232,7 +231,7 @@ func run(c config, out io.Writer) error {
 	}
 	defer srv.stop()
 
-	fmt.Fprintf(out, "load average before: %s\n", loadavg())
+	fmt.Fprintf(out, "load average before: %s\n", sysstat.LoadAvg())
 	subs := &subscribers{}
 	defer subs.close()
 	start := time.Now()
@@ -256,7 +255,7 @@ func run(c config, out io.Writer) error {
 			phases = append(phases, p)
 			seen[kind]++
 			fmt.Fprintf(out, "%-6s %-8d %12d %14.0f %10d %12.4f %5d %10.1f %6s\n", string(kind)+strconv.Itoa(seen[kind]), p.scrapes, p.deliveries,
-				float64(p.deliveries)/p.wall.Seconds(), p.cpuMicros, p.perDelivery(), p.gcs, float64(p.alloc)/1e6, strings.Fields(loadavg())[0])
+				float64(p.deliveries)/p.wall.Seconds(), p.cpuMicros, p.perDelivery(), p.gcs, float64(p.alloc)/1e6, strings.Fields(sysstat.LoadAvg())[0])
 		}
 	}
 
@@ -304,7 +303,7 @@ func run(c config, out io.Writer) error {
 	fmt.Fprintf(out, "one scrape at %d connections: %.0f µs of server CPU, %.0f KB allocated (%d back-to-back scrapes, no traffic)\n", c.subs, per, alloc/1e3, c.scrapes)
 	fmt.Fprintf(out, "so at %.0f deliveries/s, a scrape every %v adds %.4f µs/delivery (%.3f%% of the measured cost)\n",
 		rate, c.scrapeEvery, per/c.scrapeEvery.Seconds()/rate, 100*per/c.scrapeEvery.Seconds()/rate/all.perDelivery())
-	fmt.Fprintf(out, "load average after: %s\n", loadavg())
+	fmt.Fprintf(out, "load average after: %s\n", sysstat.LoadAvg())
 	return nil
 }
 
@@ -539,7 +538,7 @@ func (s *subscribers) open(c config, addr string) error {
 
 // subscribe opens one WebSocket connection from source.
 func subscribe(addr, source string) (net.Conn, *bufio.Reader, error) {
-	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}, Control: bindNoPort}
+	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}, Control: sysstat.BindNoPort}
 	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		return nil, nil, err
@@ -616,69 +615,4 @@ func (s *subscribers) close() {
 		nc.Close()
 	}
 	s.wg.Wait()
-}
-
-// ---- the system ----
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-// raiseNoFile raises the soft limit on open files to the hard limit.
-func raiseNoFile() (uint64, error) {
-	var r unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &r); err != nil {
-		return 0, err
-	}
-	r.Cur = r.Max
-	return r.Cur, unix.Setrlimit(unix.RLIMIT_NOFILE, &r)
-}
-
-// pinToCPU binds every thread of the process to cpu; threads created
-// later inherit the mask.
-func pinToCPU(cpu int) error {
-	var set unix.CPUSet
-	set.Set(cpu)
-	for range 2 {
-		tasks, err := os.ReadDir("/proc/self/task")
-		if err != nil {
-			return err
-		}
-		for _, t := range tasks {
-			if tid, err := strconv.Atoi(t.Name()); err == nil {
-				if err := unix.SchedSetaffinity(tid, &set); err != nil && err != unix.ESRCH {
-					return fmt.Errorf("pin thread %d to CPU %d: %w", tid, cpu, err)
-				}
-			}
-		}
-	}
-	return nil
-}
-
-// cpuMicros is the user + system CPU time of this process, in µs.
-func cpuMicros() int64 {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Utime.Sec*1e6 + int64(ru.Utime.Usec) + ru.Stime.Sec*1e6 + int64(ru.Stime.Usec)
-}
-
-// bindNoPort sets IP_BIND_ADDRESS_NO_PORT: a socket bound to a source
-// address picks its port at connect time, so ports are shared across
-// source addresses instead of each taking one from the shared range.
-func bindNoPort(_, _ string, c syscall.RawConn) error {
-	var serr error
-	err := c.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
-	})
-	if err != nil {
-		return err
-	}
-	return serr
 }
