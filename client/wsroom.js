@@ -129,6 +129,7 @@ export class WsroomClient {
     } else if (typeof url === 'function') {
       this._url = url;
     } else {
+      toWebSocketURL(url); // throws now for a URL that cannot work
       this._url = () => url;
     }
     this._WebSocket = options.WebSocket || globalThis.WebSocket;
@@ -142,6 +143,13 @@ export class WsroomClient {
     this._maxQueued = options.maxQueued ?? MAX_QUEUED;
     this._relay = !!options.relay;
     this._query = options.query || null;
+    // The timers of connect timeouts and reconnection delays.
+    const timers = options.timers || globalThis;
+    this._setTimeout = (fn, ms) => timers.setTimeout(fn, ms);
+    this._clearTimeout = id => timers.clearTimeout(id);
+    // By default a listener's exception is rethrown asynchronously, as an
+    // uncaught error of its own.
+    this._onListenerError = options.onListenerError || (err => setTimeout(() => { throw err; }, 0));
 
     this._handlers = new Map(); // event type → Set of listeners
     this._rooms = new Map();    // room → {epoch, offset, conn, joined, requested, joinWaiters, leaveWaiters}
@@ -158,7 +166,9 @@ export class WsroomClient {
     this._prevConnId = '';
     this._openedAt = 0;
     this._closed = false;
-    if (options.connect !== false) this.connect();
+    // Connect on the next microtask, so that listeners added right after
+    // construction see the first 'connecting'.
+    if (options.connect !== false) queueMicrotask(() => { if (this._state === 'idle' && !this._closed) this._open(); });
   }
 
   /** 'idle', 'connecting', 'open', 'reconnecting' (waiting to) or 'closed'. */
@@ -187,9 +197,8 @@ export class WsroomClient {
       try {
         fn(ev);
       } catch (err) {
-        // A listener's exception must not break the connection's state:
-        // report it asynchronously, as an uncaught error of its own.
-        setTimeout(() => { throw err; }, 0);
+        // A listener's exception must not break the connection's state.
+        this._onListenerError(err, type);
       }
     }
   }
@@ -215,15 +224,15 @@ export class WsroomClient {
   _open() {
     this._timer = null;
     const attempt = this._connects++;
-    const url = toWebSocketURL(this._url(attempt));
-    if (this._query) for (const [k, v] of Object.entries(this._query)) url.searchParams.set(k, v);
-    const resume = this._resumeParam();
-    if (resume) url.searchParams.set(RESUME_PARAM, resume);
-    else url.searchParams.delete(RESUME_PARAM);
     this._state = 'connecting';
-    this._emit('connecting', { attempt, url: url.href });
     let sock;
     try {
+      const url = toWebSocketURL(this._url(attempt));
+      if (this._query) for (const [k, v] of Object.entries(this._query)) url.searchParams.set(k, v);
+      const resume = this._resumeParam();
+      if (resume) url.searchParams.set(RESUME_PARAM, resume);
+      else url.searchParams.delete(RESUME_PARAM);
+      this._emit('connecting', { attempt, url: url.href });
       sock = new this._WebSocket(url.href, [PROTOCOL]);
     } catch (err) {
       // A malformed URL, a blocked port: nothing a retry can change.
@@ -234,7 +243,7 @@ export class WsroomClient {
     sock.binaryType = 'arraybuffer';
     this._ws = sock;
     this._hello = false;
-    this._timer = setTimeout(() => {
+    this._timer = this._setTimeout(() => {
       if (this._ws !== sock) return;
       this._drop(sock, { code: 1006, reason: 'connect timeout', wasClean: false });
     }, this._connectTimeout);
@@ -243,7 +252,20 @@ export class WsroomClient {
       if (this._ws !== sock) return;
       this._drop(sock, { code: ev.code, reason: ev.reason || '', wasClean: !!ev.wasClean });
     };
-    sock.onerror = () => {}; // onclose follows, with what there is to say
+    // An error is followed by a close event, which says more; but some
+    // implementations (Node 20's experimental WebSocket) fire no close when
+    // the connection is refused, and a socket still connecting after an
+    // error never will: it failed.
+    sock.onerror = () => {
+      if (this._ws !== sock) return;
+      if (sock.readyState === 0) {
+        this._drop(sock, { code: 1006, reason: '', wasClean: false });
+        return;
+      }
+      setTimeout(() => {
+        if (this._ws === sock) this._drop(sock, { code: 1006, reason: '', wasClean: false });
+      }, 1000);
+    };
     sock.onopen = () => {
       if (this._ws !== sock) return;
       if (sock.protocol !== PROTOCOL) {
@@ -284,7 +306,7 @@ export class WsroomClient {
   // answers them (or close rejects them), and a reconnection is scheduled
   // if the rule allows it.
   _finish(info, retry) {
-    clearTimeout(this._timer);
+    this._clearTimeout(this._timer);
     this._timer = null;
     const wasOpen = this._state === 'open';
     this._ws = null;
@@ -299,7 +321,7 @@ export class WsroomClient {
     if (again) {
       delay = backoffDelay(this._attempt++, this._reconnect, this._random);
       this._state = 'reconnecting';
-      this._timer = setTimeout(() => this._open(), delay);
+      this._timer = this._setTimeout(() => this._open(), delay);
     } else {
       this._state = 'closed';
       this._closed = true;
@@ -322,13 +344,15 @@ export class WsroomClient {
   close(code = 1000, reason = '') {
     if (this._closed) return;
     this._closed = true;
-    clearTimeout(this._timer);
+    this._clearTimeout(this._timer);
     this._timer = null;
     const sock = this._ws;
     if (sock) {
-      sock.onopen = sock.onmessage = sock.onerror = null;
-      // Report the close when it completes (or at once if it never opened).
-      sock.onclose = ev => this._finish({ code: ev.code, reason: ev.reason || '', wasClean: !!ev.wasClean }, false);
+      sock.onopen = sock.onmessage = null;
+      sock.onerror = () => {}; // ws reports closing a socket that is still connecting as an error
+      // Report the close when it completes (or at once if it never opened),
+      // with the code and reason given here.
+      sock.onclose = ev => this._finish({ code, reason, wasClean: !!ev.wasClean }, false);
       try {
         sock.close(code, reason);
       } catch {
@@ -387,7 +411,7 @@ export class WsroomClient {
         if (r.epoch === h.e && h.o <= r.offset) return; // seen already
         if (r.epoch !== undefined && r.epoch !== h.e && r.joined) {
           // The history started anew while we were in the room.
-          this._emit('lost', { room: h.r, reason: 'epoch', epoch: h.e, offset: h.o - 1 });
+          this._emit('lost', { room: h.r, reason: 'epoch', position: { epoch: h.e, offset: h.o - 1 } });
         }
         r.epoch = h.e;
         r.offset = h.o;
@@ -497,7 +521,7 @@ export class WsroomClient {
   _onHello(sock, h) {
     if (this._hello) return;
     this._hello = true;
-    clearTimeout(this._timer);
+    this._clearTimeout(this._timer);
     this._timer = null;
     const reconnected = this._userId !== '' || this._prevConnId !== '';
     this._userId = typeof h.u === 'string' ? h.u : '';
