@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -73,11 +74,22 @@ func resumeLoadFromEnv(t *testing.T) resumeLoad {
 	return l
 }
 
-// startResumeServer serves a resumetest.Server on loopback.
-func startResumeServer(t *testing.T) (*resumetest.Server, *httptest.Server) {
+// startResumeServer serves a resumetest.Server on loopback, and page, if
+// not empty, at /.
+func startResumeServer(t *testing.T, page string) (*resumetest.Server, *httptest.Server) {
 	t.Helper()
 	s := resumetest.New(resumetest.Config{})
-	srv := httptest.NewUnstartedServer(s.Handler())
+	var h http.Handler = s.Handler()
+	if page != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Write([]byte(page))
+		})
+		mux.Handle("/", h)
+		h = mux
+	}
+	srv := httptest.NewUnstartedServer(h)
 	srv.Config.ConnContext = s.ConnContext
 	srv.Start()
 	t.Cleanup(func() {
@@ -266,7 +278,7 @@ func TestResumeUnderCuts(t *testing.T) {
 	load := resumeLoadFromEnv(t)
 	for _, mode := range []string{"server-cuts", "proxy-kills"} {
 		t.Run(mode, func(t *testing.T) {
-			s, srv := startResumeServer(t)
+			s, srv := startResumeServer(t, "")
 			direct := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
 			urls := []string{direct}
 			var proxies []*killProxy
