@@ -205,9 +205,15 @@ type relayed struct {
 	} `json:"data"`
 }
 
+// parseRelayed reads a relayed message from a frame of the page's
+// wsroom.v1 connection: a header line, then the relay's JSON.
 func parseRelayed(frame string) (relayed, bool) {
 	var m relayed
-	err := json.Unmarshal([]byte(frame), &m)
+	_, data, ok := strings.Cut(frame, "\n")
+	if !ok {
+		return m, false
+	}
+	err := json.Unmarshal([]byte(data), &m)
 	return m, err == nil && m.From != ""
 }
 
