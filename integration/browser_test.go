@@ -255,8 +255,8 @@ func TestChromiumChat(t *testing.T) {
 		do(t, tab, name+" joins",
 			chromedp.Navigate(srv.URL+"/"),
 			chromedp.WaitVisible(chromedp.CSS("#name")),
-			// The page prefills the form from localStorage, which the
-			// tabs share: clear it, then type.
+			// The page prefills the room from localStorage, which the
+			// tabs share (the name is per tab): clear both, then type.
 			clearInput("name"),
 			chromedp.SendKeys(chromedp.CSS("#name"), name),
 			clearInput("room"),

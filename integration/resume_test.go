@@ -113,7 +113,8 @@ type killProxy struct {
 
 	mu    sync.Mutex
 	pairs map[*proxyPair]struct{}
-	kills int // connections killed
+	kills int  // connections killed
+	held  bool // new connections are reset at once (see hold)
 }
 
 type proxyPair struct{ client, server net.Conn }
@@ -139,6 +140,14 @@ func (p *killProxy) accept() {
 		c, err := p.ln.Accept()
 		if err != nil {
 			return
+		}
+		p.mu.Lock()
+		held := p.held
+		p.mu.Unlock()
+		if held {
+			c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+			continue
 		}
 		s, err := net.Dial("tcp", p.backend)
 		if err != nil {
@@ -186,6 +195,14 @@ func (p *killProxy) kill() int {
 		}
 	}
 	return len(pairs)
+}
+
+// hold makes the proxy reset every new connection at once (on), or
+// forward them again (off): a network that stays down for a while.
+func (p *killProxy) hold(on bool) {
+	p.mu.Lock()
+	p.held = on
+	p.mu.Unlock()
 }
 
 func (p *killProxy) url() string { return "ws://" + p.ln.Addr().String() + "/ws" }
