@@ -312,7 +312,16 @@ export class WsroomClient {
     this._ws = null;
     if (this._connId) this._prevConnId = this._connId;
     this._connId = '';
-    for (const room of this._rooms.values()) room.joined = false;
+    for (const [name, room] of this._rooms) {
+      room.joined = false;
+      if (room.leaveWaiters.length > 0) {
+        // A leave asked for on this connection: with it gone, the client
+        // is out of the room, and will not ask for it again.
+        this._rooms.delete(name);
+        for (const w of room.leaveWaiters.splice(0)) w.resolve({ room: name });
+      }
+    }
+    this._requests.clear();
     if (wasOpen && performance.now() - this._openedAt >= (this._reconnect ? this._reconnect.stable : 0)) {
       this._attempt = 0;
     }
@@ -606,9 +615,16 @@ export class WsroomClient {
     this._enqueue(frame);
   }
 
+  // _writable reports whether frames can go out now: after the hello, on
+  // a socket that is not closing (a frame sent on a closing socket would be
+  // dropped silently; queued, it goes out after the next hello).
+  _writable() {
+    return this._state === 'open' && this._ws.readyState === 1;
+  }
+
   _enqueue(frame) {
     if (this._closed) throw new Error('wsroom: the client is closed');
-    if (this._state === 'open' && this._outbox.length === 0) {
+    if (this._writable() && this._outbox.length === 0) {
       this._ws.send(frame);
       return;
     }
@@ -620,8 +636,7 @@ export class WsroomClient {
   }
 
   _flush() {
-    if (this._state !== 'open') return;
-    while (this._outbox.length > 0) this._ws.send(this._outbox.shift());
+    while (this._outbox.length > 0 && this._writable()) this._ws.send(this._outbox.shift());
   }
 
   /**

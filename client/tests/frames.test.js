@@ -182,3 +182,34 @@ test('a listener that throws does not break the client', async t => {
   assert.deepEqual(rec.messages().map(m => m.data), ['x', 'y']);
   assert.equal(c.state, 'open');
 });
+
+test('a leave unanswered when the connection drops is done; a join is asked again', async t => {
+  const c = scripted(t);
+  const s1 = await nextSocket(1);
+  s1.accept();
+  s1.frame({ t: 'hello', u: 'u', c: 'c1' });
+  const joinA = c.join('a');
+  const joinB = c.join('b');
+  s1.frame({ t: 'joined', r: 'a', e: 'E', o: 1, id: '1' });
+  await joinA;
+  const leaving = c.leave('a');
+  s1.drop();
+  assert.deepEqual(await leaving, { room: 'a' });
+  const s2 = await nextSocket(2);
+  assert.equal(resumeOf(s2.url).r, undefined, 'a is no longer resumed');
+  s2.accept();
+  s2.frame({ t: 'hello', u: 'u', c: 'c2' });
+  assert.deepEqual(s2.sent.map(f => JSON.parse(f.split('\n')[0]).r), ['b'], 'only b is asked for again');
+  const id = JSON.parse(s2.sent[0].split('\n')[0]).id;
+  s2.frame({ t: 'joined', r: 'b', id });
+  assert.equal((await joinB).room, 'b');
+  // A frame sent while the socket is closing waits for the next connection.
+  s2.readyState = 2;
+  c.send('later');
+  assert.equal(s2.sent.length, 1);
+  s2.drop();
+  const s3 = await nextSocket(3);
+  s3.accept();
+  s3.frame({ t: 'hello', u: 'u', c: 'c3' });
+  assert.deepEqual(s3.sent.slice(-1), ['{}\nlater']);
+});
