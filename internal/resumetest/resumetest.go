@@ -40,6 +40,10 @@ type Config struct {
 	HistoryTTL time.Duration
 	// Logger receives the hubs' logs. Default: discarded.
 	Logger *slog.Logger
+	// Broker, if set, makes each hub's broker (a hub owns its broker, so
+	// every restart asks for a new one): several Servers over one broker
+	// are the nodes of one app. Default: none.
+	Broker func() wsroom.Broker
 }
 
 // Server is a hub that can be restarted, with its control API.
@@ -84,7 +88,12 @@ func (s *Server) newHub() *wsroom.Hub {
 	s.mu.Lock()
 	s.hubs++
 	s.mu.Unlock()
+	var broker wsroom.Broker
+	if s.cfg.Broker != nil {
+		broker = s.cfg.Broker()
+	}
 	return wsroom.New(wsroom.Options{
+		Broker: broker,
 		Identify: func(r *http.Request) (string, error) {
 			return r.URL.Query().Get("user"), nil
 		},
