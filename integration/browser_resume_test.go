@@ -19,7 +19,21 @@ const resumePage = `<!doctype html>
 <script type="module">
 import { WsroomClient } from '/wsroom.js';
 const rec = window.rec = { seqs: [], replayed: 0, closes: [], recovered: [], lost: [], joined: 0, errors: [] };
-const c = new WsroomClient('/ws?user=page&rooms=browser', { reconnect: { min: 300, max: 300, jitter: 0 } });
+// The first reconnection waits for the test's release(), so that what
+// the test sends meanwhile is surely missed; later ones wait 300 ms.
+let hold = true;
+const held = [];
+const timers = {
+  setTimeout(fn, ms) {
+    if (ms !== 300 || !hold) return setTimeout(fn, ms);
+    const h = { fn };
+    held.push(h);
+    return h;
+  },
+  clearTimeout(id) { if (typeof id === 'object' && id !== null) id.fn = null; else clearTimeout(id); },
+};
+window.release = () => { hold = false; for (const h of held.splice(0)) if (h.fn) h.fn(); };
+const c = new WsroomClient('/ws?user=page&rooms=browser', { reconnect: { min: 300, max: 300, jitter: 0 }, timers });
 c.on('message', m => { rec.seqs.push(JSON.parse(m.data).seq); if (m.replayed) rec.replayed++; });
 c.on('joined', () => { rec.joined++; });
 c.on('close', ev => { rec.closes.push(ev.code); });
@@ -84,6 +98,7 @@ func TestChromiumResume(t *testing.T) {
 	}
 	waitPage("the page sees its connection die", `rec.closes.length === 1`)
 	broadcast(30, 0)
+	do(t, browser, "letting the page reconnect", chromedp.Evaluate[chromedp.Void](`window.release()`))
 	waitPage("the resume", `rec.recovered.length === 1`)
 	broadcast(10, 0)
 	waitPage("60 messages", `rec.seqs.length >= 60`)

@@ -10,7 +10,7 @@ import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 
-import { WsroomClient } from '../wsroom.js';
+import { WsroomClient, CONNECT_TIMEOUT } from '../wsroom.js';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -121,4 +121,32 @@ export function seqs(messages) {
 /** range returns [from, …, to]. */
 export function range(from, to) {
   return Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
+}
+
+/**
+ * gate returns timers for a client (options.timers) that hold its
+ * reconnection until release(): a test can then do what it wants done
+ * while the client is away, whatever the machine's load. Connect timeouts
+ * run as usual.
+ */
+export function gate() {
+  const held = [];
+  return {
+    timers: {
+      setTimeout(fn, ms) {
+        if (ms === CONNECT_TIMEOUT) return setTimeout(fn, ms);
+        const h = { fn, cancelled: false };
+        held.push(h);
+        return h;
+      },
+      clearTimeout(id) {
+        if (id && typeof id.fn === 'function') id.cancelled = true;
+        else clearTimeout(id);
+      },
+    },
+    /** release lets the held reconnections happen. */
+    release() {
+      for (const h of held.splice(0)) if (!h.cancelled) h.fn();
+    },
+  };
 }
