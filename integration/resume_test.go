@@ -111,10 +111,11 @@ type killProxy struct {
 	backend string
 	wg      sync.WaitGroup
 
-	mu    sync.Mutex
-	pairs map[*proxyPair]struct{}
-	kills int  // connections killed
-	held  bool // new connections are reset at once (see hold)
+	mu     sync.Mutex
+	pairs  map[*proxyPair]struct{}
+	kills  int  // connections killed
+	held   bool // new connections are reset at once (see hold)
+	closed bool // the test is over: every connection is reset
 }
 
 type proxyPair struct{ client, server net.Conn }
@@ -129,6 +130,9 @@ func startKillProxy(t *testing.T, backend string) *killProxy {
 	p.wg.Go(p.accept)
 	t.Cleanup(func() {
 		ln.Close()
+		p.mu.Lock()
+		p.closed = true
+		p.mu.Unlock()
 		p.kill()
 		p.wg.Wait()
 	})
@@ -145,35 +149,43 @@ func (p *killProxy) accept() {
 		held := p.held
 		p.mu.Unlock()
 		if held {
-			c.(*net.TCPConn).SetLinger(0)
-			c.Close()
+			resetConns(c)
 			continue
 		}
-		s, err := net.Dial("tcp", p.backend)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		pair := &proxyPair{client: c, server: s}
-		p.mu.Lock()
-		p.pairs[pair] = struct{}{}
+		p.wg.Go(func() { p.forward(c) })
+	}
+}
+
+// forward connects c to the backend and copies both ways until either
+// side ends (or kill resets both).
+func (p *killProxy) forward(c net.Conn) {
+	s, err := net.Dial("tcp", p.backend)
+	if err != nil {
+		c.Close()
+		return
+	}
+	pair := &proxyPair{client: c, server: s}
+	p.mu.Lock()
+	if p.closed {
 		p.mu.Unlock()
-		var copies sync.WaitGroup
-		for _, dir := range [][2]net.Conn{{c, s}, {s, c}} {
-			copies.Go(func() {
-				io.Copy(dir[1], dir[0])
-				// One direction ended: end the whole pair.
-				dir[0].Close()
-				dir[1].Close()
-			})
-		}
-		p.wg.Go(func() {
-			copies.Wait()
-			p.mu.Lock()
-			delete(p.pairs, pair)
-			p.mu.Unlock()
+		resetConns(c, s)
+		return
+	}
+	p.pairs[pair] = struct{}{}
+	p.mu.Unlock()
+	var copies sync.WaitGroup
+	for _, dir := range [][2]net.Conn{{c, s}, {s, c}} {
+		copies.Go(func() {
+			io.Copy(dir[1], dir[0])
+			// One direction ended: end the whole pair.
+			dir[0].Close()
+			dir[1].Close()
 		})
 	}
+	copies.Wait()
+	p.mu.Lock()
+	delete(p.pairs, pair)
+	p.mu.Unlock()
 }
 
 // kill resets every connection going through the proxy.
@@ -187,14 +199,19 @@ func (p *killProxy) kill() int {
 	p.kills += len(pairs)
 	p.mu.Unlock()
 	for _, pair := range pairs {
-		for _, c := range []net.Conn{pair.client, pair.server} {
-			if tc, ok := c.(*net.TCPConn); ok {
-				tc.SetLinger(0)
-			}
-			c.Close()
-		}
+		resetConns(pair.client, pair.server)
 	}
 	return len(pairs)
+}
+
+// resetConns closes connections with a TCP reset (SO_LINGER 0).
+func resetConns(conns ...net.Conn) {
+	for _, c := range conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
+		c.Close()
+	}
 }
 
 // hold makes the proxy reset every new connection at once (on), or
@@ -218,6 +235,7 @@ type resumeReport struct {
 		CloseCodes map[string]int `json:"closeCodes"`
 	} `json:"clients"`
 	ResumeMs []float64 `json:"resumeMs"`
+	OpenMs   []float64 `json:"openMs"`
 }
 
 // runResumeClients starts the Node clients on urls and returns a function
@@ -381,8 +399,8 @@ func runResumeLoad(t *testing.T, s *resumetest.Server, urls []string, load resum
 	if cuts == 0 || reconnects == 0 {
 		t.Errorf("%d cuts, %d reconnects: the test cut nothing", cuts, reconnects)
 	}
-	t.Logf("reconnects %d (close codes of client 0: %v), resumes that recovered %d; resume latency (socket created → first missed message) over %d resumes: %s",
-		reconnects, rep.Clients[0].CloseCodes, recovered, len(rep.ResumeMs), percentiles(rep.ResumeMs))
+	t.Logf("reconnects %d (close codes of client 0: %v), resumes that recovered %d; resume latency (socket created → first missed message) over %d resumes: %s; of which socket created → hello: %s",
+		reconnects, rep.Clients[0].CloseCodes, recovered, len(rep.ResumeMs), percentiles(rep.ResumeMs), percentiles(rep.OpenMs))
 }
 
 // describeRuns shows what a client received, for a failure message.

@@ -15,7 +15,8 @@
 // consecutive numbers: a client that got everything once and in order has
 // exactly [[1, last]]. resumeMs has, for every reconnect that replayed
 // messages, the time from creating the socket to the first replayed
-// message. The Go test judges.
+// message, and openMs the time from creating the socket to the hub's
+// hello. The Go test judges.
 
 import { WebSocket } from 'ws';
 import { WsroomClient } from '../../client/wsroom.js';
@@ -29,6 +30,7 @@ const input = JSON.parse(await new Promise((res, rej) => {
 }));
 
 const resumeMs = [];
+const openMs = []; // from creating the socket to the hub's hello, on reconnects
 const clients = [];
 let joinedAll = false;
 
@@ -38,6 +40,7 @@ function report() {
       runs: c.runs, lost: c.lost, recovered: c.recovered, reconnects: c.reconnects, opens: c.opens, closeCodes: c.closeCodes,
     })),
     resumeMs,
+    openMs,
   };
   process.stdout.write(JSON.stringify(out) + '\n');
   for (const c of clients) c.client.close();
@@ -61,7 +64,10 @@ for (let i = 0; i < input.clients; i++) {
   });
   st.client = client;
   client.on('connecting', () => { st.connectingAt = performance.now(); st.awaitingReplay = st.opens > 0; });
-  client.on('open', () => { st.opens++; });
+  client.on('open', () => {
+    if (st.opens > 0) openMs.push(+(performance.now() - st.connectingAt).toFixed(2));
+    st.opens++;
+  });
   client.on('close', ev => { st.reconnects += ev.willReconnect ? 1 : 0; st.closeCodes[ev.code] = (st.closeCodes[ev.code] || 0) + 1; });
   client.on('joined', ev => {
     if (ev.room === input.room) st.joined = true;
