@@ -194,9 +194,15 @@ type relayed struct {
 	} `json:"data"`
 }
 
+// parseRelayed reads a relayed message from a frame of the page's
+// wsroom.v1 connection: a header line, then the relay's JSON.
 func parseRelayed(frame string) (relayed, bool) {
 	var m relayed
-	err := json.Unmarshal([]byte(frame), &m)
+	_, data, ok := strings.Cut(frame, "\n")
+	if !ok {
+		return m, false
+	}
+	err := json.Unmarshal([]byte(data), &m)
 	return m, err == nil && m.From != ""
 }
 
@@ -238,8 +244,8 @@ func TestChromiumChat(t *testing.T) {
 		do(t, tab, name+" joins",
 			chromedp.Navigate(srv.URL+"/"),
 			chromedp.WaitVisible(chromedp.CSS("#name")),
-			// The page prefills the form from localStorage, which the
-			// tabs share: clear it, then type.
+			// The page prefills the room from localStorage, which the
+			// tabs share (the name is per tab): clear both, then type.
 			clearInput("name"),
 			chromedp.SendKeys(chromedp.CSS("#name"), name),
 			clearInput("room"),

@@ -49,8 +49,10 @@ type received struct {
 	Error    string `json:"error"`
 	ID       string `json:"id"`
 	Presence *struct {
-		Room  string   `json:"room"`
-		Users []string `json:"users"`
+		Room   string   `json:"room"`
+		Users  []string `json:"users"`
+		Joined []string `json:"joined"`
+		Left   []string `json:"left"`
 	} `json:"presence"`
 }
 
@@ -86,6 +88,16 @@ func (c *client) expectPresence(room string, users ...string) {
 	m := c.next()
 	if m.Presence == nil || m.Presence.Room != room || !slices.Equal(m.Presence.Users, users) {
 		c.t.Fatalf("%s: got %+v, want presence of %s: %v", c.name, m, room, users)
+	}
+}
+
+// expectChange reads a presence update that names who joined and left.
+func (c *client) expectChange(room string, users, joined, left []string) {
+	c.t.Helper()
+	m := c.next()
+	if p := m.Presence; p == nil || p.Room != room || !slices.Equal(p.Users, users) ||
+		!slices.Equal(p.Joined, joined) || !slices.Equal(p.Left, left) {
+		c.t.Fatalf("%s: got %+v, want presence of %s: %v (joined %v, left %v)", c.name, m.Presence, room, users, joined, left)
 	}
 }
 
@@ -217,8 +229,18 @@ func TestPage(t *testing.T) {
 	if res.StatusCode != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") {
 		t.Fatalf("GET /: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
 	}
-	if !strings.Contains(string(b), "new WebSocket(") {
-		t.Fatal("GET /: the page does not open a WebSocket")
+	if !strings.Contains(string(b), "import { WsroomClient } from '/wsroom.js'") {
+		t.Fatal("GET /: the page does not use wsroom's JavaScript client")
+	}
+	res, err = srv.Client().Get(srv.URL + "/wsroom.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/javascript") ||
+		!strings.Contains(string(js), "export class WsroomClient") {
+		t.Fatalf("GET /wsroom.js: %d %s, %d bytes", res.StatusCode, res.Header.Get("Content-Type"), len(js))
 	}
 	for _, sink := range []string{".innerHTML", ".outerHTML", "insertAdjacentHTML", "document.write"} {
 		if strings.Contains(string(b), sink) {
@@ -250,5 +272,74 @@ func TestBrowseURL(t *testing.T) {
 		if got := chatapp.BrowseURL(a); got != want {
 			t.Errorf("BrowseURL(%s) = %s, want %s", addr, got, want)
 		}
+	}
+}
+
+// TestPresenceChanges: the update names who came and went, goes to the
+// whole room only when the room's set of users changes, and to the new
+// connection alone when its user is already there (a second tab).
+func TestPresenceChanges(t *testing.T) {
+	srv, _ := startServer(t)
+	alice := dial(t, srv, "alice", "lobby")
+	alice.expectChange("lobby", []string{"alice"}, []string{"alice"}, nil)
+	bob := dial(t, srv, "bob", "lobby")
+	bob.expectChange("lobby", []string{"alice", "bob"}, []string{"bob"}, nil)
+	alice.expectChange("lobby", []string{"alice", "bob"}, []string{"bob"}, nil)
+
+	// bob's second tab gets the list; alice and bob's first tab get nothing.
+	bob2 := dial(t, srv, "bob", "lobby")
+	bob2.expectChange("lobby", []string{"alice", "bob"}, nil, nil)
+	alice.probe()
+	bob.probe()
+
+	// One of bob's tabs closing changes nothing; the last one does.
+	bob2.conn.Close()
+	bob.conn.Close()
+	alice.expectChange("lobby", []string{"alice"}, nil, []string{"bob"})
+}
+
+// TestRoomHistory: the chat's rooms keep a history, so a wsroom.v1 client
+// (the page's) is told the room's position when it joins.
+func TestRoomHistory(t *testing.T) {
+	srv, _ := startServer(t)
+	alice := dial(t, srv, "alice", "lobby")
+	alice.expectPresence("lobby", "alice")
+	alice.send(`{"room":"lobby","data":{"text":"one"}}`)
+	alice.send(`{"room":"lobby","data":{"text":"two"}}`)
+	alice.probe() // both were relayed before the probe's answer
+
+	d := ws.Dialer{Timeout: 5 * time.Second, Protocols: []string{wsroom.ProtocolV1}}
+	conn, br, hs, err := d.Dial(context.Background(), joinURL(srv, "ws", "bob", "lobby"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if hs.Protocol != wsroom.ProtocolV1 {
+		t.Fatalf("negotiated %q, want %s", hs.Protocol, wsroom.ProtocolV1)
+	}
+	var r io.Reader = conn
+	if br != nil {
+		r = io.MultiReader(br, conn)
+	}
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var headers []string
+	for len(headers) < 2 { // hello, then joined
+		b, err := wsutil.ReadServerText(struct {
+			io.Reader
+			io.Writer
+		}{r, conn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		headers = append(headers, strings.SplitN(string(b), "\n", 2)[0])
+	}
+	var joined struct {
+		T string `json:"t"`
+		R string `json:"r"`
+		E string `json:"e"`
+		O uint64 `json:"o"`
+	}
+	if err := json.Unmarshal([]byte(headers[1]), &joined); err != nil || joined.T != "joined" || joined.R != "lobby" || joined.E == "" || joined.O != 2 {
+		t.Fatalf("got %s, want joined lobby at offset 2 of an epoch", headers[1])
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/wsroom/wsroom"
 )
@@ -19,22 +20,50 @@ import (
 //go:embed index.html
 var indexHTML []byte
 
+// History is what each chat room keeps, so that a page that reconnects
+// gets the messages it missed: the last 200, for 10 minutes.
+var History = wsroom.History{Messages: 200, TTL: 10 * time.Minute}
+
 // New returns the app's routes and the Hub behind /ws. The app sets the
-// callbacks (Identify, OnConnect, OnMessage, OnJoin, OnLeave) in opts and
-// keeps every other field as given, so a caller can choose limits, a
-// logger or a broker; pass wsroom.Options{} for the defaults.
+// callbacks (Identify, OnConnect, OnMessage, OnJoin, OnLeave) in opts, and
+// History unless opts has one; it keeps every other field as given, so a
+// caller can choose limits, a logger or a broker; pass wsroom.Options{}
+// for the defaults.
 func New(opts wsroom.Options) (http.Handler, *wsroom.Hub) {
 	// presenceMu orders presence updates: each one is a full snapshot, so
 	// taking the snapshot and queueing it under one lock means the last
-	// update every member receives is the current member list.
+	// update every member receives is the current member list. members
+	// holds the list each room was last told, to say who came and went.
 	var presenceMu sync.Mutex
-	sendPresence := func(room *wsroom.Room, _ *wsroom.Conn) {
+	members := map[string][]string{}
+	sendPresence := func(room *wsroom.Room, c *wsroom.Conn) {
 		presenceMu.Lock()
 		defer presenceMu.Unlock()
-		// Room.Broadcast queues the message for every connection in the room
-		// without ever blocking on a slow peer. It fails only after
-		// Hub.Shutdown, when there is no one left to tell.
-		room.Broadcast(presence(room))
+		users := roomUsers(room)
+		before := members[room.Name()]
+		joined, left := diff(before, users), diff(users, before)
+		if len(users) == 0 {
+			delete(members, room.Name())
+		} else {
+			members[room.Name()] = users
+		}
+		if len(joined) == 0 && len(left) == 0 {
+			// Another tab of a user already there, or one of several
+			// leaving: the room's list is unchanged, but a new
+			// connection needs it.
+			if slices.Contains(c.Rooms(), room.Name()) {
+				c.Send(presence(room.Name(), users, nil, nil))
+			}
+			return
+		}
+		// Room.SendTo queues the message for the members' connections
+		// without ever blocking on a slow peer; it fails only after
+		// Hub.Shutdown, when there is no one left to tell. Unlike
+		// Room.Broadcast it stays out of the room's history: presence is
+		// a snapshot, and the next one replaces it (a page that reconnects
+		// gets a fresh one when it joins). It also keeps the history's
+		// 200 messages for the conversation.
+		room.SendTo(presence(room.Name(), users, joined, left), users...)
 	}
 
 	// wsroom.New takes Options; every field is optional. The zero value
@@ -68,6 +97,9 @@ func New(opts wsroom.Options) (http.Handler, *wsroom.Hub) {
 		// the implicit leave when a connection closes.
 		OnJoin:  sendPresence,
 		OnLeave: sendPresence,
+		// The history of each room: a page that reconnects within it gets
+		// what it missed (the JavaScript client resumes by itself).
+		History: func(string) wsroom.History { return History },
 	}))
 
 	// A non-WebSocket GET of the same URL explains why a handshake would be
@@ -91,6 +123,8 @@ func New(opts wsroom.Options) (http.Handler, *wsroom.Hub) {
 		w.Write(indexHTML)
 	})
 	mux.Handle("GET /ws", ws)
+	// The JavaScript client (client/wsroom.js), which the page imports.
+	mux.Handle("GET /wsroom.js", wsroom.ClientScript())
 	return mux, hub
 }
 
@@ -112,23 +146,43 @@ func parseJoin(r *http.Request) (name, room string, err error) {
 	return name, room, nil
 }
 
-// presence builds {"presence":{"room":…,"users":[…]}} listing each user in
-// the room once, sorted. Room.Members iterates over a snapshot of the
-// room's connections; a user with two tabs open has two.
-func presence(room *wsroom.Room) wsroom.Message {
+// roomUsers lists each user in the room once, sorted. Room.Members
+// iterates over a snapshot of the room's connections; a user with two tabs
+// open has two.
+func roomUsers(room *wsroom.Room) []string {
 	users := []string{}
 	for c := range room.Members() {
 		users = append(users, c.UserID())
 	}
 	slices.Sort(users)
+	return slices.Compact(users)
+}
+
+// diff returns the users of b who are not in a (both sorted).
+func diff(a, b []string) []string {
+	var out []string
+	for _, u := range b {
+		if _, found := slices.BinarySearch(a, u); !found {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// presence builds {"presence":{"room":…,"users":[…],"joined":[…],"left":[…]}}:
+// the room's users, and who came and went since the last update (omitted
+// when empty).
+func presence(room string, users, joined, left []string) wsroom.Message {
 	var msg struct {
 		Presence struct {
-			Room  string   `json:"room"`
-			Users []string `json:"users"`
+			Room   string   `json:"room"`
+			Users  []string `json:"users"`
+			Joined []string `json:"joined,omitempty"`
+			Left   []string `json:"left,omitempty"`
 		} `json:"presence"`
 	}
-	msg.Presence.Room = room.Name()
-	msg.Presence.Users = slices.Compact(users)
+	msg.Presence.Room, msg.Presence.Users = room, users
+	msg.Presence.Joined, msg.Presence.Left = joined, left
 	b, _ := json.Marshal(msg)
 	return wsroom.Message{Type: wsroom.TextMessage, Data: b}
 }
@@ -137,5 +191,8 @@ func presence(room *wsroom.Room) wsroom.Message {
 func merge(base, app wsroom.Options) wsroom.Options {
 	base.Identify, base.OnConnect, base.OnMessage = app.Identify, app.OnConnect, app.OnMessage
 	base.OnJoin, base.OnLeave = app.OnJoin, app.OnLeave
+	if base.History == nil {
+		base.History = app.History
+	}
 	return base
 }
