@@ -293,8 +293,8 @@ func TestPresenceChanges(t *testing.T) {
 	bob.probe()
 
 	// One of bob's tabs closing changes nothing; the last one does.
-	bob2.conn.Close()
-	bob.conn.Close()
+	bob2.Close()
+	bob.Close()
 	alice.expectChange("lobby", []string{"alice"}, nil, []string{"bob"})
 }
 
@@ -308,30 +308,10 @@ func TestRoomHistory(t *testing.T) {
 	alice.send(`{"room":"lobby","data":{"text":"two"}}`)
 	alice.probe() // both were relayed before the probe's answer
 
-	d := ws.Dialer{Timeout: 5 * time.Second, Protocols: []string{wsroom.ProtocolV1}}
-	conn, br, hs, err := d.Dial(context.Background(), joinURL(srv, "ws", "bob", "lobby"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	if hs.Protocol != wsroom.ProtocolV1 {
-		t.Fatalf("negotiated %q, want %s", hs.Protocol, wsroom.ProtocolV1)
-	}
-	var r io.Reader = conn
-	if br != nil {
-		r = io.MultiReader(br, conn)
-	}
-	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	bob := wstest.Dial(t, joinURL(srv, "ws", "bob", "lobby"), http.Header{"Sec-WebSocket-Protocol": {wsroom.ProtocolV1}})
 	var headers []string
 	for len(headers) < 2 { // hello, then joined
-		b, err := wsutil.ReadServerText(struct {
-			io.Reader
-			io.Writer
-		}{r, conn})
-		if err != nil {
-			t.Fatal(err)
-		}
-		headers = append(headers, strings.SplitN(string(b), "\n", 2)[0])
+		headers = append(headers, strings.SplitN(bob.NextText(t), "\n", 2)[0])
 	}
 	var joined struct {
 		T string `json:"t"`
