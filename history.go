@@ -160,26 +160,34 @@ func (hs *history) expire(now int64) {
 	}
 }
 
-// since returns the entries after pos, or why they cannot be had. Called
-// with hs.mu held.
-func (hs *history) since(pos Position, now int64) ([]histEntry, lostReason) {
+// since returns the entries after pos and the offset of the first, or
+// why they cannot all be had. When pos is from an earlier epoch, or the
+// entries after it are no longer all kept, the client has seen none of
+// what is kept: it gets all of it (with the reason), the newest messages
+// after a gap. A position this history never gave (ahead of it) gets
+// nothing. Called with hs.mu held.
+func (hs *history) since(pos Position, now int64) ([]histEntry, uint64, lostReason) {
 	hs.expire(now)
-	if pos.Epoch != hs.epoch {
-		return nil, lostEpoch
-	}
 	last := hs.last().Offset
 	switch {
+	case pos.Epoch != hs.epoch:
+		return hs.newest(hs.n), hs.first, lostEpoch
 	case pos.Offset > last:
-		return nil, lostEpoch // a position this history never gave
+		return nil, 0, lostEpoch // a position this history never gave
 	case pos.Offset+1 < hs.first:
-		return nil, lostTrimmed
+		return hs.newest(hs.n), hs.first, lostTrimmed
 	}
-	k := int(last - pos.Offset) // entries to replay
+	return hs.newest(int(last - pos.Offset)), pos.Offset + 1, ""
+}
+
+// newest returns a copy of the k newest entries, oldest first. Called
+// with hs.mu held.
+func (hs *history) newest(k int) []histEntry {
 	out := make([]histEntry, k)
 	for i := range k {
 		out[i] = hs.ring[(hs.start+hs.n-k+i)%len(hs.ring)]
 	}
-	return out, ""
+	return out
 }
 
 // idle reports whether the history holds nothing any more, so that a room

@@ -167,26 +167,35 @@ func TestV1ResumeSingleNode(t *testing.T) {
 	room.Broadcast(wsroom.Text("live"))
 	c.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":6}`, epoch), "live")
 
-	for name, resume := range map[string]struct {
+	// Positions it cannot resume from: the client gets what is kept (the
+	// newest messages, after a gap), then joined says why the rest is lost.
+	for _, tc := range []struct {
+		name string
 		pos  []any
+		kept int // messages replayed before joined: m1..live
 		lost string
+		room string
 	}{
-		"trimmed":       {[]any{epoch, 0}, "trimmed"}, // 5 kept of 6
-		"another epoch": {[]any{"nope", 3}, "epoch"},
-		"no history":    {[]any{epoch, 3}, "nohistory"},
+		{"trimmed", []any{epoch, 0}, 5, "trimmed", "hist"}, // 5 kept of 6
+		{"another epoch", []any{"nope", 3}, 5, "epoch", "hist"},
+		{"ahead of the history", []any{epoch, 9}, 0, "epoch", "hist"},
+		{"no history", []any{epoch, 3}, 0, "nohistory", "plain"},
 	} {
-		r := "hist"
-		if name == "no history" {
-			r = "plain"
-		}
-		c := v1Dial(t, s.url+"?user=u&room="+r, map[string]any{"r": map[string]any{r: resume.pos}})
+		c := v1Dial(t, s.url+"?user=u&room="+tc.room, map[string]any{"r": map[string]any{tc.room: tc.pos}})
 		c.v1Next() // hello
-		if m := c.v1Next(); m.str("t") != "joined" || m.str("lost") != resume.lost {
-			t.Errorf("%s: %s, want joined with lost %q", name, m.raw, resume.lost)
+		for i, data := range []string{"m1", "m2", "m3", "m4", "live"}[:tc.kept] {
+			want := fmt.Sprintf(`{"r":"hist","e":%q,"o":%d}`, epoch, 2+i)
+			if m := c.v1Next(); m.raw != want || m.data != data {
+				t.Fatalf("%s: replayed %d: %s %q, want %s %q", tc.name, i, m.raw, m.data, want, data)
+			}
 		}
+		if m := c.v1Next(); m.str("t") != "joined" || m.str("lost") != tc.lost {
+			t.Errorf("%s: %s, want joined with lost %q", tc.name, m.raw, tc.lost)
+		}
+		c.CloseHandshake(t, 1000)
 	}
-	if st := s.hub.Stats(); st.HistoryResumes != 1 || st.HistoryReplayed != 3 || st.HistoryLost != 2 {
-		t.Errorf("stats: %d resumes, %d replayed, %d lost; want 1, 3, 2", st.HistoryResumes, st.HistoryReplayed, st.HistoryLost)
+	if st := s.hub.Stats(); st.HistoryResumes != 1 || st.HistoryReplayed != 3+5+5 || st.HistoryLost != 3 {
+		t.Errorf("stats: %d resumes, %d replayed, %d lost; want 1, 13, 3", st.HistoryResumes, st.HistoryReplayed, st.HistoryLost)
 	}
 }
 
@@ -284,10 +293,15 @@ func TestV1ResumeAcrossNodes(t *testing.T) {
 	if m.str("e") == epoch || m.num("o") != 1 || m.data != "after" {
 		t.Fatalf("after the history was lost: %s %q; want a new epoch at offset 1", m.raw, m.data)
 	}
-	c := v1Dial(t, nodes[0].url+"?user=v&room=hist", map[string]any{"r": map[string]any{"hist": []any{epoch, 4}}})
-	c.v1Next()
-	if m := c.v1Next(); m.str("lost") != "epoch" {
-		t.Fatalf("resuming from the old epoch: %s, want lost epoch", m.raw)
+	// Resuming from the old epoch, on either node: the new epoch's message
+	// (kept by the broker), then lost.
+	for _, n := range nodes {
+		c := v1Dial(t, n.url+"?user=v&room=hist", map[string]any{"r": map[string]any{"hist": []any{epoch, 4}}})
+		c.v1Next()
+		c.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":1}`, m.str("e")), "after")
+		if m := c.v1Next(); m.str("lost") != "epoch" {
+			t.Fatalf("resuming from the old epoch: %s, want lost epoch", m.raw)
+		}
 	}
 }
 

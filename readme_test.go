@@ -2,6 +2,7 @@ package wsroom_test
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -104,7 +105,7 @@ func snippet(ref string) (string, error) {
 			lines = append(lines, line)
 		}
 	}
-	return "", os.ErrNotExist
+	return "", fmt.Errorf("%s has no lines between %q and %q", path, start, end)
 }
 
 // dedent removes the indentation all lines share.

@@ -318,8 +318,9 @@ func (c *Conn) join(name string, o joinOpts) error {
 // to serve a wsroom.v1 join: a copy that does not follow the room yet, or
 // does not reach back to the position the client resumes from, is read
 // from the broker — a round trip, with only the room's history lock held.
-// It returns why the position cannot be resumed, if it cannot. o.from is
-// filled from the handshake's resume positions.
+// It returns why the position cannot be resumed, if it cannot; then the
+// copy holds the broker's newest messages, which the client gets. o.from
+// is filled from the handshake's resume positions.
 func (h *Hub) seedForJoin(c *Conn, hs *history, name string, o *joinOpts) lostReason {
 	if o.from == nil {
 		h.mu.RLock()
@@ -344,6 +345,10 @@ func (h *Hub) seedForJoin(c *Conn, hs *history, name string, o *joinOpts) lostRe
 		since = *from
 	}
 	lost, err := h.seedLocked(hs, name, since)
+	if err == nil && lost != "" {
+		// The client gets the newest messages, after the gap.
+		_, err = h.seedLocked(hs, name, Position{})
+	}
 	if err != nil {
 		h.brokerError("history", wire.RoomTopic(name), err)
 		return lostUnavailable
@@ -366,29 +371,28 @@ func (c *Conn) sendJoinedLocked(name string, hs *history, o joinOpts) {
 		c.sendControl(joinedHeader(name, nil, -1, lost, o.id))
 		return
 	}
-	if o.seedLost != "" {
-		c.hub.stats.historyLost.Add(1)
-		last := hs.last()
-		c.sendControl(joinedHeader(name, &last, -1, o.seedLost, o.id))
-		return
-	}
 	last := hs.last()
 	if o.from == nil {
 		c.sendControl(joinedHeader(name, &last, -1, "", o.id))
 		return
 	}
-	entries, lost := hs.since(*o.from, c.hub.now())
-	if lost != "" {
-		c.hub.stats.historyLost.Add(1)
-		c.sendControl(joinedHeader(name, &last, -1, lost, o.id))
-		return
+	var entries []histEntry
+	var first uint64
+	lost := o.seedLost
+	switch {
+	case lost == "":
+		entries, first, lost = hs.since(*o.from, c.hub.now())
+	case lost != lostUnavailable:
+		// The broker's history could not serve o.from; the node's copy
+		// holds the newest messages it keeps (see seedForJoin).
+		entries, first = hs.newest(hs.n), hs.first
 	}
 	replayed := 0
 	for i, e := range entries {
 		if e.except != "" && e.except == o.prev {
 			continue // left out on purpose when it was sent
 		}
-		pos := Position{Epoch: hs.epoch, Offset: o.from.Offset + 1 + uint64(i)}
+		pos := Position{Epoch: hs.epoch, Offset: first + uint64(i)}
 		op := frame.Opcode(e.frame[0] & 0x0f)
 		f := appendV1Frame(nil, op, appendRoomHeader(nil, name, &pos), e.frame[len(e.frame)-payloadLen(e.frame):])
 		if _, err := c.enqueue(&f, false); err != nil {
@@ -396,8 +400,13 @@ func (c *Conn) sendJoinedLocked(name string, hs *history, o joinOpts) {
 		}
 		replayed++
 	}
-	c.hub.stats.historyResumed.Add(1)
 	c.hub.stats.historyReplayed.Add(uint64(replayed))
+	if lost != "" {
+		c.hub.stats.historyLost.Add(1)
+		c.sendControl(joinedHeader(name, &last, -1, lost, o.id))
+		return
+	}
+	c.hub.stats.historyResumed.Add(1)
 	c.sendControl(joinedHeader(name, &last, replayed, "", o.id))
 }
 

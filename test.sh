@@ -11,7 +11,6 @@
 #      prometheus        Debian's Prometheus server: runs the dashboard's
 #                        queries (wsroomprom/)
 #      redis-server      the Redis broker's tests (redisbroker/)
-#      nats-server       the NATS broker's tests (/usr/sbin/nats-server)
 #    It never downloads a browser: Chromium comes from Debian.
 # 2. Runs every module's tests with the race detector: the core module
 #    (printing the conformance summary its runner writes), then every
@@ -82,6 +81,10 @@ if [ -f integration/node/package.json ] && [ ! -d integration/node/node_modules 
 	echo "== npm ci (integration/node)"
 	(cd integration/node && npm ci --no-audit --no-fund)
 fi
+if [ -f client/package.json ] && [ ! -d client/node_modules ]; then
+	echo "== npm ci (client)"
+	(cd client && npm ci --no-audit --no-fund)
+fi
 
 # --- tests -------------------------------------------------------------
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/wsroom-test.XXXXXX")
@@ -114,6 +117,19 @@ for mod in "${nested[@]}"; do
 	(cd "$mod" && CI=true go test -json -race -count=1 -timeout 10m ./...) | "$progress" || failed+=("$mod module tests")
 	echo "== $mod module: $(took $t $c)"
 done
+
+# The JavaScript client (client/): node:test, against the Go test server
+# its tests start (internal/resumetest/server). Twice: with the `ws`
+# package, then with Node's own WebSocket (built in from Node 22; behind
+# --experimental-websocket on Node 20).
+t=$SECONDS c=$(cpu)
+echo "== client/: node --test with the ws package"
+(cd client && WSROOM_TEST_WS=ws node --test) || failed+=("client tests (ws)")
+native=(node --test)
+node -e 'process.exit(typeof WebSocket === "function" ? 0 : 1)' || native=(node --experimental-websocket --test)
+echo "== client/: ${native[*]} with Node's own WebSocket"
+(cd client && "${native[@]}") || failed+=("client tests (Node's WebSocket)")
+echo "== client/: $(took $t $c)"
 
 # --- bounded fuzzing ---------------------------------------------------
 # Budgets are execution counts (-fuzztime Nx), not durations: Go 1.26's

@@ -28,11 +28,13 @@ func Example() {
 	public := http.NewServeMux()
 	public.Handle("GET /ws", hub)
 
+	// README:readme
 	reg := prometheus.NewRegistry() // or prometheus.DefaultRegisterer
 	reg.MustRegister(wsroomprom.NewCollector(hub, wsroomprom.Options{}))
 	ops := http.NewServeMux()
 	ops.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	ops.Handle("/admin/wsroom/", http.StripPrefix("/admin/wsroom", hub.AdminHandler()))
+	// README:end
 
 	publicSrv := httptest.NewServer(public) // http.ListenAndServe(":8080", public)
 	opsSrv := httptest.NewServer(ops)       // http.ListenAndServe("127.0.0.1:9090", ops)
