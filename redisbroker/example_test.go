@@ -9,8 +9,10 @@ import (
 
 // One Redis shared by every node.
 func ExampleNew() {
+	// README:readme
 	b := redisbroker.New(redisbroker.Options{Addrs: []string{"10.0.0.5:6379"}})
-	hub := wsroom.New(wsroom.Options{Broker: b}) // Hub.Shutdown closes b
+	hub := wsroom.New(wsroom.Options{Broker: b, Presence: true}) // Hub.Shutdown closes b
+	// README:end
 	http.Handle("GET /ws", hub)
 }
 
