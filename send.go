@@ -138,10 +138,17 @@ func (h *Hub) encode(m Message) (*prepared, error) {
 // compressible returns the compressed forms of a message, or nil if it is
 // not to be compressed (compression off, or under the threshold).
 func (h *Hub) compressible(op frame.Opcode, data []byte) *compressedForms {
-	if z := &h.opts.Compression; z.Enabled && len(data) >= z.Threshold && len(data) > 0 {
-		return &compressedForms{op: op, data: data, level: z.Level, stats: &h.deflateStats}
+	if h.compresses(len(data)) {
+		return &compressedForms{op: op, data: data, level: h.opts.Compression.Level, stats: &h.deflateStats}
 	}
 	return nil
+}
+
+// compresses reports whether a payload of n bytes is sent compressed to
+// the connections that negotiated compression.
+func (h *Hub) compresses(n int) bool {
+	z := &h.opts.Compression
+	return z.Enabled && n >= z.Threshold && n > 0
 }
 
 // frameFor returns the frame to queue for c.

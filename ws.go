@@ -103,11 +103,22 @@ func (c *Conn) Context() context.Context {
 // send overflowed the queue (the connection is then closed with 1008), and
 // ErrInvalidUTF8 or ErrMessageType for a malformed message.
 func (c *Conn) Send(m Message) error {
-	p, err := c.hub.encode(m)
-	if err != nil {
-		return err
+	var f *[]byte
+	if c.proto != protoV1 && m.Type != v1Control && (c.deflate == 0 || !c.hub.compresses(len(m.Data))) {
+		// One recipient that gets the plain frame: no shared forms to prepare.
+		b, err := m.encode()
+		if err != nil {
+			return err
+		}
+		f = newFrame(b)
+	} else {
+		p, err := c.hub.encode(m)
+		if err != nil {
+			return err
+		}
+		f = p.frameFor(c)
 	}
-	if _, err := c.enqueue(p.frameFor(c), false); err != nil {
+	if _, err := c.enqueue(f, false); err != nil {
 		return err
 	}
 	return nil
