@@ -56,6 +56,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wsroom/wsroom"
 )
 
 // Broker is a wsroom.Broker over Redis pub/sub. Create it with New and
@@ -79,13 +81,16 @@ type Broker struct {
 
 	deliverMu sync.Mutex // one deliver call at a time
 	deliver   func(topic string, payload []byte)
+	hdeliver  atomic.Pointer[func(topic string, pos wsroom.Position, payload []byte)] // StartHistory's
 	started   atomic.Bool
 	closeOnce sync.Once
+
+	pres atomic.Pointer[presence] // set by StartPresence
 
 	logMu sync.Mutex
 	down  map[string]bool // connections whose failure was logged
 
-	published, publishErrors, received, dropped, reconnects atomic.Uint64
+	published, publishErrors, received, dropped, reconnects, cleaned atomic.Uint64
 }
 
 // New returns a broker for opts. It connects once the Hub calls Start. It
@@ -245,6 +250,22 @@ func (b *Broker) deliverMsg(topic string, payload []byte) {
 	}
 }
 
+// deliverPositioned hands a message of a room's history to the Hub,
+// under the same lock as deliverMsg.
+func (b *Broker) deliverPositioned(topic string, pos wsroom.Position, payload []byte) {
+	b.received.Add(1)
+	b.deliverMu.Lock()
+	defer b.deliverMu.Unlock()
+	if b.ctx.Err() != nil {
+		return
+	}
+	if h := b.hdeliver.Load(); h != nil {
+		(*h)(topic, pos, payload)
+	} else {
+		b.deliver(topic, payload)
+	}
+}
+
 // topicOf returns the topic of a channel name (a substring of it), or
 // false for a channel that is not the broker's.
 func (b *Broker) topicOf(channel string) (string, bool) {
@@ -329,6 +350,7 @@ type Stats struct {
 	Received      uint64 // messages received on subscribed channels, own echo included
 	Dropped       uint64 // messages over MaxPayload, discarded
 	Reconnects    uint64 // subscription connections lost (each counted once per loss)
+	NodesCleaned  uint64 // dead nodes whose presence this broker removed
 
 	// Resubscribe is how long the last connection of each server took
 	// from being established to Redis confirming every topic it
@@ -344,6 +366,7 @@ func (b *Broker) Stats() Stats {
 		Received:      b.received.Load(),
 		Dropped:       b.dropped.Load(),
 		Reconnects:    b.reconnects.Load(),
+		NodesCleaned:  b.cleaned.Load(),
 	}
 	if t := b.topo.Load(); t != nil {
 		s.Connected = true

@@ -1,0 +1,959 @@
+package redisbroker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wsroom/wsroom"
+)
+
+// Cluster presence in Redis (wsroom.PresenceBroker).
+//
+// Keys of the registry, on the server of the topic "presence:registry"
+// (in Cluster mode all in its slot):
+//
+//	p:nodes         sorted set: node → deadline in ms (its last beat + its ttl)
+//	p:dead          sorted set: node presumed dead → deadline of the lease of whoever cleans it up
+//	p:idx:<node>    set: the rooms the node has entries in (its index, for the cleanup)
+//	p:on:<node>     hash: user → the node's connections of the user (room "")
+//
+// Keys of a room R, on the server (slot) of the topic "room:R", like the
+// room's channel and history:
+//
+//	p:r:<R>                     hash: user → "<connections on every node>:<info>"
+//	p:n:<len(node)>:<node>:<R>  hash: user → the node's connections of the user in R
+//
+// A node's SetPresence runs one script in the room's slot that sets the
+// node's count and the user's total and returns the transition, so that
+// concurrent updates from several nodes each see their own: exactly one
+// sees the total leave or reach 0. The node adds the room to its index
+// before its first entry in the room (and removes it after its last), so
+// the index always covers the node's entries.
+//
+// Each node beats every ttl/3 (a script that pushes its deadline in
+// p:nodes) and looks for dead nodes every ttl/5: a node whose deadline
+// passed is claimed by one survivor (a script moves it from p:nodes to
+// p:dead with a lease), which removes its entries room by room: one
+// script per room, atomic in the room's slot and idempotent (it removes
+// the node's hash of the room and lowers the totals; run again, it finds
+// nothing), reporting each user whose total fell to 0; then the room
+// leaves the dead node's index. A cleaner that dies midway loses its
+// lease; the next claims the node again and resumes with the rooms left
+// in the index, without reporting anything twice. LeavePresence is the
+// same cleanup of the node by itself.
+//
+// A node that was presumed dead while it was alive (cut off from Redis
+// for longer than its ttl), or whose Redis lost its data, finds out at
+// its next beat: it writes its presence again from its own record of it
+// once the cleanup is over (without join events for the users who
+// thereby come back).
+
+// Presence scripts. now is Redis's clock, in ms.
+const luaNow = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`
+
+// presSet sets the node's count of a user in a room. KEYS: room hash,
+// node's hash of the room. ARGV: user, count, info. Returns 1 (joined),
+// 2 (left) or 0.
+var presSet = newScript(`
+local user, count = ARGV[1], tonumber(ARGV[2])
+local old = tonumber(redis.call('HGET', KEYS[2], user) or '0')
+local cur = redis.call('HGET', KEYS[1], user)
+local total = 0
+if cur then total = tonumber(string.match(cur, '^(%d+)')) end
+local nt = total - old + count
+if count > 0 then redis.call('HSET', KEYS[2], user, count) elseif old > 0 then redis.call('HDEL', KEYS[2], user) end
+if nt > 0 then redis.call('HSET', KEYS[1], user, string.format('%d', nt) .. ':' .. ARGV[3])
+elseif cur then redis.call('HDEL', KEYS[1], user) end
+if total <= 0 and nt > 0 then return 1 end
+if total > 0 and nt <= 0 then return 2 end
+return 0
+`)
+
+// presOnline sets the node's count of a user's connections (room "").
+// KEYS: p:nodes, the node's p:on hash. ARGV: user, count, the p:on key
+// prefix, node. Returns like presSet; the total counts the registered
+// nodes.
+var presOnline = newScript(`
+local user, count = ARGV[1], tonumber(ARGV[2])
+local old = tonumber(redis.call('HGET', KEYS[2], user) or '0')
+if count > 0 then redis.call('HSET', KEYS[2], user, count) elseif old > 0 then redis.call('HDEL', KEYS[2], user) end
+local others = 0
+for _, n in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if n ~= ARGV[4] then others = others + tonumber(redis.call('HGET', ARGV[3] .. n, user) or '0') end
+end
+local before, after = others + old, others + count
+if before <= 0 and after > 0 then return 1 end
+if before > 0 and after <= 0 then return 2 end
+return 0
+`)
+
+// presUserNodes returns {node, count, …} of a user on the live nodes.
+// KEYS: p:nodes. ARGV: the p:on key prefix, user.
+var presUserNodes = newScript(luaNow + `
+local out = {}
+for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], string.format('%d', now), '+inf')) do
+  local c = redis.call('HGET', ARGV[1] .. n, ARGV[2])
+  if c then
+    out[#out + 1] = n
+    out[#out + 1] = c
+  end
+end
+return out
+`)
+
+// presBeat pushes the node's deadline. KEYS: p:nodes, p:dead. ARGV:
+// node, ttl (ms). Returns 0 (it was registered), 1 (it was not: a first
+// beat, or its presence was removed or lost) or 2 (it is being cleaned
+// up: not registered again until that ends).
+var presBeat = newScript(luaNow + `
+local status = 0
+if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 2 end
+  status = 1
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return status
+`)
+
+// presClaim claims a node to clean up: one whose deadline passed, or one
+// whose cleaner's lease did. KEYS: p:nodes, p:dead. ARGV: lease (ms).
+// Returns the node, or nil.
+var presClaim = newScript(luaNow + `
+local before = '(' .. string.format('%d', now)
+local n = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', before, 'LIMIT', 0, 1)[1]
+if n then
+  redis.call('ZREM', KEYS[1], n)
+else
+  n = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', before, 'LIMIT', 0, 1)[1]
+end
+if not n then return false end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), n)
+return n
+`)
+
+// presLeave claims the node itself (LeavePresence). KEYS: p:nodes,
+// p:dead. ARGV: node, lease (ms).
+var presLeave = newScript(luaNow + `
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
+return 1
+`)
+
+// presRenew extends a cleanup's lease, if the node is still being
+// cleaned up. KEYS: p:dead. ARGV: node, lease (ms).
+var presRenew = newScript(luaNow + `
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+  return 1
+end
+return 0
+`)
+
+// presCleanRoom removes a node's entries from a room. KEYS: room hash,
+// the node's hash of the room. Returns {user, info, …} of the users
+// whose total fell to 0.
+var presCleanRoom = newScript(`
+local e = redis.call('HGETALL', KEYS[2])
+local left = {}
+for i = 1, #e, 2 do
+  local user, c = e[i], tonumber(e[i + 1])
+  local cur = redis.call('HGET', KEYS[1], user)
+  if cur then
+    local p = string.find(cur, ':', 1, true)
+    local nt = tonumber(string.sub(cur, 1, p - 1)) - c
+    if nt > 0 then
+      redis.call('HSET', KEYS[1], user, string.format('%d', nt) .. string.sub(cur, p))
+    else
+      redis.call('HDEL', KEYS[1], user)
+      left[#left + 1] = user
+      left[#left + 1] = string.sub(cur, p + 1)
+    end
+  end
+end
+redis.call('DEL', KEYS[2])
+return left
+`)
+
+// presFinish ends a node's cleanup once its index is empty. KEYS:
+// p:dead, its p:idx, its p:on. ARGV: node. Returns 1 if it ended.
+var presFinish = newScript(`
+if redis.call('SCARD', KEYS[2]) > 0 then return 0 end
+redis.call('UNLINK', KEYS[3])
+redis.call('ZREM', KEYS[1], ARGV[1])
+return 1
+`)
+
+// presRooms returns the rooms in the indexes of the registered nodes and
+// of those being cleaned up. KEYS: p:nodes, p:dead. ARGV: the p:idx key
+// prefix.
+var presRooms = newScript(`
+local seen, out = {}, {}
+for _, z in ipairs({KEYS[1], KEYS[2]}) do
+  for _, n in ipairs(redis.call('ZRANGE', z, 0, -1)) do
+    for _, r in ipairs(redis.call('SMEMBERS', ARGV[1] .. n)) do
+      if not seen[r] then
+        seen[r] = true
+        out[#out + 1] = r
+      end
+    end
+  end
+end
+return out
+`)
+
+var _ wsroom.PresenceBroker = (*Broker)(nil)
+
+// Errors of the presence methods.
+var (
+	// ErrPresenceNotStarted is returned by the presence methods before
+	// StartPresence.
+	ErrPresenceNotStarted = errors.New("redisbroker: StartPresence was not called")
+	// ErrPresenceSuspended is returned by SetPresence while the cluster
+	// is removing this node's presence, having presumed the node dead
+	// (no beat reached Redis for longer than its ttl). The node writes
+	// its presence again, as it then stands, once that is over.
+	ErrPresenceSuspended = errors.New("redisbroker: this node's presence is being removed by the cluster (presumed dead); it is written again afterwards")
+	// ErrPresenceLeft is returned by SetPresence after LeavePresence.
+	ErrPresenceLeft = errors.New("redisbroker: LeavePresence was called")
+)
+
+// registryTopic is the topic whose server (slot) holds the registry.
+const registryTopic = "presence:registry"
+
+// presence is a Broker's side of cluster presence.
+type presence struct {
+	node string
+	ttl  time.Duration
+	left func(room, user string, info []byte)
+
+	regTag                       string
+	nodesKey, deadKey            string
+	idxKey, onKey                string // this node's
+	idxPrefix, onPrefix, ttlArgs string // ttlArgs: ttl in ms
+
+	kick chan struct{} // wakes the janitor: entries to write again
+
+	// order serializes the writes of this node's entries (SetPresence,
+	// writing failed ones again, LeavePresence), each to Redis and back,
+	// so that a later one never lands before an earlier one. It is held
+	// across Redis round trips, each bounded by PublishTimeout.
+	order sync.Mutex
+
+	mu         sync.Mutex
+	mirror     map[string]map[string]entry // room → user → this node's entry, as the Hub set it
+	dirty      map[pair]struct{}           // entries Redis may not have as mirror does
+	registered bool                        // a beat registered the node
+	suspended  bool                        // the cluster is removing the node's presence
+	leaving    bool                        // LeavePresence was called
+}
+
+type entry struct {
+	count int
+	info  []byte
+}
+
+type pair struct{ room, user string }
+
+// StartPresence implements wsroom.PresenceBroker: the node beats every
+// ttl/3 and looks for dead nodes to clean up every ttl/5, on two
+// goroutines that Close joins. Call it once, after Start.
+func (b *Broker) StartPresence(node string, ttl time.Duration, left func(room, user string, info []byte)) {
+	if ttl <= 0 {
+		ttl = wsroom.DefaultPresenceTimeout
+	}
+	ps := &presence{
+		node: node, ttl: ttl, left: left,
+		regTag: b.tagOf(registryTopic),
+		kick:   make(chan struct{}, 1),
+		mirror: make(map[string]map[string]entry),
+		dirty:  make(map[pair]struct{}),
+	}
+	ps.nodesKey, ps.deadKey = b.key(ps.regTag, "p:nodes"), b.key(ps.regTag, "p:dead")
+	ps.idxPrefix, ps.onPrefix = b.key(ps.regTag, "p:idx:"), b.key(ps.regTag, "p:on:")
+	ps.idxKey, ps.onKey = ps.idxPrefix+node, ps.onPrefix+node
+	ps.ttlArgs = strconv.FormatInt(max(ttl.Milliseconds(), 1), 10)
+	if !b.pres.CompareAndSwap(nil, ps) {
+		panic("redisbroker: StartPresence called twice")
+	}
+	b.wg.Add(2)
+	go b.beatLoop(ps)
+	go b.janitor(ps)
+}
+
+// presence returns the presence state, or an error before StartPresence
+// or after Close.
+func (b *Broker) presence() (*presence, error) {
+	if b.ctx.Err() != nil {
+		return nil, ErrClosed
+	}
+	ps := b.pres.Load()
+	if ps == nil {
+		return nil, ErrPresenceNotStarted
+	}
+	return ps, nil
+}
+
+// opCtx bounds one background presence step.
+func (b *Broker) opCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(b.ctx, 2*b.opts.PublishTimeout)
+}
+
+// SetPresence implements wsroom.PresenceBroker. It costs one script in
+// the room's slot (for room "", in the registry's), and, when this node's
+// first user enters a room or its last one leaves it, a command on the
+// registry. An entry whose write fails is written again by the janitor
+// (without reporting the transition that write makes).
+func (b *Broker) SetPresence(ctx context.Context, room, user string, count int, info []byte) (wsroom.PresenceChange, error) {
+	ps, err := b.presence()
+	if err != nil {
+		return wsroom.PresenceUnchanged, err
+	}
+	if len(room) > MaxTopicBytes || len(user) > MaxTopicBytes {
+		return wsroom.PresenceUnchanged, ErrTopicTooLong
+	}
+	count = max(count, 0)
+	ps.order.Lock()
+	defer ps.order.Unlock()
+	ps.mu.Lock()
+	if ps.leaving {
+		ps.mu.Unlock()
+		return wsroom.PresenceUnchanged, ErrPresenceLeft
+	}
+	before := len(ps.mirror[room])
+	users := ps.mirror[room]
+	if count > 0 {
+		if users == nil {
+			users = make(map[string]entry)
+			ps.mirror[room] = users
+		}
+		users[user] = entry{count, info}
+	} else if users != nil {
+		delete(users, user)
+		if len(users) == 0 {
+			delete(ps.mirror, room)
+		}
+	}
+	after := len(ps.mirror[room])
+	k := pair{room, user}
+	if ps.suspended {
+		ps.dirty[k] = struct{}{}
+		ps.mu.Unlock()
+		return wsroom.PresenceUnchanged, ErrPresenceSuspended
+	}
+	registered := ps.registered
+	delete(ps.dirty, k)
+	ps.mu.Unlock()
+	if !registered {
+		err = b.beat(ctx, ps)
+	}
+	var change wsroom.PresenceChange
+	if err == nil {
+		change, err = b.writeEntry(ctx, ps, room, user, count, info, before == 0 && after > 0, before > 0 && after == 0)
+	}
+	if err != nil {
+		ps.mu.Lock()
+		ps.dirty[k] = struct{}{}
+		ps.mu.Unlock()
+	}
+	return change, err
+}
+
+// writeEntry writes this node's entry of user in room to Redis; with
+// index, the room enters the node's index first, and with unindex it
+// leaves it afterwards. Called with ps.order held.
+func (b *Broker) writeEntry(ctx context.Context, ps *presence, room, user string, count int, info []byte, index, unindex bool) (wsroom.PresenceChange, error) {
+	if room == "" {
+		c := newCall(presOnline, 2, ps.nodesKey, ps.onKey, user, strconv.Itoa(count), ps.onPrefix, ps.node)
+		if err := b.do(ctx, registryTopic, c); err != nil {
+			return wsroom.PresenceUnchanged, err
+		}
+		return wsroom.PresenceChange(c.rep.n), nil
+	}
+	topic := "room:" + room
+	var add *call
+	if index {
+		add = command("SADD", ps.idxKey, room)
+		if err := b.send(registryTopic, add); err != nil {
+			return wsroom.PresenceUnchanged, err
+		}
+		if !b.sameServer(registryTopic, topic) {
+			// On another server: it must be in the index before the entry
+			// is in the room.
+			if err := add.wait(ctx); err != nil {
+				return wsroom.PresenceUnchanged, err
+			}
+		}
+	}
+	rk, nk := b.roomKeys(ps.node, room)
+	c := newCall(presSet, 2, rk, nk, user, strconv.Itoa(count), string(info))
+	if err := b.do(ctx, topic, c); err != nil {
+		return wsroom.PresenceUnchanged, err
+	}
+	if add != nil {
+		if err := add.wait(ctx); err != nil {
+			return wsroom.PresenceUnchanged, err
+		}
+	}
+	if unindex {
+		// Not waited for: a room left in the index costs the cleanup a
+		// script that finds nothing.
+		b.send(registryTopic, command("SREM", ps.idxKey, room))
+	}
+	return wsroom.PresenceChange(c.rep.n), nil
+}
+
+// roomKeys returns the keys of room's presence: its hash of users and
+// node's hash of the room.
+func (b *Broker) roomKeys(node, room string) (roomKey, nodeKey string) {
+	tag := b.tagOf("room:" + room)
+	return b.key(tag, "p:r:"+room), b.key(tag, "p:n:"+strconv.Itoa(len(node))+":"+node+":"+room)
+}
+
+// beat pushes this node's deadline and acts on what Redis says: a node
+// registered before that finds itself missing (presumed dead and cleaned
+// up, or Redis lost its data) writes every entry again.
+func (b *Broker) beat(ctx context.Context, ps *presence) error {
+	c := newCall(presBeat, 2, ps.nodesKey, ps.deadKey, ps.node, ps.ttlArgs)
+	if err := b.do(ctx, registryTopic, c); err != nil {
+		return err
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	switch c.rep.n {
+	case 0:
+		ps.registered, ps.suspended = true, false
+	case 1:
+		if ps.registered || ps.suspended {
+			for room, users := range ps.mirror {
+				for user := range users {
+					ps.dirty[pair{room, user}] = struct{}{}
+				}
+			}
+			b.opts.Logger.Warn("redisbroker: this node's presence was missing from Redis; writing it again", "node", ps.node, "entries", len(ps.dirty))
+			select {
+			case ps.kick <- struct{}{}:
+			default:
+			}
+		}
+		ps.registered, ps.suspended = true, false
+	case 2:
+		if !ps.suspended {
+			b.opts.Logger.Warn("redisbroker: the cluster presumed this node dead and is removing its presence", "node", ps.node)
+		}
+		ps.suspended = true
+	}
+	return nil
+}
+
+// beatLoop beats every ttl/3 until Close or LeavePresence.
+func (b *Broker) beatLoop(ps *presence) {
+	defer b.wg.Done()
+	t := time.NewTicker(max(ps.ttl/3, time.Millisecond))
+	defer t.Stop()
+	for {
+		ps.mu.Lock()
+		leaving := ps.leaving
+		ps.mu.Unlock()
+		if leaving {
+			return
+		}
+		ctx, cancel := b.opCtx()
+		if err := b.beat(ctx, ps); err != nil && b.ctx.Err() == nil {
+			b.opts.Logger.Warn("redisbroker: presence beat failed", "node", ps.node, "err", err)
+		}
+		cancel()
+		select {
+		case <-t.C:
+		case <-b.ctx.Done():
+			return
+		}
+	}
+}
+
+// janitor writes failed entries again, and claims and cleans up dead
+// nodes, every ttl/5, until Close or LeavePresence.
+func (b *Broker) janitor(ps *presence) {
+	defer b.wg.Done()
+	t := time.NewTicker(max(ps.ttl/5, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-ps.kick:
+		case <-b.ctx.Done():
+			return
+		}
+		ps.mu.Lock()
+		leaving, suspended := ps.leaving, ps.suspended
+		ps.mu.Unlock()
+		if leaving {
+			return
+		}
+		if suspended {
+			continue
+		}
+		b.rewrite(ps)
+		b.cleanDead(ps)
+	}
+}
+
+// maxRewrite is the most entries written again in one batch.
+const maxRewrite = 512
+
+// rewrite writes the entries in ps.dirty again, a batch at a time, each
+// batch pipelined: the rooms into the index, then the entries, then the
+// rooms without entries out of the index.
+func (b *Broker) rewrite(ps *presence) {
+	for b.ctx.Err() == nil {
+		ps.order.Lock()
+		ps.mu.Lock()
+		if ps.suspended || ps.leaving || len(ps.dirty) == 0 {
+			ps.mu.Unlock()
+			ps.order.Unlock()
+			return
+		}
+		type todo struct {
+			pair
+			entry
+			c *call
+		}
+		var batch []todo
+		var index, unindex []string
+		for k := range ps.dirty {
+			e := ps.mirror[k.room][k.user]
+			batch = append(batch, todo{pair: k, entry: e})
+			if k.room != "" {
+				if e.count > 0 {
+					index = append(index, k.room)
+				} else if len(ps.mirror[k.room]) == 0 {
+					unindex = append(unindex, k.room)
+				}
+			}
+			delete(ps.dirty, k)
+			if len(batch) == maxRewrite {
+				break
+			}
+		}
+		ps.mu.Unlock()
+		ctx, cancel := b.opCtx()
+		err := ctx.Err()
+		if len(index) > 0 {
+			err = b.do(ctx, registryTopic, command(append([]string{"SADD", ps.idxKey}, slices.Compact(slices.Sorted(slices.Values(index)))...)...))
+		}
+		failed := batch[:0:0]
+		for i := range batch {
+			td := &batch[i]
+			if err != nil {
+				continue
+			}
+			if td.room == "" {
+				td.c = newCall(presOnline, 2, ps.nodesKey, ps.onKey, td.user, strconv.Itoa(td.count), ps.onPrefix, ps.node)
+				err = b.send(registryTopic, td.c)
+			} else {
+				rk, nk := b.roomKeys(ps.node, td.room)
+				td.c = newCall(presSet, 2, rk, nk, td.user, strconv.Itoa(td.count), string(td.info))
+				err = b.send("room:"+td.room, td.c)
+			}
+		}
+		for _, td := range batch {
+			if td.c == nil || td.c.wait(ctx) != nil {
+				failed = append(failed, td)
+			}
+		}
+		if len(unindex) > 0 && len(failed) == 0 {
+			b.send(registryTopic, command(append([]string{"SREM", ps.idxKey}, unindex...)...))
+		}
+		cancel()
+		ps.mu.Lock()
+		for _, td := range failed {
+			ps.dirty[td.pair] = struct{}{}
+		}
+		ps.mu.Unlock()
+		ps.order.Unlock()
+		if len(failed) > 0 {
+			return // again at the next tick
+		}
+	}
+}
+
+// cleanDead claims dead nodes and removes their presence, reporting the
+// users who left to ps.left, until none is left to claim.
+func (b *Broker) cleanDead(ps *presence) {
+	lease := ps.ttlArgs
+	for range 1000 {
+		ctx, cancel := b.opCtx()
+		c := newCall(presClaim, 2, ps.nodesKey, ps.deadKey, lease)
+		c.parse = parseOptString
+		err := b.do(ctx, registryTopic, c)
+		cancel()
+		if err != nil || c.val == nil {
+			return
+		}
+		dead := c.val.(string)
+		b.opts.Logger.Info("redisbroker: removing the presence of a dead node", "node", dead, "cleaner", ps.node)
+		if err := b.cleanNode(ps, dead, ps.left); err != nil {
+			if b.ctx.Err() == nil {
+				b.opts.Logger.Warn("redisbroker: removing a dead node's presence failed; it is retried when the lease ends", "node", dead, "err", err)
+			}
+			return
+		}
+		b.cleaned.Add(1)
+	}
+}
+
+// cleanNode removes the presence of node (which this node claimed),
+// room by room, reporting each user who left a room to report; then its
+// online counts and its registration.
+func (b *Broker) cleanNode(ps *presence, node string, report func(room, user string, info []byte)) error {
+	idx := ps.idxPrefix + node
+	for range 16 { // the index may gain rooms meanwhile (a node that is not dead after all)
+		cursor := "0"
+		for range 1 << 20 {
+			ctx, cancel := b.opCtx()
+			sc := command("SSCAN", idx, cursor, "COUNT", "256")
+			sc.parse = parseScan
+			err := b.do(ctx, registryTopic, sc)
+			if err != nil {
+				cancel()
+				return err
+			}
+			res := sc.val.(scanResult)
+			if len(res.items) > 0 {
+				if err := b.cleanRooms(ctx, ps, node, res.items, report); err != nil {
+					cancel()
+					return err
+				}
+				renew := newCall(presRenew, 1, ps.deadKey, node, ps.ttlArgs)
+				b.do(ctx, registryTopic, renew)
+			}
+			cancel()
+			if cursor = res.cursor; cursor == "0" {
+				break
+			}
+		}
+		ctx, cancel := b.opCtx()
+		fin := newCall(presFinish, 3, ps.deadKey, idx, ps.onPrefix+node, node)
+		err := b.do(ctx, registryTopic, fin)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if fin.rep.n == 1 {
+			return nil
+		}
+	}
+	return errors.New("redisbroker: a dead node's index keeps growing")
+}
+
+// cleanRooms removes node's entries from rooms (pipelined, one atomic
+// script per room), reports who left, and takes the rooms out of the
+// node's index.
+func (b *Broker) cleanRooms(ctx context.Context, ps *presence, node string, rooms []string, report func(room, user string, info []byte)) error {
+	calls := make([]*call, len(rooms))
+	for i, room := range rooms {
+		rk, nk := b.roomKeys(node, room)
+		c := newCall(presCleanRoom, 2, rk, nk)
+		c.parse = b.parseLeft
+		calls[i] = c
+		if err := b.send("room:"+room, c); err != nil {
+			return err
+		}
+	}
+	var err error
+	for i, c := range calls {
+		if e := c.wait(ctx); e != nil {
+			err = e
+			rooms[i] = "" // stays in the index: cleaned again
+			continue
+		}
+		if left, _ := c.val.([]userInfo); report != nil {
+			for _, u := range left {
+				report(rooms[i], u.user, u.info)
+			}
+		}
+	}
+	done := slices.DeleteFunc(rooms, func(r string) bool { return r == "" })
+	if len(done) > 0 {
+		if e := b.do(ctx, registryTopic, command(append([]string{"SREM", ps.idxPrefix + node}, done...)...)); e != nil && err == nil {
+			err = e
+		}
+	}
+	return err
+}
+
+// LeavePresence implements wsroom.PresenceBroker: the node stops
+// beating, claims itself and removes its presence as a cleaner would,
+// returning the users who left a room. If it fails midway, the cluster
+// finishes the cleanup once the node's ttl has passed.
+func (b *Broker) LeavePresence(ctx context.Context) ([]wsroom.PresenceEvent, error) {
+	ps, err := b.presence()
+	if err != nil {
+		return nil, err
+	}
+	ps.order.Lock()
+	defer ps.order.Unlock()
+	ps.mu.Lock()
+	if ps.leaving {
+		ps.mu.Unlock()
+		return nil, nil
+	}
+	ps.leaving = true
+	ps.mu.Unlock()
+	if err := b.do(ctx, registryTopic, newCall(presLeave, 2, ps.nodesKey, ps.deadKey, ps.node, ps.ttlArgs)); err != nil {
+		return nil, err
+	}
+	var left []wsroom.PresenceEvent
+	err = b.cleanNode(ps, ps.node, func(room, user string, info []byte) {
+		left = append(left, wsroom.PresenceEvent{Room: room, UserID: user, Info: info})
+	})
+	ps.mu.Lock()
+	clear(ps.mirror)
+	clear(ps.dirty)
+	ps.mu.Unlock()
+	return left, err
+}
+
+// RoomPresence implements wsroom.PresenceBroker: one HGETALL of the
+// room's hash.
+func (b *Broker) RoomPresence(ctx context.Context, room string) ([]wsroom.Presence, error) {
+	if _, err := b.presence(); err != nil {
+		return nil, err
+	}
+	if len(room) > MaxTopicBytes {
+		return nil, ErrTopicTooLong
+	}
+	rk, _ := b.roomKeys("", room)
+	c := command("HGETALL", rk)
+	c.parse = b.parseRoomPresence
+	if err := b.do(ctx, "room:"+room, c); err != nil {
+		return nil, err
+	}
+	out, _ := c.val.([]wsroom.Presence)
+	slices.SortFunc(out, func(a, b wsroom.Presence) int { return strings.Compare(a.UserID, b.UserID) })
+	return out, nil
+}
+
+// UserNodes implements wsroom.PresenceBroker: one script on the
+// registry reads the user's count on each live node.
+func (b *Broker) UserNodes(ctx context.Context, user string) (map[string]int, error) {
+	ps, err := b.presence()
+	if err != nil {
+		return nil, err
+	}
+	c := newCall(presUserNodes, 1, ps.nodesKey, ps.onPrefix, user)
+	c.parse = parseCounts
+	if err := b.do(ctx, registryTopic, c); err != nil {
+		return nil, err
+	}
+	out, _ := c.val.(map[string]int)
+	if out == nil {
+		out = map[string]int{}
+	}
+	return out, nil
+}
+
+// PresenceRooms implements wsroom.PresenceBroker: one script on the
+// registry gathers the rooms of the nodes' indexes, then one HLEN per
+// room (pipelined) counts its users.
+func (b *Broker) PresenceRooms(ctx context.Context) ([]wsroom.RoomCount, error) {
+	ps, err := b.presence()
+	if err != nil {
+		return nil, err
+	}
+	c := newCall(presRooms, 2, ps.nodesKey, ps.deadKey, ps.idxPrefix)
+	c.parse = parseStrings
+	if err := b.do(ctx, registryTopic, c); err != nil {
+		return nil, err
+	}
+	rooms, _ := c.val.([]string)
+	lens := make([]*call, len(rooms))
+	for i, room := range rooms {
+		rk, _ := b.roomKeys("", room)
+		lens[i] = command("HLEN", rk)
+		if err := b.send("room:"+room, lens[i]); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]wsroom.RoomCount, 0, len(rooms))
+	for i, l := range lens {
+		if err := l.wait(ctx); err != nil {
+			return nil, err
+		}
+		if l.rep.n > 0 {
+			out = append(out, wsroom.RoomCount{Room: rooms[i], Users: int(l.rep.n)})
+		}
+	}
+	slices.SortFunc(out, func(a, b wsroom.RoomCount) int { return strings.Compare(a.Room, b.Room) })
+	return out, nil
+}
+
+// Parsers of the presence replies.
+
+type userInfo struct {
+	user string
+	info []byte
+}
+
+type scanResult struct {
+	cursor string
+	items  []string
+}
+
+// parseOptString reads a bulk string (val: string) or nil (val: nil).
+func parseOptString(c *call, r *respReader, first []byte) (reply, error) {
+	b, isNil, err := r.bulkAfter(first, maxSmallBulk)
+	if err == nil && !isNil {
+		c.val = string(b)
+	}
+	return reply{}, err
+}
+
+// parseStrings reads an array of bulk strings (val: []string).
+func parseStrings(c *call, r *respReader, first []byte) (reply, error) {
+	n, err := arrayLen(first)
+	if err != nil {
+		return reply{}, err
+	}
+	var out []string
+	for range max(n, 0) {
+		b, _, err := r.nextBulk(MaxTopicBytes)
+		if err != nil {
+			return reply{}, err
+		}
+		out = append(out, string(b))
+	}
+	c.val = out
+	return reply{}, nil
+}
+
+// parseScan reads an SSCAN reply (val: scanResult).
+func parseScan(c *call, r *respReader, first []byte) (reply, error) {
+	n, err := arrayLen(first)
+	if err != nil {
+		return reply{}, err
+	}
+	if n != 2 {
+		return reply{}, fmt.Errorf("%w: SSCAN reply of %d elements", errProtocol, n)
+	}
+	cur, _, err := r.nextBulk(32)
+	if err != nil {
+		return reply{}, err
+	}
+	res := scanResult{cursor: string(cur)}
+	l, err := r.line()
+	if err != nil {
+		return reply{}, err
+	}
+	sub := &call{}
+	if _, err := parseStrings(sub, r, l); err != nil {
+		return reply{}, err
+	}
+	res.items, _ = sub.val.([]string)
+	c.val = res
+	return reply{}, nil
+}
+
+// parseLeft reads presCleanRoom's reply (val: []userInfo).
+func (b *Broker) parseLeft(c *call, r *respReader, first []byte) (reply, error) {
+	n, err := arrayLen(first)
+	if err != nil {
+		return reply{}, err
+	}
+	if n%2 != 0 {
+		return reply{}, fmt.Errorf("%w: odd reply of %d elements", errProtocol, n)
+	}
+	var out []userInfo
+	for i := int64(0); i < n; i += 2 {
+		u, _, err := r.nextBulk(MaxTopicBytes)
+		if err != nil {
+			return reply{}, err
+		}
+		user := string(u)
+		info, _, err := r.nextBulk(b.opts.MaxPayload)
+		if err != nil {
+			return reply{}, err
+		}
+		out = append(out, userInfo{user, cloneOrNil(info)})
+	}
+	c.val = out
+	return reply{}, nil
+}
+
+// parseCounts reads {name, count, …} (val: map[string]int).
+func parseCounts(c *call, r *respReader, first []byte) (reply, error) {
+	n, err := arrayLen(first)
+	if err != nil {
+		return reply{}, err
+	}
+	if n%2 != 0 {
+		return reply{}, fmt.Errorf("%w: odd reply of %d elements", errProtocol, n)
+	}
+	out := make(map[string]int, n/2)
+	for i := int64(0); i < n; i += 2 {
+		k, _, err := r.nextBulk(MaxTopicBytes)
+		if err != nil {
+			return reply{}, err
+		}
+		name := string(k)
+		v, err := r.nextInt()
+		if err != nil {
+			return reply{}, err
+		}
+		if v > 0 {
+			out[name] = int(v)
+		}
+	}
+	c.val = out
+	return reply{}, nil
+}
+
+// parseRoomPresence reads the HGETALL of a room's hash (val:
+// []wsroom.Presence, unsorted).
+func (b *Broker) parseRoomPresence(c *call, r *respReader, first []byte) (reply, error) {
+	n, err := arrayLen(first)
+	if err != nil {
+		return reply{}, err
+	}
+	if n%2 != 0 {
+		return reply{}, fmt.Errorf("%w: odd HGETALL reply of %d elements", errProtocol, n)
+	}
+	out := make([]wsroom.Presence, 0, min(n/2, 1<<16))
+	for i := int64(0); i < n; i += 2 {
+		u, _, err := r.nextBulk(MaxTopicBytes)
+		if err != nil {
+			return reply{}, err
+		}
+		user := string(u)
+		v, _, err := r.nextBulk(b.opts.MaxPayload)
+		if err != nil {
+			return reply{}, err
+		}
+		colon := bytes.IndexByte(v, ':')
+		if colon <= 0 {
+			return reply{}, fmt.Errorf("%w: presence entry %q", errProtocol, clip(v))
+		}
+		count, err := parseInt(v[:colon])
+		if err != nil {
+			return reply{}, err
+		}
+		out = append(out, wsroom.Presence{UserID: user, Conns: int(count), Info: cloneOrNil(v[colon+1:])})
+	}
+	c.val = out
+	return reply{}, nil
+}
+
+func cloneOrNil(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return bytes.Clone(b)
+}
