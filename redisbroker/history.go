@@ -17,113 +17,114 @@ import (
 // Each topic with history has two keys on the topic's server (in Cluster
 // mode in its slot: they carry the channel's hash tag):
 //
-//	h:s:<topic>   a stream of the messages: entry ID <offset>-<unix ms>, field "d" = payload
-//	h:m:<topic>   a hash: e epoch, n last offset, c entries, b payload bytes, o time of the oldest entry (ms), t TTL (ms)
+//	h:l:<topic>   a list of the messages, oldest first: each the time it was added (13 decimal digits, Unix ms) then its payload
+//	h:m:<topic>   a hash: e epoch, n last offset, b payload bytes kept, o time of the oldest entry (ms), t TTL (ms)
 //
-// A stream, not a list: its entry IDs carry each message's offset (so a
-// read from an offset is one XRANGE that seeks to it) and the time it was
-// added (so trimming by age reads no payload to find the expired ones),
-// and Redis keeps it compact (listpacks of entries that share their field
-// names and store their IDs as deltas).
+// The list's entries are consecutive messages, so the entry at index i
+// has offset n - LLEN + 1 + i: a read from an offset is one LRANGE, and
+// no entry stores its offset. A list rather than a stream: Redis 7
+// allocates each stream node 4 KiB up front (stream-node-max-bytes) and a
+// node holds at most 4 KiB, so 1 KiB messages cost 1.3 KiB each in a
+// stream and 1.1 KiB in a list, 2 KiB ones 3 KiB and 2.4 KiB (README.md
+// has the measurements).
 //
 // One script appends, trims and publishes, atomically: it starts a new
 // epoch when the history was lost (the hash is missing: expired, evicted,
-// or a Redis restarted without persistence; or the stream is missing
-// while the hash says it holds messages), appends the message at the next
+// or a Redis restarted without persistence; or the list is missing while
+// the hash says it holds messages), appends the message at the next
 // offset, drops the oldest entries beyond limits.Messages and
 // limits.Bytes and those older than limits.TTL, sets both keys to expire
 // TTL after this message, and publishes the positioned message (see
 // frame.go) on the topic's channel. Since Redis runs scripts one at a
 // time, every subscriber receives a topic's messages in offset order.
 
-// histPublish appends a message. KEYS: stream, meta, channel. ARGV: most
+// histPublish appends a message. KEYS: list, meta, channel. ARGV: most
 // messages (0: no bound), most bytes, TTL in ms, an epoch to start if
 // the history was lost, the publish command, the payload.
 var histPublish = newScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local stream, meta = KEYS[1], KEYS[2]
+local list, meta = KEYS[1], KEYS[2]
 local maxn, maxb, ttl, payload = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[6]
-local m = redis.call('HMGET', meta, 'e', 'n', 'c', 'b', 'o')
-local epoch, last, n, bytes, oldest = m[1], tonumber(m[2] or '0'), tonumber(m[3] or '0'), tonumber(m[4] or '0'), tonumber(m[5] or '0')
-local off = last + 1
-local id = string.format('%d-%d', off, now)
-if not epoch or (last > 0 and not redis.call('XADD', stream, 'NOMKSTREAM', id, 'd', payload)) then
-  -- the history was lost: a new epoch
-  redis.call('DEL', stream)
-  epoch, off, n, bytes = ARGV[4], 1, 0, 0
-  id = string.format('%d-%d', off, now)
-  redis.call('XADD', stream, id, 'd', payload)
-elseif last == 0 then
-  redis.call('XADD', stream, id, 'd', payload)
+local m = redis.call('HMGET', meta, 'e', 'n', 'b', 'o')
+local epoch, last, bytes, oldest = m[1], tonumber(m[2] or '0'), tonumber(m[3] or '0'), tonumber(m[4] or '0')
+local entry = string.format('%013d', now) .. payload
+local n = 0
+if epoch and last > 0 then
+  n = redis.call('RPUSHX', list, entry)
+  if n == 0 then epoch = nil end -- the list was lost
 end
-n = n + 1
+if not epoch then -- the history was lost: a new epoch
+  redis.call('DEL', list)
+  epoch, last, bytes = ARGV[4], 0, 0
+end
+if n == 0 then n = redis.call('RPUSH', list, entry) end
+local off = last + 1
 bytes = bytes + #payload
 if n == 1 then oldest = now end
 local cutoff = now - ttl
 if (maxn > 0 and n > maxn) or bytes > maxb or oldest < cutoff then
-  local drop, from, more = nil, '-', true
+  local drop, more = 0, true
   while more do
     local want = 2
     if maxn > 0 and n - maxn + 1 > want then want = n - maxn + 1 end
-    local batch = redis.call('XRANGE', stream, from, '+', 'COUNT', want)
+    local batch = redis.call('LRANGE', list, drop, drop + want - 1)
     if #batch == 0 then break end
     for _, e in ipairs(batch) do
-      local ts = tonumber(string.match(e[1], '-(%d+)$'))
+      local ts = tonumber(string.sub(e, 1, 13))
       if (maxn > 0 and n > maxn) or (bytes > maxb and n > 1) or ts < cutoff then
         n = n - 1
-        bytes = bytes - #e[2][2]
-        drop = e[1]
+        bytes = bytes - (#e - 13)
+        drop = drop + 1
       else
         oldest = ts
         more = false
         break
       end
     end
-    if more then from = '(' .. drop end
   end
-  if drop then
-    redis.call('XTRIM', stream, 'MINID', string.format('%d', tonumber(string.match(drop, '^(%d+)')) + 1))
-  end
+  if drop > 0 then redis.call('LTRIM', list, drop, -1) end
 end
-redis.call('HSET', meta, 'e', epoch, 'n', off, 'c', n, 'b', bytes, 'o', oldest, 't', ttl)
-redis.call('PEXPIRE', stream, ttl)
+redis.call('HSET', meta, 'e', epoch, 'n', off, 'b', bytes, 'o', oldest, 't', ttl)
+redis.call('PEXPIRE', list, ttl)
 redis.call('PEXPIRE', meta, ttl)
 redis.call(ARGV[5], KEYS[3], 'h' .. string.format('%d', off) .. ' ' .. epoch .. '\n' .. payload)
 return {epoch, off}
 `)
 
-// histRead reads a history. KEYS: stream, meta. ARGV: since's epoch
-// ("": the newest messages), since's offset, most entries, an epoch to
-// start if there is no history, how long such a new (empty) history is
-// kept (ms). It returns {epoch, last offset, lost ("", "epoch" or
-// "trimmed"), then each entry's ID and payload, oldest first}. An entry
-// older than the TTL of the history's last message counts as gone.
+// histRead reads a history. KEYS: list, meta. ARGV: since's epoch ("":
+// the newest messages), since's offset, most entries, an epoch to start
+// if there is no history, how long such a new (empty) history is kept
+// (ms). It returns {epoch, last offset, lost ("", "epoch" or "trimmed"),
+// the offset of the first entry returned, then the entries (time and
+// payload) in order}. An entry older than the TTL of the history's last
+// message counts as gone.
 var histRead = newScript(`
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local stream, meta = KEYS[1], KEYS[2]
+local list, meta = KEYS[1], KEYS[2]
 local m = redis.call('HMGET', meta, 'e', 'n', 't')
 local epoch, last, ttl = m[1], tonumber(m[2] or '0'), tonumber(m[3] or '0')
-if not epoch or (last > 0 and redis.call('EXISTS', stream) == 0) then
-  redis.call('DEL', stream, meta)
+if not epoch or (last > 0 and redis.call('EXISTS', list) == 0) then
+  redis.call('DEL', list, meta)
   epoch, last = ARGV[4], 0
-  redis.call('HSET', meta, 'e', epoch, 'n', 0, 'c', 0, 'b', 0)
+  redis.call('HSET', meta, 'e', epoch, 'n', 0, 'b', 0)
   redis.call('PEXPIRE', meta, ARGV[5])
 end
 local cutoff = -1
 if ttl > 0 then cutoff = now - ttl end
-local out = {epoch, last, ''}
+local out = {epoch, last, '', 0}
 local since, off, most = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local n = redis.call('LLEN', list)
+local first = last - n + 1 -- the offset of index 0
+local es
 if since == '' then
-  if most <= 0 then return out end
-  local es = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', most)
-  local k = #es
-  while k > 0 and tonumber(string.match(es[k][1], '-(%d+)$')) < cutoff do k = k - 1 end
-  for i = k, 1, -1 do
-    out[#out + 1] = es[i][1]
-    out[#out + 1] = es[i][2][2]
-  end
+  if most <= 0 or n == 0 then return out end
+  es = redis.call('LRANGE', list, -most, -1)
+  local k = 1
+  while k <= #es and tonumber(string.sub(es[k], 1, 13)) < cutoff do k = k + 1 end
+  out[4] = last - #es + k
+  for i = k, #es do out[#out + 1] = es[i] end
   return out
 end
 if since ~= epoch or off > last then
@@ -131,18 +132,19 @@ if since ~= epoch or off > last then
   return out
 end
 if off == last or most <= 0 then return out end
-local es = redis.call('XRANGE', stream, string.format('%d', off + 1), '+', 'COUNT', most)
-local first = es[1]
-if not first or tonumber(string.match(first[1], '^(%d+)')) ~= off + 1 or tonumber(string.match(first[1], '-(%d+)$')) < cutoff then
+local i = off + 1 - first
+if i >= 0 then es = redis.call('LRANGE', list, i, i + most - 1) end
+if not es or #es == 0 or tonumber(string.sub(es[1], 1, 13)) < cutoff then
   out[3] = 'trimmed'
   return out
 end
-for _, e in ipairs(es) do
-  out[#out + 1] = e[1]
-  out[#out + 1] = e[2][2]
-end
+out[4] = off + 1
+for _, e in ipairs(es) do out[#out + 1] = e end
 return out
 `)
+
+// entryTimeLen is the length of the time before each entry's payload.
+const entryTimeLen = 13
 
 var _ wsroom.HistoryBroker = (*Broker)(nil)
 
@@ -153,9 +155,9 @@ const emptyHistoryTTL = wsroom.DefaultHistoryTTL
 // maxHistoryRead bounds the entries one ReadHistory returns.
 const maxHistoryRead = 1 << 20
 
-// historyKeys returns the stream and hash keys of topic's history.
-func (b *Broker) historyKeys(tag, topic string) (stream, meta string) {
-	return b.key(tag, "h:s:"+topic), b.key(tag, "h:m:"+topic)
+// historyKeys returns the list and hash keys of topic's history.
+func (b *Broker) historyKeys(tag, topic string) (list, meta string) {
+	return b.key(tag, "h:l:"+topic), b.key(tag, "h:m:"+topic)
 }
 
 // StartHistory implements wsroom.HistoryBroker: deliver receives the
@@ -185,8 +187,8 @@ func (b *Broker) PublishHistory(topic string, payload []byte, limits wsroom.Hist
 		limits.TTL = wsroom.DefaultHistoryTTL
 	}
 	tag := b.tagOf(topic)
-	stream, meta := b.historyKeys(tag, topic)
-	c := newCall(histPublish, 3, stream, meta, b.channel(tag, topic),
+	list, meta := b.historyKeys(tag, topic)
+	c := newCall(histPublish, 3, list, meta, b.channel(tag, topic),
 		strconv.Itoa(max(limits.Messages, 0)), strconv.Itoa(limits.Bytes), strconv.FormatInt(max(limits.TTL.Milliseconds(), 1), 10),
 		newEpoch(), b.publishCmd())
 	c.payload, c.withPayload = payload, true
@@ -243,8 +245,8 @@ func (b *Broker) ReadHistory(ctx context.Context, topic string, since wsroom.Pos
 		return wsroom.HistoryRead{}, ErrTopicTooLong
 	}
 	tag := b.tagOf(topic)
-	stream, meta := b.historyKeys(tag, topic)
-	c := newCall(histRead, 2, stream, meta, since.Epoch, strconv.FormatUint(since.Offset, 10),
+	list, meta := b.historyKeys(tag, topic)
+	c := newCall(histRead, 2, list, meta, since.Epoch, strconv.FormatUint(since.Offset, 10),
 		strconv.Itoa(min(max(most, 0), maxHistoryRead)), newEpoch(), strconv.FormatInt(emptyHistoryTTL.Milliseconds(), 10))
 	c.parse = b.parseHistoryRead
 	if err := b.do(ctx, topic, c); err != nil {
@@ -259,7 +261,7 @@ func (b *Broker) parseHistoryRead(c *call, r *respReader, first []byte) (reply, 
 	if err != nil {
 		return reply{}, err
 	}
-	if n < 3 || n%2 != 1 {
+	if n < 4 {
 		return reply{}, fmt.Errorf("%w: history read reply of %d elements", errProtocol, n)
 	}
 	var rd wsroom.HistoryRead
@@ -278,36 +280,22 @@ func (b *Broker) parseHistoryRead(c *call, r *respReader, first []byte) (reply, 
 		return reply{}, err
 	}
 	rd.Lost = string(lost)
-	for i := int64(3); i < n; i += 2 {
-		id, _, err := r.nextBulk(48)
+	off, err := r.nextInt()
+	if err != nil {
+		return reply{}, err
+	}
+	for i := int64(4); i < n; i++ {
+		p, _, err := r.nextBulk(entryTimeLen + b.opts.MaxPayload)
 		if err != nil {
 			return reply{}, err
 		}
-		off, err := parseOffset(id)
-		if err != nil {
-			return reply{}, err
+		if len(p) < entryTimeLen {
+			return reply{}, fmt.Errorf("%w: history entry of %d bytes", errProtocol, len(p))
 		}
-		p, _, err := r.nextBulk(b.opts.MaxPayload)
-		if err != nil {
-			return reply{}, err
-		}
-		rd.Entries = append(rd.Entries, wsroom.HistoryEntry{Offset: off, Payload: bytes.Clone(p)})
+		rd.Entries = append(rd.Entries, wsroom.HistoryEntry{Offset: uint64(off + i - 4), Payload: bytes.Clone(p[entryTimeLen:])})
 	}
 	c.val = rd
 	return reply{}, nil
-}
-
-// parseOffset returns the offset of a history entry's ID (offset-ms).
-func parseOffset(id []byte) (uint64, error) {
-	i := bytes.IndexByte(id, '-')
-	if i <= 0 {
-		return 0, fmt.Errorf("%w: history entry ID %q", errProtocol, clip(id))
-	}
-	n, err := parseInt(id[:i])
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%w: history entry ID %q", errProtocol, clip(id))
-	}
-	return uint64(n), nil
 }
 
 // newEpoch returns a random epoch: 13 base32 characters, like the Hub's

@@ -61,8 +61,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
 // presSet sets the node's count of a user in a room. KEYS: room hash,
-// node's hash of the room. ARGV: user, count, info. Returns 1 (joined),
-// 2 (left) or 0.
+// node's hash of the room. ARGV: user, count, info (empty: keep the
+// user's). Returns 1 (joined), 2 (left) or 0.
 var presSet = newScript(`
 local user, count = ARGV[1], tonumber(ARGV[2])
 local old = tonumber(redis.call('HGET', KEYS[2], user) or '0')
@@ -71,7 +71,10 @@ local total = 0
 if cur then total = tonumber(string.match(cur, '^(%d+)')) end
 local nt = total - old + count
 if count > 0 then redis.call('HSET', KEYS[2], user, count) elseif old > 0 then redis.call('HDEL', KEYS[2], user) end
-if nt > 0 then redis.call('HSET', KEYS[1], user, string.format('%d', nt) .. ':' .. ARGV[3])
+if nt > 0 then
+  local info = ARGV[3]
+  if info == '' and cur then info = string.sub(cur, string.find(cur, ':', 1, true) + 1) end
+  redis.call('HSET', KEYS[1], user, string.format('%d', nt) .. ':' .. info)
 elseif cur then redis.call('HDEL', KEYS[1], user) end
 if total <= 0 and nt > 0 then return 1 end
 if total > 0 and nt <= 0 then return 2 end
@@ -124,12 +127,15 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 return status
 `)
 
-// presClaim claims a node to clean up: one whose deadline passed, or one
-// whose cleaner's lease did. KEYS: p:nodes, p:dead. ARGV: lease (ms).
-// Returns the node, or nil.
+// presClaim claims a node to clean up: one whose deadline passed (not
+// the caller: its next beat will do), or one whose cleaner's lease did
+// (the caller too: were it alone, nobody else would). KEYS: p:nodes,
+// p:dead. ARGV: lease (ms), the caller. Returns the node, or nil.
 var presClaim = newScript(luaNow + `
 local before = '(' .. string.format('%d', now)
-local n = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', before, 'LIMIT', 0, 1)[1]
+local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', before, 'LIMIT', 0, 2)
+local n = stale[1]
+if n == ARGV[2] then n = stale[2] end
 if n then
   redis.call('ZREM', KEYS[1], n)
 else
@@ -248,6 +254,10 @@ type presence struct {
 	// across Redis round trips, each bounded by PublishTimeout.
 	order sync.Mutex
 
+	// beatMu serializes beats, so that their replies are read in the
+	// order Redis ran them.
+	beatMu sync.Mutex
+
 	mu         sync.Mutex
 	mirror     map[string]map[string]entry // room → user → this node's entry, as the Hub set it
 	dirty      map[pair]struct{}           // entries Redis may not have as mirror does
@@ -302,9 +312,10 @@ func (b *Broker) presence() (*presence, error) {
 	return ps, nil
 }
 
-// opCtx bounds one background presence step.
-func (b *Broker) opCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(b.ctx, 2*b.opts.PublishTimeout)
+// opCtx bounds one presence step (a round trip or a pipelined batch)
+// within parent.
+func (b *Broker) opCtx(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, 2*b.opts.PublishTimeout)
 }
 
 // SetPresence implements wsroom.PresenceBroker. It costs one script in
@@ -422,6 +433,8 @@ func (b *Broker) roomKeys(node, room string) (roomKey, nodeKey string) {
 // registered before that finds itself missing (presumed dead and cleaned
 // up, or Redis lost its data) writes every entry again.
 func (b *Broker) beat(ctx context.Context, ps *presence) error {
+	ps.beatMu.Lock()
+	defer ps.beatMu.Unlock()
 	c := newCall(presBeat, 2, ps.nodesKey, ps.deadKey, ps.node, ps.ttlArgs)
 	if err := b.do(ctx, registryTopic, c); err != nil {
 		return err
@@ -466,7 +479,7 @@ func (b *Broker) beatLoop(ps *presence) {
 		if leaving {
 			return
 		}
-		ctx, cancel := b.opCtx()
+		ctx, cancel := b.opCtx(b.ctx)
 		if err := b.beat(ctx, ps); err != nil && b.ctx.Err() == nil {
 			b.opts.Logger.Warn("redisbroker: presence beat failed", "node", ps.node, "err", err)
 		}
@@ -544,7 +557,7 @@ func (b *Broker) rewrite(ps *presence) {
 			}
 		}
 		ps.mu.Unlock()
-		ctx, cancel := b.opCtx()
+		ctx, cancel := b.opCtx(b.ctx)
 		err := ctx.Err()
 		if len(index) > 0 {
 			err = b.do(ctx, registryTopic, command(append([]string{"SADD", ps.idxKey}, slices.Compact(slices.Sorted(slices.Values(index)))...)...))
@@ -590,8 +603,8 @@ func (b *Broker) rewrite(ps *presence) {
 func (b *Broker) cleanDead(ps *presence) {
 	lease := ps.ttlArgs
 	for range 1000 {
-		ctx, cancel := b.opCtx()
-		c := newCall(presClaim, 2, ps.nodesKey, ps.deadKey, lease)
+		ctx, cancel := b.opCtx(b.ctx)
+		c := newCall(presClaim, 2, ps.nodesKey, ps.deadKey, lease, ps.node)
 		c.parse = parseOptString
 		err := b.do(ctx, registryTopic, c)
 		cancel()
@@ -600,7 +613,7 @@ func (b *Broker) cleanDead(ps *presence) {
 		}
 		dead := c.val.(string)
 		b.opts.Logger.Info("redisbroker: removing the presence of a dead node", "node", dead, "cleaner", ps.node)
-		if err := b.cleanNode(ps, dead, ps.left); err != nil {
+		if err := b.cleanNode(b.ctx, ps, dead, ps.left); err != nil {
 			if b.ctx.Err() == nil {
 				b.opts.Logger.Warn("redisbroker: removing a dead node's presence failed; it is retried when the lease ends", "node", dead, "err", err)
 			}
@@ -613,12 +626,12 @@ func (b *Broker) cleanDead(ps *presence) {
 // cleanNode removes the presence of node (which this node claimed),
 // room by room, reporting each user who left a room to report; then its
 // online counts and its registration.
-func (b *Broker) cleanNode(ps *presence, node string, report func(room, user string, info []byte)) error {
+func (b *Broker) cleanNode(parent context.Context, ps *presence, node string, report func(room, user string, info []byte)) error {
 	idx := ps.idxPrefix + node
 	for range 16 { // the index may gain rooms meanwhile (a node that is not dead after all)
 		cursor := "0"
 		for range 1 << 20 {
-			ctx, cancel := b.opCtx()
+			ctx, cancel := b.opCtx(parent)
 			sc := command("SSCAN", idx, cursor, "COUNT", "256")
 			sc.parse = parseScan
 			err := b.do(ctx, registryTopic, sc)
@@ -640,7 +653,7 @@ func (b *Broker) cleanNode(ps *presence, node string, report func(room, user str
 				break
 			}
 		}
-		ctx, cancel := b.opCtx()
+		ctx, cancel := b.opCtx(parent)
 		fin := newCall(presFinish, 3, ps.deadKey, idx, ps.onPrefix+node, node)
 		err := b.do(ctx, registryTopic, fin)
 		cancel()
@@ -712,7 +725,7 @@ func (b *Broker) LeavePresence(ctx context.Context) ([]wsroom.PresenceEvent, err
 		return nil, err
 	}
 	var left []wsroom.PresenceEvent
-	err = b.cleanNode(ps, ps.node, func(room, user string, info []byte) {
+	err = b.cleanNode(ctx, ps, ps.node, func(room, user string, info []byte) {
 		left = append(left, wsroom.PresenceEvent{Room: room, UserID: user, Info: info})
 	})
 	ps.mu.Lock()
