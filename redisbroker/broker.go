@@ -90,7 +90,7 @@ type Broker struct {
 	logMu sync.Mutex
 	down  map[string]bool // connections whose failure was logged
 
-	published, publishErrors, received, dropped, reconnects, cleaned atomic.Uint64
+	published, publishErrors, received, dropped, reconnects, cleaned, cacheHits atomic.Uint64
 }
 
 // New returns a broker for opts. It connects once the Hub calls Start. It
@@ -351,6 +351,7 @@ type Stats struct {
 	Dropped       uint64 // messages over MaxPayload, discarded
 	Reconnects    uint64 // subscription connections lost (each counted once per loss)
 	NodesCleaned  uint64 // dead nodes whose presence this broker removed
+	PresenceHits  uint64 // RoomPresence answered from the kept answer (the room had not changed)
 
 	// Resubscribe is how long the last connection of each server took
 	// from being established to Redis confirming every topic it
@@ -367,6 +368,7 @@ func (b *Broker) Stats() Stats {
 		Dropped:       b.dropped.Load(),
 		Reconnects:    b.reconnects.Load(),
 		NodesCleaned:  b.cleaned.Load(),
+		PresenceHits:  b.cacheHits.Load(),
 	}
 	if t := b.topo.Load(); t != nil {
 		s.Connected = true

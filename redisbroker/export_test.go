@@ -28,4 +28,7 @@ func (b *Broker) RegistryKey(name string) string { return b.key(b.tagOf(registry
 
 // RoomKeys returns the keys of room's presence: its hash of users and
 // node's hash of the room.
-func (b *Broker) RoomKeys(node, room string) (roomKey, nodeKey string) { return b.roomKeys(node, room) }
+func (b *Broker) RoomKeys(node, room string) (roomKey, nodeKey string) {
+	rk, nk, _ := b.roomKeys(node, room)
+	return rk, nk
+}

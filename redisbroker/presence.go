@@ -27,8 +27,15 @@ import (
 // Keys of a room R, on the server (slot) of the topic "room:R", like the
 // room's channel and history:
 //
-//	p:r:<R>                     hash: user → "<connections on every node>:<info>"
+//	p:r:<R>                     sorted set, every score 0: "<user>\x00<connections on every node>:<info>"
 //	p:n:<len(node)>:<node>:<R>  hash: user → the node's connections of the user in R
+//	p:v:<R>                     the version of p:r:<R>: Redis's clock in µs at its last change (or later), gone with it
+//
+// The room's members sort by user ID (Redis orders equal scores by their
+// bytes, and the NUL after the user ID sorts first), so a room's presence
+// comes out of one ZRANGE in the order RoomPresence returns it, with
+// nothing to sort; a user's member is found with ZRANGEBYLEX. (A user ID
+// holding a NUL byte may be mistaken for another that starts with it.)
 //
 // A node's SetPresence runs one script in the room's slot that sets the
 // node's count and the user's total and returns the transition, so that
@@ -60,22 +67,48 @@ const luaNow = `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
-// presSet sets the node's count of a user in a room. KEYS: room hash,
-// node's hash of the room. ARGV: user, count, info (empty: keep the
-// user's). Returns 1 (joined), 2 (left) or 0.
-var presSet = newScript(`
+// luaMember finds user's member in the room's sorted set: cur (or
+// nil), and its total and info.
+const luaMember = `local function member(key, user)
+  local cur = redis.call('ZRANGEBYLEX', key, '[' .. user .. '\0', '(' .. user .. '\1', 'LIMIT', 0, 1)[1]
+  if not cur then return nil, 0, '' end
+  local rest = string.sub(cur, #user + 2)
+  local p = string.find(rest, ':', 1, true)
+  return cur, tonumber(string.sub(rest, 1, p - 1)), string.sub(rest, p + 1)
+end
+local function setMember(key, user, cur, total, info)
+  local m = nil
+  if total > 0 then m = user .. '\0' .. string.format('%d', total) .. ':' .. info end
+  if m == cur then return false end
+  if cur then redis.call('ZREM', key, cur) end
+  if m then redis.call('ZADD', key, 0, m) end
+  return true
+end
+local function bump(vkey, key)
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('DEL', vkey)
+    return
+  end
+  local t = redis.call('TIME')
+  local v = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local prev = tonumber(redis.call('GET', vkey) or '0')
+  if v <= prev then v = prev + 1 end
+  redis.call('SET', vkey, string.format('%d', v))
+end
+`
+
+// presSet sets the node's count of a user in a room. KEYS: the room's
+// sorted set, the node's hash of the room, the room's version. ARGV:
+// user, count, info (empty: keep the user's). Returns 1 (joined), 2
+// (left) or 0.
+var presSet = newScript(luaMember + `
 local user, count = ARGV[1], tonumber(ARGV[2])
 local old = tonumber(redis.call('HGET', KEYS[2], user) or '0')
-local cur = redis.call('HGET', KEYS[1], user)
-local total = 0
-if cur then total = tonumber(string.match(cur, '^(%d+)')) end
+local cur, total, info = member(KEYS[1], user)
+if ARGV[3] ~= '' then info = ARGV[3] end
 local nt = total - old + count
 if count > 0 then redis.call('HSET', KEYS[2], user, count) elseif old > 0 then redis.call('HDEL', KEYS[2], user) end
-if nt > 0 then
-  local info = ARGV[3]
-  if info == '' and cur then info = string.sub(cur, string.find(cur, ':', 1, true) + 1) end
-  redis.call('HSET', KEYS[1], user, string.format('%d', nt) .. ':' .. info)
-elseif cur then redis.call('HDEL', KEYS[1], user) end
+if setMember(KEYS[1], user, cur, nt, info) then bump(KEYS[3], KEYS[1]) end
 if total <= 0 and nt > 0 then return 1 end
 if total > 0 and nt <= 0 then return 2 end
 return 0
@@ -164,28 +197,26 @@ end
 return 0
 `)
 
-// presCleanRoom removes a node's entries from a room. KEYS: room hash,
-// the node's hash of the room. Returns {user, info, …} of the users
-// whose total fell to 0.
-var presCleanRoom = newScript(`
+// presCleanRoom removes a node's entries from a room. KEYS: the room's
+// sorted set, the node's hash of the room, the room's version. Returns
+// {user, info, …} of the users whose total fell to 0.
+var presCleanRoom = newScript(luaMember + `
 local e = redis.call('HGETALL', KEYS[2])
-local left = {}
+local left, changed = {}, false
 for i = 1, #e, 2 do
-  local user, c = e[i], tonumber(e[i + 1])
-  local cur = redis.call('HGET', KEYS[1], user)
+  local user = e[i]
+  local cur, total, info = member(KEYS[1], user)
   if cur then
-    local p = string.find(cur, ':', 1, true)
-    local nt = tonumber(string.sub(cur, 1, p - 1)) - c
-    if nt > 0 then
-      redis.call('HSET', KEYS[1], user, string.format('%d', nt) .. string.sub(cur, p))
-    else
-      redis.call('HDEL', KEYS[1], user)
+    local nt = total - tonumber(e[i + 1])
+    changed = setMember(KEYS[1], user, cur, nt, info) or changed
+    if nt <= 0 then
       left[#left + 1] = user
-      left[#left + 1] = string.sub(cur, p + 1)
+      left[#left + 1] = info
     end
   end
 end
 redis.call('DEL', KEYS[2])
+if changed then bump(KEYS[3], KEYS[1]) end
 return left
 `)
 
@@ -257,6 +288,9 @@ type presence struct {
 	// beatMu serializes beats, so that their replies are read in the
 	// order Redis ran them.
 	beatMu sync.Mutex
+
+	cacheMu sync.Mutex
+	cache   map[string]*cachedRoom // RoomPresence's kept answers, by room
 
 	mu         sync.Mutex
 	mirror     map[string]map[string]entry // room → user → this node's entry, as the Hub set it
@@ -404,8 +438,8 @@ func (b *Broker) writeEntry(ctx context.Context, ps *presence, room, user string
 			}
 		}
 	}
-	rk, nk := b.roomKeys(ps.node, room)
-	c := newCall(presSet, 2, rk, nk, user, strconv.Itoa(count), string(info))
+	rk, nk, vk := b.roomKeys(ps.node, room)
+	c := newCall(presSet, 3, rk, nk, vk, user, strconv.Itoa(count), string(info))
 	if err := b.do(ctx, topic, c); err != nil {
 		return wsroom.PresenceUnchanged, err
 	}
@@ -422,11 +456,11 @@ func (b *Broker) writeEntry(ctx context.Context, ps *presence, room, user string
 	return wsroom.PresenceChange(c.rep.n), nil
 }
 
-// roomKeys returns the keys of room's presence: its hash of users and
-// node's hash of the room.
-func (b *Broker) roomKeys(node, room string) (roomKey, nodeKey string) {
+// roomKeys returns the keys of room's presence: its sorted set of
+// users, node's hash of the room, and the set's version.
+func (b *Broker) roomKeys(node, room string) (roomKey, nodeKey, versionKey string) {
 	tag := b.tagOf("room:" + room)
-	return b.key(tag, "p:r:"+room), b.key(tag, "p:n:"+strconv.Itoa(len(node))+":"+node+":"+room)
+	return b.key(tag, "p:r:"+room), b.key(tag, "p:n:"+strconv.Itoa(len(node))+":"+node+":"+room), b.key(tag, "p:v:"+room)
 }
 
 // beat pushes this node's deadline and acts on what Redis says: a node
@@ -572,8 +606,8 @@ func (b *Broker) rewrite(ps *presence) {
 				td.c = newCall(presOnline, 2, ps.nodesKey, ps.onKey, td.user, strconv.Itoa(td.count), ps.onPrefix, ps.node)
 				err = b.send(registryTopic, td.c)
 			} else {
-				rk, nk := b.roomKeys(ps.node, td.room)
-				td.c = newCall(presSet, 2, rk, nk, td.user, strconv.Itoa(td.count), string(td.info))
+				rk, nk, vk := b.roomKeys(ps.node, td.room)
+				td.c = newCall(presSet, 3, rk, nk, vk, td.user, strconv.Itoa(td.count), string(td.info))
 				err = b.send("room:"+td.room, td.c)
 			}
 		}
@@ -673,8 +707,8 @@ func (b *Broker) cleanNode(parent context.Context, ps *presence, node string, re
 func (b *Broker) cleanRooms(ctx context.Context, ps *presence, node string, rooms []string, report func(room, user string, info []byte)) error {
 	calls := make([]*call, len(rooms))
 	for i, room := range rooms {
-		rk, nk := b.roomKeys(node, room)
-		c := newCall(presCleanRoom, 2, rk, nk)
+		rk, nk, vk := b.roomKeys(node, room)
+		c := newCall(presCleanRoom, 3, rk, nk, vk)
 		c.parse = b.parseLeft
 		calls[i] = c
 		if err := b.send("room:"+room, c); err != nil {
@@ -735,24 +769,127 @@ func (b *Broker) LeavePresence(ctx context.Context) ([]wsroom.PresenceEvent, err
 	return left, err
 }
 
-// RoomPresence implements wsroom.PresenceBroker: one HGETALL of the
-// room's hash.
+// RoomPresence implements wsroom.PresenceBroker: one ZRANGE of the
+// room's sorted set, which comes sorted by user ID, with a GET of the
+// room's version in the same round trip. A room of at least
+// Options.PresenceCacheMin users read twice at the same version is kept:
+// the next queries ask for the version first (one GET) and, if the room
+// has not changed, get a copy of the kept answer.
 func (b *Broker) RoomPresence(ctx context.Context, room string) ([]wsroom.Presence, error) {
-	if _, err := b.presence(); err != nil {
+	ps, err := b.presence()
+	if err != nil {
 		return nil, err
 	}
 	if len(room) > MaxTopicBytes {
 		return nil, ErrTopicTooLong
 	}
-	rk, _ := b.roomKeys("", room)
-	c := command("HGETALL", rk)
+	topic := "room:" + room
+	rk, _, vk := b.roomKeys("", room)
+	caching := b.opts.PresenceCacheMin > 0
+	var ce *cachedRoom
+	if caching {
+		if ce = ps.cached(room); ce != nil && ce.users != nil {
+			g := command("GET", vk)
+			g.parse = parseOptString
+			if err := b.do(ctx, topic, g); err != nil {
+				return nil, err
+			}
+			if v, _ := g.val.(string); v == ce.version {
+				b.cacheHits.Add(1)
+				return clonePresence(ce.users), nil
+			}
+		}
+	}
+	// The version first, on the same connection: the members read are at
+	// least as new as it, so a later query never takes an older set for
+	// the current one.
+	var g *call
+	if caching {
+		g = command("GET", vk)
+		g.parse = parseOptString
+		if err := b.send(topic, g); err != nil {
+			return nil, err
+		}
+	}
+	c := command("ZRANGE", rk, "0", "-1")
 	c.parse = b.parseRoomPresence
-	if err := b.do(ctx, "room:"+room, c); err != nil {
+	if err := b.do(ctx, topic, c); err != nil {
 		return nil, err
 	}
 	out, _ := c.val.([]wsroom.Presence)
-	slices.SortFunc(out, func(a, b wsroom.Presence) int { return strings.Compare(a.UserID, b.UserID) })
+	if caching {
+		if err := g.wait(ctx); err != nil {
+			return nil, err
+		}
+		switch v, _ := g.val.(string); {
+		case v == "" || len(out) < b.opts.PresenceCacheMin:
+			ps.drop(room)
+		case ce != nil && ce.version == v:
+			ps.keep(room, v, clonePresence(out)) // unchanged since the last read: worth keeping
+		default:
+			ps.keep(room, v, nil) // its version only, until it is read again unchanged
+		}
+	}
 	return out, nil
+}
+
+// maxCachedRooms bounds the rooms whose presence a broker keeps.
+const maxCachedRooms = 64
+
+// cachedRoom is a room's presence as last read (nil until it was read
+// twice at the same version), with its version.
+type cachedRoom struct {
+	version string
+	users   []wsroom.Presence
+}
+
+func (ps *presence) cached(room string) *cachedRoom {
+	ps.cacheMu.Lock()
+	defer ps.cacheMu.Unlock()
+	return ps.cache[room]
+}
+
+func (ps *presence) keep(room, version string, users []wsroom.Presence) {
+	ps.cacheMu.Lock()
+	defer ps.cacheMu.Unlock()
+	if ps.cache == nil {
+		ps.cache = make(map[string]*cachedRoom)
+	}
+	if _, ok := ps.cache[room]; !ok && len(ps.cache) >= maxCachedRooms {
+		for r := range ps.cache { // any other room makes way
+			delete(ps.cache, r)
+			break
+		}
+	}
+	ps.cache[room] = &cachedRoom{version, users}
+}
+
+func (ps *presence) drop(room string) {
+	ps.cacheMu.Lock()
+	delete(ps.cache, room)
+	ps.cacheMu.Unlock()
+}
+
+// clonePresence copies a kept answer for a caller, the infos into one
+// array (each capped at its length), so that nothing the caller changes
+// reaches the cache.
+func clonePresence(users []wsroom.Presence) []wsroom.Presence {
+	out := slices.Clone(users)
+	n := 0
+	for _, u := range users {
+		n += len(u.Info)
+	}
+	if n == 0 {
+		return out
+	}
+	infos := make([]byte, 0, n)
+	for i := range out {
+		if k := len(out[i].Info); k > 0 {
+			infos = append(infos, out[i].Info...)
+			out[i].Info = infos[len(infos)-k : len(infos) : len(infos)]
+		}
+	}
+	return out
 }
 
 // UserNodes implements wsroom.PresenceBroker: one script on the
@@ -775,7 +912,7 @@ func (b *Broker) UserNodes(ctx context.Context, user string) (map[string]int, er
 }
 
 // PresenceRooms implements wsroom.PresenceBroker: one script on the
-// registry gathers the rooms of the nodes' indexes, then one HLEN per
+// registry gathers the rooms of the nodes' indexes, then one ZCARD per
 // room (pipelined) counts its users.
 func (b *Broker) PresenceRooms(ctx context.Context) ([]wsroom.RoomCount, error) {
 	ps, err := b.presence()
@@ -790,8 +927,8 @@ func (b *Broker) PresenceRooms(ctx context.Context) ([]wsroom.RoomCount, error) 
 	rooms, _ := c.val.([]string)
 	lens := make([]*call, len(rooms))
 	for i, room := range rooms {
-		rk, _ := b.roomKeys("", room)
-		lens[i] = command("HLEN", rk)
+		rk, _, _ := b.roomKeys("", room)
+		lens[i] = command("ZCARD", rk)
 		if err := b.send("room:"+room, lens[i]); err != nil {
 			return nil, err
 		}
@@ -929,36 +1066,32 @@ func parseCounts(c *call, r *respReader, first []byte) (reply, error) {
 	return reply{}, nil
 }
 
-// parseRoomPresence reads the HGETALL of a room's hash (val:
-// []wsroom.Presence, unsorted).
+// parseRoomPresence reads the ZRANGE of a room's sorted set (val:
+// []wsroom.Presence, in the set's order).
 func (b *Broker) parseRoomPresence(c *call, r *respReader, first []byte) (reply, error) {
 	n, err := arrayLen(first)
 	if err != nil {
 		return reply{}, err
 	}
-	if n%2 != 0 {
-		return reply{}, fmt.Errorf("%w: odd HGETALL reply of %d elements", errProtocol, n)
-	}
-	out := make([]wsroom.Presence, 0, min(n/2, 1<<16))
-	for i := int64(0); i < n; i += 2 {
-		u, _, err := r.nextBulk(MaxTopicBytes)
+	out := make([]wsroom.Presence, 0, min(max(n, 0), 1<<16))
+	for range max(n, 0) {
+		m, _, err := r.nextBulk(MaxTopicBytes + 32 + b.opts.MaxPayload)
 		if err != nil {
 			return reply{}, err
 		}
-		user := string(u)
-		v, _, err := r.nextBulk(b.opts.MaxPayload)
+		nul := bytes.IndexByte(m, 0)
+		colon := -1
+		if nul >= 0 {
+			colon = bytes.IndexByte(m[nul:], ':')
+		}
+		if colon <= 1 {
+			return reply{}, fmt.Errorf("%w: presence member %q", errProtocol, clip(m))
+		}
+		count, err := parseInt(m[nul+1 : nul+colon])
 		if err != nil {
 			return reply{}, err
 		}
-		colon := bytes.IndexByte(v, ':')
-		if colon <= 0 {
-			return reply{}, fmt.Errorf("%w: presence entry %q", errProtocol, clip(v))
-		}
-		count, err := parseInt(v[:colon])
-		if err != nil {
-			return reply{}, err
-		}
-		out = append(out, wsroom.Presence{UserID: user, Conns: int(count), Info: cloneOrNil(v[colon+1:])})
+		out = append(out, wsroom.Presence{UserID: string(m[:nul]), Conns: int(count), Info: cloneOrNil(m[nul+colon+1:])})
 	}
 	c.val = out
 	return reply{}, nil

@@ -136,7 +136,7 @@ func TestPresenceCleanupResumed(t *testing.T) {
 	b := startPresenceNode(t, srv.Addr, "b")
 	rk, nk := b.b.RoomKeys("dead", "r1")
 	for _, cmd := range [][]string{
-		{"HDEL", rk, "u"},
+		{"ZREMRANGEBYLEX", rk, "[u\x00", "(u\x01"},
 		{"DEL", nk},
 		{"SREM", b.b.RegistryKey("p:idx:dead"), "r1"},
 	} {
@@ -172,5 +172,58 @@ func claimed(t *testing.T, addr string, b *redisbroker.Broker, node string) {
 	const move = "redis.call('ZREM', KEYS[1], ARGV[1]) redis.call('ZADD', KEYS[2], 1, ARGV[1]) return 1"
 	if _, err := redistest.Command(addr, "EVAL", move, "2", b.RegistryKey("p:nodes"), b.RegistryKey("p:dead"), node); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRoomPresenceCache: a big enough room's presence is answered from
+// the kept answer while the room does not change, and read again as soon
+// as it does, from whichever node, even when it empties and fills again.
+func TestRoomPresenceCache(t *testing.T) {
+	srv := redistest.Start(t)
+	newNode := func(name string) *presenceNode {
+		n := &presenceNode{name: name, b: redisbroker.New(redisbroker.Options{Addrs: []string{srv.Addr}, Logger: quietLogger(), PresenceCacheMin: 2})}
+		n.b.Start(func(string, []byte) {})
+		n.b.StartPresence(name, testTTL, nil)
+		t.Cleanup(func() { n.b.Close() })
+		return n
+	}
+	a, b := newNode("a"), newNode("b")
+	a.set(t, "r", "u1", 1)
+	a.set(t, "r", "u2", 1)
+	for range 4 { // kept at the second read, answered from it after
+		if got := roomText(t, b.b, "r"); got != "u1:1 u2:1" {
+			t.Fatalf("presence %q", got)
+		}
+	}
+	if h := b.b.Stats().PresenceHits; h != 2 {
+		t.Fatalf("%d answers from the cache, want 2", h)
+	}
+	p, _ := b.b.RoomPresence(context.Background(), "r")
+	p[0].UserID = "changed by the caller"
+	steps := []struct {
+		do   func()
+		want string
+	}{
+		{func() { a.set(t, "r", "u2", 3) }, "u1:1 u2:3"},
+		{func() { a.b.SetPresence(context.Background(), "r", "u1", 1, []byte("info")) }, "u1:1 u2:3"},
+		{func() { a.set(t, "r", "u1", 0); a.set(t, "r", "u2", 0) }, ""},
+		{func() { a.set(t, "r", "u1", 1); a.set(t, "r", "u2", 1) }, "u1:1 u2:1"},
+	}
+	for i, s := range steps {
+		hits := b.b.Stats().PresenceHits
+		s.do()
+		if got := roomText(t, b.b, "r"); got != s.want {
+			t.Fatalf("step %d: presence %q, want %q", i, got, s.want)
+		}
+		if b.b.Stats().PresenceHits != hits {
+			t.Fatalf("step %d: answered from the cache after a change", i)
+		}
+	}
+	hits := b.b.Stats().PresenceHits
+	for range 2 {
+		p, _ = b.b.RoomPresence(context.Background(), "r")
+	}
+	if b.b.Stats().PresenceHits != hits+1 || p[0].UserID != "u1" {
+		t.Fatalf("the cache answered %v", p)
 	}
 }

@@ -393,8 +393,9 @@ func arrayLen(l []byte) (int64, error) {
 // declare (a room of a million users is two million).
 const maxReplyElems = 1 << 24
 
-// nextBulk reads a bulk string of at most limit bytes into r's scratch
-// buffer (valid until the next read); isNil for a nil bulk string. A
+// nextBulk reads a bulk string of at most limit bytes, returned in r's
+// buffer or scratch buffer (valid until the next read); isNil for a nil
+// bulk string. A
 // longer string, or another kind of reply, is a protocol error.
 func (r *respReader) nextBulk(limit int) (b []byte, isNil bool, err error) {
 	l, err := r.line()
@@ -415,6 +416,15 @@ func (r *respReader) bulkAfter(l []byte, limit int) (b []byte, isNil bool, err e
 	}
 	if n == -1 {
 		return nil, true, nil
+	}
+	if n >= 0 && n <= int64(limit) && int(n)+2 <= r.br.Buffered() {
+		// All in the buffer: no copy.
+		b, _ = r.br.Peek(int(n) + 2)
+		if b[n] != '\r' || b[n+1] != '\n' {
+			return nil, false, fmt.Errorf("%w: bulk string not terminated by CRLF", errProtocol)
+		}
+		r.br.Discard(int(n) + 2)
+		return b[:n], false, nil
 	}
 	b, too, err := r.bulkInto(&r.body, n, limit)
 	if err == nil && too {

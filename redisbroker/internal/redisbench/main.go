@@ -55,13 +55,13 @@ var (
 
 func main() {
 	flag.Parse()
-	env := &benchEnv{}
-	defer env.cleanup()
+	env := &redistest.Env{}
+	defer env.Close()
 	log.SetFlags(0)
 	r := &report{}
 	r.line("# redisbroker measurements\n")
-	r.line("%s, Go %s, %s, GOMAXPROCS %d, %s", time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.Version(), redisVersion(), runtime.GOMAXPROCS(0), cpuModel())
-	r.line("load average at the start: %s\n", loadavg())
+	r.line("%s, Go %s, %s, GOMAXPROCS %d, %s", time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.Version(), redistest.RedisVersion(), runtime.GOMAXPROCS(0), redistest.CPUModel())
+	r.line("load average at the start: %s\n", redistest.LoadAvg())
 	r.line("command: `%s`\n", strings.Join(os.Args, " "))
 
 	var serverWrap, clientWrap []string
@@ -88,7 +88,7 @@ func main() {
 	if slices.Contains(parts, "cluster") {
 		cluster(r)
 	}
-	r.line("load average at the end: %s", loadavg())
+	r.line("load average at the end: %s", redistest.LoadAvg())
 	fmt.Print(r.String())
 }
 
@@ -108,44 +108,6 @@ func one(r *report, srv *redistest.Server, clientWrap []string) {
 	r.line("The ceiling is the better of the two redis-benchmark runs: %.1fk/s.\n", ceiling/1000)
 	r.line("Target: ≥ 300k/s from one node or ≥ 70%% of the ceiling, whichever is lower (%.0fk/s). The windowed sender: %.0fk/s acknowledged with the ceiling's subscriber (%.0f%% of the ceiling): **%s**; %.0fk/s delivered to a second broker in this process (%.0f%%): **%s**. Synchronous sender: %.1fk/s.\n",
 		target/1000, ackedRate/1000, 100*ackedRate/ceiling, met(ackedRate >= target), win/1000, 100*win/ceiling, met(win >= target), sync1/1000)
-}
-
-// benchEnv implements redistest.TB for a program.
-type benchEnv struct {
-	mu       sync.Mutex
-	cleanups []func()
-	dirs     []string
-}
-
-func (e *benchEnv) Helper()                           {}
-func (e *benchEnv) Fatalf(format string, args ...any) { e.cleanup(); log.Fatalf(format, args...) }
-func (e *benchEnv) Skipf(format string, args ...any)  { e.Fatalf(format, args...) }
-func (e *benchEnv) Cleanup(f func()) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.cleanups = append(e.cleanups, f)
-}
-func (e *benchEnv) TempDir() string {
-	d, err := os.MkdirTemp("", "redisbench")
-	if err != nil {
-		log.Fatal(err)
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.dirs = append(e.dirs, d)
-	return d
-}
-func (e *benchEnv) cleanup() {
-	e.mu.Lock()
-	cs, ds := e.cleanups, e.dirs
-	e.cleanups, e.dirs = nil, nil
-	e.mu.Unlock()
-	for i := len(cs) - 1; i >= 0; i-- {
-		cs[i]()
-	}
-	for _, d := range ds {
-		os.RemoveAll(d)
-	}
 }
 
 type report struct{ strings.Builder }
@@ -448,7 +410,7 @@ func shards(r *report) {
 	r.line("|---:|---:|---:|---:|---:|---:|")
 	var base float64
 	for _, n := range []int{1, *flagShards} {
-		env := &benchEnv{}
+		env := &redistest.Env{}
 		var addrs []string
 		var pids []int
 		for range n {
@@ -475,7 +437,7 @@ func shards(r *report) {
 			}
 			r.line("| %d | %d | %.1fk/s%s | %.2f + %.2f | %.2f | %.0fk/s |", n, senders, rate/1000, ratio, self, srv, rate*(self+srv)/1e6, bound/1000)
 		}
-		env.cleanup()
+		env.Close()
 	}
 	r.line("\nCores busy with it: the brokers' and servers' CPU time over the run's duration (the rest of the %d cores went to other processes). The CPU-bound rate is what the machine's cores could do at the measured CPU cost per message if nothing else ran; more servers cannot raise throughput above it.\n", runtime.NumCPU())
 }
@@ -484,8 +446,8 @@ func shards(r *report) {
 // and the recovery of one master's topics after it is killed and
 // restarted.
 func cluster(r *report) {
-	env := &benchEnv{}
-	defer env.cleanup()
+	env := &redistest.Env{}
+	defer env.Close()
 	c := redistest.StartCluster(env, 3)
 	r.line("## Redis Cluster, three masters, sharded pub/sub (unpinned)\n")
 	r.line("| what | result |")
@@ -585,29 +547,4 @@ func pinSelf(list string) {
 			unix.SchedSetaffinity(tid, &set)
 		}
 	}
-}
-
-func redisVersion() string {
-	out, _ := exec.Command("redis-server", "--version").Output()
-	if m := regexp.MustCompile(`v=(\S+)`).FindSubmatch(out); m != nil {
-		return "Redis " + string(m[1])
-	}
-	return "Redis ?"
-}
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	if m := regexp.MustCompile(`model name\s*:\s*(.*)`).FindSubmatch(b); m != nil {
-		return string(m[1])
-	}
-	return runtime.GOARCH
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }

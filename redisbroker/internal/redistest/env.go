@@ -1,0 +1,84 @@
+package redistest
+
+import (
+	"log"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+)
+
+// Env implements TB for a program (a measurement tool): Fatalf runs the
+// cleanups, then exits. Call Close before the program ends.
+type Env struct {
+	mu       sync.Mutex
+	cleanups []func()
+	dirs     []string
+}
+
+func (e *Env) Helper()                           {}
+func (e *Env) Fatalf(format string, args ...any) { e.Close(); log.Fatalf(format, args...) }
+func (e *Env) Skipf(format string, args ...any)  { e.Fatalf(format, args...) }
+
+// Cleanup registers f, run by Close (last registered first).
+func (e *Env) Cleanup(f func()) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.cleanups = append(e.cleanups, f)
+}
+
+// TempDir returns a new directory, removed by Close.
+func (e *Env) TempDir() string {
+	d, err := os.MkdirTemp("", "redistest")
+	if err != nil {
+		log.Fatal(err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.dirs = append(e.dirs, d)
+	return d
+}
+
+// Close runs the cleanups and removes the directories.
+func (e *Env) Close() {
+	e.mu.Lock()
+	cs, ds := e.cleanups, e.dirs
+	e.cleanups, e.dirs = nil, nil
+	e.mu.Unlock()
+	for i := len(cs) - 1; i >= 0; i-- {
+		cs[i]()
+	}
+	for _, d := range ds {
+		os.RemoveAll(d)
+	}
+}
+
+// RedisVersion returns "Redis <version>" of the installed redis-server.
+func RedisVersion() string {
+	out, _ := exec.Command("redis-server", "--version").Output()
+	if m := regexp.MustCompile(`v=(\S+)`).FindSubmatch(out); m != nil {
+		return "Redis " + string(m[1])
+	}
+	return "Redis ?"
+}
+
+// CPUModel returns the machine's CPU model name.
+func CPUModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	if m := regexp.MustCompile(`model name\s*:\s*(.*)`).FindSubmatch(b); m != nil {
+		return string(m[1])
+	}
+	return runtime.GOARCH
+}
+
+// LoadAvg returns the 1, 5 and 15 minute load averages.
+func LoadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
