@@ -87,6 +87,8 @@ type Broker struct {
 
 	pres atomic.Pointer[presence] // set by StartPresence
 
+	lastFrameLog atomic.Int64 // b.now() of the last log of a malformed frame
+
 	logMu sync.Mutex
 	down  map[string]bool // connections whose failure was logged
 

@@ -2,6 +2,7 @@ package redisbroker
 
 import (
 	"errors"
+	"time"
 
 	"github.com/wsroom/wsroom"
 )
@@ -87,5 +88,10 @@ func (b *Broker) deliverFrame(topic string, frame []byte, ep *epochs) {
 		}
 	}
 	b.dropped.Add(1)
-	b.opts.Logger.Warn("redisbroker: dropped a message that is not the broker's frame", "topic", topic, "bytes", len(frame))
+	// Logged at most once a second: a node of an older version publishing
+	// unframed messages would otherwise flood the log.
+	if now := b.now(); now-b.lastFrameLog.Load() >= int64(time.Second) {
+		b.lastFrameLog.Store(now)
+		b.opts.Logger.Warn("redisbroker: dropped a message that is not the broker's frame (every node must run a redisbroker that frames its messages)", "topic", topic, "bytes", len(frame), "dropped", b.dropped.Load())
+	}
 }

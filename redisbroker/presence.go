@@ -21,6 +21,7 @@ import (
 //
 //	p:nodes         sorted set: node → deadline in ms (its last beat + its ttl)
 //	p:dead          sorted set: node presumed dead → deadline of the lease of whoever cleans it up
+//	p:since         hash: node → since when (ms) it has been registered without a gap
 //	p:idx:<node>    set: the rooms the node has entries in (its index, for the cleanup)
 //	p:on:<node>     hash: user → the node's connections of the user (room "")
 //
@@ -45,8 +46,10 @@ import (
 // the index always covers the node's entries.
 //
 // Each node beats every ttl/3 (a script that pushes its deadline in
-// p:nodes) and looks for dead nodes every ttl/5: a node whose deadline
-// passed is claimed by one survivor (a script moves it from p:nodes to
+// p:nodes) and, once its own beats have reached Redis for a whole ttl
+// (so that after an outage of Redis every node had the time to beat
+// again), looks for dead nodes every ttl/5: a node whose deadline passed
+// is claimed by one survivor (a script moves it from p:nodes to
 // p:dead with a lease), which removes its entries room by room: one
 // script per room, atomic in the room's slot and idempotent (it removes
 // the node's hash of the room and lowers the totals; run again, it finds
@@ -146,25 +149,36 @@ end
 return out
 `)
 
-// presBeat pushes the node's deadline. KEYS: p:nodes, p:dead. ARGV:
-// node, ttl (ms). Returns 0 (it was registered), 1 (it was not: a first
-// beat, or its presence was removed or lost) or 2 (it is being cleaned
-// up: not registered again until that ends).
+// presBeat pushes the node's deadline, and records since when the node
+// has been registered without a gap (its deadline never passed). KEYS:
+// p:nodes, p:dead, p:since. ARGV: node, ttl (ms). Returns 0 (it was
+// registered), 1 (it was not: a first beat, or its presence was removed
+// or lost) or 2 (it is being cleaned up: not registered again until that
+// ends).
 var presBeat = newScript(luaNow + `
 local status = 0
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not deadline then
   if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 2 end
   status = 1
 end
+if not deadline or tonumber(deadline) < now then redis.call('HSET', KEYS[3], ARGV[1], now) end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 return status
 `)
 
 // presClaim claims a node to clean up: one whose deadline passed (not
 // the caller: its next beat will do), or one whose cleaner's lease did
-// (the caller too: were it alone, nobody else would). KEYS: p:nodes,
-// p:dead. ARGV: lease (ms), the caller. Returns the node, or nil.
+// (the caller too: were it alone, nobody else would). Only a caller whose
+// own deadline has not passed and that has been registered without a gap
+// for its ttl may claim: the claim of a node cut off from Redis, or one
+// that runs after Redis itself stopped for a while (a command sent before
+// the pause), when every deadline has passed, takes nobody. KEYS:
+// p:nodes, p:dead, p:since. ARGV: lease (ms), the caller, its ttl (ms).
+// Returns the node, or nil.
 var presClaim = newScript(luaNow + `
+local mine, since = redis.call('ZSCORE', KEYS[1], ARGV[2]), redis.call('HGET', KEYS[3], ARGV[2])
+if not mine or tonumber(mine) < now or not since or now - tonumber(since) < tonumber(ARGV[3]) then return false end
 local before = '(' .. string.format('%d', now)
 local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', before, 'LIMIT', 0, 2)
 local n = stale[1]
@@ -180,9 +194,10 @@ return n
 `)
 
 // presLeave claims the node itself (LeavePresence). KEYS: p:nodes,
-// p:dead. ARGV: node, lease (ms).
+// p:dead, p:since. ARGV: node, lease (ms).
 var presLeave = newScript(luaNow + `
 redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
 return 1
 `)
@@ -221,10 +236,12 @@ return left
 `)
 
 // presFinish ends a node's cleanup once its index is empty. KEYS:
-// p:dead, its p:idx, its p:on. ARGV: node. Returns 1 if it ended.
+// p:dead, its p:idx, its p:on, p:since. ARGV: node. Returns 1 if it
+// ended.
 var presFinish = newScript(`
 if redis.call('SCARD', KEYS[2]) > 0 then return 0 end
 redis.call('UNLINK', KEYS[3])
+redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[1], ARGV[1])
 return 1
 `)
@@ -273,7 +290,7 @@ type presence struct {
 	left func(room, user string, info []byte)
 
 	regTag                       string
-	nodesKey, deadKey            string
+	nodesKey, deadKey, sinceKey  string
 	idxKey, onKey                string // this node's
 	idxPrefix, onPrefix, ttlArgs string // ttlArgs: ttl in ms
 
@@ -298,6 +315,7 @@ type presence struct {
 	registered bool                        // a beat registered the node
 	suspended  bool                        // the cluster is removing the node's presence
 	leaving    bool                        // LeavePresence was called
+	resyncAt   time.Time                   // when to write every entry again (zero: not planned)
 }
 
 type entry struct {
@@ -321,7 +339,7 @@ func (b *Broker) StartPresence(node string, ttl time.Duration, left func(room, u
 		mirror: make(map[string]map[string]entry),
 		dirty:  make(map[pair]struct{}),
 	}
-	ps.nodesKey, ps.deadKey = b.key(ps.regTag, "p:nodes"), b.key(ps.regTag, "p:dead")
+	ps.nodesKey, ps.deadKey, ps.sinceKey = b.key(ps.regTag, "p:nodes"), b.key(ps.regTag, "p:dead"), b.key(ps.regTag, "p:since")
 	ps.idxPrefix, ps.onPrefix = b.key(ps.regTag, "p:idx:"), b.key(ps.regTag, "p:on:")
 	ps.idxKey, ps.onKey = ps.idxPrefix+node, ps.onPrefix+node
 	ps.ttlArgs = strconv.FormatInt(max(ttl.Milliseconds(), 1), 10)
@@ -469,7 +487,7 @@ func (b *Broker) roomKeys(node, room string) (roomKey, nodeKey, versionKey strin
 func (b *Broker) beat(ctx context.Context, ps *presence) error {
 	ps.beatMu.Lock()
 	defer ps.beatMu.Unlock()
-	c := newCall(presBeat, 2, ps.nodesKey, ps.deadKey, ps.node, ps.ttlArgs)
+	c := newCall(presBeat, 3, ps.nodesKey, ps.deadKey, ps.sinceKey, ps.node, ps.ttlArgs)
 	if err := b.do(ctx, registryTopic, c); err != nil {
 		return err
 	}
@@ -480,11 +498,7 @@ func (b *Broker) beat(ctx context.Context, ps *presence) error {
 		ps.registered, ps.suspended = true, false
 	case 1:
 		if ps.registered || ps.suspended {
-			for room, users := range ps.mirror {
-				for user := range users {
-					ps.dirty[pair{room, user}] = struct{}{}
-				}
-			}
+			ps.markAllLocked()
 			b.opts.Logger.Warn("redisbroker: this node's presence was missing from Redis; writing it again", "node", ps.node, "entries", len(ps.dirty))
 			select {
 			case ps.kick <- struct{}{}:
@@ -499,6 +513,33 @@ func (b *Broker) beat(ctx context.Context, ps *presence) error {
 		ps.suspended = true
 	}
 	return nil
+}
+
+// markAllLocked marks every entry of the node to be written again.
+// Called with ps.mu held.
+func (ps *presence) markAllLocked() {
+	for room, users := range ps.mirror {
+		for user := range users {
+			ps.dirty[pair{room, user}] = struct{}{}
+		}
+	}
+}
+
+// connectionLost is told that a connection to a Redis failed: a presence
+// write whose outcome was unknown may still run after the node wrote that
+// entry again (Redis runs what it had received, even from a connection
+// the broker closed), so every entry is written again once that can no
+// longer happen in the normal course: 2 × PublishTimeout later.
+func (b *Broker) connectionLost() {
+	ps := b.pres.Load()
+	if ps == nil {
+		return
+	}
+	ps.mu.Lock()
+	if ps.resyncAt.IsZero() {
+		ps.resyncAt = time.Now().Add(2 * b.opts.PublishTimeout)
+	}
+	ps.mu.Unlock()
 }
 
 // beatLoop beats every ttl/3 until Close or LeavePresence.
@@ -541,6 +582,10 @@ func (b *Broker) janitor(ps *presence) {
 		}
 		ps.mu.Lock()
 		leaving, suspended := ps.leaving, ps.suspended
+		if !ps.resyncAt.IsZero() && time.Now().After(ps.resyncAt) {
+			ps.resyncAt = time.Time{}
+			ps.markAllLocked()
+		}
 		ps.mu.Unlock()
 		if leaving {
 			return
@@ -638,7 +683,7 @@ func (b *Broker) cleanDead(ps *presence) {
 	lease := ps.ttlArgs
 	for range 1000 {
 		ctx, cancel := b.opCtx(b.ctx)
-		c := newCall(presClaim, 2, ps.nodesKey, ps.deadKey, lease, ps.node)
+		c := newCall(presClaim, 3, ps.nodesKey, ps.deadKey, ps.sinceKey, lease, ps.node, ps.ttlArgs)
 		c.parse = parseOptString
 		err := b.do(ctx, registryTopic, c)
 		cancel()
@@ -688,7 +733,7 @@ func (b *Broker) cleanNode(parent context.Context, ps *presence, node string, re
 			}
 		}
 		ctx, cancel := b.opCtx(parent)
-		fin := newCall(presFinish, 3, ps.deadKey, idx, ps.onPrefix+node, node)
+		fin := newCall(presFinish, 4, ps.deadKey, idx, ps.onPrefix+node, ps.sinceKey, node)
 		err := b.do(ctx, registryTopic, fin)
 		cancel()
 		if err != nil {
@@ -755,7 +800,7 @@ func (b *Broker) LeavePresence(ctx context.Context) ([]wsroom.PresenceEvent, err
 	}
 	ps.leaving = true
 	ps.mu.Unlock()
-	if err := b.do(ctx, registryTopic, newCall(presLeave, 2, ps.nodesKey, ps.deadKey, ps.node, ps.ttlArgs)); err != nil {
+	if err := b.do(ctx, registryTopic, newCall(presLeave, 3, ps.nodesKey, ps.deadKey, ps.sinceKey, ps.node, ps.ttlArgs)); err != nil {
 		return nil, err
 	}
 	var left []wsroom.PresenceEvent
@@ -1067,13 +1112,20 @@ func parseCounts(c *call, r *respReader, first []byte) (reply, error) {
 }
 
 // parseRoomPresence reads the ZRANGE of a room's sorted set (val:
-// []wsroom.Presence, in the set's order).
+// []wsroom.Presence, in the set's order). The user IDs are substrings of
+// one string, and the infos sub-slices of few arrays, so that a room of
+// many users costs few allocations.
 func (b *Broker) parseRoomPresence(c *call, r *respReader, first []byte) (reply, error) {
 	n, err := arrayLen(first)
 	if err != nil {
 		return reply{}, err
 	}
-	out := make([]wsroom.Presence, 0, min(max(n, 0), 1<<16))
+	k := min(max(n, 0), 1<<16)
+	out := make([]wsroom.Presence, 0, k)
+	ends := make([]int32, 0, k)
+	var ids strings.Builder
+	ids.Grow(int(k) * 12)
+	var infos []byte
 	for range max(n, 0) {
 		m, _, err := r.nextBulk(MaxTopicBytes + 32 + b.opts.MaxPayload)
 		if err != nil {
@@ -1091,7 +1143,20 @@ func (b *Broker) parseRoomPresence(c *call, r *respReader, first []byte) (reply,
 		if err != nil {
 			return reply{}, err
 		}
-		out = append(out, wsroom.Presence{UserID: string(m[:nul]), Conns: int(count), Info: cloneOrNil(m[nul+colon+1:])})
+		ids.Write(m[:nul])
+		ends = append(ends, int32(ids.Len()))
+		p := wsroom.Presence{Conns: int(count)}
+		if info := m[nul+colon+1:]; len(info) > 0 {
+			// A sub-slice stays valid when infos grows into a new array.
+			infos = append(infos, info...)
+			p.Info = infos[len(infos)-len(info) : len(infos) : len(infos)]
+		}
+		out = append(out, p)
+	}
+	all, start := ids.String(), int32(0)
+	for i, end := range ends {
+		out[i].UserID = all[start:end]
+		start = end
 	}
 	c.val = out
 	return reply{}, nil

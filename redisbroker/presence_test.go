@@ -227,3 +227,30 @@ func TestRoomPresenceCache(t *testing.T) {
 		t.Fatalf("the cache answered %v", p)
 	}
 }
+
+// TestPresenceRedisSilentLongerThanTTL: Redis stops answering (SIGSTOP)
+// for longer than the nodes' ttl, its data intact: when it answers again
+// every deadline has passed, yet no node takes another for dead, and no
+// departure is reported.
+func TestPresenceRedisSilentLongerThanTTL(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := startPresenceNode(t, srv.Addr, "a"), startPresenceNode(t, srv.Addr, "b")
+	a.set(t, "r", "ua", 1)
+	b.set(t, "r", "ub", 1)
+	srv.Pause()
+	time.Sleep(2 * testTTL) // the outage must outlast the ttl
+	srv.Resume()
+	// Long enough for a janitor to have claimed a node taken for dead:
+	// both had to beat for a ttl first, then look every ttl/5.
+	waitUntil(t, "both nodes beating", func() bool {
+		n, err := redistest.Command(srv.Addr, "ZCOUNT", a.b.RegistryKey("p:nodes"), "1", "+inf")
+		return err == nil && n == ":2"
+	})
+	time.Sleep(2 * testTTL) // a check of absence: no node is claimed
+	if d := append(a.departures(), b.departures()...); len(d) != 0 {
+		t.Fatalf("departures after Redis came back: %v", d)
+	}
+	if got := roomText(t, a.b, "r"); got != "ua:1 ub:1" {
+		t.Fatalf("presence after Redis came back: %q", got)
+	}
+}

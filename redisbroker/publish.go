@@ -198,6 +198,7 @@ func (p *publisher) run() {
 			p.fail(pubClosed, ErrClosed)
 			return
 		}
+		b.connectionLost()
 		if errors.Is(err, ErrTimeout) {
 			p.fail(pubDown, ErrTimeout)
 		} else {

@@ -17,9 +17,9 @@ import (
 // historyPart compares PublishHistory with Publish on one broker (one
 // node, a second broker subscribed to the topic, as another node would
 // be), and measures ReadHistory.
-func historyPart(r *report, srv *redistest.Server) {
+func historyPart(r *redistest.Report, srv *redistest.Server) {
 	n := *flagHistN
-	r.line("## Room history on one node: PublishHistory against Publish\n")
+	r.Line("## Room history on one node: PublishHistory against Publish\n")
 	pub := redisbroker.New(redisbroker.Options{Addrs: []string{srv.Addr}, Logger: slog.New(slog.DiscardHandler)})
 	sub := redisbroker.New(redisbroker.Options{Addrs: []string{srv.Addr}, Logger: slog.New(slog.DiscardHandler)})
 	got := make(chan struct{}, 1)
@@ -52,9 +52,9 @@ func historyPart(r *report, srv *redistest.Server) {
 			}
 		})
 	}
-	r.line("A second broker subscribes to both topics. Windowed: 4096 publishes outstanding, each waited for in order; synchronous: one at a time. Limits: 1000 messages, 1 MiB, 5 minutes.\n")
-	r.line("| payload | sender | Publish | PublishHistory | ratio | redis-server CPU µs/msg, Publish / PublishHistory |")
-	r.line("|---:|---|---:|---:|---:|---:|")
+	r.Line("A second broker subscribes to both topics. Windowed: 4096 publishes outstanding, each waited for in order; synchronous: one at a time. Limits: 1000 messages, 1 MiB, 5 minutes.\n")
+	r.Line("| payload | sender | Publish | PublishHistory | ratio | redis-server CPU µs/msg, Publish / PublishHistory |")
+	r.Line("|---:|---|---:|---:|---:|---:|")
 	limits := wsroom.History{Messages: 1000, Bytes: 1 << 20, TTL: 5 * time.Minute}
 	for _, size := range []int{64, 1024} {
 		payload := []byte(strings.Repeat("x", size))
@@ -70,13 +70,13 @@ func historyPart(r *report, srv *redistest.Server) {
 		}{{"windowed", 4096, n}, {"synchronous", 1, n / 20}} {
 			rp, cp := rate(srv, plain, mode.n, mode.window)
 			rh, ch := rate(srv, hist, mode.n, mode.window)
-			r.line("| %d B | %s | %.0fk/s | %.0fk/s | %.2f | %.2f / %.2f |", size, mode.name, rp/1e3, rh/1e3, rp/rh, cp, ch)
+			r.Line("| %d B | %s | %.0fk/s | %.0fk/s | %.2f | %.2f / %.2f |", size, mode.name, rp/1e3, rh/1e3, rp/rh, cp, ch)
 		}
 	}
 
-	r.line("\nReadHistory latency (2000 reads each, one at a time; 1000 messages of 1 KiB kept):\n")
-	r.line("| read | p50 | p99 | max |")
-	r.line("|---|---:|---:|---:|")
+	r.Line("\nReadHistory latency (2000 reads each, one at a time; 1000 messages of 1 KiB kept):\n")
+	r.Line("| read | p50 | p99 | max |")
+	r.Line("|---|---:|---:|---:|")
 	ctx := context.Background()
 	last, err := pub.PublishHistory("room:hist", []byte(strings.Repeat("y", 1024)), limits)()
 	if err != nil {
@@ -102,9 +102,9 @@ func historyPart(r *report, srv *redistest.Server) {
 			}
 		}
 		p50, p99, mx := percentiles(lat)
-		r.line("| %s | %.3f ms | %.3f ms | %.3f ms |", c.name, p50, p99, mx)
+		r.Line("| %s | %.3f ms | %.3f ms | %.3f ms |", c.name, p50, p99, mx)
 	}
-	r.line("")
+	r.Line("")
 }
 
 // rate sends n messages with send, window outstanding at most (each
@@ -112,7 +112,7 @@ func historyPart(r *report, srv *redistest.Server) {
 // per message (µs).
 func rate(srv *redistest.Server, send func() func() error, n, window int) (perSec, cpuPerMsg float64) {
 	ring := make([]func() error, window)
-	cpu0 := procCPU(srv.PID())
+	cpu0 := redistest.ProcCPU(srv.PID())
 	t0 := time.Now()
 	for i := range n {
 		slot := &ring[i%window]
@@ -131,5 +131,5 @@ func rate(srv *redistest.Server, send func() func() error, n, window int) (perSe
 		}
 	}
 	el := time.Since(t0)
-	return float64(n) / el.Seconds(), float64((procCPU(srv.PID()) - cpu0).Microseconds()) / float64(n)
+	return float64(n) / el.Seconds(), float64((redistest.ProcCPU(srv.PID()) - cpu0).Microseconds()) / float64(n)
 }

@@ -47,6 +47,7 @@ var (
 	flagHistN   = flag.Int("history-n", 200000, "publishes per history throughput measurement")
 	flagParts   = flag.String("parts", "presence,disconnect,cycles,history", "what to measure")
 	flagTTL     = flag.Duration("ttl", 10*time.Second, "the nodes' PresenceTimeout")
+	flagGOGC    = flag.String("node-gogc", "", "GOGC of the node processes (default: the Go default, 100)")
 
 	flagChild = flag.String("child", "", "internal: run as a node serving this unix socket")
 	flagRedis = flag.String("redis", "", "internal: the node's Redis")
@@ -63,11 +64,11 @@ func main() {
 	}
 	env := &redistest.Env{}
 	defer env.Close()
-	r := &report{}
-	r.line("# presencebench\n")
-	r.line("%s, Go %s, %s, GOMAXPROCS %d, %s", time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.Version(), redistest.RedisVersion(), runtime.GOMAXPROCS(0), redistest.CPUModel())
-	r.line("load average at the start: %s\n", redistest.LoadAvg())
-	r.line("command: `%s`\n", strings.Join(os.Args, " "))
+	r := &redistest.Report{}
+	r.Line("# presencebench\n")
+	r.Line("%s, Go %s, %s, GOMAXPROCS %d, %s", time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.Version(), redistest.RedisVersion(), runtime.GOMAXPROCS(0), redistest.CPUModel())
+	r.Line("load average at the start: %s\n", redistest.LoadAvg())
+	r.Line("command: `%s`\n", strings.Join(os.Args, " "))
 	srv := redistest.Start(env)
 	parts := strings.Split(*flagParts, ",")
 	var nodes []*proc
@@ -92,7 +93,7 @@ func main() {
 	if slices.Contains(parts, "history") {
 		historyPart(r, srv)
 	}
-	r.line("\nload average at the end: %s", redistest.LoadAvg())
+	r.Line("\nload average at the end: %s", redistest.LoadAvg())
 	fmt.Print(r.String())
 }
 
@@ -108,6 +109,9 @@ func startProc(env *redistest.Env, sock, redisAddr string) *proc {
 	cmd := exec.Command(os.Args[0], "-child", sock, "-redis", redisAddr, "-ttl", flagTTL.String())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stderr = os.Stderr
+	if *flagGOGC != "" {
+		cmd.Env = append(os.Environ(), "GOGC="+*flagGOGC)
+	}
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		log.Fatal(err)
@@ -190,9 +194,9 @@ func waitFor(what string, limit time.Duration, cond func() bool) time.Duration {
 	return time.Since(t0)
 }
 
-func presencePart(r *report, nodes []*proc) {
+func presencePart(r *redistest.Report, nodes []*proc) {
 	total := *flagMembers
-	r.line("## Room.Presence, %d members in one room over 3 nodes\n", total)
+	r.Line("## Room.Presence, %d members in one room over 3 nodes\n", total)
 	t0 := time.Now()
 	onAll(nodes, func(i int, p *proc) answer {
 		n := total / 3
@@ -204,11 +208,11 @@ func presencePart(r *report, nodes []*proc) {
 	took := waitFor("presence of the big room", time.Minute, func() bool {
 		return nodes[0].do(command{Op: "presence", Room: "big", K: 1}).Users == total
 	})
-	r.line("%d WebSocket connections opened, each its own user, and seen in presence from node 1 in %v (%v after the last one opened).\n",
+	r.Line("%d WebSocket connections opened, each its own user, and seen in presence from node 1 in %v (%v after the last one opened).\n",
 		total, time.Since(t0).Round(time.Millisecond), took.Round(time.Millisecond))
-	r.line("Each node's broker keeps the answer for a room of at least 1000 users (PresenceCacheMin) and asks Redis for the room's version first: \"unchanged\" queries find the room as it was; \"changed\" ones follow a change made by another broker (untimed), and read the whole room.\n")
-	r.line("| queries | room | from | p50 | p99 | max | users returned |")
-	r.line("|---|---|---|---:|---:|---:|---:|")
+	r.Line("Each node's broker keeps the answer for a room of at least 1000 users (PresenceCacheMin) and asks Redis for the room's version first: \"unchanged\" queries find the room as it was; \"changed\" ones follow a change made by another broker (untimed), and read the whole room.\n")
+	r.Line("| queries | room | from | p50 | p99 | max | users returned |")
+	r.Line("|---|---|---|---:|---:|---:|---:|")
 	ok := true
 	for _, churn := range []bool{false, true} {
 		what := "unchanged"
@@ -219,11 +223,11 @@ func presencePart(r *report, nodes []*proc) {
 		for i, p := range nodes {
 			a := p.do(command{Op: "presence", Room: "big", K: *flagQueries, Churn: churn})
 			p50, p99, mx := percentiles(a.Lat)
-			r.line("| %d one after the other | %s | node %d | %.2f ms | %.2f ms | %.2f ms | %d |", len(a.Lat), what, i+1, p50, p99, mx, a.Users)
+			r.Line("| %d one after the other | %s | node %d | %.2f ms | %.2f ms | %.2f ms | %d |", len(a.Lat), what, i+1, p50, p99, mx, a.Users)
 			all = append(all, a.Lat...)
 		}
 		p50, p99, mx := percentiles(all)
-		r.line("| all of the above | %s | | %.2f ms | **%.2f ms** | %.2f ms | |", what, p50, p99, mx)
+		r.Line("| all of the above | %s | | %.2f ms | **%.2f ms** | %.2f ms | |", what, p50, p99, mx)
 		ok = ok && percentileOK(all, 5)
 		var conc []int64
 		for _, a := range onAll(nodes, func(_ int, p *proc) answer {
@@ -232,14 +236,14 @@ func presencePart(r *report, nodes []*proc) {
 			conc = append(conc, a.Lat...)
 		}
 		p50, p99, mx = percentiles(conc)
-		r.line("| %d, the 3 nodes at once | %s | | %.2f ms | %.2f ms | %.2f ms | |", len(conc), what, p50, p99, mx)
+		r.Line("| %d, the 3 nodes at once | %s | | %.2f ms | %.2f ms | %.2f ms | |", len(conc), what, p50, p99, mx)
 	}
-	r.line("\nTarget p99 < 5 ms (one query at a time): **%s**.\n", met(ok))
+	r.Line("\nTarget p99 < 5 ms (one query at a time): **%s**.\n", redistest.Met(ok))
 }
 
-func disconnectPart(r *report, nodes []*proc) {
+func disconnectPart(r *redistest.Report, nodes []*proc) {
 	n := *flagDisc
-	r.line("## Hub.Disconnect of a user with a connection on each of the 3 nodes\n")
+	r.Line("## Hub.Disconnect of a user with a connection on each of the 3 nodes\n")
 	onAll(nodes, func(_ int, p *proc) answer { return p.do(command{Op: "members", Prefix: "d", N: n}) })
 	waitFor("users online on the 3 nodes", time.Minute, func() bool {
 		return nodes[0].do(command{Op: "online", Prefix: "d0"}).Users == 3 && nodes[0].do(command{Op: "online", Prefix: "d" + strconv.Itoa(n-1)}).Users == 3
@@ -252,15 +256,15 @@ func disconnectPart(r *report, nodes []*proc) {
 		}
 	}
 	p50, p99, mx := percentiles(a.Lat)
-	r.line("%d users, Disconnect from node 1 one after the other (the call returns once every node reported; 10,000 idle members stay connected): p50 %.2f ms, **p99 %.2f ms**, max %.2f ms; %d of %d closed 3 connections.\n",
+	r.Line("%d users, Disconnect from node 1 one after the other (the call returns once every node reported; 10,000 idle members stay connected): p50 %.2f ms, **p99 %.2f ms**, max %.2f ms; %d of %d closed 3 connections.\n",
 		n, p50, p99, mx, n-bad, n)
-	r.line("Target p99 < 100 ms: **%s**.\n", met(percentileOK(a.Lat, 100) && bad == 0))
+	r.Line("Target p99 < 100 ms: **%s**.\n", redistest.Met(percentileOK(a.Lat, 100) && bad == 0))
 }
 
-func cyclesPart(r *report, nodes []*proc, srv *redistest.Server) {
+func cyclesPart(r *redistest.Report, nodes []*proc, srv *redistest.Server) {
 	n := *flagCycles
-	r.line("## %d connects and disconnects over 3 nodes\n", n)
-	cpu0 := procCPU(srv.PID())
+	r.Line("## %d connects and disconnects over 3 nodes\n", n)
+	cpu0 := redistest.ProcCPU(srv.PID())
 	scripts0 := scriptCalls(srv.Addr)
 	t0 := time.Now()
 	answers := onAll(nodes, func(i int, p *proc) answer {
@@ -326,7 +330,7 @@ func cyclesPart(r *report, nodes []*proc, srv *redistest.Server) {
 		}
 		return mismatched == 0
 	})
-	cpu := procCPU(srv.PID()) - cpu0
+	cpu := redistest.ProcCPU(srv.PID()) - cpu0
 	scripts := scriptCalls(srv.Addr) - scripts0
 	open := 0
 	for k, v := range truth {
@@ -334,47 +338,17 @@ func cyclesPart(r *report, nodes []*proc, srv *redistest.Server) {
 			open += v
 		}
 	}
-	r.line("%d workers per node, %d users, %d rooms (each connection joins each with probability 1/3): %d connects and disconnects in %v (%.0f/s over the 3 nodes), %d connections open at the end.\n",
+	r.Line("%d workers per node, %d users, %d rooms (each connection joins each with probability 1/3): %d connects and disconnects in %v (%.0f/s over the 3 nodes), %d connections open at the end.\n",
 		*flagWorkers, *flagUsers, *flagRooms, n/3*3, elapsed.Round(time.Millisecond), float64(n/3*3)/elapsed.Seconds(), open)
-	r.line("- presence equal to the truth in every room %v after the last step (as node 1 sees it)", conv.Round(time.Millisecond))
-	r.line("- events: %d joins and %d leaves over the 3 nodes; per room and user, joins − leaves = 1 if present at the end, else 0: %d mismatches (settled %v after the last step)", joins, leaves, mismatched, evConv.Round(time.Millisecond))
-	r.line("- scripts Redis ran (presence updates, beats, queries of this tool) from the first step until both settled: %d (%.0f/s over the cycles and the settling)", scripts, float64(scripts)/(elapsed+conv+evConv).Seconds())
-	r.line("- redis-server CPU meanwhile: %v (%.1f µs per connect or disconnect)\n", cpu.Round(time.Millisecond), float64(cpu.Microseconds())/float64(n/3*3))
+	r.Line("- presence equal to the truth in every room %v after the last step (as node 1 sees it)", conv.Round(time.Millisecond))
+	r.Line("- events: %d joins and %d leaves over the 3 nodes; per room and user, joins − leaves = 1 if present at the end, else 0: %d mismatches (settled %v after the last step)", joins, leaves, mismatched, evConv.Round(time.Millisecond))
+	r.Line("- scripts Redis ran (presence updates, beats, queries of this tool) from the first step until both settled: %d (%.0f/s over the cycles and the settling)", scripts, float64(scripts)/(elapsed+conv+evConv).Seconds())
+	r.Line("- redis-server CPU meanwhile: %v (%.1f µs per connect or disconnect)\n", cpu.Round(time.Millisecond), float64(cpu.Microseconds())/float64(n/3*3))
 }
 
 func percentileOK(ns []int64, ms float64) bool {
 	_, p99, _ := percentiles(ns)
 	return p99 < ms
-}
-
-type report struct{ strings.Builder }
-
-func (r *report) line(format string, args ...any) {
-	fmt.Fprintf(r, format+"\n", args...)
-	fmt.Fprintf(os.Stderr, format+"\n", args...) // progress
-}
-
-func met(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "not met"
-}
-
-// procCPU returns the CPU time (user + system) process pid has used.
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
-		return 0
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	k, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(u+k) * time.Second / 100 // USER_HZ
 }
 
 // scriptCalls returns how many scripts (EVAL and EVALSHA) Redis has run.

@@ -1,13 +1,16 @@
 package redistest
 
 import (
+	"fmt"
 	"log"
 	"os"
 	"os/exec"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Env implements TB for a program (a measurement tool): Fatalf runs the
@@ -81,4 +84,39 @@ func LoadAvg() string {
 		return "?"
 	}
 	return strings.Join(f[:3], " ")
+}
+
+// Report is a measurement program's Markdown report: Line adds a line
+// and echoes it to stderr as progress.
+type Report struct{ strings.Builder }
+
+// Line appends a formatted line.
+func (r *Report) Line(format string, args ...any) {
+	fmt.Fprintf(r, format+"\n", args...)
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+}
+
+// Met says whether a target was met.
+func Met(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "not met"
+}
+
+// ProcCPU returns the CPU time (user and system) process pid has used, 0
+// if it cannot be read.
+func ProcCPU(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64) // utime, stime: fields 14, 15
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ 100
 }
