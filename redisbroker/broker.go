@@ -38,6 +38,18 @@
 // nothing is delivered twice; an error after it was written (a timeout, a
 // lost connection) means the outcome is unknown.
 //
+// # History and presence
+//
+// The Broker is also a wsroom.HistoryBroker and a wsroom.PresenceBroker:
+// with Options.History a room's broadcasts are numbered and kept in Redis
+// (a list per room, appended and published by one script, so every node
+// delivers them in the same order and a wsroom.v1 client resumes on any
+// node), and with Options.Presence the cluster's presence lives in Redis
+// (one script per update decides each join and leave once; nodes beat,
+// and a survivor removes a dead node's presence room by room, reporting
+// each departure once). README.md describes the keys, the scripts and
+// their guarantees.
+//
 // # Failures
 //
 // While a server is unreachable, publishes to its topics fail at once

@@ -43,11 +43,14 @@ func parsePositioned(b []byte) (offset uint64, epoch, payload []byte, err error)
 	}
 	rest := b[i+1:]
 	for j := 0; j < len(rest) && j <= maxEpochLen; j++ {
-		if rest[j] == '\n' {
+		switch rest[j] {
+		case '\n':
 			if j == 0 {
 				return 0, nil, nil, errFrame
 			}
 			return offset, rest[:j], rest[j+1:], nil
+		case ' ':
+			return 0, nil, nil, errFrame
 		}
 	}
 	return 0, nil, nil, errFrame

@@ -108,10 +108,19 @@ func waitPresence(t testing.TB, nodes []*node, room, want string) {
 // TestPresenceAcrossHubs: three hubs over one Redis: presence seen alike
 // from every node, one event per transition in the whole cluster, and
 // Disconnect and RemoveFromRoom across nodes with the nodes' counts.
+// On one Redis and on a three-master cluster.
 func TestPresenceAcrossHubs(t *testing.T) {
-	srv := redistest.Start(t)
+	t.Run("OneRedis", func(t *testing.T) {
+		presenceAcrossHubs(t, redisbroker.Options{Addrs: []string{redistest.Start(t).Addr}})
+	})
+	t.Run("Cluster", func(t *testing.T) {
+		presenceAcrossHubs(t, redisbroker.Options{Addrs: redistest.StartCluster(t, 3).Addrs()[:1], Cluster: true})
+	})
+}
+
+func presenceAcrossHubs(t *testing.T, bo redisbroker.Options) {
 	log := new(eventLog)
-	nodes := presenceHubs(t, 3, redisbroker.Options{Addrs: []string{srv.Addr}}, log)
+	nodes := presenceHubs(t, 3, bo, log)
 	ctx := context.Background()
 	a0 := dialWS(t, nodes[0].url+"?user=alice&room=r&info=A")
 	a1 := dialWS(t, nodes[1].url+"?user=alice&room=r")

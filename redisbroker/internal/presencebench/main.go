@@ -12,7 +12,8 @@
 // Parts: presence (members in one room, Room.Presence latency from each
 // node), disconnect (users with a connection on each node, Hub.Disconnect
 // from one node), cycles (random connects and disconnects on the three
-// nodes, then convergence and event counts), history (PublishHistory
+// nodes, then convergence and event counts), setpresence (SetPresence
+// from three brokers in this process, many goroutines each), history (PublishHistory
 // against Publish on one broker, and ReadHistory latency).
 package main
 
@@ -45,7 +46,7 @@ var (
 	flagUsers   = flag.Int("users", 1000, "users the cycles pick from")
 	flagRooms   = flag.Int("rooms", 10, "rooms the cycles pick from (each connection joins each with probability 1/3)")
 	flagHistN   = flag.Int("history-n", 200000, "publishes per history throughput measurement")
-	flagParts   = flag.String("parts", "presence,disconnect,cycles,history", "what to measure")
+	flagParts   = flag.String("parts", "presence,disconnect,cycles,setpresence,history", "what to measure")
 	flagTTL     = flag.Duration("ttl", 10*time.Second, "the nodes' PresenceTimeout")
 	flagGOGC    = flag.String("node-gogc", "", "GOGC of the node processes (default: the Go default, 100)")
 
@@ -72,7 +73,7 @@ func main() {
 	srv := redistest.Start(env)
 	parts := strings.Split(*flagParts, ",")
 	var nodes []*proc
-	if slices.ContainsFunc(parts, func(p string) bool { return p != "history" }) {
+	if slices.ContainsFunc(parts, func(p string) bool { return p != "history" && p != "setpresence" }) {
 		dir := env.TempDir()
 		for i := range 3 {
 			nodes = append(nodes, startProc(env, filepath.Join(dir, "node"+strconv.Itoa(i)+".sock"), srv.Addr))
@@ -89,6 +90,9 @@ func main() {
 	}
 	for _, n := range nodes {
 		n.quit()
+	}
+	if slices.Contains(parts, "setpresence") {
+		setPresencePart(r, srv)
 	}
 	if slices.Contains(parts, "history") {
 		historyPart(r, srv)
