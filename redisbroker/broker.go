@@ -38,6 +38,18 @@
 // nothing is delivered twice; an error after it was written (a timeout, a
 // lost connection) means the outcome is unknown.
 //
+// # History and presence
+//
+// The Broker is also a wsroom.HistoryBroker and a wsroom.PresenceBroker:
+// with Options.History a room's broadcasts are numbered and kept in Redis
+// (a list per room, appended and published by one script, so every node
+// delivers them in the same order and a wsroom.v1 client resumes on any
+// node), and with Options.Presence the cluster's presence lives in Redis
+// (one script per update decides each join and leave once; nodes beat,
+// and a survivor removes a dead node's presence room by room, reporting
+// each departure once). README.md describes the keys, the scripts and
+// their guarantees.
+//
 // # Failures
 //
 // While a server is unreachable, publishes to its topics fail at once
@@ -56,6 +68,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wsroom/wsroom"
 )
 
 // Broker is a wsroom.Broker over Redis pub/sub. Create it with New and
@@ -79,13 +93,18 @@ type Broker struct {
 
 	deliverMu sync.Mutex // one deliver call at a time
 	deliver   func(topic string, payload []byte)
+	hdeliver  atomic.Pointer[func(topic string, pos wsroom.Position, payload []byte)] // StartHistory's
 	started   atomic.Bool
 	closeOnce sync.Once
+
+	pres atomic.Pointer[presence] // set by StartPresence
+
+	lastFrameLog atomic.Int64 // b.now() of the last log of a malformed frame
 
 	logMu sync.Mutex
 	down  map[string]bool // connections whose failure was logged
 
-	published, publishErrors, received, dropped, reconnects atomic.Uint64
+	published, publishErrors, received, dropped, reconnects, cleaned, cacheHits atomic.Uint64
 }
 
 // New returns a broker for opts. It connects once the Hub calls Start. It
@@ -245,6 +264,22 @@ func (b *Broker) deliverMsg(topic string, payload []byte) {
 	}
 }
 
+// deliverPositioned hands a message of a room's history to the Hub,
+// under the same lock as deliverMsg.
+func (b *Broker) deliverPositioned(topic string, pos wsroom.Position, payload []byte) {
+	b.received.Add(1)
+	b.deliverMu.Lock()
+	defer b.deliverMu.Unlock()
+	if b.ctx.Err() != nil {
+		return
+	}
+	if h := b.hdeliver.Load(); h != nil {
+		(*h)(topic, pos, payload)
+	} else {
+		b.deliver(topic, payload)
+	}
+}
+
 // topicOf returns the topic of a channel name (a substring of it), or
 // false for a channel that is not the broker's.
 func (b *Broker) topicOf(channel string) (string, bool) {
@@ -329,6 +364,8 @@ type Stats struct {
 	Received      uint64 // messages received on subscribed channels, own echo included
 	Dropped       uint64 // messages over MaxPayload, discarded
 	Reconnects    uint64 // subscription connections lost (each counted once per loss)
+	NodesCleaned  uint64 // dead nodes whose presence this broker removed
+	PresenceHits  uint64 // RoomPresence answered from the kept answer (the room had not changed)
 
 	// Resubscribe is how long the last connection of each server took
 	// from being established to Redis confirming every topic it
@@ -344,6 +381,8 @@ func (b *Broker) Stats() Stats {
 		Received:      b.received.Load(),
 		Dropped:       b.dropped.Load(),
 		Reconnects:    b.reconnects.Load(),
+		NodesCleaned:  b.cleaned.Load(),
+		PresenceHits:  b.cacheHits.Load(),
 	}
 	if t := b.topo.Load(); t != nil {
 		s.Connected = true

@@ -21,6 +21,7 @@ func TestContractOneRedis(t *testing.T) {
 			return redisbroker.New(redisbroker.Options{Addrs: []string{srv.Addr}, Logger: quietLogger()})
 		},
 		Outage: func(t *testing.T, down bool) { outage(down, srv) },
+		Crash:  crash,
 	})
 }
 
@@ -32,6 +33,7 @@ func TestContractShards(t *testing.T) {
 			return redisbroker.New(redisbroker.Options{Addrs: addrs, Logger: quietLogger()})
 		},
 		Outage: func(t *testing.T, down bool) { outage(down, srvs...) },
+		Crash:  crash,
 	})
 }
 
@@ -47,8 +49,13 @@ func TestContractCluster(t *testing.T) {
 				c.WaitOK()
 			}
 		},
+		Crash: crash,
 	})
 }
+
+// crash stops b as its process's death would, as far as Redis can tell:
+// its connections close and it beats no more, without LeavePresence.
+func crash(t *testing.T, b wsroom.Broker) { b.Close() }
 
 // outage stops (down) or restarts the servers.
 func outage(down bool, srvs ...*redistest.Server) {

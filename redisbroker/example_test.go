@@ -1,7 +1,9 @@
 package redisbroker_test
 
 import (
+	"log"
 	"net/http"
+	"time"
 
 	"github.com/wsroom/wsroom"
 	"github.com/wsroom/wsroom/redisbroker"
@@ -34,5 +36,23 @@ func ExampleNew_cluster() {
 		Cluster: true,
 	})
 	hub := wsroom.New(wsroom.Options{Broker: b})
+	http.Handle("GET /ws", hub)
+}
+
+// Room history and cluster presence in Redis: a wsroom.v1 client resumes
+// on any node, and presence queries and events cover every node.
+func ExampleNew_historyAndPresence() {
+	b := redisbroker.New(redisbroker.Options{Addrs: []string{"10.0.0.5:6379"}})
+	hub := wsroom.New(wsroom.Options{
+		Broker: b,
+		History: func(room string) wsroom.History {
+			return wsroom.History{Messages: 100} // the last 100 broadcasts of every room
+		},
+		Presence:        true,             // Room.Presence, Hub.Online, Hub.RoomCounts, OnPresence: cluster-wide
+		PresenceTimeout: 10 * time.Second, // a node silent for 10 s is taken for dead
+		OnPresence: func(e wsroom.PresenceEvent) {
+			log.Printf("%s joined %s: %v", e.UserID, e.Room, e.Joined) // once per transition, on one node
+		},
+	})
 	http.Handle("GET /ws", hub)
 }

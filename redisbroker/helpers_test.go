@@ -1,6 +1,7 @@
 package redisbroker_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -100,11 +101,17 @@ func dialWS(t testing.TB, url string) *wsClient {
 		t.Fatalf("dial %s: %v", url, err)
 	}
 	t.Cleanup(func() { nc.Close() })
+	return newWSClient(t, url, nc, br)
+}
+
+// newWSClient wraps a dialled connection; br holds what the server sent
+// after its handshake answer, if anything.
+func newWSClient(t testing.TB, name string, nc net.Conn, br *bufio.Reader) *wsClient {
 	var r io.Reader = nc
 	if br != nil {
 		r = br
 	}
-	return &wsClient{t: t, name: url, nc: nc, rw: struct {
+	return &wsClient{t: t, name: name, nc: nc, rw: struct {
 		io.Reader
 		io.Writer
 	}{r, nc}}

@@ -18,6 +18,7 @@ const (
 	DefaultMaxPending     = 1 << 16
 	DefaultPingInterval   = time.Second
 	DefaultMaxPayload     = 64 << 20
+	DefaultPresenceCache  = 1000
 )
 
 // MaxTopicBytes is the longest topic the broker accepts: a user ID longer
@@ -115,6 +116,14 @@ type Options struct {
 	// Default 64 MiB.
 	MaxPayload int
 
+	// PresenceCacheMin is the size of room from which RoomPresence keeps
+	// its answer (once two reads found the room at the same version) and
+	// answers the next queries from it while the room does not change
+	// (asking Redis for the version only: one small round trip instead of
+	// the room's every member). At most 64 rooms are kept per broker.
+	// Default 1000 users; -1 disables.
+	PresenceCacheMin int
+
 	// Logger receives connection losses and recoveries. Default
 	// slog.Default().
 	Logger *slog.Logger
@@ -144,6 +153,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.MaxPayload <= 0 {
 		o.MaxPayload = DefaultMaxPayload
+	}
+	if o.PresenceCacheMin == 0 {
+		o.PresenceCacheMin = DefaultPresenceCache
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

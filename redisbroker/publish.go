@@ -20,6 +20,12 @@ import (
 // replies, which come in order, to that FIFO and completes each publish.
 // A PUBLISH is written at most once: when the connection fails, every
 // publish queued or awaiting a reply on it fails, and none is sent again.
+//
+// The same pipeline carries the broker's other commands (calls: the
+// history and presence scripts, see call.go), in call order with the
+// publishes. A call whose script Redis does not have (NOSCRIPT: the
+// script did not run) is the one command sent again, with the script's
+// body.
 
 // request is one Publish call, completed when each of its topics has its
 // outcome.
@@ -56,12 +62,31 @@ func (r *request) wait() error {
 	return nil
 }
 
-// item is one topic of a request, on its way through a shard's pipeline.
+// item is one topic of a request, or a call, on its way through a
+// shard's pipeline.
 type item struct {
-	r     *request
+	r     *request // a Publish's topic, or nil
+	c     *call    // a call, or nil
 	topic string
 	tag   string // the channel's hash tag (Cluster mode)
 	sent  int64  // when it was written, in nanoseconds since the broker was made
+}
+
+// complete records the outcome of the item's command.
+func (it *item) complete(rep reply) {
+	if it.c != nil {
+		it.c.finish(rep)
+		return
+	}
+	it.r.complete(rep.err)
+}
+
+// reply is Redis's answer to one pipelined command: an error reply, or
+// the integer of an integer reply (a call's parser keeps what other
+// replies hold).
+type reply struct {
+	err error
+	n   int64
 }
 
 // Publisher states.
@@ -86,6 +111,8 @@ type publisher struct {
 	downErr error    // why the shard is down
 
 	readerErr error // why the reader returned; only run's goroutine uses it
+
+	flushed atomic.Bool // Redis answered NOSCRIPT: the writer sends the scripts' bodies again
 }
 
 func (p *publisher) init(s *shard) {
@@ -171,6 +198,7 @@ func (p *publisher) run() {
 			p.fail(pubClosed, ErrClosed)
 			return
 		}
+		b.connectionLost()
 		if errors.Is(err, ErrTimeout) {
 			p.fail(pubDown, ErrTimeout)
 		} else {
@@ -210,10 +238,10 @@ func (p *publisher) fail(state int, err error) {
 	}
 	p.mu.Unlock()
 	for _, it := range queued {
-		it.r.complete(err)
+		it.complete(reply{err: err})
 	}
 	for _, it := range sent {
-		it.r.complete(err)
+		it.complete(reply{err: err})
 	}
 }
 
@@ -225,6 +253,7 @@ func (p *publisher) write(nc net.Conn, readerDone chan error) error {
 	timeout := b.opts.PublishTimeout
 	var batch []item
 	var buf []byte
+	var loaded scriptSet // the scripts this connection's Redis has (see call.appendTo)
 	for {
 		select {
 		case <-p.kick:
@@ -244,12 +273,19 @@ func (p *publisher) write(nc net.Conn, readerDone chan error) error {
 			if len(batch) == 0 {
 				break
 			}
+			if p.flushed.Swap(false) {
+				loaded = 0
+			}
 			for start := 0; start < len(batch); {
 				buf = buf[:0]
 				end := start
 				for end < len(batch) && len(buf) < maxWrite {
 					it := &batch[end]
-					buf = appendPublish(buf, cmd, b.opts.Prefix, it.tag, it.topic, it.r.payload)
+					if it.c != nil {
+						buf = it.c.appendTo(buf, &loaded)
+					} else {
+						buf = appendPublish(buf, cmd, b.opts.Prefix, it.tag, it.topic, it.r.payload)
+					}
 					end++
 				}
 				// Record them as sent before writing, so that the reader
@@ -271,7 +307,7 @@ func (p *publisher) write(nc net.Conn, readerDone chan error) error {
 					// yet encoded fail here.
 					err = fmt.Errorf("%w: %s: %v", ErrUnavailable, p.s.addr, err)
 					for _, it := range batch[end:] {
-						it.r.complete(err)
+						it.complete(reply{err: err})
 					}
 					clear(batch)
 					return err
@@ -286,40 +322,58 @@ func (p *publisher) write(nc net.Conn, readerDone chan error) error {
 	}
 }
 
-// read reads replies and completes the publishes they answer, in order.
+// read reads replies and completes the commands they answer, in order.
 // It returns when the connection fails, or with ErrTimeout when the oldest
-// publish awaiting a reply has waited PublishTimeout.
+// command awaiting a reply has waited PublishTimeout.
 func (p *publisher) read(nc net.Conn, r *respReader) error {
 	b := p.s.b
 	timeout := b.opts.PublishTimeout
-	results := make([]error, 0, 256)
+	results := make([]reply, 0, 256)
 	done := make([]item, 0, 256)
+	var retry []item
 	for {
 		results = results[:0]
 		for {
-			rerr, err := r.status()
+			rp, err := p.readReply(r, len(results))
 			if err != nil {
 				var ne net.Error
 				if errors.As(err, &ne) && ne.Timeout() {
-					return ErrTimeout // the deadline is always the oldest publish's
+					return ErrTimeout // the deadline is always the oldest command's
 				}
 				return err
 			}
-			results = append(results, rerr)
+			results = append(results, rp)
 			if len(results) == cap(results) || r.br.Buffered() == 0 {
 				break
 			}
 		}
-		done = done[:0]
+		done, retry = done[:0], retry[:0]
 		p.mu.Lock()
 		if p.sent.len() < len(results) {
 			p.mu.Unlock()
-			return fmt.Errorf("%w: %d replies to %d publishes", errProtocol, len(results), p.sent.len())
+			return fmt.Errorf("%w: %d replies to %d commands", errProtocol, len(results), p.sent.len())
 		}
-		for range results {
-			done = append(done, p.sent.pop())
+		for i := range results {
+			it := p.sent.pop()
+			if it.c != nil && it.c.script != nil && !it.c.eval && isNoScript(results[i].err) {
+				// The script did not run: send it again, with its body.
+				it.c.eval = true
+				retry = append(retry, it)
+				continue
+			}
+			results[len(done)] = results[i]
+			done = append(done, it)
 		}
-		p.pending -= len(results)
+		p.pending -= len(done)
+		if len(retry) > 0 {
+			p.queue = append(retry, p.queue...)
+			retry = nil // the queue owns it now
+			p.flushed.Store(true)
+			select {
+			case p.kick <- struct{}{}:
+			default:
+			}
+		}
 		if p.room != nil && p.pending < b.opts.MaxPending {
 			close(p.room)
 			p.room = nil
@@ -330,14 +384,44 @@ func (p *publisher) read(nc net.Conn, r *respReader) error {
 			nc.SetReadDeadline(time.Time{})
 		}
 		p.mu.Unlock()
-		for i, it := range done {
-			if results[i] != nil {
-				b.redisError(results[i])
+		for i := range done {
+			if results[i].err != nil {
+				b.redisError(results[i].err)
 			}
-			it.r.complete(results[i])
+			done[i].complete(results[i])
 		}
 		clear(done)
 	}
+}
+
+// readReply reads the reply to the i-th command awaiting one: a status,
+// an integer or an error reply is read here; any other (an array, a bulk
+// string) only a call expects, and its parser reads it.
+func (p *publisher) readReply(r *respReader, i int) (reply, error) {
+	l, err := r.line()
+	if err != nil {
+		return reply{}, err
+	}
+	switch l[0] {
+	case '+':
+		return reply{}, nil
+	case ':':
+		n, err := parseInt(l[1:])
+		return reply{n: n}, err
+	case '-':
+		return reply{err: RedisError(l[1:])}, nil
+	}
+	var c *call
+	p.mu.Lock()
+	if i < p.sent.len() {
+		c = p.sent.at(i).c
+	}
+	p.mu.Unlock()
+	if c == nil || c.parse == nil {
+		return reply{}, fmt.Errorf("%w: unexpected reply %q", errProtocol, clip(l))
+	}
+	// Only this goroutine removes items from sent: c stays valid.
+	return c.parse(c, r, l)
 }
 
 // ring is a growable FIFO of items.
@@ -360,6 +444,9 @@ func (q *ring) push(it item) {
 }
 
 func (q *ring) front() *item { return &q.buf[q.head] }
+
+// at returns the i-th item from the front.
+func (q *ring) at(i int) *item { return &q.buf[(q.head+i)%len(q.buf)] }
 
 func (q *ring) pop() item {
 	it := q.buf[q.head]

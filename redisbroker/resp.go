@@ -43,14 +43,19 @@ func appendBulk(dst []byte, b []byte) []byte {
 	return append(dst, '\r', '\n')
 }
 
-// appendPublish appends "cmd channel payload" (PUBLISH or SPUBLISH), the
+// appendPublish appends "cmd channel frame" (PUBLISH or SPUBLISH), the
 // channel given as its prefix, an optional hash tag and the topic, so
-// that no channel string is built.
+// that no channel string is built; the frame is framePlain then payload
+// (see frame.go).
 func appendPublish(dst []byte, cmd, prefix, tag, topic string, payload []byte) []byte {
 	dst = appendArrayHeader(dst, 3)
 	dst = appendBulkString(dst, cmd)
 	dst = appendChannel(dst, prefix, tag, topic)
-	return appendBulk(dst, payload)
+	dst = append(dst, '$')
+	dst = strconv.AppendInt(dst, int64(1+len(payload)), 10)
+	dst = append(dst, '\r', '\n', framePlain)
+	dst = append(dst, payload...)
+	return append(dst, '\r', '\n')
 }
 
 // appendChannel appends the bulk string prefix + {tag} + topic (no braces
@@ -364,4 +369,85 @@ func clip(b []byte) []byte {
 		return b[:40]
 	}
 	return b
+}
+
+// Reading the replies of calls (call.go). The first line of a reply is
+// read by the pipeline's reader; a call's parser reads the rest with
+// these, so that nothing is allocated from a length Redis declared: a
+// bulk string grows as its bytes arrive, an array as its elements do.
+
+// arrayLen parses an array header line: its element count, or -1 for a
+// nil array. Other replies are a protocol error.
+func arrayLen(l []byte) (int64, error) {
+	if len(l) == 0 || l[0] != '*' {
+		return 0, fmt.Errorf("%w: expected an array, got %q", errProtocol, clip(l))
+	}
+	n, err := parseInt(l[1:])
+	if err == nil && (n < -1 || n > maxReplyElems) {
+		err = fmt.Errorf("%w: array of %d elements", errProtocol, n)
+	}
+	return n, err
+}
+
+// maxReplyElems bounds the elements of one array a call's reply may
+// declare (a room of a million users is two million).
+const maxReplyElems = 1 << 24
+
+// nextBulk reads a bulk string of at most limit bytes, returned in r's
+// buffer or scratch buffer (valid until the next read); isNil for a nil
+// bulk string. A
+// longer string, or another kind of reply, is a protocol error.
+func (r *respReader) nextBulk(limit int) (b []byte, isNil bool, err error) {
+	l, err := r.line()
+	if err != nil {
+		return nil, false, err
+	}
+	return r.bulkAfter(l, limit)
+}
+
+// bulkAfter is nextBulk when the header line l was read already.
+func (r *respReader) bulkAfter(l []byte, limit int) (b []byte, isNil bool, err error) {
+	if l[0] != '$' {
+		return nil, false, fmt.Errorf("%w: expected a bulk string, got %q", errProtocol, clip(l))
+	}
+	n, err := parseInt(l[1:])
+	if err != nil {
+		return nil, false, err
+	}
+	if n == -1 {
+		return nil, true, nil
+	}
+	if n >= 0 && n <= int64(limit) && int(n)+2 <= r.br.Buffered() {
+		// All in the buffer: no copy.
+		b, _ = r.br.Peek(int(n) + 2)
+		if b[n] != '\r' || b[n+1] != '\n' {
+			return nil, false, fmt.Errorf("%w: bulk string not terminated by CRLF", errProtocol)
+		}
+		r.br.Discard(int(n) + 2)
+		return b[:n], false, nil
+	}
+	b, too, err := r.bulkInto(&r.body, n, limit)
+	if err == nil && too {
+		err = fmt.Errorf("%w: bulk string of %d bytes where at most %d are expected", errProtocol, n, limit)
+	}
+	return b, false, err
+}
+
+// nextInt reads an integer reply, or a bulk string holding one.
+func (r *respReader) nextInt() (int64, error) {
+	l, err := r.line()
+	if err != nil {
+		return 0, err
+	}
+	switch l[0] {
+	case ':':
+		return parseInt(l[1:])
+	case '$':
+		b, isNil, err := r.bulkAfter(l, 24)
+		if err != nil || isNil {
+			return 0, err
+		}
+		return parseInt(b)
+	}
+	return 0, fmt.Errorf("%w: expected an integer, got %q", errProtocol, clip(l))
 }

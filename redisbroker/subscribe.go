@@ -291,6 +291,7 @@ func (sb *subscriber) read(nc net.Conn, r *respReader) error {
 	// Channel → topic of the subscribed channels, so that a message's
 	// topic costs no allocation.
 	topics := make(map[string]string)
+	var ep epochs
 	var p push
 	for {
 		if silence > 0 && r.br.Buffered() == 0 {
@@ -324,7 +325,7 @@ func (sb *subscriber) read(nc net.Conn, r *respReader) error {
 				b.dropped.Add(1)
 				b.opts.Logger.Warn("redisbroker: dropped a message over MaxPayload", "topic", topic, "limit", b.opts.MaxPayload)
 			default:
-				b.deliverMsg(topic, p.payload)
+				b.deliverFrame(topic, p.payload, &ep)
 			}
 		case "subscribe", "ssubscribe":
 			sb.count.Store(p.count)

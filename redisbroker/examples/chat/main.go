@@ -8,7 +8,9 @@
 //
 // -redis takes a comma-separated list: several independent Redis servers
 // (shards; every node must list them in the same order), or, with
-// -cluster, seed nodes of a Redis Cluster.
+// -cluster, seed nodes of a Redis Cluster. -presence keeps presence
+// cluster-wide in Redis (wsroom.Options.Presence), -presence-timeout sets
+// how long a silent node keeps its users present (default 30 s).
 //
 // Open http://localhost:8081/ and http://localhost:8082/ and join the same
 // room with two names: messages and direct messages cross nodes.
@@ -45,17 +47,21 @@ func main() {
 	addr := flag.String("addr", ":8081", "address to listen on")
 	redisAddrs := flag.String("redis", redisbroker.DefaultAddr, "Redis host:port shared by every node (comma-separated: shards, or cluster seeds with -cluster)")
 	cluster := flag.Bool("cluster", false, "the -redis addresses are seeds of a Redis Cluster (sharded pub/sub)")
+	presence := flag.Bool("presence", false, "keep presence cluster-wide in Redis")
+	presenceTimeout := flag.Duration("presence-timeout", wsroom.DefaultPresenceTimeout, "with -presence: how long a silent node's users stay present")
 	flag.Parse()
-	if err := run(*addr, *redisAddrs, *cluster); err != nil {
+	opts := wsroom.Options{Presence: *presence, PresenceTimeout: *presenceTimeout}
+	if err := run(*addr, *redisAddrs, *cluster, opts); err != nil {
 		log.Fatal(err)
 	}
 }
 
-// run serves until SIGINT or SIGTERM, then shuts down gracefully.
-func run(addr, redisAddrs string, cluster bool) error {
+// run serves until SIGINT or SIGTERM, then shuts down gracefully. opts
+// holds the cluster options; run adds the broker.
+func run(addr, redisAddrs string, cluster bool, opts wsroom.Options) error {
 	// The hub owns the broker: Hub.Shutdown closes it.
-	b := redisbroker.New(redisbroker.Options{Addrs: strings.Split(redisAddrs, ","), Cluster: cluster})
-	handler, hub := chatapp.New(wsroom.Options{Broker: b})
+	opts.Broker = redisbroker.New(redisbroker.Options{Addrs: strings.Split(redisAddrs, ","), Cluster: cluster})
+	handler, hub := chatapp.New(opts)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		hub.Shutdown(context.Background())

@@ -25,21 +25,39 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // SIGTERM (by PID) and waits for it.
 func startNode(t *testing.T, bin, redisAddr string) string {
 	t.Helper()
+	addr, _ := startProcess(t, bin, redisAddr)
+	return addr
+}
+
+// startProcess runs the demo binary on a free port with extra flags and
+// returns its address and a function that kills it with SIGKILL. Cleanup
+// stops it with SIGTERM (by PID), unless it was killed, and waits for it.
+func startProcess(t *testing.T, bin, redisAddr string, flags ...string) (addr string, kill func()) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
+	addr = ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(bin, "-addr", addr, "-redis", redisAddr)
+	cmd := exec.Command(bin, append([]string{"-addr", addr, "-redis", redisAddr}, flags...)...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	killed := false
+	kill = func() {
+		killed = true
+		cmd.Process.Kill()
+		<-done
+	}
 	t.Cleanup(func() {
+		if killed {
+			return
+		}
 		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
 		select {
 		case err := <-done:
 			if err != nil {
@@ -56,7 +74,7 @@ func startNode(t *testing.T, bin, redisAddr string) string {
 		resp, err := http.Get("http://" + addr + "/")
 		if err == nil {
 			resp.Body.Close()
-			return addr
+			return addr, kill
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("node %s did not start: %v", addr, err)

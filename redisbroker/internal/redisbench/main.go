@@ -18,7 +18,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/binary"
 	"flag"
 	"fmt"
@@ -55,21 +54,21 @@ var (
 
 func main() {
 	flag.Parse()
-	env := &benchEnv{}
-	defer env.cleanup()
+	env := &redistest.Env{}
+	defer env.Close()
 	log.SetFlags(0)
-	r := &report{}
-	r.line("# redisbroker measurements\n")
-	r.line("%s, Go %s, %s, GOMAXPROCS %d, %s", time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.Version(), redisVersion(), runtime.GOMAXPROCS(0), cpuModel())
-	r.line("load average at the start: %s\n", loadavg())
-	r.line("command: `%s`\n", strings.Join(os.Args, " "))
+	r := &redistest.Report{}
+	r.Line("# redisbroker measurements\n")
+	r.Line("%s, Go %s, %s, GOMAXPROCS %d, %s", time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.Version(), redistest.RedisVersion(), runtime.GOMAXPROCS(0), redistest.CPUModel())
+	r.Line("load average at the start: %s\n", redistest.LoadAvg())
+	r.Line("command: `%s`\n", strings.Join(os.Args, " "))
 
 	var serverWrap, clientWrap []string
 	if *flagPin {
 		if _, err := exec.LookPath("taskset"); err == nil && runtime.NumCPU() >= 2 {
 			serverWrap, clientWrap = []string{"taskset", "-c", "0"}, []string{"taskset", "-c", "1"}
 			pinSelf("1")
-			r.line("Pinned: the measured redis-server on CPU 0, this process and redis-benchmark on CPU 1.\n")
+			r.Line("Pinned: the measured redis-server on CPU 0, this process and redis-benchmark on CPU 1.\n")
 		}
 	}
 
@@ -88,78 +87,26 @@ func main() {
 	if slices.Contains(parts, "cluster") {
 		cluster(r)
 	}
-	r.line("load average at the end: %s", loadavg())
+	r.Line("load average at the end: %s", redistest.LoadAvg())
 	fmt.Print(r.String())
 }
 
 // one measures one Redis: its ceiling, the broker's throughput and latency.
-func one(r *report, srv *redistest.Server, clientWrap []string) {
-	r.line("## One Redis\n")
-	r.line("| what | result |")
-	r.line("|---|---|")
+func one(r *redistest.Report, srv *redistest.Server, clientWrap []string) {
+	r.Line("## One Redis\n")
+	r.Line("| what | result |")
+	r.Line("|---|---|")
 	ceiling := redisBenchmark(r, srv.Addr, clientWrap)
 	ackedRate := acked(r, srv.Addr, *flagN)
 	sync1 := throughput(r, []string{srv.Addr}, false, 1, 1, *flagSyncN, 1, "one sequential sender, synchronous (Publish, wait, next)")
 	win := throughput(r, []string{srv.Addr}, false, 1, *flagWindow, *flagN, 1, fmt.Sprintf("one sequential sender, windowed (%d outstanding, waits in order)", *flagWindow))
 	throughput(r, []string{srv.Addr}, false, 64, 1, *flagN/2, 1, "64 concurrent senders, each synchronous")
 	hop(r, srv.Addr)
-	r.line("")
+	r.Line("")
 	target := min(300000, 0.7*ceiling)
-	r.line("The ceiling is the better of the two redis-benchmark runs: %.1fk/s.\n", ceiling/1000)
-	r.line("Target: ≥ 300k/s from one node or ≥ 70%% of the ceiling, whichever is lower (%.0fk/s). The windowed sender: %.0fk/s acknowledged with the ceiling's subscriber (%.0f%% of the ceiling): **%s**; %.0fk/s delivered to a second broker in this process (%.0f%%): **%s**. Synchronous sender: %.1fk/s.\n",
-		target/1000, ackedRate/1000, 100*ackedRate/ceiling, met(ackedRate >= target), win/1000, 100*win/ceiling, met(win >= target), sync1/1000)
-}
-
-// benchEnv implements redistest.TB for a program.
-type benchEnv struct {
-	mu       sync.Mutex
-	cleanups []func()
-	dirs     []string
-}
-
-func (e *benchEnv) Helper()                           {}
-func (e *benchEnv) Fatalf(format string, args ...any) { e.cleanup(); log.Fatalf(format, args...) }
-func (e *benchEnv) Skipf(format string, args ...any)  { e.Fatalf(format, args...) }
-func (e *benchEnv) Cleanup(f func()) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.cleanups = append(e.cleanups, f)
-}
-func (e *benchEnv) TempDir() string {
-	d, err := os.MkdirTemp("", "redisbench")
-	if err != nil {
-		log.Fatal(err)
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.dirs = append(e.dirs, d)
-	return d
-}
-func (e *benchEnv) cleanup() {
-	e.mu.Lock()
-	cs, ds := e.cleanups, e.dirs
-	e.cleanups, e.dirs = nil, nil
-	e.mu.Unlock()
-	for i := len(cs) - 1; i >= 0; i-- {
-		cs[i]()
-	}
-	for _, d := range ds {
-		os.RemoveAll(d)
-	}
-}
-
-type report struct{ strings.Builder }
-
-func (r *report) line(format string, args ...any) {
-	fmt.Fprintf(r, format+"\n", args...)
-	fmt.Fprintf(os.Stderr, format+"\n", args...) // progress
-}
-
-func met(ok bool) string {
-	if ok {
-		return "met"
-	}
-	return "NOT met"
+	r.Line("The ceiling is the better of the two redis-benchmark runs: %.1fk/s.\n", ceiling/1000)
+	r.Line("Target: ≥ 300k/s from one node or ≥ 70%% of the ceiling, whichever is lower (%.0fk/s). The windowed sender: %.0fk/s acknowledged with the ceiling's subscriber (%.0f%% of the ceiling): **%s**; %.0fk/s delivered to a second broker in this process (%.0f%%): **%s**. Synchronous sender: %.1fk/s.\n",
+		target/1000, ackedRate/1000, 100*ackedRate/ceiling, redistest.Met(ackedRate >= target), win/1000, 100*win/ceiling, redistest.Met(win >= target), sync1/1000)
 }
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -274,21 +221,21 @@ func roomTopics(n int) []string {
 }
 
 // throughput measures room messages/s and adds a row.
-func throughput(r *report, addrs []string, clusterMode bool, senders, window, n, ntopics int, what string) float64 {
+func throughput(r *redistest.Report, addrs []string, clusterMode bool, senders, window, n, ntopics int, what string) float64 {
 	topics := roomTopics(ntopics)
 	p := newPair(addrs, clusterMode, topics, false)
 	defer p.close()
 	runtime.GC()
 	d := p.send(senders, window, n, topics)
 	rate := float64(n) / d.Seconds()
-	r.line("| room messages/s delivered to a second broker, %s | %.1fk/s (%d messages in %v) |", what, rate/1000, n, d.Round(time.Millisecond))
+	r.Line("| room messages/s delivered to a second broker, %s | %.1fk/s (%d messages in %v) |", what, rate/1000, n, d.Round(time.Millisecond))
 	return rate
 }
 
 // acked measures the windowed sender's acknowledged publishes per second
 // with a plain connection subscribed to the topic, as for the ceiling:
 // the publishing node alone.
-func acked(r *report, addr string, n int) float64 {
+func acked(r *redistest.Report, addr string, n int) float64 {
 	stop := rawSubscriber(addr, redisbroker.DefaultPrefix+"room:ceiling")
 	defer stop()
 	b := redisbroker.New(redisbroker.Options{Addrs: []string{addr}, Logger: quiet()})
@@ -301,13 +248,13 @@ func acked(r *report, addr string, n int) float64 {
 	runtime.GC()
 	d := p.send(1, *flagWindow, n, []string{"room:ceiling"})
 	rate := float64(n) / d.Seconds()
-	r.line("| **publishes/s acknowledged, one sequential sender, windowed** (%d outstanding), the ceiling's subscriber | %.1fk/s (%d messages in %v) |", *flagWindow, rate/1000, n, d.Round(time.Millisecond))
+	r.Line("| **publishes/s acknowledged, one sequential sender, windowed** (%d outstanding), the ceiling's subscriber | %.1fk/s (%d messages in %v) |", *flagWindow, rate/1000, n, d.Round(time.Millisecond))
 	return rate
 }
 
 // hop measures publish → deliver on the other node: idle (one message at
 // a time) and while the windowed sender runs at full rate.
-func hop(r *report, addr string) {
+func hop(r *redistest.Report, addr string) {
 	topics := roomTopics(1)
 	p := newPair([]string{addr}, false, topics, true)
 	defer p.close()
@@ -320,11 +267,11 @@ func hop(r *report, addr string) {
 		p.waitGot(int64(i + 1))
 	}
 	p50, p99 := percentiles(p.lat)
-	r.line("| cross-node added latency (publish → other node's deliver), one message at a time | p50 %s, p99 %s (target p50 ≤ 1 ms: **%s**) |", us(p50), us(p99), met(p50 <= time.Millisecond))
+	r.Line("| cross-node added latency (publish → other node's deliver), one message at a time | p50 %s, p99 %s (target p50 ≤ 1 ms: **%s**) |", us(p50), us(p99), redistest.Met(p50 <= time.Millisecond))
 	p.lat, p.got = p.lat[:0], atomic.Int64{}
 	d := p.send(1, *flagWindow, *flagN/2, topics)
 	p50, p99 = percentiles(p.lat)
-	r.line("| same, during the windowed run (%.0fk/s, queueing included) | p50 %s, p99 %s |", float64(*flagN/2)/d.Seconds()/1000, us(p50), us(p99))
+	r.Line("| same, during the windowed run (%.0fk/s, queueing included) | p50 %s, p99 %s |", float64(*flagN/2)/d.Seconds()/1000, us(p50), us(p99))
 }
 
 func percentiles(l []time.Duration) (p50, p99 time.Duration) {
@@ -338,7 +285,7 @@ func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/1e3)
 // subscriber connected (as in the broker's measurements: every message
 // goes to one subscribed node), with 50 pipelining clients and with one,
 // and returns the better of the two.
-func redisBenchmark(r *report, addr string, wrap []string) float64 {
+func redisBenchmark(r *redistest.Report, addr string, wrap []string) float64 {
 	_, port, _ := net.SplitHostPort(addr)
 	stop := rawSubscriber(addr, "wsroom:room:ceiling")
 	defer stop()
@@ -359,7 +306,7 @@ func redisBenchmark(r *report, addr string, wrap []string) float64 {
 		}
 		rps, _ := strconv.ParseFloat(string(m[len(m)-1][1]), 64)
 		best = max(best, rps)
-		r.line("| redis-benchmark PUBLISH ceiling, 64 B, one subscriber, `-c %d -P %d -n %d` | %.1fk/s |", c.clients, c.pipeline, c.n, rps/1000)
+		r.Line("| redis-benchmark PUBLISH ceiling, 64 B, one subscriber, `-c %d -P %d -n %d` | %.1fk/s |", c.clients, c.pipeline, c.n, rps/1000)
 	}
 	return best
 }
@@ -385,7 +332,7 @@ func rawSubscriber(addr, channel string) (stop func()) {
 
 // resubscribe measures how long the broker takes to subscribe again to
 // flagSubs topics after redis-server restarts.
-func resubscribe(r *report, srv *redistest.Server) {
+func resubscribe(r *redistest.Report, srv *redistest.Server) {
 	n := *flagSubs
 	b := redisbroker.New(redisbroker.Options{Addrs: []string{srv.Addr}, Logger: quiet()})
 	b.Start(func(string, []byte) {})
@@ -404,9 +351,9 @@ func resubscribe(r *report, srv *redistest.Server) {
 	waitSubs(b, n)
 	again := time.Since(start)
 	self1, srv1 := cpu([]int{srv.PID()})
-	r.line("\n## Resubscription\n")
-	r.line("%d topics: first subscription confirmed in %v; after redis-server was killed and restarted, all %d confirmed again %v after it answered PING (target ≤ 1 s: **%s**), %v of it from the broker's reconnection (the rest is its reconnection backoff); CPU meanwhile: this process %v, redis-server %v.\n",
-		n, first.Round(time.Millisecond), n, again.Round(time.Millisecond), met(again <= time.Second), b.Stats().Resubscribe.Round(time.Millisecond),
+	r.Line("\n## Resubscription\n")
+	r.Line("%d topics: first subscription confirmed in %v; after redis-server was killed and restarted, all %d confirmed again %v after it answered PING (target ≤ 1 s: **%s**), %v of it from the broker's reconnection (the rest is its reconnection backoff); CPU meanwhile: this process %v, redis-server %v.\n",
+		n, first.Round(time.Millisecond), n, again.Round(time.Millisecond), redistest.Met(again <= time.Second), b.Stats().Resubscribe.Round(time.Millisecond),
 		(self1 - self0).Round(time.Millisecond), (srv1 - srv0).Round(time.Millisecond))
 }
 
@@ -426,29 +373,22 @@ func cpu(pids []int) (self, servers time.Duration) {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	for _, pid := range pids {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
-		ut, _ := strconv.ParseInt(f[11], 10, 64) // utime, stime: fields 14, 15
-		st, _ := strconv.ParseInt(f[12], 10, 64)
-		servers += time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ 100
+		servers += redistest.ProcCPU(pid)
 	}
 	return self, servers
 }
 
 // shards compares one Redis with flagShards of them, unpinned, on 1024
 // room topics, and accounts for the CPU time each message costs.
-func shards(r *report) {
+func shards(r *redistest.Report) {
 	pinSelf("") // every CPU
-	r.line("## Shards (unpinned)\n")
-	r.line("Windowed senders (%d outstanding each) over 1024 room topics; CPU time of this process (both brokers) and of the redis-servers per message.\n", *flagWindow)
-	r.line("| servers | senders | room messages/s | CPU µs/msg (brokers + servers) | cores busy with it | CPU-bound rate on %d cores |", runtime.NumCPU())
-	r.line("|---:|---:|---:|---:|---:|---:|")
+	r.Line("## Shards (unpinned)\n")
+	r.Line("Windowed senders (%d outstanding each) over 1024 room topics; CPU time of this process (both brokers) and of the redis-servers per message.\n", *flagWindow)
+	r.Line("| servers | senders | room messages/s | CPU µs/msg (brokers + servers) | cores busy with it | CPU-bound rate on %d cores |", runtime.NumCPU())
+	r.Line("|---:|---:|---:|---:|---:|---:|")
 	var base float64
 	for _, n := range []int{1, *flagShards} {
-		env := &benchEnv{}
+		env := &redistest.Env{}
 		var addrs []string
 		var pids []int
 		for range n {
@@ -473,23 +413,23 @@ func shards(r *report) {
 			} else if n > 1 && senders == 4 && base > 0 {
 				ratio = fmt.Sprintf(" (%.2f× one server)", rate/base)
 			}
-			r.line("| %d | %d | %.1fk/s%s | %.2f + %.2f | %.2f | %.0fk/s |", n, senders, rate/1000, ratio, self, srv, rate*(self+srv)/1e6, bound/1000)
+			r.Line("| %d | %d | %.1fk/s%s | %.2f + %.2f | %.2f | %.0fk/s |", n, senders, rate/1000, ratio, self, srv, rate*(self+srv)/1e6, bound/1000)
 		}
-		env.cleanup()
+		env.Close()
 	}
-	r.line("\nCores busy with it: the brokers' and servers' CPU time over the run's duration (the rest of the %d cores went to other processes). The CPU-bound rate is what the machine's cores could do at the measured CPU cost per message if nothing else ran; more servers cannot raise throughput above it.\n", runtime.NumCPU())
+	r.Line("\nCores busy with it: the brokers' and servers' CPU time over the run's duration (the rest of the %d cores went to other processes). The CPU-bound rate is what the machine's cores could do at the measured CPU cost per message if nothing else ran; more servers cannot raise throughput above it.\n", runtime.NumCPU())
 }
 
 // cluster measures a three-master cluster on sharded pub/sub: throughput,
 // and the recovery of one master's topics after it is killed and
 // restarted.
-func cluster(r *report) {
-	env := &benchEnv{}
-	defer env.cleanup()
+func cluster(r *redistest.Report) {
+	env := &redistest.Env{}
+	defer env.Close()
 	c := redistest.StartCluster(env, 3)
-	r.line("## Redis Cluster, three masters, sharded pub/sub (unpinned)\n")
-	r.line("| what | result |")
-	r.line("|---|---|")
+	r.Line("## Redis Cluster, three masters, sharded pub/sub (unpinned)\n")
+	r.Line("| what | result |")
+	r.Line("|---|---|")
 	throughput(r, c.Addrs(), true, 4, *flagWindow, *flagN, 1024, fmt.Sprintf("4 windowed senders (%d outstanding each), 1024 room topics", *flagWindow))
 	topics := roomTopics(1024)
 	p := newPair(c.Addrs()[:1], true, topics, false)
@@ -532,8 +472,8 @@ func cluster(r *report) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	rec := time.Since(restarted)
-	r.line("| one master killed: publishes to its topics that failed / to the others' that succeeded | %d of 100 / %d of 100 |", failed, flowed)
-	r.line("| its topics delivered again after its restart (from when it answers PING) | %v (target < 2 s: **%s**) |", rec.Round(time.Millisecond), met(rec < 2*time.Second))
+	r.Line("| one master killed: publishes to its topics that failed / to the others' that succeeded | %d of 100 / %d of 100 |", failed, flowed)
+	r.Line("| its topics delivered again after its restart (from when it answers PING) | %v (target < 2 s: **%s**) |", rec.Round(time.Millisecond), redistest.Met(rec < 2*time.Second))
 
 	// Resubscription, batched per slot, after every master restarts.
 	n := *flagSubs
@@ -554,8 +494,8 @@ func cluster(r *report) {
 	start := time.Now()
 	waitSubs(b, n)
 	again := time.Since(start)
-	r.line("| %d topics (SSUBSCRIBE batched per slot) confirmed again after all three masters were killed and restarted, from when the last answers PING | %v (target ≤ 1 s: **%s**); %v from the slowest master's reconnection |", n, again.Round(time.Millisecond), met(again <= time.Second), b.Stats().Resubscribe.Round(time.Millisecond))
-	r.line("")
+	r.Line("| %d topics (SSUBSCRIBE batched per slot) confirmed again after all three masters were killed and restarted, from when the last answers PING | %v (target ≤ 1 s: **%s**); %v from the slowest master's reconnection |", n, again.Round(time.Millisecond), redistest.Met(again <= time.Second), b.Stats().Resubscribe.Round(time.Millisecond))
+	r.Line("")
 }
 
 // pinSelf sets the CPU affinity of every thread of this process to the
@@ -585,29 +525,4 @@ func pinSelf(list string) {
 			unix.SchedSetaffinity(tid, &set)
 		}
 	}
-}
-
-func redisVersion() string {
-	out, _ := exec.Command("redis-server", "--version").Output()
-	if m := regexp.MustCompile(`v=(\S+)`).FindSubmatch(out); m != nil {
-		return "Redis " + string(m[1])
-	}
-	return "Redis ?"
-}
-
-func cpuModel() string {
-	b, _ := os.ReadFile("/proc/cpuinfo")
-	if m := regexp.MustCompile(`model name\s*:\s*(.*)`).FindSubmatch(b); m != nil {
-		return string(m[1])
-	}
-	return runtime.GOARCH
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }

@@ -137,14 +137,17 @@ func Command(addr string, args ...string) (string, error) {
 
 // NumSub returns PUBSUB NUMSUB for channel: how many connections
 // subscribe to it.
-func NumSub(addr, channel string) (int64, error) {
+func NumSub(addr, channel string) (int64, error) { return PubsubCount(addr, "NUMSUB", channel) }
+
+// PubsubCount returns PUBSUB cmd (NUMSUB or SHARDNUMSUB) for channel.
+func PubsubCount(addr, cmd, channel string) (int64, error) {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(2 * time.Second))
-	fmt.Fprintf(c, "*3\r\n$6\r\nPUBSUB\r\n$6\r\nNUMSUB\r\n$%d\r\n%s\r\n", len(channel), channel)
+	fmt.Fprintf(c, "*3\r\n$6\r\nPUBSUB\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", len(cmd), cmd, len(channel), channel)
 	// *2, $len, channel, :count
 	br := bufio.NewReader(c)
 	var lines []string

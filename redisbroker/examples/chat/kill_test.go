@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/redisbroker"
+	"github.com/wsroom/wsroom/redisbroker/internal/redistest"
+)
+
+// TestKilledNodeLeavesPresence: the demo runs as a process with cluster
+// presence (timeout 3 s) beside two hubs in this process; it is killed
+// with SIGKILL. Its users must be gone from presence within the timeout +
+// 5 s, each reported leaving once, on one of the survivors; a user also
+// connected to a survivor stays, without an event.
+func TestKilledNodeLeavesPresence(t *testing.T) {
+	const timeout = 3 * time.Second
+	redisAddr := redistest.Start(t).Addr
+	bin := filepath.Join(t.TempDir(), "chat")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	var mu sync.Mutex
+	var events []string
+	var survivors []*wsroom.Hub
+	var urls []string
+	for i := range 2 {
+		hub := wsroom.New(wsroom.Options{
+			Broker:          redisbroker.New(redisbroker.Options{Addrs: []string{redisAddr}}),
+			Presence:        true,
+			PresenceTimeout: timeout,
+			Identify:        func(r *http.Request) (string, error) { return r.URL.Query().Get("name"), nil },
+			OnConnect:       func(c *wsroom.Conn, r *http.Request) error { return c.Join(r.URL.Query().Get("room")) },
+			OnPresence: func(e wsroom.PresenceEvent) {
+				mu.Lock()
+				events = append(events, fmt.Sprintf("hub%d %s %s %v", i, e.Room, e.UserID, e.Joined))
+				mu.Unlock()
+			},
+		})
+		srv := httptest.NewServer(hub)
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			hub.Shutdown(ctx)
+			srv.Close()
+		})
+		survivors = append(survivors, hub)
+		urls = append(urls, srv.URL[len("http://"):])
+	}
+	victim, kill := startProcess(t, bin, redisAddr, "-presence", "-presence-timeout", timeout.String())
+	join(t, victim, "gone1", "lobby")
+	join(t, victim, "gone2", "lobby")
+	join(t, victim, "both", "lobby")
+	join(t, urls[0], "both", "lobby")
+	presence := func(h *wsroom.Hub) string {
+		p, err := h.Room("lobby").Presence(context.Background())
+		if err != nil {
+			t.Fatalf("Presence: %v", err)
+		}
+		var s []string
+		for _, e := range p {
+			s = append(s, fmt.Sprintf("%s:%d", e.UserID, e.Conns))
+		}
+		return strings.Join(s, " ")
+	}
+	waitFor := func(what string, deadline time.Time, cond func() bool) {
+		t.Helper()
+		for !cond() {
+			if time.Now().After(deadline) {
+				mu.Lock()
+				defer mu.Unlock()
+				t.Fatalf("timed out waiting for %s; events %q", what, events)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor("presence before the kill", time.Now().Add(10*time.Second), func() bool {
+		return presence(survivors[0]) == "both:2 gone1:1 gone2:1" && presence(survivors[1]) == "both:2 gone1:1 gone2:1"
+	})
+	leaves := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		var out []string
+		for _, e := range events {
+			if strings.HasSuffix(e, " false") {
+				out = append(out, e[len("hub0 "):]) // whichever survivor reported it
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	if l := leaves(); len(l) > 0 {
+		t.Fatalf("leave events before the kill: %q", l)
+	}
+
+	kill()
+	killed := time.Now()
+	waitFor("the killed node's users gone", killed.Add(timeout+5*time.Second), func() bool {
+		return presence(survivors[0]) == "both:1" && presence(survivors[1]) == "both:1"
+	})
+	t.Logf("users gone %v after SIGKILL (presence timeout %v)", time.Since(killed).Round(10*time.Millisecond), timeout)
+	waitFor("two leave events", time.Now().Add(5*time.Second), func() bool { return len(leaves()) >= 2 })
+	time.Sleep(300 * time.Millisecond) // a check of absence: no second report
+	if l := leaves(); fmt.Sprint(l) != "[lobby gone1 false lobby gone2 false]" {
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("leave events after the kill: %q; want gone1 and gone2 leaving lobby, once each (all events: %q)", l, events)
+	}
+	if k, err := survivors[1].Online(context.Background(), "gone1"); k != 0 || err != nil {
+		t.Fatalf("Online(gone1) = %d, %v after the kill", k, err)
+	}
+}

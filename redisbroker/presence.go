@@ -1,0 +1,1170 @@
+package redisbroker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/wsroom/wsroom"
+)
+
+// Cluster presence in Redis (wsroom.PresenceBroker).
+//
+// Keys of the registry, on the server of the topic "presence:registry"
+// (in Cluster mode all in its slot):
+//
+//	p:nodes         sorted set: node → deadline in ms (its last beat + its ttl)
+//	p:dead          sorted set: node presumed dead → deadline of the lease of whoever cleans it up
+//	p:since         hash: node → since when (ms) it has been registered without a gap
+//	p:idx:<node>    set: the rooms the node has entries in (its index, for the cleanup)
+//	p:on:<node>     hash: user → the node's connections of the user (room "")
+//
+// Keys of a room R, on the server (slot) of the topic "room:R", like the
+// room's channel and history:
+//
+//	p:r:<R>                     sorted set, every score 0: "<user>\x00<connections on every node>:<info>"
+//	p:n:<len(node)>:<node>:<R>  hash: user → the node's connections of the user in R
+//	p:v:<R>                     the version of p:r:<R>: Redis's clock in µs at its last change (or later), gone with it
+//
+// The room's members sort by user ID (Redis orders equal scores by their
+// bytes, and the NUL after the user ID sorts first), so a room's presence
+// comes out of one ZRANGE in the order RoomPresence returns it, with
+// nothing to sort; a user's member is found with ZRANGEBYLEX. (A user ID
+// holding a NUL byte may be mistaken for another that starts with it.)
+//
+// A node's SetPresence runs one script in the room's slot that sets the
+// node's count and the user's total and returns the transition, so that
+// concurrent updates from several nodes each see their own: exactly one
+// sees the total leave or reach 0. The node adds the room to its index
+// before its first entry in the room (and removes it after its last), so
+// the index always covers the node's entries.
+//
+// Each node beats every ttl/3 (a script that pushes its deadline in
+// p:nodes) and, once its own beats have reached Redis for a whole ttl
+// (so that after an outage of Redis every node had the time to beat
+// again), looks for dead nodes every ttl/5: a node whose deadline passed
+// is claimed by one survivor (a script moves it from p:nodes to
+// p:dead with a lease), which removes its entries room by room: one
+// script per room, atomic in the room's slot and idempotent (it removes
+// the node's hash of the room and lowers the totals; run again, it finds
+// nothing), reporting each user whose total fell to 0; then the room
+// leaves the dead node's index. A cleaner that dies midway loses its
+// lease; the next claims the node again and resumes with the rooms left
+// in the index, without reporting anything twice. LeavePresence is the
+// same cleanup of the node by itself.
+//
+// A node that was presumed dead while it was alive (cut off from Redis
+// for longer than its ttl), or whose Redis lost its data, finds out at
+// its next beat: it writes its presence again from its own record of it
+// once the cleanup is over (without join events for the users who
+// thereby come back).
+
+// Presence scripts. now is Redis's clock, in ms.
+const luaNow = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`
+
+// luaMember finds user's member in the room's sorted set: cur (or
+// nil), and its total and info.
+const luaMember = `local function member(key, user)
+  local cur = redis.call('ZRANGEBYLEX', key, '[' .. user .. '\0', '(' .. user .. '\1', 'LIMIT', 0, 1)[1]
+  if not cur then return nil, 0, '' end
+  local rest = string.sub(cur, #user + 2)
+  local p = string.find(rest, ':', 1, true)
+  return cur, tonumber(string.sub(rest, 1, p - 1)), string.sub(rest, p + 1)
+end
+local function setMember(key, user, cur, total, info)
+  local m = nil
+  if total > 0 then m = user .. '\0' .. string.format('%d', total) .. ':' .. info end
+  if m == cur then return false end
+  if cur then redis.call('ZREM', key, cur) end
+  if m then redis.call('ZADD', key, 0, m) end
+  return true
+end
+local function bump(vkey, key)
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('DEL', vkey)
+    return
+  end
+  local t = redis.call('TIME')
+  local v = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local prev = tonumber(redis.call('GET', vkey) or '0')
+  if v <= prev then v = prev + 1 end
+  redis.call('SET', vkey, string.format('%d', v))
+end
+`
+
+// presSet sets the node's count of a user in a room. KEYS: the room's
+// sorted set, the node's hash of the room, the room's version. ARGV:
+// user, count, info (empty: keep the user's). Returns 1 (joined), 2
+// (left) or 0.
+var presSet = newScript(luaMember + `
+local user, count = ARGV[1], tonumber(ARGV[2])
+local old = tonumber(redis.call('HGET', KEYS[2], user) or '0')
+local cur, total, info = member(KEYS[1], user)
+if ARGV[3] ~= '' then info = ARGV[3] end
+local nt = total - old + count
+if count > 0 then redis.call('HSET', KEYS[2], user, count) elseif old > 0 then redis.call('HDEL', KEYS[2], user) end
+if setMember(KEYS[1], user, cur, nt, info) then bump(KEYS[3], KEYS[1]) end
+if total <= 0 and nt > 0 then return 1 end
+if total > 0 and nt <= 0 then return 2 end
+return 0
+`)
+
+// presOnline sets the node's count of a user's connections (room "").
+// KEYS: p:nodes, the node's p:on hash. ARGV: user, count, the p:on key
+// prefix, node. Returns like presSet; the total counts the registered
+// nodes.
+var presOnline = newScript(`
+local user, count = ARGV[1], tonumber(ARGV[2])
+local old = tonumber(redis.call('HGET', KEYS[2], user) or '0')
+if count > 0 then redis.call('HSET', KEYS[2], user, count) elseif old > 0 then redis.call('HDEL', KEYS[2], user) end
+local others = 0
+for _, n in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if n ~= ARGV[4] then others = others + tonumber(redis.call('HGET', ARGV[3] .. n, user) or '0') end
+end
+local before, after = others + old, others + count
+if before <= 0 and after > 0 then return 1 end
+if before > 0 and after <= 0 then return 2 end
+return 0
+`)
+
+// presUserNodes returns {node, count, …} of a user on the live nodes.
+// KEYS: p:nodes. ARGV: the p:on key prefix, user.
+var presUserNodes = newScript(luaNow + `
+local out = {}
+for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], string.format('%d', now), '+inf')) do
+  local c = redis.call('HGET', ARGV[1] .. n, ARGV[2])
+  if c then
+    out[#out + 1] = n
+    out[#out + 1] = c
+  end
+end
+return out
+`)
+
+// presBeat pushes the node's deadline, and records since when the node
+// has been registered without a gap (its deadline never passed). KEYS:
+// p:nodes, p:dead, p:since. ARGV: node, ttl (ms). Returns 0 (it was
+// registered), 1 (it was not: a first beat, or its presence was removed
+// or lost) or 2 (it is being cleaned up: not registered again until that
+// ends).
+var presBeat = newScript(luaNow + `
+local status = 0
+local deadline = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not deadline then
+  if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 2 end
+  status = 1
+end
+if not deadline or tonumber(deadline) < now then redis.call('HSET', KEYS[3], ARGV[1], now) end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+return status
+`)
+
+// presClaim claims a node to clean up: one whose deadline passed (not
+// the caller: its next beat will do), or one whose cleaner's lease did
+// (the caller too: were it alone, nobody else would). Only a caller whose
+// own deadline has not passed and that has been registered without a gap
+// for its ttl may claim: the claim of a node cut off from Redis, or one
+// that runs after Redis itself stopped for a while (a command sent before
+// the pause), when every deadline has passed, takes nobody. KEYS:
+// p:nodes, p:dead, p:since. ARGV: lease (ms), the caller, its ttl (ms).
+// Returns the node, or nil.
+var presClaim = newScript(luaNow + `
+local mine, since = redis.call('ZSCORE', KEYS[1], ARGV[2]), redis.call('HGET', KEYS[3], ARGV[2])
+if not mine or tonumber(mine) < now or not since or now - tonumber(since) < tonumber(ARGV[3]) then return false end
+local before = '(' .. string.format('%d', now)
+local stale = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', before, 'LIMIT', 0, 2)
+local n = stale[1]
+if n == ARGV[2] then n = stale[2] end
+if n then
+  redis.call('ZREM', KEYS[1], n)
+else
+  n = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', before, 'LIMIT', 0, 1)[1]
+end
+if not n then return false end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), n)
+return n
+`)
+
+// presLeave claims the node itself (LeavePresence). KEYS: p:nodes,
+// p:dead, p:since. ARGV: node, lease (ms).
+var presLeave = newScript(luaNow + `
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
+return 1
+`)
+
+// presRenew extends a cleanup's lease, if the node is still being
+// cleaned up. KEYS: p:dead. ARGV: node, lease (ms).
+var presRenew = newScript(luaNow + `
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+  return 1
+end
+return 0
+`)
+
+// presCleanRoom removes a node's entries from a room. KEYS: the room's
+// sorted set, the node's hash of the room, the room's version. Returns
+// {user, info, …} of the users whose total fell to 0.
+var presCleanRoom = newScript(luaMember + `
+local e = redis.call('HGETALL', KEYS[2])
+local left, changed = {}, false
+for i = 1, #e, 2 do
+  local user = e[i]
+  local cur, total, info = member(KEYS[1], user)
+  if cur then
+    local nt = total - tonumber(e[i + 1])
+    changed = setMember(KEYS[1], user, cur, nt, info) or changed
+    if nt <= 0 then
+      left[#left + 1] = user
+      left[#left + 1] = info
+    end
+  end
+end
+redis.call('DEL', KEYS[2])
+if changed then bump(KEYS[3], KEYS[1]) end
+return left
+`)
+
+// presFinish ends a node's cleanup once its index is empty. KEYS:
+// p:dead, its p:idx, its p:on, p:since. ARGV: node. Returns 1 if it
+// ended.
+var presFinish = newScript(`
+if redis.call('SCARD', KEYS[2]) > 0 then return 0 end
+redis.call('UNLINK', KEYS[3])
+redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[1], ARGV[1])
+return 1
+`)
+
+// presRooms returns the rooms in the indexes of the registered nodes and
+// of those being cleaned up. KEYS: p:nodes, p:dead. ARGV: the p:idx key
+// prefix.
+var presRooms = newScript(`
+local seen, out = {}, {}
+for _, z in ipairs({KEYS[1], KEYS[2]}) do
+  for _, n in ipairs(redis.call('ZRANGE', z, 0, -1)) do
+    for _, r in ipairs(redis.call('SMEMBERS', ARGV[1] .. n)) do
+      if not seen[r] then
+        seen[r] = true
+        out[#out + 1] = r
+      end
+    end
+  end
+end
+return out
+`)
+
+var _ wsroom.PresenceBroker = (*Broker)(nil)
+
+// Errors of the presence methods.
+var (
+	// ErrPresenceNotStarted is returned by the presence methods before
+	// StartPresence.
+	ErrPresenceNotStarted = errors.New("redisbroker: StartPresence was not called")
+	// ErrPresenceSuspended is returned by SetPresence while the cluster
+	// is removing this node's presence, having presumed the node dead
+	// (no beat reached Redis for longer than its ttl). The node writes
+	// its presence again, as it then stands, once that is over.
+	ErrPresenceSuspended = errors.New("redisbroker: this node's presence is being removed by the cluster (presumed dead); it is written again afterwards")
+	// ErrPresenceLeft is returned by SetPresence after LeavePresence.
+	ErrPresenceLeft = errors.New("redisbroker: LeavePresence was called")
+)
+
+// registryTopic is the topic whose server (slot) holds the registry.
+const registryTopic = "presence:registry"
+
+// presence is a Broker's side of cluster presence.
+type presence struct {
+	node string
+	ttl  time.Duration
+	left func(room, user string, info []byte)
+
+	regTag                       string
+	nodesKey, deadKey, sinceKey  string
+	idxKey, onKey                string // this node's
+	idxPrefix, onPrefix, ttlArgs string // ttlArgs: ttl in ms
+
+	kick chan struct{} // wakes the janitor: entries to write again
+
+	// order serializes the writes of this node's entries (SetPresence,
+	// writing failed ones again, LeavePresence), each to Redis and back,
+	// so that a later one never lands before an earlier one. It is held
+	// across Redis round trips, each bounded by PublishTimeout.
+	order sync.Mutex
+
+	// beatMu serializes beats, so that their replies are read in the
+	// order Redis ran them.
+	beatMu sync.Mutex
+
+	cacheMu sync.Mutex
+	cache   map[string]*cachedRoom // RoomPresence's kept answers, by room
+
+	mu         sync.Mutex
+	mirror     map[string]map[string]entry // room → user → this node's entry, as the Hub set it
+	dirty      map[pair]struct{}           // entries Redis may not have as mirror does
+	registered bool                        // a beat registered the node
+	suspended  bool                        // the cluster is removing the node's presence
+	leaving    bool                        // LeavePresence was called
+	resyncAt   time.Time                   // when to write every entry again (zero: not planned)
+}
+
+type entry struct {
+	count int
+	info  []byte
+}
+
+type pair struct{ room, user string }
+
+// StartPresence implements wsroom.PresenceBroker: the node beats every
+// ttl/3 and looks for dead nodes to clean up every ttl/5, on two
+// goroutines that Close joins. Call it once, after Start.
+func (b *Broker) StartPresence(node string, ttl time.Duration, left func(room, user string, info []byte)) {
+	if ttl <= 0 {
+		ttl = wsroom.DefaultPresenceTimeout
+	}
+	ps := &presence{
+		node: node, ttl: ttl, left: left,
+		regTag: b.tagOf(registryTopic),
+		kick:   make(chan struct{}, 1),
+		mirror: make(map[string]map[string]entry),
+		dirty:  make(map[pair]struct{}),
+	}
+	ps.nodesKey, ps.deadKey, ps.sinceKey = b.key(ps.regTag, "p:nodes"), b.key(ps.regTag, "p:dead"), b.key(ps.regTag, "p:since")
+	ps.idxPrefix, ps.onPrefix = b.key(ps.regTag, "p:idx:"), b.key(ps.regTag, "p:on:")
+	ps.idxKey, ps.onKey = ps.idxPrefix+node, ps.onPrefix+node
+	ps.ttlArgs = strconv.FormatInt(max(ttl.Milliseconds(), 1), 10)
+	if !b.pres.CompareAndSwap(nil, ps) {
+		panic("redisbroker: StartPresence called twice")
+	}
+	b.wg.Add(2)
+	go b.beatLoop(ps)
+	go b.janitor(ps)
+}
+
+// presence returns the presence state, or an error before StartPresence
+// or after Close.
+func (b *Broker) presence() (*presence, error) {
+	if b.ctx.Err() != nil {
+		return nil, ErrClosed
+	}
+	ps := b.pres.Load()
+	if ps == nil {
+		return nil, ErrPresenceNotStarted
+	}
+	return ps, nil
+}
+
+// opCtx bounds one presence step (a round trip or a pipelined batch)
+// within parent.
+func (b *Broker) opCtx(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, 2*b.opts.PublishTimeout)
+}
+
+// SetPresence implements wsroom.PresenceBroker. It costs one script in
+// the room's slot (for room "", in the registry's), and, when this node's
+// first user enters a room or its last one leaves it, a command on the
+// registry. An entry whose write fails is written again by the janitor
+// (without reporting the transition that write makes).
+func (b *Broker) SetPresence(ctx context.Context, room, user string, count int, info []byte) (wsroom.PresenceChange, error) {
+	ps, err := b.presence()
+	if err != nil {
+		return wsroom.PresenceUnchanged, err
+	}
+	if len(room) > MaxTopicBytes || len(user) > MaxTopicBytes {
+		return wsroom.PresenceUnchanged, ErrTopicTooLong
+	}
+	count = max(count, 0)
+	ps.order.Lock()
+	defer ps.order.Unlock()
+	ps.mu.Lock()
+	if ps.leaving {
+		ps.mu.Unlock()
+		return wsroom.PresenceUnchanged, ErrPresenceLeft
+	}
+	before := len(ps.mirror[room])
+	users := ps.mirror[room]
+	if count > 0 {
+		if users == nil {
+			users = make(map[string]entry)
+			ps.mirror[room] = users
+		}
+		users[user] = entry{count, info}
+	} else if users != nil {
+		delete(users, user)
+		if len(users) == 0 {
+			delete(ps.mirror, room)
+		}
+	}
+	after := len(ps.mirror[room])
+	k := pair{room, user}
+	if ps.suspended {
+		ps.dirty[k] = struct{}{}
+		ps.mu.Unlock()
+		return wsroom.PresenceUnchanged, ErrPresenceSuspended
+	}
+	registered := ps.registered
+	delete(ps.dirty, k)
+	ps.mu.Unlock()
+	if !registered {
+		err = b.beat(ctx, ps)
+	}
+	var change wsroom.PresenceChange
+	if err == nil {
+		change, err = b.writeEntry(ctx, ps, room, user, count, info, before == 0 && after > 0, before > 0 && after == 0)
+	}
+	if err != nil {
+		ps.mu.Lock()
+		ps.dirty[k] = struct{}{}
+		ps.mu.Unlock()
+	}
+	return change, err
+}
+
+// writeEntry writes this node's entry of user in room to Redis; with
+// index, the room enters the node's index first, and with unindex it
+// leaves it afterwards. Called with ps.order held.
+func (b *Broker) writeEntry(ctx context.Context, ps *presence, room, user string, count int, info []byte, index, unindex bool) (wsroom.PresenceChange, error) {
+	if room == "" {
+		c := newCall(presOnline, 2, ps.nodesKey, ps.onKey, user, strconv.Itoa(count), ps.onPrefix, ps.node)
+		if err := b.do(ctx, registryTopic, c); err != nil {
+			return wsroom.PresenceUnchanged, err
+		}
+		return wsroom.PresenceChange(c.rep.n), nil
+	}
+	topic := "room:" + room
+	var add *call
+	if index {
+		add = command("SADD", ps.idxKey, room)
+		if err := b.send(registryTopic, add); err != nil {
+			return wsroom.PresenceUnchanged, err
+		}
+		if !b.sameServer(registryTopic, topic) {
+			// On another server: it must be in the index before the entry
+			// is in the room.
+			if err := add.wait(ctx); err != nil {
+				return wsroom.PresenceUnchanged, err
+			}
+		}
+	}
+	rk, nk, vk := b.roomKeys(ps.node, room)
+	c := newCall(presSet, 3, rk, nk, vk, user, strconv.Itoa(count), string(info))
+	if err := b.do(ctx, topic, c); err != nil {
+		return wsroom.PresenceUnchanged, err
+	}
+	if add != nil {
+		if err := add.wait(ctx); err != nil {
+			return wsroom.PresenceUnchanged, err
+		}
+	}
+	if unindex {
+		// Not waited for: a room left in the index costs the cleanup a
+		// script that finds nothing.
+		b.send(registryTopic, command("SREM", ps.idxKey, room))
+	}
+	return wsroom.PresenceChange(c.rep.n), nil
+}
+
+// roomKeys returns the keys of room's presence: its sorted set of
+// users, node's hash of the room, and the set's version.
+func (b *Broker) roomKeys(node, room string) (roomKey, nodeKey, versionKey string) {
+	tag := b.tagOf("room:" + room)
+	return b.key(tag, "p:r:"+room), b.key(tag, "p:n:"+strconv.Itoa(len(node))+":"+node+":"+room), b.key(tag, "p:v:"+room)
+}
+
+// beat pushes this node's deadline and acts on what Redis says: a node
+// registered before that finds itself missing (presumed dead and cleaned
+// up, or Redis lost its data) writes every entry again.
+func (b *Broker) beat(ctx context.Context, ps *presence) error {
+	ps.beatMu.Lock()
+	defer ps.beatMu.Unlock()
+	c := newCall(presBeat, 3, ps.nodesKey, ps.deadKey, ps.sinceKey, ps.node, ps.ttlArgs)
+	if err := b.do(ctx, registryTopic, c); err != nil {
+		return err
+	}
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	switch c.rep.n {
+	case 0:
+		ps.registered, ps.suspended = true, false
+	case 1:
+		if ps.registered || ps.suspended {
+			ps.markAllLocked()
+			b.opts.Logger.Warn("redisbroker: this node's presence was missing from Redis; writing it again", "node", ps.node, "entries", len(ps.dirty))
+			select {
+			case ps.kick <- struct{}{}:
+			default:
+			}
+		}
+		ps.registered, ps.suspended = true, false
+	case 2:
+		if !ps.suspended {
+			b.opts.Logger.Warn("redisbroker: the cluster presumed this node dead and is removing its presence", "node", ps.node)
+		}
+		ps.suspended = true
+	}
+	return nil
+}
+
+// markAllLocked marks every entry of the node to be written again.
+// Called with ps.mu held.
+func (ps *presence) markAllLocked() {
+	for room, users := range ps.mirror {
+		for user := range users {
+			ps.dirty[pair{room, user}] = struct{}{}
+		}
+	}
+}
+
+// connectionLost is told that a connection to a Redis failed: a presence
+// write whose outcome was unknown may still run after the node wrote that
+// entry again (Redis runs what it had received, even from a connection
+// the broker closed), so every entry is written again once that can no
+// longer happen in the normal course: 2 × PublishTimeout later.
+func (b *Broker) connectionLost() {
+	ps := b.pres.Load()
+	if ps == nil {
+		return
+	}
+	ps.mu.Lock()
+	if ps.resyncAt.IsZero() {
+		ps.resyncAt = time.Now().Add(2 * b.opts.PublishTimeout)
+	}
+	ps.mu.Unlock()
+}
+
+// beatLoop beats every ttl/3 until Close or LeavePresence.
+func (b *Broker) beatLoop(ps *presence) {
+	defer b.wg.Done()
+	t := time.NewTicker(max(ps.ttl/3, time.Millisecond))
+	defer t.Stop()
+	for {
+		ps.mu.Lock()
+		leaving := ps.leaving
+		ps.mu.Unlock()
+		if leaving {
+			return
+		}
+		ctx, cancel := b.opCtx(b.ctx)
+		if err := b.beat(ctx, ps); err != nil && b.ctx.Err() == nil {
+			b.opts.Logger.Warn("redisbroker: presence beat failed", "node", ps.node, "err", err)
+		}
+		cancel()
+		select {
+		case <-t.C:
+		case <-b.ctx.Done():
+			return
+		}
+	}
+}
+
+// janitor writes failed entries again, and claims and cleans up dead
+// nodes, every ttl/5, until Close or LeavePresence.
+func (b *Broker) janitor(ps *presence) {
+	defer b.wg.Done()
+	t := time.NewTicker(max(ps.ttl/5, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-ps.kick:
+		case <-b.ctx.Done():
+			return
+		}
+		ps.mu.Lock()
+		leaving, suspended := ps.leaving, ps.suspended
+		if !ps.resyncAt.IsZero() && time.Now().After(ps.resyncAt) {
+			ps.resyncAt = time.Time{}
+			ps.markAllLocked()
+		}
+		ps.mu.Unlock()
+		if leaving {
+			return
+		}
+		if suspended {
+			continue
+		}
+		b.rewrite(ps)
+		b.cleanDead(ps)
+	}
+}
+
+// maxRewrite is the most entries written again in one batch.
+const maxRewrite = 512
+
+// rewrite writes the entries in ps.dirty again, a batch at a time, each
+// batch pipelined: the rooms into the index, then the entries, then the
+// rooms without entries out of the index.
+func (b *Broker) rewrite(ps *presence) {
+	for b.ctx.Err() == nil {
+		ps.order.Lock()
+		ps.mu.Lock()
+		if ps.suspended || ps.leaving || len(ps.dirty) == 0 {
+			ps.mu.Unlock()
+			ps.order.Unlock()
+			return
+		}
+		type todo struct {
+			pair
+			entry
+			c *call
+		}
+		var batch []todo
+		var index, unindex []string
+		for k := range ps.dirty {
+			e := ps.mirror[k.room][k.user]
+			batch = append(batch, todo{pair: k, entry: e})
+			if k.room != "" {
+				if e.count > 0 {
+					index = append(index, k.room)
+				} else if len(ps.mirror[k.room]) == 0 {
+					unindex = append(unindex, k.room)
+				}
+			}
+			delete(ps.dirty, k)
+			if len(batch) == maxRewrite {
+				break
+			}
+		}
+		ps.mu.Unlock()
+		ctx, cancel := b.opCtx(b.ctx)
+		err := ctx.Err()
+		if len(index) > 0 {
+			err = b.do(ctx, registryTopic, command(append([]string{"SADD", ps.idxKey}, slices.Compact(slices.Sorted(slices.Values(index)))...)...))
+		}
+		failed := batch[:0:0]
+		for i := range batch {
+			td := &batch[i]
+			if err != nil {
+				continue
+			}
+			if td.room == "" {
+				td.c = newCall(presOnline, 2, ps.nodesKey, ps.onKey, td.user, strconv.Itoa(td.count), ps.onPrefix, ps.node)
+				err = b.send(registryTopic, td.c)
+			} else {
+				rk, nk, vk := b.roomKeys(ps.node, td.room)
+				td.c = newCall(presSet, 3, rk, nk, vk, td.user, strconv.Itoa(td.count), string(td.info))
+				err = b.send("room:"+td.room, td.c)
+			}
+		}
+		for _, td := range batch {
+			if td.c == nil || td.c.wait(ctx) != nil {
+				failed = append(failed, td)
+			}
+		}
+		if len(unindex) > 0 && len(failed) == 0 {
+			b.send(registryTopic, command(append([]string{"SREM", ps.idxKey}, unindex...)...))
+		}
+		cancel()
+		ps.mu.Lock()
+		for _, td := range failed {
+			ps.dirty[td.pair] = struct{}{}
+		}
+		ps.mu.Unlock()
+		ps.order.Unlock()
+		if len(failed) > 0 {
+			return // again at the next tick
+		}
+	}
+}
+
+// cleanDead claims dead nodes and removes their presence, reporting the
+// users who left to ps.left, until none is left to claim.
+func (b *Broker) cleanDead(ps *presence) {
+	lease := ps.ttlArgs
+	for range 1000 {
+		ctx, cancel := b.opCtx(b.ctx)
+		c := newCall(presClaim, 3, ps.nodesKey, ps.deadKey, ps.sinceKey, lease, ps.node, ps.ttlArgs)
+		c.parse = parseOptString
+		err := b.do(ctx, registryTopic, c)
+		cancel()
+		if err != nil || c.val == nil {
+			return
+		}
+		dead := c.val.(string)
+		b.opts.Logger.Info("redisbroker: removing the presence of a dead node", "node", dead, "cleaner", ps.node)
+		if err := b.cleanNode(b.ctx, ps, dead, ps.left); err != nil {
+			if b.ctx.Err() == nil {
+				b.opts.Logger.Warn("redisbroker: removing a dead node's presence failed; it is retried when the lease ends", "node", dead, "err", err)
+			}
+			return
+		}
+		b.cleaned.Add(1)
+	}
+}
+
+// cleanNode removes the presence of node (which this node claimed),
+// room by room, reporting each user who left a room to report; then its
+// online counts and its registration.
+func (b *Broker) cleanNode(parent context.Context, ps *presence, node string, report func(room, user string, info []byte)) error {
+	idx := ps.idxPrefix + node
+	for range 16 { // the index may gain rooms meanwhile (a node that is not dead after all)
+		cursor := "0"
+		for range 1 << 20 {
+			ctx, cancel := b.opCtx(parent)
+			sc := command("SSCAN", idx, cursor, "COUNT", "256")
+			sc.parse = parseScan
+			err := b.do(ctx, registryTopic, sc)
+			if err != nil {
+				cancel()
+				return err
+			}
+			res := sc.val.(scanResult)
+			if len(res.items) > 0 {
+				if err := b.cleanRooms(ctx, ps, node, res.items, report); err != nil {
+					cancel()
+					return err
+				}
+				renew := newCall(presRenew, 1, ps.deadKey, node, ps.ttlArgs)
+				b.do(ctx, registryTopic, renew)
+			}
+			cancel()
+			if cursor = res.cursor; cursor == "0" {
+				break
+			}
+		}
+		ctx, cancel := b.opCtx(parent)
+		fin := newCall(presFinish, 4, ps.deadKey, idx, ps.onPrefix+node, ps.sinceKey, node)
+		err := b.do(ctx, registryTopic, fin)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if fin.rep.n == 1 {
+			return nil
+		}
+	}
+	return errors.New("redisbroker: a dead node's index keeps growing")
+}
+
+// cleanRooms removes node's entries from rooms (pipelined, one atomic
+// script per room), reports who left, and takes the rooms out of the
+// node's index.
+func (b *Broker) cleanRooms(ctx context.Context, ps *presence, node string, rooms []string, report func(room, user string, info []byte)) error {
+	calls := make([]*call, len(rooms))
+	for i, room := range rooms {
+		rk, nk, vk := b.roomKeys(node, room)
+		c := newCall(presCleanRoom, 3, rk, nk, vk)
+		c.parse = b.parseLeft
+		calls[i] = c
+		if err := b.send("room:"+room, c); err != nil {
+			return err
+		}
+	}
+	var err error
+	for i, c := range calls {
+		if e := c.wait(ctx); e != nil {
+			err = e
+			rooms[i] = "" // stays in the index: cleaned again
+			continue
+		}
+		if left, _ := c.val.([]userInfo); report != nil {
+			for _, u := range left {
+				report(rooms[i], u.user, u.info)
+			}
+		}
+	}
+	done := slices.DeleteFunc(rooms, func(r string) bool { return r == "" })
+	if len(done) > 0 {
+		if e := b.do(ctx, registryTopic, command(append([]string{"SREM", ps.idxPrefix + node}, done...)...)); e != nil && err == nil {
+			err = e
+		}
+	}
+	return err
+}
+
+// LeavePresence implements wsroom.PresenceBroker: the node stops
+// beating, claims itself and removes its presence as a cleaner would,
+// returning the users who left a room. If it fails midway, the cluster
+// finishes the cleanup once the node's ttl has passed.
+func (b *Broker) LeavePresence(ctx context.Context) ([]wsroom.PresenceEvent, error) {
+	ps, err := b.presence()
+	if err != nil {
+		return nil, err
+	}
+	ps.order.Lock()
+	defer ps.order.Unlock()
+	ps.mu.Lock()
+	if ps.leaving {
+		ps.mu.Unlock()
+		return nil, nil
+	}
+	ps.leaving = true
+	ps.mu.Unlock()
+	if err := b.do(ctx, registryTopic, newCall(presLeave, 3, ps.nodesKey, ps.deadKey, ps.sinceKey, ps.node, ps.ttlArgs)); err != nil {
+		return nil, err
+	}
+	var left []wsroom.PresenceEvent
+	err = b.cleanNode(ctx, ps, ps.node, func(room, user string, info []byte) {
+		left = append(left, wsroom.PresenceEvent{Room: room, UserID: user, Info: info})
+	})
+	ps.mu.Lock()
+	clear(ps.mirror)
+	clear(ps.dirty)
+	ps.mu.Unlock()
+	return left, err
+}
+
+// RoomPresence implements wsroom.PresenceBroker: one ZRANGE of the
+// room's sorted set, which comes sorted by user ID, with a GET of the
+// room's version in the same round trip. A room of at least
+// Options.PresenceCacheMin users read twice at the same version is kept:
+// the next queries ask for the version first (one GET) and, if the room
+// has not changed, get a copy of the kept answer.
+func (b *Broker) RoomPresence(ctx context.Context, room string) ([]wsroom.Presence, error) {
+	ps, err := b.presence()
+	if err != nil {
+		return nil, err
+	}
+	if len(room) > MaxTopicBytes {
+		return nil, ErrTopicTooLong
+	}
+	topic := "room:" + room
+	rk, _, vk := b.roomKeys("", room)
+	caching := b.opts.PresenceCacheMin > 0
+	var ce *cachedRoom
+	if caching {
+		if ce = ps.cached(room); ce != nil && ce.users != nil {
+			g := command("GET", vk)
+			g.parse = parseOptString
+			if err := b.do(ctx, topic, g); err != nil {
+				return nil, err
+			}
+			if v, _ := g.val.(string); v == ce.version {
+				b.cacheHits.Add(1)
+				return clonePresence(ce.users), nil
+			}
+		}
+	}
+	// The version first, on the same connection: the members read are at
+	// least as new as it, so a later query never takes an older set for
+	// the current one.
+	var g *call
+	if caching {
+		g = command("GET", vk)
+		g.parse = parseOptString
+		if err := b.send(topic, g); err != nil {
+			return nil, err
+		}
+	}
+	c := command("ZRANGE", rk, "0", "-1")
+	c.parse = b.parseRoomPresence
+	if err := b.do(ctx, topic, c); err != nil {
+		return nil, err
+	}
+	out, _ := c.val.([]wsroom.Presence)
+	if caching {
+		if err := g.wait(ctx); err != nil {
+			return nil, err
+		}
+		switch v, _ := g.val.(string); {
+		case v == "" || len(out) < b.opts.PresenceCacheMin:
+			ps.drop(room)
+		case ce != nil && ce.version == v:
+			ps.keep(room, v, clonePresence(out)) // unchanged since the last read: worth keeping
+		default:
+			ps.keep(room, v, nil) // its version only, until it is read again unchanged
+		}
+	}
+	return out, nil
+}
+
+// maxCachedRooms bounds the rooms whose presence a broker keeps.
+const maxCachedRooms = 64
+
+// cachedRoom is a room's presence as last read (nil until it was read
+// twice at the same version), with its version.
+type cachedRoom struct {
+	version string
+	users   []wsroom.Presence
+}
+
+func (ps *presence) cached(room string) *cachedRoom {
+	ps.cacheMu.Lock()
+	defer ps.cacheMu.Unlock()
+	return ps.cache[room]
+}
+
+func (ps *presence) keep(room, version string, users []wsroom.Presence) {
+	ps.cacheMu.Lock()
+	defer ps.cacheMu.Unlock()
+	if ps.cache == nil {
+		ps.cache = make(map[string]*cachedRoom)
+	}
+	if _, ok := ps.cache[room]; !ok && len(ps.cache) >= maxCachedRooms {
+		for r := range ps.cache { // any other room makes way
+			delete(ps.cache, r)
+			break
+		}
+	}
+	ps.cache[room] = &cachedRoom{version, users}
+}
+
+func (ps *presence) drop(room string) {
+	ps.cacheMu.Lock()
+	delete(ps.cache, room)
+	ps.cacheMu.Unlock()
+}
+
+// clonePresence copies a kept answer for a caller, the infos into one
+// array (each capped at its length), so that nothing the caller changes
+// reaches the cache.
+func clonePresence(users []wsroom.Presence) []wsroom.Presence {
+	out := slices.Clone(users)
+	n := 0
+	for _, u := range users {
+		n += len(u.Info)
+	}
+	if n == 0 {
+		return out
+	}
+	infos := make([]byte, 0, n)
+	for i := range out {
+		if k := len(out[i].Info); k > 0 {
+			infos = append(infos, out[i].Info...)
+			out[i].Info = infos[len(infos)-k : len(infos) : len(infos)]
+		}
+	}
+	return out
+}
+
+// UserNodes implements wsroom.PresenceBroker: one script on the
+// registry reads the user's count on each live node.
+func (b *Broker) UserNodes(ctx context.Context, user string) (map[string]int, error) {
+	ps, err := b.presence()
+	if err != nil {
+		return nil, err
+	}
+	c := newCall(presUserNodes, 1, ps.nodesKey, ps.onPrefix, user)
+	c.parse = parseCounts
+	if err := b.do(ctx, registryTopic, c); err != nil {
+		return nil, err
+	}
+	out, _ := c.val.(map[string]int)
+	if out == nil {
+		out = map[string]int{}
+	}
+	return out, nil
+}
+
+// PresenceRooms implements wsroom.PresenceBroker: one script on the
+// registry gathers the rooms of the nodes' indexes, then one ZCARD per
+// room (pipelined) counts its users.
+func (b *Broker) PresenceRooms(ctx context.Context) ([]wsroom.RoomCount, error) {
+	ps, err := b.presence()
+	if err != nil {
+		return nil, err
+	}
+	c := newCall(presRooms, 2, ps.nodesKey, ps.deadKey, ps.idxPrefix)
+	c.parse = parseStrings
+	if err := b.do(ctx, registryTopic, c); err != nil {
+		return nil, err
+	}
+	rooms, _ := c.val.([]string)
+	lens := make([]*call, len(rooms))
+	for i, room := range rooms {
+		rk, _, _ := b.roomKeys("", room)
+		lens[i] = command("ZCARD", rk)
+		if err := b.send("room:"+room, lens[i]); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]wsroom.RoomCount, 0, len(rooms))
+	for i, l := range lens {
+		if err := l.wait(ctx); err != nil {
+			return nil, err
+		}
+		if l.rep.n > 0 {
+			out = append(out, wsroom.RoomCount{Room: rooms[i], Users: int(l.rep.n)})
+		}
+	}
+	slices.SortFunc(out, func(a, b wsroom.RoomCount) int { return strings.Compare(a.Room, b.Room) })
+	return out, nil
+}
+
+// Parsers of the presence replies.
+
+type userInfo struct {
+	user string
+	info []byte
+}
+
+type scanResult struct {
+	cursor string
+	items  []string
+}
+
+// parseOptString reads a bulk string (val: string) or nil (val: nil).
+func parseOptString(c *call, r *respReader, first []byte) (reply, error) {
+	b, isNil, err := r.bulkAfter(first, maxSmallBulk)
+	if err == nil && !isNil {
+		c.val = string(b)
+	}
+	return reply{}, err
+}
+
+// parseStrings reads an array of bulk strings (val: []string).
+func parseStrings(c *call, r *respReader, first []byte) (reply, error) {
+	n, err := arrayLen(first)
+	if err != nil {
+		return reply{}, err
+	}
+	var out []string
+	for range max(n, 0) {
+		b, _, err := r.nextBulk(MaxTopicBytes)
+		if err != nil {
+			return reply{}, err
+		}
+		out = append(out, string(b))
+	}
+	c.val = out
+	return reply{}, nil
+}
+
+// parseScan reads an SSCAN reply (val: scanResult).
+func parseScan(c *call, r *respReader, first []byte) (reply, error) {
+	n, err := arrayLen(first)
+	if err != nil {
+		return reply{}, err
+	}
+	if n != 2 {
+		return reply{}, fmt.Errorf("%w: SSCAN reply of %d elements", errProtocol, n)
+	}
+	cur, _, err := r.nextBulk(32)
+	if err != nil {
+		return reply{}, err
+	}
+	res := scanResult{cursor: string(cur)}
+	l, err := r.line()
+	if err != nil {
+		return reply{}, err
+	}
+	sub := &call{}
+	if _, err := parseStrings(sub, r, l); err != nil {
+		return reply{}, err
+	}
+	res.items, _ = sub.val.([]string)
+	c.val = res
+	return reply{}, nil
+}
+
+// parseLeft reads presCleanRoom's reply (val: []userInfo).
+func (b *Broker) parseLeft(c *call, r *respReader, first []byte) (reply, error) {
+	n, err := arrayLen(first)
+	if err != nil {
+		return reply{}, err
+	}
+	if n%2 != 0 {
+		return reply{}, fmt.Errorf("%w: odd reply of %d elements", errProtocol, n)
+	}
+	var out []userInfo
+	for i := int64(0); i < n; i += 2 {
+		u, _, err := r.nextBulk(MaxTopicBytes)
+		if err != nil {
+			return reply{}, err
+		}
+		user := string(u)
+		info, _, err := r.nextBulk(b.opts.MaxPayload)
+		if err != nil {
+			return reply{}, err
+		}
+		out = append(out, userInfo{user, cloneOrNil(info)})
+	}
+	c.val = out
+	return reply{}, nil
+}
+
+// parseCounts reads {name, count, …} (val: map[string]int).
+func parseCounts(c *call, r *respReader, first []byte) (reply, error) {
+	n, err := arrayLen(first)
+	if err != nil {
+		return reply{}, err
+	}
+	if n%2 != 0 {
+		return reply{}, fmt.Errorf("%w: odd reply of %d elements", errProtocol, n)
+	}
+	out := make(map[string]int, n/2)
+	for i := int64(0); i < n; i += 2 {
+		k, _, err := r.nextBulk(MaxTopicBytes)
+		if err != nil {
+			return reply{}, err
+		}
+		name := string(k)
+		v, err := r.nextInt()
+		if err != nil {
+			return reply{}, err
+		}
+		if v > 0 {
+			out[name] = int(v)
+		}
+	}
+	c.val = out
+	return reply{}, nil
+}
+
+// parseRoomPresence reads the ZRANGE of a room's sorted set (val:
+// []wsroom.Presence, in the set's order). The user IDs are substrings of
+// one string, and the infos sub-slices of few arrays, so that a room of
+// many users costs few allocations.
+func (b *Broker) parseRoomPresence(c *call, r *respReader, first []byte) (reply, error) {
+	n, err := arrayLen(first)
+	if err != nil {
+		return reply{}, err
+	}
+	k := min(max(n, 0), 1<<16)
+	out := make([]wsroom.Presence, 0, k)
+	ends := make([]int32, 0, k)
+	var ids strings.Builder
+	ids.Grow(int(k) * 12)
+	var infos []byte
+	for range max(n, 0) {
+		m, _, err := r.nextBulk(MaxTopicBytes + 32 + b.opts.MaxPayload)
+		if err != nil {
+			return reply{}, err
+		}
+		nul := bytes.IndexByte(m, 0)
+		colon := -1
+		if nul >= 0 {
+			colon = bytes.IndexByte(m[nul:], ':')
+		}
+		if colon <= 1 {
+			return reply{}, fmt.Errorf("%w: presence member %q", errProtocol, clip(m))
+		}
+		count, err := parseInt(m[nul+1 : nul+colon])
+		if err != nil {
+			return reply{}, err
+		}
+		ids.Write(m[:nul])
+		ends = append(ends, int32(ids.Len()))
+		p := wsroom.Presence{Conns: int(count)}
+		if info := m[nul+colon+1:]; len(info) > 0 {
+			// A sub-slice stays valid when infos grows into a new array.
+			infos = append(infos, info...)
+			p.Info = infos[len(infos)-len(info) : len(infos) : len(infos)]
+		}
+		out = append(out, p)
+	}
+	all, start := ids.String(), int32(0)
+	for i, end := range ends {
+		out[i].UserID = all[start:end]
+		start = end
+	}
+	c.val = out
+	return reply{}, nil
+}
+
+func cloneOrNil(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return bytes.Clone(b)
+}
