@@ -165,10 +165,15 @@ func resumeAcrossNodes(t *testing.T, bo redisbroker.Options, loseHistory func())
 	if m.str("e") == epoch || m.str("e") == "" || m.num("o") != 1 || m.data != "after" {
 		t.Fatalf("after the history was lost: %s %q; want a new epoch at offset 1", m.raw, m.data)
 	}
-	d := dialV1(t, a.url+"?user=v&room=hist", map[string]any{"r": map[string]any{"hist": []any{epoch, 7}}})
-	d.next() // hello
-	if m := d.next(); m.str("t") != "joined" || m.str("lost") != "epoch" {
-		t.Fatalf("resuming from the lost epoch: %s, want joined with lost epoch", m.raw)
+	// Resuming from the lost epoch, on either node: what Redis keeps of
+	// the new one, then joined with lost.
+	for _, n := range []*node{a, b} {
+		d := dialV1(t, n.url+"?user=v&room=hist", map[string]any{"r": map[string]any{"hist": []any{epoch, 7}}})
+		d.next() // hello
+		d.expectV1(fmt.Sprintf(`{"r":"hist","e":%q,"o":1}`, m.str("e")), "after")
+		if m := d.next(); m.str("t") != "joined" || m.str("lost") != "epoch" {
+			t.Fatalf("resuming from the lost epoch: %s, want joined with lost epoch", m.raw)
+		}
 	}
 }
 
