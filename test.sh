@@ -143,7 +143,7 @@ echo "== client/: $(took $t $c)"
 # in a full run from a fresh clone, load average 2-5). A target not listed
 # gets default_execs and a line asking for its own count.
 #
-# Seven targets: each is given about 10 s (the 15 s counts measured first,
+# Nine targets: each is given about 10 s (the 15 s counts measured first,
 # scaled down), so that fuzzing stays near a minute and a half on a quiet
 # machine as the modules grew.
 declare -A fuzz_execs=(
@@ -154,6 +154,8 @@ declare -A fuzz_execs=(
 	[FuzzDecode]=400000    # node messages (internal/wire): ~40k/s
 	[FuzzRESP]=70000       # redisbroker's Redis protocol reader: ~7k/s
 	[FuzzSubject]=30000    # natsbroker's subject encoding
+	[FuzzCallReplies]=60000 # redisbroker's script replies: ~6k/s
+	[FuzzFrame]=150000     # redisbroker's channel message framing: ~15k/s
 )
 default_execs=100000
 
