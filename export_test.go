@@ -4,3 +4,7 @@ package wsroom
 // across cores, so tests can exercise the parallel path with few sockets.
 // Call it before the hub serves anything.
 func SetParallelFanout(h *Hub, n int) { h.parallelMin = n }
+
+// UnfollowHistory runs what a room's last member leaving does to the
+// node's copy of its history, at a moment a test chooses.
+func UnfollowHistory(h *Hub, room string) { h.unfollowHistory(room) }

@@ -80,11 +80,12 @@ type history struct {
 	epoch  string
 	first  uint64 // offset of the oldest kept entry (ring[start])
 	ring   []histEntry
-	start  int  // index of the oldest entry
-	n      int  // entries kept
-	bytes  int  // payload bytes kept
-	dead   bool // forgotten by the hub (sweepHistories): use historyFor again
-	synced bool // it follows the room without a gap: always for a node's own history; for a copy of the broker's, from its first message until the node stops following the room
+	start  int        // index of the oldest entry
+	n      int        // entries kept
+	bytes  int        // payload bytes kept
+	dead   bool       // forgotten by the hub (sweepHistories): use historyFor again
+	gapWhy lostReason // why the broker could not fill the copy's last gap (history_cluster.go)
+	synced bool       // it follows the room without a gap: always for a node's own history; for a copy of the broker's, from its first message until the node stops following the room
 }
 
 // newHistory returns a node's own history of a room (no HistoryBroker).
@@ -258,7 +259,11 @@ func (h *Hub) historyFor(name string) *history {
 
 // unfollowHistory marks the node's copy of a room's history as no longer
 // following the room: its last member here left, so the node stops
-// receiving the room and the copy may miss what comes next.
+// receiving the room and the copy may miss what comes next. Unless a
+// member joined meanwhile: a join seeds the copy and adds its member with
+// the copy's lock held, so checking for members under that lock decides
+// it (marking a copy a new member was just given as unsynced would make
+// the next message restart it, over any gap, unnoticed).
 func (h *Hub) unfollowHistory(name string) {
 	if h.ch.b == nil {
 		return
@@ -266,11 +271,16 @@ func (h *Hub) unfollowHistory(name string) {
 	h.mu.RLock()
 	hs := h.histories[name]
 	h.mu.RUnlock()
-	if hs != nil {
-		hs.mu.Lock()
-		hs.synced = false
-		hs.mu.Unlock()
+	if hs == nil {
+		return
 	}
+	hs.mu.Lock()
+	h.mu.RLock()
+	if h.rooms[name] == nil {
+		hs.synced = false
+	}
+	h.mu.RUnlock()
+	hs.mu.Unlock()
 }
 
 // sweepHistories forgets the histories whose messages have all expired

@@ -132,13 +132,7 @@ func (h *Hub) receiveHistory(topic string, pos Position, payload []byte) {
 		h.brokerError("receive", topic, err)
 		return
 	}
-	t := target{room: room}
-	if wm.Except != "" && wm.Node == h.node {
-		h.ch.mu.Lock()
-		t.except = h.ch.excepts[wm.Except]
-		delete(h.ch.excepts, wm.Except)
-		h.ch.mu.Unlock()
-	}
+	t := target{room: room, except: h.takeExcept(wm)}
 	if wm.Node != h.node {
 		h.stats.brokerIn.Add(1)
 		h.stats.brokerLag.observe(time.Duration(time.Now().UnixNano() - wm.Sent))
@@ -158,6 +152,38 @@ func (h *Hub) receiveHistory(topic string, pos Position, payload []byte) {
 	h.deliverAtLocked(hs, room, pos, MessageType(wm.Type), wm.Data, wm.Except, t.except)
 }
 
+// tellGapLocked tells the room's wsroom.v1 members on this node that the
+// messages up to pos (after the last they got) are lost, with why: an
+// unasked joined with lost, as a resume that could not be served gets.
+// why is "" when the broker was not asked (unavailable is said). Called
+// with the room's history lock held.
+func (h *Hub) tellGapLocked(room string, pos Position, why lostReason) {
+	if why == "" {
+		why = lostUnavailable
+	}
+	t := target{room: room}
+	p, err := h.prepare(Message{Type: v1Control, Data: joinedHeader(room, &pos, -1, why, "")}, t)
+	if err != nil {
+		return // the hub is closed
+	}
+	h.stats.historyLost.Add(1)
+	h.deliver(p, t)
+}
+
+// takeExcept returns the connection a BroadcastExcept from this node
+// leaves out (nil if none), once: the message is delivered once, whether
+// it comes back from the broker or is read back by a fill.
+func (h *Hub) takeExcept(wm wire.Message) *Conn {
+	if wm.Except == "" || wm.Node != h.node {
+		return nil
+	}
+	h.ch.mu.Lock()
+	defer h.ch.mu.Unlock()
+	c := h.ch.excepts[wm.Except]
+	delete(h.ch.excepts, wm.Except)
+	return c
+}
+
 // deliverAtLocked keeps a broadcast at its position in the node's copy of
 // the room's history and delivers it, unless it was delivered already.
 // Called with hs.mu held.
@@ -170,7 +196,11 @@ func (h *Hub) deliverAtLocked(hs *history, room string, pos Position, typ Messag
 	case pos.Offset <= hs.last().Offset:
 		return // delivered already (a gap fill got it first)
 	case pos.Offset != hs.last().Offset+1:
-		hs.reset(pos) // a gap the broker could not fill: the copy restarts here
+		// A gap the broker could not fill: the members here are told
+		// (wsroom.v1), then the copy restarts at pos.
+		h.tellGapLocked(room, Position{Epoch: pos.Epoch, Offset: pos.Offset - 1}, hs.gapWhy)
+		hs.gapWhy = ""
+		hs.reset(pos)
 	}
 	t := target{room: room, except: except}
 	p, err := h.prepare(Message{Type: typ, Data: data}, t)
@@ -184,8 +214,9 @@ func (h *Hub) deliverAtLocked(hs *history, room string, pos Position, typ Messag
 }
 
 // fillGapLocked delivers what the broker has after the node's last
-// message of the room. Called with hs.mu held, on the broker's
-// delivering goroutine or the checker.
+// message of the room; if it cannot, it notes why in hs.gapWhy, for the
+// next message to tell the members. Called with hs.mu held, on the
+// broker's delivering goroutine, the checker or a join.
 func (h *Hub) fillGapLocked(hs *history, room string) {
 	ctx, cancel := context.WithTimeout(context.Background(), h.opts.WriteTimeout)
 	defer cancel()
@@ -193,18 +224,21 @@ func (h *Hub) fillGapLocked(hs *history, room string) {
 	rd, err := h.ch.b.ReadHistory(ctx, wire.RoomTopic(room), last, hs.opts.Messages)
 	if err != nil {
 		h.brokerError("history", wire.RoomTopic(room), err)
+		hs.gapWhy = lostUnavailable
 		return
 	}
 	if rd.Lost != "" {
-		return // the next message resets the copy
+		hs.gapWhy = lostReason(rd.Lost) // the next message tells the members and restarts the copy
+		return
 	}
 	for _, e := range rd.Entries {
 		wm, err := wire.Decode(e.Payload)
 		if err != nil {
 			h.brokerError("history", wire.RoomTopic(room), err)
-			continue
+			hs.gapWhy = lostUnavailable
+			return
 		}
-		h.deliverAtLocked(hs, room, Position{Epoch: last.Epoch, Offset: e.Offset}, MessageType(wm.Type), wm.Data, wm.Except, nil)
+		h.deliverAtLocked(hs, room, Position{Epoch: last.Epoch, Offset: e.Offset}, MessageType(wm.Type), wm.Data, wm.Except, h.takeExcept(wm))
 	}
 }
 
@@ -220,7 +254,7 @@ func (h *Hub) seedLocked(hs *history, room string, since Position) (lostReason, 
 		return "", err
 	}
 	if rd.Lost != "" {
-		if !hs.synced || hs.epoch != rd.Current.Epoch {
+		if !hs.synced {
 			hs.resetAt(rd.Current)
 		}
 		return lostReason(rd.Lost), nil
@@ -231,15 +265,25 @@ func (h *Hub) seedLocked(hs *history, room string, since Position) (lostReason, 
 		return "", nil
 	}
 	// Start the copy at since (or, for the newest messages, before the
-	// first read) and take the entries read.
+	// first read) and take the entries read. A copy the node follows has
+	// delivered everything up to its last message to the members here;
+	// the entries after that (or of a newer epoch) they have not had yet:
+	// those are delivered now, as a fill would, not just kept (the node's
+	// subscription hands them over later, and would find them delivered).
 	if since.Epoch == "" {
 		since = Position{Epoch: rd.Current.Epoch, Offset: rd.Current.Offset - uint64(len(rd.Entries))}
 	}
+	following, old := hs.synced, hs.last()
 	hs.resetAt(since)
 	for _, e := range rd.Entries {
 		wm, err := wire.Decode(e.Payload)
 		if err != nil {
 			return "", err
+		}
+		pos := Position{Epoch: since.Epoch, Offset: e.Offset}
+		if following && (pos.Epoch != old.Epoch || pos.Offset > old.Offset) {
+			h.deliverAtLocked(hs, room, pos, MessageType(wm.Type), wm.Data, wm.Except, h.takeExcept(wm))
+			continue
 		}
 		f, err := Message{Type: MessageType(wm.Type), Data: wm.Data}.encode()
 		if err != nil {

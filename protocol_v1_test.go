@@ -1,6 +1,7 @@
 package wsroom_test
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/wsroom/wsroom"
@@ -303,6 +305,136 @@ func TestV1ResumeAcrossNodes(t *testing.T) {
 			t.Fatalf("resuming from the old epoch: %s, want lost epoch", m.raw)
 		}
 	}
+}
+
+// TestV1LateUnfollowKeepsTheCopy: the last member of a room leaving a
+// node marks the node's copy of the room's history as not followed; when
+// that runs only after a new member joined (and was given the copy), the
+// copy must stay followed, so that a message the node then misses is
+// filled from the broker, not skipped.
+func TestV1LateUnfollowKeepsTheCopy(t *testing.T) {
+	bus := membroker.NewBus()
+	optsA, optsB := historyOptions(), historyOptions()
+	optsA.Broker = bus.NewBroker()
+	drop := &droppingBroker{Broker: bus.NewBroker()}
+	optsB.Broker = drop
+	a, b := newServer(t, optsA), newServer(t, optsB)
+	c := v1Dial(t, b.url+"?user=u&room=hist", nil)
+	c.v1Next() // hello
+	epoch := c.v1Next().str("e")
+	wstest.WaitFor(t, "node B subscribed", func() bool { return bus.Subscribers("room:hist") == 1 })
+
+	wsroom.UnfollowHistory(b.hub, "hist") // a previous member's leave, late
+	drop.next.Store(true)                 // node B misses "one"
+	for _, m := range []string{"one", "two"} {
+		if err := a.hub.Room("hist").Broadcast(wsroom.Text(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":1}`, epoch), "one")
+	c.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":2}`, epoch), "two")
+}
+
+// TestV1SeedDeliversWhatMembersLack: a join that reads the broker's
+// history further back than the node's copy rebuilds the copy; messages
+// in what it read that the node has not delivered yet (its subscription
+// is behind, or lost one) are delivered to the members already there,
+// not just kept — else the subscription would find them kept and skip
+// them as delivered.
+func TestV1SeedDeliversWhatMembersLack(t *testing.T) {
+	bus := membroker.NewBus()
+	optsA, optsB := historyOptions(), historyOptions()
+	optsA.Broker = bus.NewBroker()
+	drop := &droppingBroker{Broker: bus.NewBroker()}
+	optsB.Broker = drop
+	a, b := newServer(t, optsA), newServer(t, optsB)
+	x := v1Dial(t, a.url+"?user=x&room=hist", nil)
+	x.v1Next() // hello
+	epoch := x.v1Next().str("e")
+	room := a.hub.Room("hist")
+	for i := 1; i <= 3; i++ {
+		room.Broadcast(wsroom.Text("m" + strconv.Itoa(i)))
+		x.v1Next()
+	}
+
+	// m1 resumes on node B from 2: node B's copy holds 3 only.
+	m1 := v1Dial(t, b.url+"?user=m1&room=hist", map[string]any{"r": map[string]any{"hist": []any{epoch, 2}}})
+	m1.v1Next() // hello
+	m1.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":3}`, epoch), "m3")
+	m1.v1Expect(fmt.Sprintf(`{"t":"joined","r":"hist","e":%q,"o":3,"resumed":1}`, epoch), "")
+	wstest.WaitFor(t, "both nodes subscribed", func() bool { return bus.Subscribers("room:hist") == 2 })
+
+	drop.next.Store(true) // node B's subscription misses m4
+	room.Broadcast(wsroom.Text("m4"))
+	x.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":4}`, epoch), "m4")
+	// m2 resumes on node B from 0: the copy does not reach back; the
+	// read brings m4, which m1 gets now.
+	m2 := v1Dial(t, b.url+"?user=m2&room=hist", map[string]any{"r": map[string]any{"hist": []any{epoch, 0}}})
+	m2.v1Next() // hello
+	for i := 1; i <= 4; i++ {
+		m2.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":%d}`, epoch, i), "m"+strconv.Itoa(i))
+	}
+	m2.v1Expect(fmt.Sprintf(`{"t":"joined","r":"hist","e":%q,"o":4,"resumed":4}`, epoch), "")
+	m1.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":4}`, epoch), "m4")
+	room.Broadcast(wsroom.Text("m5"))
+	for _, c := range []v1Conn{m1, m2} {
+		c.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":5}`, epoch), "m5")
+	}
+}
+
+// TestV1GapTheBrokerCannotFillIsTold: a message a node missed and could
+// not read back from the broker is reported to the room's wsroom.v1
+// members there (an unasked joined with lost, at the position before the
+// next message), not skipped in silence; plain members just miss it.
+func TestV1GapTheBrokerCannotFillIsTold(t *testing.T) {
+	bus := membroker.NewBus()
+	optsA, optsB := historyOptions(), historyOptions()
+	optsA.Broker = bus.NewBroker()
+	drop := &droppingBroker{Broker: bus.NewBroker()}
+	optsB.Broker = drop
+	a, b := newServer(t, optsA), newServer(t, optsB)
+	c := v1Dial(t, b.url+"?user=u&room=hist", nil)
+	c.v1Next() // hello
+	epoch := c.v1Next().str("e")
+	plain := wstest.Dial(t, b.url+"?user=p&room=hist", nil)
+	wstest.WaitFor(t, "node B subscribed", func() bool { return bus.Subscribers("room:hist") == 1 })
+
+	drop.next.Store(true)      // node B misses "one"…
+	drop.failReads.Store(true) // … and cannot read it back
+	for _, m := range []string{"one", "two"} {
+		if err := a.hub.Room("hist").Broadcast(wsroom.Text(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.v1Expect(fmt.Sprintf(`{"t":"joined","r":"hist","e":%q,"o":1,"lost":"unavailable"}`, epoch), "")
+	c.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":2}`, epoch), "two")
+	plain.ExpectText(t, "two")
+	if st := b.hub.Stats(); st.HistoryLost != 1 || st.BrokerErrors == 0 {
+		t.Errorf("node B: %d lost, %d broker errors; want 1 and some", st.HistoryLost, st.BrokerErrors)
+	}
+}
+
+// droppingBroker drops the next positioned message it would deliver when
+// next is set, and fails ReadHistory while failReads is.
+type droppingBroker struct {
+	*membroker.Broker
+	next, failReads atomic.Bool
+}
+
+func (d *droppingBroker) ReadHistory(ctx context.Context, topic string, since wsroom.Position, most int) (wsroom.HistoryRead, error) {
+	if d.failReads.Load() {
+		return wsroom.HistoryRead{}, errors.New("droppingBroker: reads fail")
+	}
+	return d.Broker.ReadHistory(ctx, topic, since, most)
+}
+
+func (d *droppingBroker) StartHistory(deliver func(topic string, pos wsroom.Position, payload []byte)) {
+	d.Broker.StartHistory(func(topic string, pos wsroom.Position, payload []byte) {
+		if d.next.CompareAndSwap(true, false) {
+			return
+		}
+		deliver(topic, pos, payload)
+	})
 }
 
 // TestJoinCallbacksMaySend: OnJoin, OnPresence and AnnouncePresence send

@@ -96,7 +96,7 @@ export interface JoinedEvent {
   requested: boolean;
   /** After a resume: how many missed messages were replayed just before. */
   resumed?: number;
-  /** The resume was impossible: "epoch", "trimmed", "nohistory", or "notresumed" (joined anew without a resume). */
+  /** The resume was impossible: "epoch", "trimmed", "nohistory", "unavailable" (the broker did not answer), or "notresumed" (joined anew without a resume). */
   lost?: string;
 }
 

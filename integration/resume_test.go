@@ -19,7 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsroom/wsroom"
 	"github.com/wsroom/wsroom/internal/resumetest"
+	"github.com/wsroom/wsroom/redisbroker"
+	"github.com/wsroom/wsroom/redisbroker/redistest"
 )
 
 // The AnyCable-style test (issue 12): clients in a room with history
@@ -78,7 +81,13 @@ func resumeLoadFromEnv(t *testing.T) resumeLoad {
 // not empty, at /.
 func startResumeServer(t *testing.T, page string) (*resumetest.Server, *httptest.Server) {
 	t.Helper()
-	s := resumetest.New(resumetest.Config{})
+	return startResumeServerWith(t, resumetest.Config{}, page)
+}
+
+// startResumeServerWith is startResumeServer with a configuration.
+func startResumeServerWith(t *testing.T, cfg resumetest.Config, page string) (*resumetest.Server, *httptest.Server) {
+	t.Helper()
+	s := resumetest.New(cfg)
 	var h http.Handler = s.Handler()
 	if page != "" {
 		mux := http.NewServeMux()
@@ -332,12 +341,21 @@ func TestResumeUnderCuts(t *testing.T) {
 		})
 	}
 	t.Run("two-nodes-redis", func(t *testing.T) {
-		// The harness takes a list of URLs and the clients switch on every
-		// reconnect (see proxy-kills above); what is missing is history in
-		// Redis, so that a client resumes on another node. Once it is
-		// there: two hubs with a redisbroker over one redis-server, urls
-		// = both nodes, cut on both.
-		t.Skip("needs history kept by the broker (Redis Streams) for cross-node resume: not in this tree yet")
+		// Two hubs with a redisbroker over one redis-server, which keeps
+		// the room's history: every client has both nodes' URLs and
+		// switches on each reconnect, so each resume happens on the
+		// other node; cuts on both; the broadcasts come from node 0.
+		addr := redistest.Start(t).Addr
+		var nodes []*resumetest.Server
+		var urls []string
+		for range 2 {
+			s, srv := startResumeServerWith(t, resumetest.Config{Broker: func() wsroom.Broker {
+				return redisbroker.New(redisbroker.Options{Addrs: []string{addr}})
+			}}, "")
+			nodes = append(nodes, s)
+			urls = append(urls, "ws"+strings.TrimPrefix(srv.URL, "http")+"/ws")
+		}
+		runResumeLoad(t, nodes[0], urls, load, func() int { return nodes[0].Cut("") + nodes[1].Cut("") })
 	})
 }
 

@@ -17,7 +17,7 @@ import (
 	"github.com/gobwas/ws/wsutil"
 	"github.com/wsroom/wsroom"
 	"github.com/wsroom/wsroom/redisbroker"
-	"github.com/wsroom/wsroom/redisbroker/internal/redistest"
+	"github.com/wsroom/wsroom/redisbroker/redistest"
 )
 
 // Measurements, not tests: run them on a quiet machine with

@@ -8,7 +8,7 @@ import (
 
 	"github.com/wsroom/wsroom"
 	"github.com/wsroom/wsroom/redisbroker"
-	"github.com/wsroom/wsroom/redisbroker/internal/redistest"
+	"github.com/wsroom/wsroom/redisbroker/redistest"
 )
 
 // member returns the connection of user in room on n.

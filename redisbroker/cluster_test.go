@@ -9,7 +9,7 @@ import (
 
 	"github.com/wsroom/wsroom"
 	"github.com/wsroom/wsroom/redisbroker"
-	"github.com/wsroom/wsroom/redisbroker/internal/redistest"
+	"github.com/wsroom/wsroom/redisbroker/redistest"
 )
 
 // TestClusterSlots checks, against a real cluster, that Redis puts each

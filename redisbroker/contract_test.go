@@ -6,7 +6,7 @@ import (
 	"github.com/wsroom/wsroom"
 	"github.com/wsroom/wsroom/brokertest"
 	"github.com/wsroom/wsroom/redisbroker"
-	"github.com/wsroom/wsroom/redisbroker/internal/redistest"
+	"github.com/wsroom/wsroom/redisbroker/redistest"
 )
 
 // The Broker contract suite, against a real redis-server (the outage

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/wsroom/wsroom/redisbroker"
-	"github.com/wsroom/wsroom/redisbroker/internal/redistest"
+	"github.com/wsroom/wsroom/redisbroker/redistest"
 )
 
 // brokerPair starts a publishing and a subscribing broker on opts; got

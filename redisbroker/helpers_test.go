@@ -18,7 +18,7 @@ import (
 	"github.com/gobwas/ws/wsutil"
 	"github.com/wsroom/wsroom"
 	"github.com/wsroom/wsroom/redisbroker"
-	"github.com/wsroom/wsroom/redisbroker/internal/redistest"
+	"github.com/wsroom/wsroom/redisbroker/redistest"
 	"go.uber.org/goleak"
 )
 

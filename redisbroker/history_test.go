@@ -10,7 +10,7 @@ import (
 
 	"github.com/wsroom/wsroom"
 	"github.com/wsroom/wsroom/redisbroker"
-	"github.com/wsroom/wsroom/redisbroker/internal/redistest"
+	"github.com/wsroom/wsroom/redisbroker/redistest"
 )
 
 // historyBroker starts a broker on addr whose positioned messages go to

@@ -14,7 +14,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/wsroom/wsroom"
 	"github.com/wsroom/wsroom/redisbroker"
-	"github.com/wsroom/wsroom/redisbroker/internal/redistest"
+	"github.com/wsroom/wsroom/redisbroker/redistest"
 )
 
 // v1Msg is a wsroom.v1 frame: its header and data.

@@ -16,7 +16,7 @@ import (
 	"github.com/gobwas/ws/wsutil"
 	"github.com/wsroom/wsroom"
 	"github.com/wsroom/wsroom/redisbroker"
-	"github.com/wsroom/wsroom/redisbroker/internal/redistest"
+	"github.com/wsroom/wsroom/redisbroker/redistest"
 )
 
 // eventLog records presence events from several hubs.

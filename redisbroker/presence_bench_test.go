@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/wsroom/wsroom/redisbroker"
-	"github.com/wsroom/wsroom/redisbroker/internal/redistest"
+	"github.com/wsroom/wsroom/redisbroker/redistest"
 )
 
 // BenchmarkRoomPresence: RoomPresence of a room of 10,000 users on one

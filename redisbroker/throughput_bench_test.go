@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/wsroom/wsroom/redisbroker"
-	"github.com/wsroom/wsroom/redisbroker/internal/redistest"
+	"github.com/wsroom/wsroom/redisbroker/redistest"
 )
 
 // BenchmarkBrokerThroughput publishes b.N 64-byte messages to one topic

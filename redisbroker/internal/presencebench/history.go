@@ -11,13 +11,14 @@ import (
 
 	"github.com/wsroom/wsroom"
 	"github.com/wsroom/wsroom/redisbroker"
-	"github.com/wsroom/wsroom/redisbroker/internal/redistest"
+	"github.com/wsroom/wsroom/redisbroker/internal/benchenv"
+	"github.com/wsroom/wsroom/redisbroker/redistest"
 )
 
 // historyPart compares PublishHistory with Publish on one broker (one
 // node, a second broker subscribed to the topic, as another node would
 // be), and measures ReadHistory.
-func historyPart(r *redistest.Report, srv *redistest.Server) {
+func historyPart(r *benchenv.Report, srv *redistest.Server) {
 	n := *flagHistN
 	r.Line("## Room history on one node: PublishHistory against Publish\n")
 	pub := redisbroker.New(redisbroker.Options{Addrs: []string{srv.Addr}, Logger: slog.New(slog.DiscardHandler)})
@@ -112,7 +113,7 @@ func historyPart(r *redistest.Report, srv *redistest.Server) {
 // per message (µs).
 func rate(srv *redistest.Server, send func() func() error, n, window int) (perSec, cpuPerMsg float64) {
 	ring := make([]func() error, window)
-	cpu0 := redistest.ProcCPU(srv.PID())
+	cpu0 := benchenv.ProcCPU(srv.PID())
 	t0 := time.Now()
 	for i := range n {
 		slot := &ring[i%window]
@@ -131,5 +132,5 @@ func rate(srv *redistest.Server, send func() func() error, n, window int) (perSe
 		}
 	}
 	el := time.Since(t0)
-	return float64(n) / el.Seconds(), float64((redistest.ProcCPU(srv.PID()) - cpu0).Microseconds()) / float64(n)
+	return float64(n) / el.Seconds(), float64((benchenv.ProcCPU(srv.PID()) - cpu0).Microseconds()) / float64(n)
 }

@@ -34,7 +34,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/wsroom/wsroom/redisbroker/internal/redistest"
+	"github.com/wsroom/wsroom/internal/sysstat"
+	"github.com/wsroom/wsroom/redisbroker/internal/benchenv"
+	"github.com/wsroom/wsroom/redisbroker/redistest"
 )
 
 var (
@@ -63,12 +65,12 @@ func main() {
 		}
 		return
 	}
-	env := &redistest.Env{}
+	env := &benchenv.Env{}
 	defer env.Close()
-	r := &redistest.Report{}
+	r := &benchenv.Report{}
 	r.Line("# presencebench\n")
-	r.Line("%s, Go %s, %s, GOMAXPROCS %d, %s", time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.Version(), redistest.RedisVersion(), runtime.GOMAXPROCS(0), redistest.CPUModel())
-	r.Line("load average at the start: %s\n", redistest.LoadAvg())
+	r.Line("%s, Go %s, %s, GOMAXPROCS %d, %s", time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.Version(), benchenv.RedisVersion(), runtime.GOMAXPROCS(0), benchenv.CPUModel())
+	r.Line("load average at the start: %s\n", sysstat.LoadAvg())
 	r.Line("command: `%s`\n", strings.Join(os.Args, " "))
 	srv := redistest.Start(env)
 	parts := strings.Split(*flagParts, ",")
@@ -97,7 +99,7 @@ func main() {
 	if slices.Contains(parts, "history") {
 		historyPart(r, srv)
 	}
-	r.Line("\nload average at the end: %s", redistest.LoadAvg())
+	r.Line("\nload average at the end: %s", sysstat.LoadAvg())
 	fmt.Print(r.String())
 }
 
@@ -109,7 +111,7 @@ type proc struct {
 	mu  sync.Mutex
 }
 
-func startProc(env *redistest.Env, sock, redisAddr string) *proc {
+func startProc(env *benchenv.Env, sock, redisAddr string) *proc {
 	cmd := exec.Command(os.Args[0], "-child", sock, "-redis", redisAddr, "-ttl", flagTTL.String())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stderr = os.Stderr
@@ -198,7 +200,7 @@ func waitFor(what string, limit time.Duration, cond func() bool) time.Duration {
 	return time.Since(t0)
 }
 
-func presencePart(r *redistest.Report, nodes []*proc) {
+func presencePart(r *benchenv.Report, nodes []*proc) {
 	total := *flagMembers
 	r.Line("## Room.Presence, %d members in one room over 3 nodes\n", total)
 	t0 := time.Now()
@@ -242,10 +244,10 @@ func presencePart(r *redistest.Report, nodes []*proc) {
 		p50, p99, mx = percentiles(conc)
 		r.Line("| %d, the 3 nodes at once | %s | | %.2f ms | %.2f ms | %.2f ms | |", len(conc), what, p50, p99, mx)
 	}
-	r.Line("\nTarget p99 < 5 ms (one query at a time): **%s**.\n", redistest.Met(ok))
+	r.Line("\nTarget p99 < 5 ms (one query at a time): **%s**.\n", benchenv.Met(ok))
 }
 
-func disconnectPart(r *redistest.Report, nodes []*proc) {
+func disconnectPart(r *benchenv.Report, nodes []*proc) {
 	n := *flagDisc
 	r.Line("## Hub.Disconnect of a user with a connection on each of the 3 nodes\n")
 	onAll(nodes, func(_ int, p *proc) answer { return p.do(command{Op: "members", Prefix: "d", N: n}) })
@@ -262,13 +264,13 @@ func disconnectPart(r *redistest.Report, nodes []*proc) {
 	p50, p99, mx := percentiles(a.Lat)
 	r.Line("%d users, Disconnect from node 1 one after the other (the call returns once every node reported; 10,000 idle members stay connected): p50 %.2f ms, **p99 %.2f ms**, max %.2f ms; %d of %d closed 3 connections.\n",
 		n, p50, p99, mx, n-bad, n)
-	r.Line("Target p99 < 100 ms: **%s**.\n", redistest.Met(percentileOK(a.Lat, 100) && bad == 0))
+	r.Line("Target p99 < 100 ms: **%s**.\n", benchenv.Met(percentileOK(a.Lat, 100) && bad == 0))
 }
 
-func cyclesPart(r *redistest.Report, nodes []*proc, srv *redistest.Server) {
+func cyclesPart(r *benchenv.Report, nodes []*proc, srv *redistest.Server) {
 	n := *flagCycles
 	r.Line("## %d connects and disconnects over 3 nodes\n", n)
-	cpu0 := redistest.ProcCPU(srv.PID())
+	cpu0 := benchenv.ProcCPU(srv.PID())
 	scripts0 := scriptCalls(srv.Addr)
 	t0 := time.Now()
 	answers := onAll(nodes, func(i int, p *proc) answer {
@@ -334,7 +336,7 @@ func cyclesPart(r *redistest.Report, nodes []*proc, srv *redistest.Server) {
 		}
 		return mismatched == 0
 	})
-	cpu := redistest.ProcCPU(srv.PID()) - cpu0
+	cpu := benchenv.ProcCPU(srv.PID()) - cpu0
 	scripts := scriptCalls(srv.Addr) - scripts0
 	open := 0
 	for k, v := range truth {

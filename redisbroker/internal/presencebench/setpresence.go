@@ -14,7 +14,8 @@ import (
 
 	"github.com/wsroom/wsroom"
 	"github.com/wsroom/wsroom/redisbroker"
-	"github.com/wsroom/wsroom/redisbroker/internal/redistest"
+	"github.com/wsroom/wsroom/redisbroker/internal/benchenv"
+	"github.com/wsroom/wsroom/redisbroker/redistest"
 )
 
 // setPresencePart drives SetPresence directly from three brokers (in this
@@ -24,7 +25,7 @@ import (
 // beside the Hub's one update at a time. Then presence must equal the
 // truth and, per room and user, joins − leaves reported to the callers
 // must be 1 if present, else 0.
-func setPresencePart(r *redistest.Report, srv *redistest.Server) {
+func setPresencePart(r *benchenv.Report, srv *redistest.Server) {
 	const workers = 16
 	n := *flagCycles
 	r.Line("## SetPresence from 3 brokers, %d goroutines each, no Hub\n", workers)
@@ -41,7 +42,7 @@ func setPresencePart(r *redistest.Report, srv *redistest.Server) {
 	final := make([]map[key]int, 3)
 	balance := map[key]int{}
 	var joins, leaves int
-	cpu0 := redistest.ProcCPU(srv.PID())
+	cpu0 := benchenv.ProcCPU(srv.PID())
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	for i, b := range brokers {
@@ -75,7 +76,7 @@ func setPresencePart(r *redistest.Report, srv *redistest.Server) {
 	}
 	wg.Wait()
 	el := time.Since(t0)
-	cpu := redistest.ProcCPU(srv.PID()) - cpu0
+	cpu := benchenv.ProcCPU(srv.PID()) - cpu0
 	calls := n / 3 / workers * workers * 3
 	truth := map[key]int{}
 	for _, f := range final {

@@ -37,8 +37,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wsroom/wsroom/internal/sysstat"
 	"github.com/wsroom/wsroom/redisbroker"
-	"github.com/wsroom/wsroom/redisbroker/internal/redistest"
+	"github.com/wsroom/wsroom/redisbroker/internal/benchenv"
+	"github.com/wsroom/wsroom/redisbroker/redistest"
 	"golang.org/x/sys/unix"
 )
 
@@ -54,13 +56,13 @@ var (
 
 func main() {
 	flag.Parse()
-	env := &redistest.Env{}
+	env := &benchenv.Env{}
 	defer env.Close()
 	log.SetFlags(0)
-	r := &redistest.Report{}
+	r := &benchenv.Report{}
 	r.Line("# redisbroker measurements\n")
-	r.Line("%s, Go %s, %s, GOMAXPROCS %d, %s", time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.Version(), redistest.RedisVersion(), runtime.GOMAXPROCS(0), redistest.CPUModel())
-	r.Line("load average at the start: %s\n", redistest.LoadAvg())
+	r.Line("%s, Go %s, %s, GOMAXPROCS %d, %s", time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.Version(), benchenv.RedisVersion(), runtime.GOMAXPROCS(0), benchenv.CPUModel())
+	r.Line("load average at the start: %s\n", sysstat.LoadAvg())
 	r.Line("command: `%s`\n", strings.Join(os.Args, " "))
 
 	var serverWrap, clientWrap []string
@@ -87,12 +89,12 @@ func main() {
 	if slices.Contains(parts, "cluster") {
 		cluster(r)
 	}
-	r.Line("load average at the end: %s", redistest.LoadAvg())
+	r.Line("load average at the end: %s", sysstat.LoadAvg())
 	fmt.Print(r.String())
 }
 
 // one measures one Redis: its ceiling, the broker's throughput and latency.
-func one(r *redistest.Report, srv *redistest.Server, clientWrap []string) {
+func one(r *benchenv.Report, srv *redistest.Server, clientWrap []string) {
 	r.Line("## One Redis\n")
 	r.Line("| what | result |")
 	r.Line("|---|---|")
@@ -106,7 +108,7 @@ func one(r *redistest.Report, srv *redistest.Server, clientWrap []string) {
 	target := min(300000, 0.7*ceiling)
 	r.Line("The ceiling is the better of the two redis-benchmark runs: %.1fk/s.\n", ceiling/1000)
 	r.Line("Target: ≥ 300k/s from one node or ≥ 70%% of the ceiling, whichever is lower (%.0fk/s). The windowed sender: %.0fk/s acknowledged with the ceiling's subscriber (%.0f%% of the ceiling): **%s**; %.0fk/s delivered to a second broker in this process (%.0f%%): **%s**. Synchronous sender: %.1fk/s.\n",
-		target/1000, ackedRate/1000, 100*ackedRate/ceiling, redistest.Met(ackedRate >= target), win/1000, 100*win/ceiling, redistest.Met(win >= target), sync1/1000)
+		target/1000, ackedRate/1000, 100*ackedRate/ceiling, benchenv.Met(ackedRate >= target), win/1000, 100*win/ceiling, benchenv.Met(win >= target), sync1/1000)
 }
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -221,7 +223,7 @@ func roomTopics(n int) []string {
 }
 
 // throughput measures room messages/s and adds a row.
-func throughput(r *redistest.Report, addrs []string, clusterMode bool, senders, window, n, ntopics int, what string) float64 {
+func throughput(r *benchenv.Report, addrs []string, clusterMode bool, senders, window, n, ntopics int, what string) float64 {
 	topics := roomTopics(ntopics)
 	p := newPair(addrs, clusterMode, topics, false)
 	defer p.close()
@@ -235,7 +237,7 @@ func throughput(r *redistest.Report, addrs []string, clusterMode bool, senders, 
 // acked measures the windowed sender's acknowledged publishes per second
 // with a plain connection subscribed to the topic, as for the ceiling:
 // the publishing node alone.
-func acked(r *redistest.Report, addr string, n int) float64 {
+func acked(r *benchenv.Report, addr string, n int) float64 {
 	stop := rawSubscriber(addr, redisbroker.DefaultPrefix+"room:ceiling")
 	defer stop()
 	b := redisbroker.New(redisbroker.Options{Addrs: []string{addr}, Logger: quiet()})
@@ -254,7 +256,7 @@ func acked(r *redistest.Report, addr string, n int) float64 {
 
 // hop measures publish → deliver on the other node: idle (one message at
 // a time) and while the windowed sender runs at full rate.
-func hop(r *redistest.Report, addr string) {
+func hop(r *benchenv.Report, addr string) {
 	topics := roomTopics(1)
 	p := newPair([]string{addr}, false, topics, true)
 	defer p.close()
@@ -267,7 +269,7 @@ func hop(r *redistest.Report, addr string) {
 		p.waitGot(int64(i + 1))
 	}
 	p50, p99 := percentiles(p.lat)
-	r.Line("| cross-node added latency (publish → other node's deliver), one message at a time | p50 %s, p99 %s (target p50 ≤ 1 ms: **%s**) |", us(p50), us(p99), redistest.Met(p50 <= time.Millisecond))
+	r.Line("| cross-node added latency (publish → other node's deliver), one message at a time | p50 %s, p99 %s (target p50 ≤ 1 ms: **%s**) |", us(p50), us(p99), benchenv.Met(p50 <= time.Millisecond))
 	p.lat, p.got = p.lat[:0], atomic.Int64{}
 	d := p.send(1, *flagWindow, *flagN/2, topics)
 	p50, p99 = percentiles(p.lat)
@@ -285,7 +287,7 @@ func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/1e3)
 // subscriber connected (as in the broker's measurements: every message
 // goes to one subscribed node), with 50 pipelining clients and with one,
 // and returns the better of the two.
-func redisBenchmark(r *redistest.Report, addr string, wrap []string) float64 {
+func redisBenchmark(r *benchenv.Report, addr string, wrap []string) float64 {
 	_, port, _ := net.SplitHostPort(addr)
 	stop := rawSubscriber(addr, "wsroom:room:ceiling")
 	defer stop()
@@ -332,7 +334,7 @@ func rawSubscriber(addr, channel string) (stop func()) {
 
 // resubscribe measures how long the broker takes to subscribe again to
 // flagSubs topics after redis-server restarts.
-func resubscribe(r *redistest.Report, srv *redistest.Server) {
+func resubscribe(r *benchenv.Report, srv *redistest.Server) {
 	n := *flagSubs
 	b := redisbroker.New(redisbroker.Options{Addrs: []string{srv.Addr}, Logger: quiet()})
 	b.Start(func(string, []byte) {})
@@ -353,7 +355,7 @@ func resubscribe(r *redistest.Report, srv *redistest.Server) {
 	self1, srv1 := cpu([]int{srv.PID()})
 	r.Line("\n## Resubscription\n")
 	r.Line("%d topics: first subscription confirmed in %v; after redis-server was killed and restarted, all %d confirmed again %v after it answered PING (target ≤ 1 s: **%s**), %v of it from the broker's reconnection (the rest is its reconnection backoff); CPU meanwhile: this process %v, redis-server %v.\n",
-		n, first.Round(time.Millisecond), n, again.Round(time.Millisecond), redistest.Met(again <= time.Second), b.Stats().Resubscribe.Round(time.Millisecond),
+		n, first.Round(time.Millisecond), n, again.Round(time.Millisecond), benchenv.Met(again <= time.Second), b.Stats().Resubscribe.Round(time.Millisecond),
 		(self1 - self0).Round(time.Millisecond), (srv1 - srv0).Round(time.Millisecond))
 }
 
@@ -373,14 +375,14 @@ func cpu(pids []int) (self, servers time.Duration) {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	for _, pid := range pids {
-		servers += redistest.ProcCPU(pid)
+		servers += benchenv.ProcCPU(pid)
 	}
 	return self, servers
 }
 
 // shards compares one Redis with flagShards of them, unpinned, on 1024
 // room topics, and accounts for the CPU time each message costs.
-func shards(r *redistest.Report) {
+func shards(r *benchenv.Report) {
 	pinSelf("") // every CPU
 	r.Line("## Shards (unpinned)\n")
 	r.Line("Windowed senders (%d outstanding each) over 1024 room topics; CPU time of this process (both brokers) and of the redis-servers per message.\n", *flagWindow)
@@ -388,7 +390,7 @@ func shards(r *redistest.Report) {
 	r.Line("|---:|---:|---:|---:|---:|---:|")
 	var base float64
 	for _, n := range []int{1, *flagShards} {
-		env := &redistest.Env{}
+		env := &benchenv.Env{}
 		var addrs []string
 		var pids []int
 		for range n {
@@ -423,8 +425,8 @@ func shards(r *redistest.Report) {
 // cluster measures a three-master cluster on sharded pub/sub: throughput,
 // and the recovery of one master's topics after it is killed and
 // restarted.
-func cluster(r *redistest.Report) {
-	env := &redistest.Env{}
+func cluster(r *benchenv.Report) {
+	env := &benchenv.Env{}
 	defer env.Close()
 	c := redistest.StartCluster(env, 3)
 	r.Line("## Redis Cluster, three masters, sharded pub/sub (unpinned)\n")
@@ -473,7 +475,7 @@ func cluster(r *redistest.Report) {
 	}
 	rec := time.Since(restarted)
 	r.Line("| one master killed: publishes to its topics that failed / to the others' that succeeded | %d of 100 / %d of 100 |", failed, flowed)
-	r.Line("| its topics delivered again after its restart (from when it answers PING) | %v (target < 2 s: **%s**) |", rec.Round(time.Millisecond), redistest.Met(rec < 2*time.Second))
+	r.Line("| its topics delivered again after its restart (from when it answers PING) | %v (target < 2 s: **%s**) |", rec.Round(time.Millisecond), benchenv.Met(rec < 2*time.Second))
 
 	// Resubscription, batched per slot, after every master restarts.
 	n := *flagSubs
@@ -494,7 +496,7 @@ func cluster(r *redistest.Report) {
 	start := time.Now()
 	waitSubs(b, n)
 	again := time.Since(start)
-	r.Line("| %d topics (SSUBSCRIBE batched per slot) confirmed again after all three masters were killed and restarted, from when the last answers PING | %v (target ≤ 1 s: **%s**); %v from the slowest master's reconnection |", n, again.Round(time.Millisecond), redistest.Met(again <= time.Second), b.Stats().Resubscribe.Round(time.Millisecond))
+	r.Line("| %d topics (SSUBSCRIBE batched per slot) confirmed again after all three masters were killed and restarted, from when the last answers PING | %v (target ≤ 1 s: **%s**); %v from the slowest master's reconnection |", n, again.Round(time.Millisecond), benchenv.Met(again <= time.Second), b.Stats().Resubscribe.Round(time.Millisecond))
 	r.Line("")
 }
 

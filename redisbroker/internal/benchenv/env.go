@@ -1,4 +1,7 @@
-package redistest
+// Package benchenv holds what the measuring programs (internal/redisbench,
+// internal/presencebench) share: a TB for a program, the machine and
+// Redis versions for the report, CPU time of a process.
+package benchenv
 
 import (
 	"fmt"
@@ -74,16 +77,6 @@ func CPUModel() string {
 		return string(m[1])
 	}
 	return runtime.GOARCH
-}
-
-// LoadAvg returns the 1, 5 and 15 minute load averages.
-func LoadAvg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 // Report is a measurement program's Markdown report: Line adds a line

@@ -1,4 +1,7 @@
-// Package redistest starts throwaway redis-server processes for tests.
+// Package redistest starts throwaway redis-server processes, standalone
+// and as a cluster, for tests of code that uses redisbroker: a real Redis on
+// a free loopback port, killed by PID when the test ends. Under CI=true a
+// missing redis-server fails the test; otherwise it skips it.
 package redistest
 
 import (
