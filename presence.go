@@ -56,10 +56,12 @@ const (
 // events cover every node; with a Broker that is not, they cover the
 // node's own connections only.
 //
-// The Hub calls StartPresence once after Start, then SetPresence from one
-// goroutine whenever its count of a user's connections in a room
-// changed, the queries from any goroutine, and LeavePresence from
-// Shutdown, before Close.
+// The Hub calls StartPresence once after Start, then SetPresence whenever
+// its count of a user's connections in a room changed — concurrently for
+// different (room, user) pairs, up to presenceWorkers at once, but never
+// for one pair while an earlier call for it runs — the queries from any
+// goroutine, and LeavePresence from Shutdown, after the last SetPresence
+// returned and before Close.
 type PresenceBroker interface {
 	Broker
 
@@ -196,13 +198,21 @@ func (h *Hub) nodeName() string { return hex.EncodeToString(h.node[:]) }
 type presenceState struct {
 	b PresenceBroker
 
-	mu      sync.Mutex
-	dirty   map[presenceKey]struct{}
-	order   []presenceKey // dirty keys in the order they became dirty
-	kick    chan struct{}
-	stop    chan struct{}
-	stopped bool
+	mu       sync.Mutex
+	dirty    map[presenceKey]struct{} // changed and not yet being recorded
+	order    []presenceKey            // dirty keys in the order they became dirty
+	inflight map[presenceKey]bool     // being recorded; true: dirty again meanwhile, recorded again after
+	kick     chan struct{}
+	stop     chan struct{}
+	exited   chan struct{} // closed when the presence goroutine has returned
+	stopped  bool
 }
+
+// presenceWorkers bounds the pairs recorded with the broker at once. A
+// broker pipelines them (redisbroker sends many in one round trip), so a
+// burst of joins, such as every client of a restarted node coming back, is
+// recorded at the broker's pace rather than one round trip at a time.
+const presenceWorkers = 32
 
 type presenceKey struct{ room, user string }
 
@@ -216,8 +226,10 @@ func (h *Hub) startPresence() {
 	ps := &h.pres
 	ps.b = pb
 	ps.dirty = make(map[presenceKey]struct{})
+	ps.inflight = make(map[presenceKey]bool)
 	ps.kick = make(chan struct{}, 1)
 	ps.stop = make(chan struct{})
+	ps.exited = make(chan struct{})
 	pb.StartPresence(h.nodeName(), h.opts.PresenceTimeout, h.remoteLeft)
 	h.wg.Add(1)
 	go h.presenceLoop()
@@ -271,11 +283,17 @@ func (h *Hub) userCountLocked(rm *room, id string) int {
 	return n
 }
 
-// presenceLoop records dirty pairs with the broker, one at a time, each
-// with the count the index has when it is recorded, until Shutdown.
+// presenceLoop records dirty pairs with the broker, each with the count
+// the index has when it is recorded, up to presenceWorkers at once and one
+// pair at a time, until Shutdown; it joins the recordings it started
+// before it returns.
 func (h *Hub) presenceLoop() {
 	defer h.wg.Done()
 	ps := &h.pres
+	defer close(ps.exited)
+	var running sync.WaitGroup
+	defer running.Wait()
+	slots := make(chan struct{}, presenceWorkers)
 	for {
 		select {
 		case <-ps.kick:
@@ -283,16 +301,58 @@ func (h *Hub) presenceLoop() {
 			return
 		}
 		for {
-			ps.mu.Lock()
-			if len(ps.order) == 0 {
-				ps.mu.Unlock()
+			select {
+			case slots <- struct{}{}:
+			case <-ps.stop:
+				return
+			}
+			k, ok := ps.next()
+			if !ok {
+				<-slots
 				break
 			}
-			k := ps.order[0]
-			ps.order = ps.order[1:]
-			delete(ps.dirty, k)
-			ps.mu.Unlock()
-			h.recordPresence(k)
+			running.Go(func() {
+				h.recordPresence(k)
+				<-slots
+				ps.recorded(k)
+			})
+		}
+	}
+}
+
+// next takes the oldest dirty pair that is not being recorded, and marks
+// it as being recorded. A pair that is goes back to waiting (see recorded).
+func (ps *presenceState) next() (presenceKey, bool) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for len(ps.order) > 0 {
+		k := ps.order[0]
+		ps.order = ps.order[1:]
+		if _, ok := ps.inflight[k]; ok {
+			ps.inflight[k] = true // stays dirty: recorded again once this one is
+			continue
+		}
+		delete(ps.dirty, k)
+		ps.inflight[k] = false
+		return k, true
+	}
+	return presenceKey{}, false
+}
+
+// recorded ends a pair's recording; if it changed meanwhile, it is queued
+// again.
+func (ps *presenceState) recorded(k presenceKey) {
+	ps.mu.Lock()
+	again := ps.inflight[k]
+	delete(ps.inflight, k)
+	if again {
+		ps.order = append(ps.order, k)
+	}
+	ps.mu.Unlock()
+	if again {
+		select {
+		case ps.kick <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -345,6 +405,7 @@ func (h *Hub) stopPresence() {
 	ps.stopped = true
 	ps.mu.Unlock()
 	close(ps.stop)
+	<-ps.exited // no SetPresence runs after LeavePresence
 	ctx, cancel := context.WithTimeout(context.Background(), h.opts.WriteTimeout)
 	left, err := ps.b.LeavePresence(ctx)
 	cancel()

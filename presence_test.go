@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -240,7 +241,9 @@ func TestPresenceCrash(t *testing.T) {
 // hubs; presence ends equal to the truth, and each user's join and leave
 // events alternate, one per transition.
 func TestPresenceConverges(t *testing.T) {
-	cl := newCluster(t, 3, nil)
+	cl := newCluster(t, 3, func(o *wsroom.Options) {
+		o.Broker = &onePerPair{Broker: o.Broker.(*membroker.Broker), t: t, busy: map[[2]string]bool{}}
+	})
 	const cycles = 300
 	users := []string{"u1", "u2", "u3", "u4"}
 	r := rand.New(rand.NewPCG(1, 2))
@@ -286,6 +289,33 @@ func TestPresenceConverges(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// onePerPair fails the test if the hub calls SetPresence for a (room,
+// user) pair while an earlier call for it runs (the hub records several
+// pairs at once, each in order).
+type onePerPair struct {
+	*membroker.Broker
+	t    *testing.T
+	mu   sync.Mutex
+	busy map[[2]string]bool
+}
+
+func (b *onePerPair) SetPresence(ctx context.Context, room, user string, count int, info []byte) (wsroom.PresenceChange, error) {
+	k := [2]string{room, user}
+	b.mu.Lock()
+	if b.busy[k] {
+		b.t.Errorf("SetPresence(%q, %q) while another call for the pair runs", room, user)
+	}
+	b.busy[k] = true
+	b.mu.Unlock()
+	runtime.Gosched() // a window for an overlapping call
+	defer func() {
+		b.mu.Lock()
+		delete(b.busy, k)
+		b.mu.Unlock()
+	}()
+	return b.Broker.SetPresence(ctx, room, user, count, info)
 }
 
 // TestAnnouncePresence: wsroom.v1 members of the room are told, plain
