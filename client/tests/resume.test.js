@@ -95,14 +95,19 @@ test('resume', async t => {
     const g = gate();
     const a = client(t, wsURL(srv, { user: 'own-a', rooms: 'own' }), { relay: true, timers: g.timers });
     const b = client(t, wsURL(srv, { user: 'own-b', rooms: 'own' }), { relay: true });
-    const ra = record(a), rb = record(b);
+    // w watches: once it has b's message, the room's history holds it, so
+    // the resume released after that must replay it.
+    const w = client(t, wsURL(srv, { user: 'own-w', rooms: 'own' }));
+    const ra = record(a), rb = record(b), rw = record(w);
     await ra.wait(r => r.of('joined').length === 1, 'a joined');
     await rb.wait(r => r.of('joined').length === 1, 'b joined');
+    await rw.wait(r => r.of('joined').length === 1, 'w joined');
     a.publish('own', 'mine');
     await rb.wait(r => r.messages().length === 1, 'b has it');
     await srv.ctl('cut', { user: 'own-a' });
     await ra.wait(r => closes(r) === 1, 'the cut');
     b.publish('own', 'theirs');
+    await rw.wait(r => r.messages().length === 2, 'the room has b\'s message');
     g.release();
     await ra.wait(r => r.of('recovered').length === 1, 'recovered');
     assert.equal(ra.of('recovered')[0].count, 1);
