@@ -3,31 +3,41 @@
 // Command stalledmem measures what connections that never read cost a
 // wsroom server after a burst of broadcasts (issue 11, finding 4): Go
 // heap, RSS and the kernel's send-side memory, per stalled connection.
+// docs/memory.md gives the bounds it measures; TestStalledMemory runs it
+// and checks them.
 //
 //	go run ./internal/stalledmem                          # the issue's case: 2,000 stalled, 8,000 × 1 KiB
 //	go run ./internal/stalledmem -n 500 -msgs 2000
-//	go run ./internal/stalledmem -mss 1400                # clients on an Ethernet path (server send buffers start at ~70 KiB)
+//	go run ./internal/stalledmem -mss 1400                # the clients' TCP_MAXSEG as on an Ethernet path
 //	go run ./internal/stalledmem -size 0 -msgs 100000 -queue-bytes 262144   # empty messages: what a queued reference costs
 //
 // It starts itself again as the server (a subprocess, so the clients'
 // memory and fds are not counted): a hub with one room that every
-// connection joins, SendQueueBytes and SendQueueMessages from the flags.
-// This process opens n connections whose SO_RCVBUF is 4 KiB (set before
-// connect) and that never read after the 101, then asks the server to
-// broadcast msgs messages of size bytes back to back. The server samples
-// its heap and RSS every 10 ms during the burst (peaks) and measures again
-// after it, once the writers have handed the kernel what it takes (the
-// sum of the send queues stopped changing for 200 ms) and after a forced
-// GC (live). Figures per connection are (after − before) / n.
+// connection joins, pings off (the clients never answer them),
+// SendQueueBytes and SendQueueMessages from the flags and every other
+// Option at its default. This process opens one connection, takes the
+// baseline, then opens n more; every one has SO_RCVBUF -rcvbuf (4 KiB)
+// set before connect and reads nothing after the 101, so the first is
+// stalled too (it is counted among the slow-consumer closes, out of
+// n+1). Then it asks the server to broadcast msgs messages of size bytes
+// back to back. The server samples its heap and RSS every 10 ms during
+// the burst (peaks) and measures again after it, once the writers have
+// handed the kernel what it takes (the sum of the sockets' SIOCOUTQ
+// stopped changing for 200 ms) and after a forced GC (live). Figures per
+// connection are (after − before) / n.
 //
 // Kernel memory: the server's listener records every socket it accepts
 // (the *net.TCPConn is passed on unchanged, so the hub polls it as usual)
 // and sums SIOCOUTQ (bytes not yet acknowledged) and SK_MEMINFO_WMEM_QUEUED
 // (the write queue's memory with its overhead, ss -m's "w"), for the
 // sockets still open. It is outside the process's RSS and counts against
-// the machine-wide net.ipv4.tcp_mem: with the defaults (2,000 × up to
-// 4 MiB) the burst pushes a machine with 24 GiB of RAM into TCP memory
-// pressure for a few seconds, which throttles every TCP socket on it.
+// the machine-wide net.ipv4.tcp_mem. With the default Options.SendBuffer
+// (64 KiB, which Linux doubles) a socket whose peer reads nothing holds
+// about 128 KiB whatever the MSS (TestStalledMemory allows 2 × SendBuffer
+// and 4 KiB of slack): about 250 MiB for the default 2,000.
+// Before SendBuffer, the kernel's autotuning let each grow towards
+// tcp_wmem's 4 MiB, and this run pushed a machine with 24 GiB of RAM into
+// TCP memory pressure for a few seconds.
 package main
 
 import (
