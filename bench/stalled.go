@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wsroom/wsroom"
 	"github.com/wsroom/wsroom/internal/sysstat"
 	"golang.org/x/sys/unix"
 )
@@ -393,9 +394,10 @@ func stalledTargets(s *stalledResult) string {
 }
 
 // stalledFits is what a stalled connection may hold without being closed
-// today: the default 4 MiB queue and a kernel send buffer of up to 4 MiB
-// (net.ipv4.tcp_wmem's default maximum).
-const stalledFits = 8 << 20
+// with default Options: its queue (SendQueueBytes) and its kernel send
+// buffer (Linux doubles SendBuffer, and a socket whose peer reads nothing
+// never grows it).
+const stalledFits = wsroom.DefaultSendQueueBytes + 2*wsroom.DefaultSendBuffer
 
 // pages formats a count of memory pages as MiB.
 func pages(n int64) string {

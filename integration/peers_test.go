@@ -18,8 +18,8 @@ import (
 	"github.com/wsroom/wsroom"
 )
 
-// This file is what every real-peer test (browser_test.go, node_test.go,
-// python_test.go) shares: the messages a peer sends, an echo hub that
+// This file is what every real-peer test (browser_test.go, exec_peer_test.go)
+// shares: the messages a peer sends, an echo hub that
 // records what it received and how each connection closed, and the
 // comparison of a peer's report with what was sent.
 //

@@ -1,5 +1,5 @@
 // peer.mjs URL — Node's `ws` package as a wsroom peer (driven by
-// ../node_test.go). It reads a JSON spec from stdin, [{"type":"text"|"binary",
+// ../exec_peer_test.go). It reads a JSON spec from stdin, [{"type":"text"|"binary",
 // "data":base64}, ...], sends each message to URL and waits for its echo, then
 // closes with 1000 "done" and waits for the server's close frame. It prints
 // one JSON report on stdout: {"received":[...same form...],"closeCode":N} and

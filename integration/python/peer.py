@@ -1,6 +1,6 @@
 """peer.py URL -- Python's websocket-client as a wsroom peer.
 
-Driven by ../python_test.go and run with /usr/bin/python3 (Debian's
+Driven by ../exec_peer_test.go and run with /usr/bin/python3 (Debian's
 python3-websocket). It reads a JSON spec from stdin,
 [{"type": "text"|"binary", "data": base64}, ...], sends each message to URL
 and waits for its echo, then closes with 1000 "done" and waits for the
