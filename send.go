@@ -59,8 +59,16 @@ func (h *Hub) send(m Message, t target) error {
 // in it, and its position goes in its wsroom.v1 header; the history's lock
 // is held until every member's queue has it, so that positions follow
 // queue order.
+//
+// When a HistoryBroker keeps the rooms' history (h.ch.b), positions are
+// the broker's: a broadcast that arrives here without one (published
+// without history, by an Emitter without EmitterOptions.History or a node
+// whose Options.History keeps none for the room) is delivered as it is,
+// unpositioned and not kept. Giving it the node's next offset would take
+// the position of the broker's next message, which this node would then
+// skip as already delivered.
 func (h *Hub) deliverSend(p *prepared, t target) (backlog bool) {
-	if t.room != "" && !t.byUser && !p.v1only && h.opts.History != nil {
+	if t.room != "" && !t.byUser && !p.v1only && h.opts.History != nil && h.ch.b == nil {
 		if hs := h.lockHistory(t.room); hs != nil {
 			except := ""
 			if t.except != nil {
