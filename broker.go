@@ -47,9 +47,12 @@ type Broker interface {
 }
 
 // ErrNotPublished is returned (wrapped together with the broker's own
-// error; test with errors.Is) by a send that was delivered to this node's
-// connections but could not be published to the other nodes. It is
-// counted in Stats.BrokerErrors.
+// error; test with errors.Is) by a send that could not be published to
+// the other nodes. It is counted in Stats.BrokerErrors. The send was
+// delivered to this node's connections, except a broadcast in a room
+// whose history a HistoryBroker keeps: every node, this one included,
+// delivers those when the broker hands them back with their position, so
+// a failed publish reaches no one.
 var ErrNotPublished = errors.New("wsroom: delivered on this node only: publish to the broker failed")
 
 // brokerState is the Hub's side of its Broker. Lock order: mu before Hub.mu.

@@ -44,8 +44,11 @@ type CloseEvent struct {
 
 // BrokerErrorEvent reports a broker failure. Op is "publish" (a send was
 // not published: the sender got ErrNotPublished), "subscribe",
-// "unsubscribe" or "receive" (a message from another node was dropped as
-// malformed).
+// "unsubscribe", "receive" (a message from another node was dropped as
+// malformed), "history" (a HistoryBroker could not be read to fill a gap
+// in a room's history, or gave a malformed entry; Topic is the room's) or
+// "presence" (a PresenceBroker failed to record a user's count in a room,
+// Topic being the room, or to remove the node's presence at Shutdown).
 type BrokerErrorEvent struct {
 	Op    string
 	Topic string // the topic concerned, when there is one

@@ -198,8 +198,10 @@ type Options struct {
 	// BrokerErrorEvent (Op "publish", Err wrapping ErrNotPublished) instead
 	// of being returned. One sender's throughput then no longer depends on
 	// the broker's round trip. At most 16,384 outcomes wait to be read; a
-	// sender beyond that waits. Default false: a send returns
-	// ErrNotPublished itself.
+	// sender beyond that waits. A broadcast in a room whose history a
+	// HistoryBroker keeps always waits: its position comes from the broker,
+	// and every node delivers it when the broker hands it back. Default
+	// false: a send returns ErrNotPublished itself.
 	AsyncPublish bool
 
 	// OnPresence, if set, is told when a user's first connection enters a
@@ -208,8 +210,10 @@ type Options struct {
 	// connection on another node does not leave) and each is reported on
 	// one node only: where it happened, or, when a node died, on the node
 	// that cleaned up after it. It runs outside the Hub's locks, on the
-	// goroutine that made the change (with a cluster: the Hub's presence
-	// goroutine), and must not block for long. Default nil.
+	// goroutine that made the change (with a cluster: one of the Hub's
+	// presence goroutines, up to 32 at once, so calls may be concurrent;
+	// the events of one (room, user) come one at a time, in order), and
+	// must not block for long. Default nil.
 	OnPresence func(PresenceEvent)
 
 	// AnnouncePresence also tells a room's wsroom.v1 members about each

@@ -90,8 +90,9 @@ func (r *Room) Members() iter.Seq[*Conn] {
 // encoded once and shared. It never blocks on a peer; recipients whose
 // queue overflows are closed as slow consumers. It returns an error only
 // for a malformed message, after Shutdown, or, with a Broker, when the
-// message reached this node's members but could not be published to the
-// other nodes (ErrNotPublished). The same holds for every room, user and
+// message could not be published to the other nodes (ErrNotPublished; it
+// reached this node's members, unless a HistoryBroker keeps the room's
+// history, see ErrNotPublished). The same holds for every room, user and
 // hub-wide send.
 func (r *Room) Broadcast(m Message) error { return r.hub.send(m, target{room: r.name}) }
 

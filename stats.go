@@ -47,14 +47,18 @@ type Stats struct {
 	Panics             uint64 // panics recovered in callbacks
 
 	// With a Broker: sends published to the other nodes, sends received
-	// from them (this node's echo excluded), and failures (publishes that
-	// returned ErrNotPublished to the sender, (un)subscribe errors and
-	// received messages that could not be decoded).
+	// from them (this node's echo excluded), and failures: every
+	// BrokerErrorEvent (publishes that returned ErrNotPublished to the
+	// sender, (un)subscribe errors, received messages that could not be
+	// decoded, history reads and presence writes that failed).
 	BrokerOut, BrokerIn, BrokerErrors uint64
 
 	// Rooms with history (Options.History): resumes that recovered every
-	// missed message, resumes that could not (lost: the epoch changed or
-	// the messages were no longer kept), and the messages replayed.
+	// missed message; losses reported to clients (resumes that could not
+	// recover everything: the epoch changed or the messages were no longer
+	// kept, and gaps in a room's history a HistoryBroker could not fill,
+	// told once per room to its wsroom.v1 members); and the messages
+	// replayed.
 	HistoryResumes, HistoryLost, HistoryReplayed uint64
 }
 

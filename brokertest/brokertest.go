@@ -6,7 +6,7 @@
 //		addr := startRedis(t)
 //		brokertest.Run(t, brokertest.Config{
 //			NewBroker: func(t *testing.T) wsroom.Broker {
-//				return redisbroker.New(redisbroker.Options{Addr: addr})
+//				return redisbroker.New(redisbroker.Options{Addrs: []string{addr}})
 //			},
 //		})
 //	}

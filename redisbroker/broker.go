@@ -362,7 +362,7 @@ type Stats struct {
 	Published     uint64 // publishes Redis acknowledged (one per Publish, whatever its topics)
 	PublishErrors uint64 // publishes that returned an error
 	Received      uint64 // messages received on subscribed channels, own echo included
-	Dropped       uint64 // messages over MaxPayload, discarded
+	Dropped       uint64 // messages discarded: over MaxPayload, or badly framed (e.g. from an older release)
 	Reconnects    uint64 // subscription connections lost (each counted once per loss)
 	NodesCleaned  uint64 // dead nodes whose presence this broker removed
 	PresenceHits  uint64 // RoomPresence answered from the kept answer (the room had not changed)

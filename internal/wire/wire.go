@@ -22,9 +22,9 @@
 // message never names it.
 //
 // Decode never panics, rejects anything malformed (an unknown version or
-// flag, a type other than text or binary, a list that overruns the
-// message), and allocates only the names, at most one per byte actually
-// present. It does not check that text is UTF-8: the receiving Hub does
+// flag, a type other than Text, Binary, V1Control or Control, a list that
+// overruns the message), and allocates only the names, at most one per
+// byte actually present. It does not check that text is UTF-8: the receiving Hub does
 // when it frames the message, as for any send.
 package wire
 
@@ -67,7 +67,7 @@ type NodeID [NodeIDLen]byte
 // Message is a decoded node message. Data, and after Decode the names,
 // refer to or are copied from the encoded bytes (see Decode).
 type Message struct {
-	Type   byte     // Text or Binary
+	Type   byte     // Text, Binary, V1Control or Control
 	Node   NodeID   // the publisher
 	Sent   int64    // when it was published, in Unix nanoseconds (the publisher's clock)
 	Users  []string // with FlagUsers; nil otherwise

@@ -25,9 +25,11 @@
 //     without an error to the sender (single node: "forbidden: no shared
 //     room with a recipient").
 //   - Presence lists are node-local. Each node builds the list from its own
-//     members (Room.Members is node-local) and broadcasts it to the whole
-//     room, so the list a page shows is that of the node where the last
-//     join or leave happened, not the whole room's.
+//     members (Room.Members is node-local) and sends it (Room.SendTo) to
+//     the users on it, so a page shows the users of its own node (a user
+//     with tabs on two nodes gets both nodes' lists, the last one
+//     standing). -presence keeps wsroom's presence (Room.Presence,
+//     OnPresence) cluster-wide; the demo's lists do not use it.
 package main
 
 import (
