@@ -69,7 +69,7 @@ const historyCheck = 2 * time.Second
 type clusterHistory struct {
 	b       HistoryBroker
 	mu      sync.Mutex
-	excepts map[string]*Conn // ConnID → the connection a BroadcastExcept in flight leaves out
+	excepts map[string]exceptRef // ConnID → the connection BroadcastExcepts in flight leave out
 }
 
 // startClusterHistory registers with the broker if it keeps history and
@@ -80,7 +80,7 @@ func (h *Hub) startClusterHistory() {
 		return
 	}
 	h.ch.b = hb
-	h.ch.excepts = make(map[string]*Conn)
+	h.ch.excepts = make(map[string]exceptRef)
 	hb.StartHistory(h.receiveHistory)
 	h.wg.Add(1)
 	go h.checkHistories()
@@ -96,7 +96,8 @@ func (h *Hub) publishHistory(m Message, t target, limits History) error {
 	if t.except != nil {
 		except = t.except.ConnID()
 		h.ch.mu.Lock()
-		h.ch.excepts[except] = t.except
+		r := h.ch.excepts[except]
+		h.ch.excepts[except] = exceptRef{c: t.except, n: r.n + 1}
 		h.ch.mu.Unlock()
 		wm, _ := wire.Decode(payload)
 		wm.Except = except
@@ -106,7 +107,7 @@ func (h *Hub) publishHistory(m Message, t target, limits History) error {
 	if err != nil {
 		if except != "" {
 			h.ch.mu.Lock()
-			delete(h.ch.excepts, except)
+			h.ch.dropExceptLocked(except)
 			h.ch.mu.Unlock()
 		}
 		err = h.publishOutcome(err)
@@ -170,17 +171,38 @@ func (h *Hub) tellGapLocked(room string, pos Position, why lostReason) {
 	h.deliver(p, t)
 }
 
+// exceptRef is a connection that BroadcastExcepts from this node leave
+// out, and how many of them are in flight: one connection may send
+// several before the first comes back from the broker.
+type exceptRef struct {
+	c *Conn
+	n int
+}
+
+// dropExceptLocked ends one BroadcastExcept in flight that leaves out the
+// connection with this ID. Called with ch.mu held.
+func (ch *clusterHistory) dropExceptLocked(id string) {
+	r, ok := ch.excepts[id]
+	switch {
+	case !ok:
+	case r.n <= 1:
+		delete(ch.excepts, id)
+	default:
+		ch.excepts[id] = exceptRef{c: r.c, n: r.n - 1}
+	}
+}
+
 // takeExcept returns the connection a BroadcastExcept from this node
-// leaves out (nil if none), once: the message is delivered once, whether
-// it comes back from the broker or is read back by a fill.
+// leaves out (nil if none), once per message: the message is delivered
+// once, whether it comes back from the broker or is read back by a fill.
 func (h *Hub) takeExcept(wm wire.Message) *Conn {
 	if wm.Except == "" || wm.Node != h.node {
 		return nil
 	}
 	h.ch.mu.Lock()
 	defer h.ch.mu.Unlock()
-	c := h.ch.excepts[wm.Except]
-	delete(h.ch.excepts, wm.Except)
+	c := h.ch.excepts[wm.Except].c
+	h.ch.dropExceptLocked(wm.Except)
 	return c
 }
 

@@ -2,9 +2,13 @@ package wsroom_test
 
 import (
 	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 	"github.com/wsroom/wsroom/membroker"
 )
 
@@ -45,4 +49,60 @@ func TestUnpositionedBroadcastLosesNothing(t *testing.T) {
 	r.v1Next() // hello
 	r.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":2}`, epoch), "two")
 	r.v1Expect(fmt.Sprintf(`{"t":"joined","r":"hist","e":%q,"o":2,"resumed":1}`, epoch), "")
+}
+
+// TestBroadcastExceptInFlightTwice: one connection's BroadcastExcepts in
+// a room whose history a HistoryBroker keeps, several in flight at once
+// (the node learns whom to leave out when the broker hands each back):
+// the left-out connection gets none of them, the other member all.
+func TestBroadcastExceptInFlightTwice(t *testing.T) {
+	bus := membroker.NewBus()
+	opts := historyOptions()
+	opts.Broker = bus.NewBroker()
+	var mu sync.Mutex
+	conns := map[string]*wsroom.Conn{}
+	onConnect := opts.OnConnect
+	opts.OnConnect = func(c *wsroom.Conn, r *http.Request) error {
+		mu.Lock()
+		conns[c.UserID()] = c
+		mu.Unlock()
+		return onConnect(c, r)
+	}
+	srv := newServer(t, opts)
+	x := wstest.Dial(t, srv.url+"?user=x&room=hist", nil)
+	y := wstest.Dial(t, srv.url+"?user=y&room=hist", nil)
+	wstest.WaitFor(t, "both in the room", func() bool { return srv.hub.Room("hist").Len() == 2 })
+	mu.Lock()
+	left := conns["x"]
+	mu.Unlock()
+
+	const senders, each = 4, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, senders*each)
+	for g := range senders {
+		wg.Go(func() {
+			for i := range each {
+				errs <- srv.hub.Room("hist").BroadcastExcept(wsroom.Text(strconv.Itoa(g*each+i)), left)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := srv.hub.Room("hist").Broadcast(wsroom.Text("end")); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for range senders * each {
+		got[y.NextText(t)] = true
+	}
+	y.ExpectText(t, "end")
+	if len(got) != senders*each {
+		t.Errorf("y got %d distinct messages of %d", len(got), senders*each)
+	}
+	x.ExpectText(t, "end") // and nothing before it
 }
