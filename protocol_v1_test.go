@@ -87,6 +87,27 @@ func (c v1Conn) v1Send(header, data string) {
 	c.MustWrite(c.t, wstest.Final(wstest.OpText, header+"\n"+data))
 }
 
+// v1Joined dials u with wsroom.v1, as a new client, and reads hello and
+// the joined frame of the history room it joins; it returns the
+// connection and that room's epoch.
+func v1Joined(t *testing.T, u string) (v1Conn, string) {
+	t.Helper()
+	c := v1Dial(t, u, nil)
+	c.v1Next() // hello
+	return c, c.v1Next().str("e")
+}
+
+// broadcast sends each text to room on hub, in order, and fails the test
+// if a send returns an error.
+func broadcast(t *testing.T, hub *wsroom.Hub, room string, texts ...string) {
+	t.Helper()
+	for _, s := range texts {
+		if err := hub.Room(room).Broadcast(wsroom.Text(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func historyOptions() wsroom.Options {
 	return wsroom.Options{
 		Identify: func(r *http.Request) (string, error) { return r.URL.Query().Get("user"), nil },
@@ -268,18 +289,12 @@ func TestV1ResumeAcrossNodes(t *testing.T) {
 		opts.Broker = bus.NewBroker()
 		nodes = append(nodes, newServer(t, opts))
 	}
-	a := v1Dial(t, nodes[0].url+"?user=u&room=hist", nil)
-	a.v1Next() // hello
-	epoch := a.v1Next().str("e")
+	a, epoch := v1Joined(t, nodes[0].url+"?user=u&room=hist")
 	nodes[1].hub.Room("hist").Broadcast(wsroom.Text("one")) // from the other node
 	a.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":1}`, epoch), "one")
 	a.CloseHandshake(t, 1000)
 	wstest.WaitFor(t, "u gone", func() bool { return !nodes[0].hub.Connected("u") })
-	for _, m := range []string{"two", "three"} {
-		if err := nodes[0].hub.Room("hist").Broadcast(wsroom.Text(m)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	broadcast(t, nodes[0].hub, "hist", "two", "three")
 	b := v1Dial(t, nodes[1].url+"?user=u&room=hist", map[string]any{"r": map[string]any{"hist": []any{epoch, 1}}})
 	b.v1Next() // hello
 	b.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":2}`, epoch), "two")
@@ -313,24 +328,13 @@ func TestV1ResumeAcrossNodes(t *testing.T) {
 // copy must stay followed, so that a message the node then misses is
 // filled from the broker, not skipped.
 func TestV1LateUnfollowKeepsTheCopy(t *testing.T) {
-	bus := membroker.NewBus()
-	optsA, optsB := historyOptions(), historyOptions()
-	optsA.Broker = bus.NewBroker()
-	drop := &droppingBroker{Broker: bus.NewBroker()}
-	optsB.Broker = drop
-	a, b := newServer(t, optsA), newServer(t, optsB)
-	c := v1Dial(t, b.url+"?user=u&room=hist", nil)
-	c.v1Next() // hello
-	epoch := c.v1Next().str("e")
+	bus, a, b, drop := droppingNodes(t)
+	c, epoch := v1Joined(t, b.url+"?user=u&room=hist")
 	wstest.WaitFor(t, "node B subscribed", func() bool { return bus.Subscribers("room:hist") == 1 })
 
 	wsroom.UnfollowHistory(b.hub, "hist") // a previous member's leave, late
 	drop.next.Store(true)                 // node B misses "one"
-	for _, m := range []string{"one", "two"} {
-		if err := a.hub.Room("hist").Broadcast(wsroom.Text(m)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	broadcast(t, a.hub, "hist", "one", "two")
 	c.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":1}`, epoch), "one")
 	c.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":2}`, epoch), "two")
 }
@@ -342,15 +346,8 @@ func TestV1LateUnfollowKeepsTheCopy(t *testing.T) {
 // not just kept — else the subscription would find them kept and skip
 // them as delivered.
 func TestV1SeedDeliversWhatMembersLack(t *testing.T) {
-	bus := membroker.NewBus()
-	optsA, optsB := historyOptions(), historyOptions()
-	optsA.Broker = bus.NewBroker()
-	drop := &droppingBroker{Broker: bus.NewBroker()}
-	optsB.Broker = drop
-	a, b := newServer(t, optsA), newServer(t, optsB)
-	x := v1Dial(t, a.url+"?user=x&room=hist", nil)
-	x.v1Next() // hello
-	epoch := x.v1Next().str("e")
+	bus, a, b, drop := droppingNodes(t)
+	x, epoch := v1Joined(t, a.url+"?user=x&room=hist")
 	room := a.hub.Room("hist")
 	for i := 1; i <= 3; i++ {
 		room.Broadcast(wsroom.Text("m" + strconv.Itoa(i)))
@@ -387,31 +384,32 @@ func TestV1SeedDeliversWhatMembersLack(t *testing.T) {
 // members there (an unasked joined with lost, at the position before the
 // next message), not skipped in silence; plain members just miss it.
 func TestV1GapTheBrokerCannotFillIsTold(t *testing.T) {
-	bus := membroker.NewBus()
-	optsA, optsB := historyOptions(), historyOptions()
-	optsA.Broker = bus.NewBroker()
-	drop := &droppingBroker{Broker: bus.NewBroker()}
-	optsB.Broker = drop
-	a, b := newServer(t, optsA), newServer(t, optsB)
-	c := v1Dial(t, b.url+"?user=u&room=hist", nil)
-	c.v1Next() // hello
-	epoch := c.v1Next().str("e")
+	bus, a, b, drop := droppingNodes(t)
+	c, epoch := v1Joined(t, b.url+"?user=u&room=hist")
 	plain := wstest.Dial(t, b.url+"?user=p&room=hist", nil)
 	wstest.WaitFor(t, "node B subscribed", func() bool { return bus.Subscribers("room:hist") == 1 })
 
 	drop.next.Store(true)      // node B misses "one"…
 	drop.failReads.Store(true) // … and cannot read it back
-	for _, m := range []string{"one", "two"} {
-		if err := a.hub.Room("hist").Broadcast(wsroom.Text(m)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	broadcast(t, a.hub, "hist", "one", "two")
 	c.v1Expect(fmt.Sprintf(`{"t":"joined","r":"hist","e":%q,"o":1,"lost":"unavailable"}`, epoch), "")
 	c.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":2}`, epoch), "two")
 	plain.ExpectText(t, "two")
 	if st := b.hub.Stats(); st.HistoryLost != 1 || st.BrokerErrors == 0 {
 		t.Errorf("node B: %d lost, %d broker errors; want 1 and some", st.HistoryLost, st.BrokerErrors)
 	}
+}
+
+// droppingNodes starts two history hubs on one membroker Bus: a with a
+// plain Broker, b with a droppingBroker.
+func droppingNodes(t *testing.T) (bus *membroker.Bus, a, b *server, drop *droppingBroker) {
+	t.Helper()
+	bus = membroker.NewBus()
+	optsA, optsB := historyOptions(), historyOptions()
+	optsA.Broker = bus.NewBroker()
+	drop = &droppingBroker{Broker: bus.NewBroker()}
+	optsB.Broker = drop
+	return bus, newServer(t, optsA), newServer(t, optsB), drop
 }
 
 // droppingBroker drops the next positioned message it would deliver when
