@@ -359,6 +359,20 @@ func (c *Conn) NextMessage() (Opcode, []byte, error) {
 	return c.readMessage(payloadView)
 }
 
+// ReadWithin is ReadMessage with a deadline d from now instead of
+// Timeout, for a test that polls for a message that may not come. A read
+// that times out leaves a message that fits in the read buffer (4 KiB
+// unless WrapReader changed it) unread, however much of it had arrived,
+// so that the next read gets it whole. The deadline set by
+// SetReadDeadline, if any, applies again afterwards.
+func (c *Conn) ReadWithin(d time.Duration) (Opcode, []byte, error) {
+	fixed := c.readDeadline
+	c.readDeadline = time.Now().Add(d)
+	defer func() { c.readDeadline = fixed }()
+	op, p, err := c.readMessage(payloadView)
+	return op, bytes.Clone(p), err
+}
+
 func (c *Conn) readMessage(mode int) (Opcode, []byte, error) {
 	for {
 		f, err := c.readFrame(mode)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -157,6 +158,37 @@ func TestNextMessage(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Errorf("Skip: %v allocations per frame, want 0", n)
+	}
+}
+
+// TestReadWithin: a read that times out inside a message consumes none
+// of it; the next read gets it whole.
+func TestReadWithin(t *testing.T) {
+	c, nc := pipe(t)
+	if _, _, err := c.ReadWithin(10 * time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("ReadWithin on a quiet pipe: %v, want a timeout", err)
+	}
+	frame := Frame{Fin: true, Op: OpText, Payload: []byte("split in two")}.Bytes()
+	done := write(nc, frame[:5]) // a pipe write returns once it is read
+	for written := false; !written; {
+		if _, p, err := c.ReadWithin(10 * time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("ReadWithin on part of a frame: %q, %v; want a timeout", p, err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			written = true
+		default:
+		}
+	}
+	done = write(nc, frame[5:])
+	if op, p, err := c.ReadWithin(time.Second); err != nil || op != OpText || string(p) != "split in two" {
+		t.Fatalf("ReadWithin after the rest arrived: %d %q, %v", op, p, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
 
