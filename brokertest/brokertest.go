@@ -28,6 +28,9 @@
 // probes are not counted as deliveries. Checks that something is NOT
 // delivered wait for a quiet period (Config.Quiet) after the deliveries
 // that must happen have happened.
+//
+// CheckHubOutage checks the broker through two Hubs instead: what a Hub's
+// sends do while the backend is down and once it is back.
 package brokertest
 
 import (
