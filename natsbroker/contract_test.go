@@ -17,12 +17,15 @@ func TestContract(t *testing.T) {
 		NewBroker: func(*testing.T) wsroom.Broker {
 			return natsbroker.New(natsbroker.Options{URL: srv.URL, Logger: quietLogger()})
 		},
-		Outage: func(_ *testing.T, down bool) {
-			if down {
-				srv.Stop()
-			} else {
-				srv.Restart()
-			}
-		},
+		Outage: func(_ *testing.T, down bool) { outage(srv, down) },
 	})
+}
+
+// outage kills nats-server (down) or restarts it on the same port.
+func outage(srv *natstest.Server, down bool) {
+	if down {
+		srv.Stop()
+	} else {
+		srv.Restart()
+	}
 }

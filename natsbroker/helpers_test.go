@@ -1,22 +1,16 @@
 package natsbroker_test
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 	"github.com/wsroom/wsroom/natsbroker"
 	"github.com/wsroom/wsroom/natsbroker/internal/natstest"
 	"go.uber.org/goleak"
@@ -58,11 +52,11 @@ func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 type hubNode struct {
 	hub    *wsroom.Hub
 	broker *natsbroker.Broker // nil without a broker
-	url    string             // ws://127.0.0.1:port/ws
+	url    string             // ws://127.0.0.1:port
 }
 
 // newHubNode starts a hub with a broker on natsURL, or none if it is "".
-// edit, if set, changes the hub's options.
+// edit, if set, changes the hub's options. Cleanup shuts the hub down.
 func newHubNode(t testing.TB, natsURL string, edit func(*wsroom.Options)) *hubNode {
 	t.Helper()
 	n := &hubNode{}
@@ -84,15 +78,7 @@ func newHubNode(t testing.TB, natsURL string, edit func(*wsroom.Options)) *hubNo
 		edit(&opts)
 	}
 	n.hub = wsroom.New(opts)
-	srv := httptest.NewServer(n.hub)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := n.hub.Shutdown(ctx); err != nil {
-			t.Errorf("hub shutdown: %v", err)
-		}
-		srv.Close()
-	})
+	srv := wstest.Serve(t, n.hub, n.hub.Shutdown)
 	n.url = "ws" + strings.TrimPrefix(srv.URL, "http")
 	return n
 }
@@ -109,57 +95,29 @@ func (n *hubNode) member(t testing.TB, room, user string) *wsroom.Conn {
 	return nil
 }
 
-// client is a WebSocket client connection.
-type client struct {
-	t    testing.TB
-	name string
-	nc   net.Conn
-	rw   io.ReadWriter
+// joinURL is the URL at which a client connects to n as user, in room
+// unless it is "".
+func (n *hubNode) joinURL(user, room string) string {
+	return n.url + "?user=" + user + "&room=" + room
 }
 
-// dial connects to n as user, in room unless it is "".
-func (n *hubNode) dial(t testing.TB, user, room string) *client {
+// dial connects to n as user, in room unless it is "". Cleanup closes
+// the connection.
+func (n *hubNode) dial(t testing.TB, user, room string) *wstest.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	url := n.url + "?user=" + user + "&room=" + room
-	nc, br, _, err := ws.Dial(ctx, url)
-	if err != nil {
-		t.Fatalf("dial %s: %v", url, err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	var r io.Reader = nc
-	if br != nil {
-		r = br
-	}
-	return &client{t: t, name: user + "@" + n.url, nc: nc, rw: struct {
-		io.Reader
-		io.Writer
-	}{r, nc}}
+	return wstest.Dial(t, n.joinURL(user, room), nil)
 }
 
-// read returns the next data message, or an error after timeout.
-func (c *client) read(timeout time.Duration) (string, error) {
-	c.nc.SetReadDeadline(time.Now().Add(timeout))
-	b, _, err := wsutil.ReadServerData(c.rw)
-	return string(b), err
-}
+// quiet is how long expectNothing waits: silence for that long is the
+// proof that nothing was delivered twice or to the wrong connection.
+const quiet = 200 * time.Millisecond
 
-// expect fails unless the next message is want.
-func (c *client) expect(want string) {
-	c.t.Helper()
-	if got, err := c.read(5 * time.Second); err != nil || got != want {
-		c.t.Fatalf("%s: got %q, %v; want %q", c.name, got, err, want)
-	}
-}
-
-// expectNothing fails if a message arrives within 200 ms: proof that
-// nothing was delivered twice or to the wrong connection.
-func (c *client) expectNothing() {
-	c.t.Helper()
-	got, err := c.read(200 * time.Millisecond)
-	if ne := net.Error(nil); err == nil || !errors.As(err, &ne) || !ne.Timeout() {
-		c.t.Fatalf("%s: unexpected %q, %v; want silence", c.name, got, err)
+// expectNothing fails the test if a frame arrives on any of conns within
+// quiet.
+func expectNothing(t testing.TB, conns ...*wstest.Conn) {
+	t.Helper()
+	for _, c := range conns {
+		c.ExpectSilence(t, quiet)
 	}
 }
 

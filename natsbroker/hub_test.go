@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/brokertest"
+	"github.com/wsroom/wsroom/internal/wstest"
 	"github.com/wsroom/wsroom/natsbroker"
 	"github.com/wsroom/wsroom/natsbroker/internal/natstest"
 )
@@ -26,56 +27,50 @@ func TestThreeNodesEverySendKindExactlyOnce(t *testing.T) {
 	waitMembers(t, b, lobby, 2)
 	waitMembers(t, c, other, 2)
 	waitSubscribers(t, srv, map[string]int{"room:" + lobby: 2, "room:" + other: 1, "user:bob": 2, "all": 3})
-	all := []*client{alice, bob, bobC, carol, dave}
-	quiet := func() {
-		t.Helper()
-		for _, cl := range all {
-			cl.expectNothing()
-		}
-	}
+	all := []*wstest.Conn{alice, bob, bobC, carol, dave}
 
 	// Room.Broadcast from a node without members still reaches them.
 	if err := c.hub.Room(lobby).Broadcast(wsroom.Text("room")); err != nil {
 		t.Fatal(err)
 	}
-	alice.expect("room")
-	bob.expect("room")
-	dave.expect("room")
-	quiet()
+	alice.ExpectText(t, "room")
+	bob.ExpectText(t, "room")
+	dave.ExpectText(t, "room")
+	expectNothing(t, all...)
 
 	// Room.BroadcastExcept: b's bob is excluded, the rest of lobby gets it.
 	if err := b.hub.Room(lobby).BroadcastExcept(wsroom.Text("except"), b.member(t, lobby, "bob")); err != nil {
 		t.Fatal(err)
 	}
-	alice.expect("except")
-	dave.expect("except")
-	quiet()
+	alice.ExpectText(t, "except")
+	dave.ExpectText(t, "except")
+	expectNothing(t, all...)
 
 	// Hub.SendTo a user connected to two nodes, named twice.
 	if err := a.hub.SendTo(wsroom.Text("users"), "bob", "carol", "bob"); err != nil {
 		t.Fatal(err)
 	}
-	bob.expect("users")
-	bobC.expect("users")
-	carol.expect("users")
-	quiet()
+	bob.ExpectText(t, "users")
+	bobC.ExpectText(t, "users")
+	carol.ExpectText(t, "users")
+	expectNothing(t, all...)
 
 	// Room.SendTo: only bob's connection that is in lobby, and alice.
 	if err := c.hub.Room(lobby).SendTo(wsroom.Text("room-users"), "bob", "alice"); err != nil {
 		t.Fatal(err)
 	}
-	bob.expect("room-users")
-	alice.expect("room-users")
-	quiet()
+	bob.ExpectText(t, "room-users")
+	alice.ExpectText(t, "room-users")
+	expectNothing(t, all...)
 
 	// Hub.Broadcast reaches every connection on every node.
 	if err := b.hub.Broadcast(wsroom.Text("everyone")); err != nil {
 		t.Fatal(err)
 	}
 	for _, cl := range all {
-		cl.expect("everyone")
+		cl.ExpectText(t, "everyone")
 	}
-	quiet()
+	expectNothing(t, all...)
 	for i, n := range []*hubNode{a, b, c} {
 		if s := n.hub.Stats(); s.BrokerErrors != 0 {
 			t.Errorf("node %d: %d broker errors", i, s.BrokerErrors)
@@ -101,111 +96,42 @@ func TestInterestFollowsMembers(t *testing.T) {
 		}
 	}
 	for i := range n {
-		u1.expect(fmt.Sprint(i))
-		u2.expect(fmt.Sprint(i))
+		u1.ExpectText(t, fmt.Sprint(i))
+		u2.ExpectText(t, fmt.Sprint(i))
 	}
-	bob.expectNothing()
+	expectNothing(t, bob)
 	if s := b.broker.Stats(); s.Received != 0 {
 		t.Errorf("node B's broker received %d messages of a room it has no member in", s.Received)
 	}
 
-	u1.nc.Close()
+	u1.Close()
 	waitSubscribers(t, srv, map[string]int{"user:u1": 0, "room:r": 1})
-	u2.nc.Close()
+	u2.Close()
 	waitSubscribers(t, srv, map[string]int{"user:u2": 0, "room:r": 0, "all": 1})
-	bob.nc.Close()
+	bob.Close()
 	waitSubscribers(t, srv, map[string]int{"user:bob": 0, "all": 0})
 }
 
 // While nats-server is down, sends reach local members and report
 // ErrNotPublished; after it restarts, cross-node delivery resumes, and
-// nothing published during the outage arrives late.
+// nothing published during the outage arrives late (see
+// brokertest.CheckHubOutage).
 func TestOutageAndRecovery(t *testing.T) {
 	srv := natstest.Start(t)
 	a, b := newHubNode(t, srv.URL, nil), newHubNode(t, srv.URL, nil)
-	local := a.dial(t, "local", "fault")
-	remote := b.dial(t, "remote", "fault")
-	waitSubscribers(t, srv, map[string]int{"room:fault": 2})
-
-	seq := 0
-	send := func() (string, error) {
-		seq++
-		m := fmt.Sprint("m", seq)
-		return m, a.hub.Room("fault").Broadcast(wsroom.Text(m))
-	}
-	for range 20 {
-		m, err := send()
-		if err != nil {
-			t.Fatal(err)
-		}
-		local.expect(m)
-		remote.expect(m)
-	}
-
-	srv.Stop()
-	failed := 0
-	for range 20 {
-		m, err := send()
-		if err != nil {
-			if !errors.Is(err, wsroom.ErrNotPublished) {
-				t.Fatalf("send during the outage: %v, want ErrNotPublished", err)
+	brokertest.CheckHubOutage(t, brokertest.HubOutage{
+		Hub:        a.hub,
+		Room:       "fault",
+		LocalURL:   a.joinURL("local", "fault"),
+		RemoteURL:  b.joinURL("remote", "fault"),
+		Subscribed: func(t *testing.T) { waitSubscribers(t, srv, map[string]int{"room:fault": 2}) },
+		Outage:     func(_ *testing.T, down bool) { outage(srv, down) },
+		Down: func(t *testing.T, failed int) {
+			if s := a.broker.Stats(); s.PublishErrors < uint64(failed) || s.Connected {
+				t.Errorf("broker stats %+v after %d failed sends", s, failed)
 			}
-			failed++
-		}
-		local.expect(m) // local delivery goes on
-	}
-	if failed < 19 { // the first send may still find the dying connection writable
-		t.Fatalf("%d of 20 sends reported an error during the outage", failed)
-	}
-	if s := a.hub.Stats(); s.BrokerErrors < uint64(failed) {
-		t.Errorf("hub counted %d broker errors for %d failed sends", s.BrokerErrors, failed)
-	}
-	if s := a.broker.Stats(); s.PublishErrors < uint64(failed) || s.Connected {
-		t.Errorf("broker stats %+v after %d failed sends", s, failed)
-	}
-	remote.expectNothing()
-
-	srv.Restart()
-	restarted := time.Now()
-	acked := map[string]bool{} // sends since the restart the server confirmed
-	for resumed := false; !resumed; {
-		if time.Since(restarted) > 5*time.Second {
-			t.Fatal("cross-node delivery did not resume within 5 s of nats-server coming back")
-		}
-		m, err := send()
-		local.expect(m)
-		if err != nil {
-			time.Sleep(20 * time.Millisecond) // pace the attempts; the loop is bounded above
-			continue
-		}
-		acked[m] = true
-		if s, err := remote.read(50 * time.Millisecond); err == nil {
-			if !acked[s] {
-				t.Fatalf("after recovery got %q, which was not confirmed since", s)
-			}
-			delete(acked, s)
-			resumed = true
-		}
-	}
-	t.Logf("cross-node delivery resumed %v after nats-server restarted", time.Since(restarted).Round(time.Millisecond))
-	for { // late arrivals of confirmed sends, each once
-		s, err := remote.read(200 * time.Millisecond)
-		if err != nil {
-			break
-		}
-		if !acked[s] {
-			t.Fatalf("after recovery got %q twice or unconfirmed", s)
-		}
-		delete(acked, s)
-	}
-	for range 10 {
-		m, err := send()
-		if err != nil {
-			t.Fatal(err)
-		}
-		local.expect(m)
-		remote.expect(m)
-	}
+		},
+	})
 	if s := a.broker.Stats(); !s.Connected || s.Reconnects == 0 {
 		t.Errorf("broker stats after recovery: %+v", s)
 	}
