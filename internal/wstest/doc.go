@@ -1,7 +1,8 @@
 // Package wstest is the test toolbox of wsroom's tests: a raw WebSocket
 // client over real loopback TCP (or an in-memory pipe), a frame builder
-// with named opcodes, read and expect helpers, the one wait-until, and a
-// loopback server with cleanup.
+// with named opcodes, read and expect helpers, the one wait-until, a
+// loopback server with cleanup, and Build and StartProcess, which run a
+// program (a demo node) on a loopback port and stop it by PID.
 //
 // The client (Conn) sends anything, valid or not (Final, Fragment, Frame,
 // Cat build the bytes), and reads frames as the server wrote them. Its

@@ -90,6 +90,21 @@ func (c *Conn) NextText(t testing.TB) string {
 	return string(data)
 }
 
+// NextTextSkipping reads text messages until one for which skip returns
+// false, and returns it: the next message a test cares about, past the
+// ones it does not (presence updates, say). It fails the test on an
+// error, a binary message, or after skipping 1000 messages.
+func (c *Conn) NextTextSkipping(t testing.TB, skip func(string) bool) string {
+	t.Helper()
+	for range 1000 {
+		if s := c.NextText(t); !skip(s) {
+			return s
+		}
+	}
+	t.Fatal("skipped 1000 messages")
+	return ""
+}
+
 // ExpectText fails the test unless the next message is the text want.
 func (c *Conn) ExpectText(t testing.TB, want string) {
 	t.Helper()

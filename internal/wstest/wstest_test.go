@@ -17,7 +17,12 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if code := os.Getenv("WSTEST_PROGRAM"); code != "" {
+		os.Exit(program(code))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // pipe returns a Conn reading what the returned net.Conn writes.
 func pipe(t *testing.T) (*Conn, net.Conn) {
@@ -158,6 +163,21 @@ func TestNextMessage(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Errorf("Skip: %v allocations per frame, want 0", n)
+	}
+}
+
+func TestNextTextSkipping(t *testing.T) {
+	c, nc := pipe(t)
+	done := write(nc, Cat(
+		Frame{Fin: true, Op: OpText, Payload: []byte("skip 1")}.Bytes(),
+		Frame{Fin: true, Op: OpText, Payload: []byte("skip 2")}.Bytes(),
+		Frame{Fin: true, Op: OpText, Payload: []byte("wanted")}.Bytes(),
+	))
+	if got := c.NextTextSkipping(t, func(s string) bool { return strings.HasPrefix(s, "skip") }); got != "wanted" {
+		t.Fatalf("NextTextSkipping = %q, want the third message", got)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
 
