@@ -1,10 +1,8 @@
 package redisbroker_test
 
 import (
-	"bufio"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"os"
 	"runtime"
 	"slices"
@@ -14,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws/wsutil"
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 	"github.com/wsroom/wsroom/redisbroker"
 	"github.com/wsroom/wsroom/redisbroker/redistest"
 )
@@ -48,30 +46,20 @@ type latencyClients struct {
 // attach dials n subscribers to url and starts their readers, which stop
 // after want messages (or on error).
 func (lc *latencyClients) attach(b *testing.B, url string, n, want int) {
-	conns := make([]*wsClient, n)
-	var dialWG sync.WaitGroup
-	for w := range 8 {
-		dialWG.Go(func() {
-			for i := w; i < n; i += 8 {
-				conns[i] = dialWS(b, fmt.Sprintf("%s?user=u%d&room=bench", url, i))
-			}
-		})
-	}
-	dialWG.Wait()
+	conns := wstest.DialAll(b, n, func(i int) string { return fmt.Sprintf("%s?user=u%d&room=bench", url, i) })
 	for _, c := range conns {
 		lc.wg.Go(func() {
 			// A cheap reader, so that the clients sharing the machine cost
-			// the server little: every message is one unmasked 64-byte
-			// binary frame (2-byte header).
+			// the server little: NextMessage allocates nothing, and every
+			// message is one 64-byte binary frame.
 			local := make([]time.Duration, 0, want)
-			br := bufio.NewReaderSize(c.rw, 4096)
-			var f [2 + 64]byte
-			c.nc.SetReadDeadline(time.Now().Add(5 * time.Minute))
+			c.SetReadDeadline(time.Now().Add(5 * time.Minute))
 			for range want {
-				if _, err := io.ReadFull(br, f[:]); err != nil || f[0] != 0x82 || f[1] != 64 {
+				op, p, err := c.NextMessage()
+				if err != nil || op != wstest.OpBinary || len(p) != 64 {
 					break
 				}
-				local = append(local, time.Duration(time.Now().UnixNano()-int64(binary.BigEndian.Uint64(f[2:]))))
+				local = append(local, time.Duration(time.Now().UnixNano()-int64(binary.BigEndian.Uint64(p))))
 				lc.received.Add(1)
 			}
 			lc.mu.Lock()
@@ -183,14 +171,14 @@ func roomThroughput(b *testing.B, senders int) {
 	addr := redistest.Shared(b)
 	rc := newRedisClient(b, addr)
 	a, n2 := newNode(b, addr, nil), newNode(b, addr, func(o *wsroom.Options) { o.SendQueueMessages = 1 << 20; o.SendQueueBytes = 1 << 30 })
-	c := dialWS(b, n2.url+"?user=sink&room=tput")
+	c := wstest.Dial(b, n2.url+"?user=sink&room=tput", nil)
+	c.Timeout = 30 * time.Second
 	waitNumSub(b, rc, map[string]int64{"room:tput": 1})
 	var got atomic.Int64
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for range b.N {
-			c.nc.SetReadDeadline(time.Now().Add(30 * time.Second))
-			if _, _, err := wsutil.ReadServerData(c.rw); err != nil {
+			if _, _, err := c.NextMessage(); err != nil {
 				return
 			}
 			got.Add(1)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 	"github.com/wsroom/wsroom/redisbroker"
 	"github.com/wsroom/wsroom/redisbroker/redistest"
 )
@@ -64,9 +65,9 @@ func TestClusterShardDown(t *testing.T) {
 			rooms[a.broker.ShardOf("room:"+room)] = room
 		}
 	}
-	clients := map[string]*wsClient{}
+	clients := map[string]*wstest.Conn{}
 	for master, room := range rooms {
-		clients[master] = dialWS(t, b.url+"?user=u-"+room+"&room="+room)
+		clients[master] = wstest.Dial(t, b.url+"?user=u-"+room+"&room="+room, nil)
 		waitMembers(t, b, room, 1)
 	}
 	for master, room := range rooms { // subscriptions are in place once a send gets through
@@ -91,7 +92,7 @@ func TestClusterShardDown(t *testing.T) {
 		if err := a.hub.Room(room).Broadcast(wsroom.Text("flows")); err != nil {
 			t.Fatalf("send to a room of a live master: %v", err)
 		}
-		clients[master].expect("flows")
+		clients[master].ExpectText(t, "flows")
 	}
 	dead.Restart()
 	restarted := time.Now()
@@ -114,7 +115,7 @@ func waitShard(t *testing.T, b *redisbroker.Broker, topic string) {
 // waitDelivery sends numbered messages to room from n until one reaches
 // c (sends may fail meanwhile), then checks that c gets nothing it was
 // not sent. The one that arrived is whichever Redis accepted first.
-func waitDelivery(t *testing.T, n *node, room string, c *wsClient) {
+func waitDelivery(t *testing.T, n *node, room string, c *wstest.Conn) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	sent := map[string]bool{}
@@ -128,23 +129,23 @@ func waitDelivery(t *testing.T, n *node, room string, c *wsClient) {
 			continue
 		}
 		sent[m] = true
-		if got, err := c.read(20 * time.Millisecond); err == nil {
-			if !sent[got] {
+		if _, got, err := c.ReadWithin(20 * time.Millisecond); err == nil {
+			if !sent[string(got)] {
 				t.Fatalf("room %s: got %q, never sent or twice", room, got)
 			}
-			delete(sent, got)
+			delete(sent, string(got))
 			break
 		}
 	}
 	for { // the rest of the probes that got through, each once
-		got, err := c.read(100 * time.Millisecond)
+		_, got, err := c.ReadWithin(100 * time.Millisecond)
 		if err != nil {
 			return
 		}
-		if !sent[got] {
+		if !sent[string(got)] {
 			t.Fatalf("room %s: got %q, never sent or twice", room, got)
 		}
-		delete(sent, got)
+		delete(sent, string(got))
 	}
 }
 

@@ -1,22 +1,15 @@
 package redisbroker_test
 
 import (
-	"bufio"
-	"context"
-	"errors"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 	"github.com/wsroom/wsroom/redisbroker"
 	"github.com/wsroom/wsroom/redisbroker/redistest"
 	"go.uber.org/goleak"
@@ -44,6 +37,7 @@ func newNode(t testing.TB, redisAddr string, edit func(*wsroom.Options)) *node {
 }
 
 // newNodeWith is newNode with a broker made from bo (none if nil).
+// Cleanup shuts the hub down.
 func newNodeWith(t testing.TB, bo *redisbroker.Options, edit func(*wsroom.Options)) *node {
 	t.Helper()
 	var b *redisbroker.Broker
@@ -71,76 +65,20 @@ func newNodeWith(t testing.TB, bo *redisbroker.Options, edit func(*wsroom.Option
 	hub := wsroom.New(opts)
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws", hub)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := hub.Shutdown(ctx); err != nil {
-			t.Errorf("hub shutdown: %v", err)
-		}
-		srv.Close()
-	})
+	srv := wstest.Serve(t, mux, hub.Shutdown)
 	return &node{hub: hub, broker: b, url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"}
 }
 
-// wsClient is a gobwas/ws client connection.
-type wsClient struct {
-	t    testing.TB
-	name string
-	nc   net.Conn
-	rw   io.ReadWriter
-}
+// quiet is how long expectNothing waits: silence for that long is the
+// proof that nothing was delivered twice or to the wrong connection.
+const quiet = 200 * time.Millisecond
 
-// dialWS opens a WebSocket connection to url.
-func dialWS(t testing.TB, url string) *wsClient {
+// expectNothing fails the test if a frame arrives on any of conns within
+// quiet.
+func expectNothing(t testing.TB, conns ...*wstest.Conn) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	nc, br, _, err := ws.Dial(ctx, url)
-	if err != nil {
-		t.Fatalf("dial %s: %v", url, err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	return newWSClient(t, url, nc, br)
-}
-
-// newWSClient wraps a dialled connection; br holds what the server sent
-// after its handshake answer, if anything.
-func newWSClient(t testing.TB, name string, nc net.Conn, br *bufio.Reader) *wsClient {
-	var r io.Reader = nc
-	if br != nil {
-		r = br
-	}
-	return &wsClient{t: t, name: name, nc: nc, rw: struct {
-		io.Reader
-		io.Writer
-	}{r, nc}}
-}
-
-// read returns the next data message, or an error after timeout.
-func (c *wsClient) read(timeout time.Duration) (string, error) {
-	c.nc.SetReadDeadline(time.Now().Add(timeout))
-	b, _, err := wsutil.ReadServerData(c.rw)
-	return string(b), err
-}
-
-// expect fails unless the next message is want.
-func (c *wsClient) expect(want string) {
-	c.t.Helper()
-	got, err := c.read(5 * time.Second)
-	if err != nil || got != want {
-		c.t.Fatalf("%s: got %q, %v; want %q", c.name, got, err, want)
-	}
-}
-
-// expectNothing fails if a message arrives within a bounded wait: proof
-// that nothing was delivered twice or to the wrong connection.
-func (c *wsClient) expectNothing() {
-	c.t.Helper()
-	got, err := c.read(200 * time.Millisecond)
-	var ne net.Error
-	if err == nil || !errors.As(err, &ne) || !ne.Timeout() {
-		c.t.Fatalf("%s: unexpected %q, %v; want silence", c.name, got, err)
+	for _, c := range conns {
+		c.ExpectSilence(t, quiet)
 	}
 }
 

@@ -1,18 +1,18 @@
 package redisbroker_test
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 	"github.com/wsroom/wsroom/redisbroker"
 	"github.com/wsroom/wsroom/redisbroker/redistest"
 )
@@ -28,39 +28,39 @@ func (m v1Msg) str(k string) string { s, _ := m.header[k].(string); return s }
 
 func (m v1Msg) num(k string) uint64 { f, _ := m.header[k].(float64); return uint64(f) }
 
+// v1Client is a wsroom.v1 client connection, bound to its test.
+type v1Client struct {
+	*wstest.Conn
+	t    testing.TB
+	name string
+}
+
 // dialV1 connects with the wsroom.v1 subprotocol; resume, if not nil,
 // goes in the wsroom_resume parameter (see docs/protocol.md).
-func dialV1(t testing.TB, base string, resume map[string]any) *wsClient {
+func dialV1(t testing.TB, base string, resume map[string]any) *v1Client {
 	t.Helper()
 	u := base
 	if resume != nil {
 		b, _ := json.Marshal(resume)
 		u += "&" + wsroom.ResumeParam + "=" + url.QueryEscape(base64.RawURLEncoding.EncodeToString(b))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	d := ws.Dialer{Protocols: []string{wsroom.ProtocolV1}}
-	nc, br, hs, err := d.Dial(ctx, u)
-	if err != nil {
-		t.Fatalf("dial %s: %v", u, err)
+	c := wstest.Dial(t, u, http.Header{"Sec-WebSocket-Protocol": {wsroom.ProtocolV1}})
+	if p := c.Resp.Header.Get("Sec-WebSocket-Protocol"); p != wsroom.ProtocolV1 {
+		t.Fatalf("subprotocol %q, want %s", p, wsroom.ProtocolV1)
 	}
-	t.Cleanup(func() { nc.Close() })
-	if hs.Protocol != wsroom.ProtocolV1 {
-		t.Fatalf("subprotocol %q, want %s", hs.Protocol, wsroom.ProtocolV1)
-	}
-	return newWSClient(t, u, nc, br)
+	return &v1Client{Conn: c, t: t, name: u}
 }
 
 // next reads the next wsroom.v1 frame.
-func (c *wsClient) next() v1Msg {
+func (c *v1Client) next() v1Msg {
 	c.t.Helper()
-	s, err := c.read(10 * time.Second)
+	_, b, err := c.ReadWithin(10 * time.Second)
 	if err != nil {
 		c.t.Fatalf("%s: want a wsroom.v1 frame: %v", c.name, err)
 	}
-	h, d, ok := strings.Cut(s, "\n")
+	h, d, ok := strings.Cut(string(b), "\n")
 	if !ok {
-		c.t.Fatalf("frame %q has no header line", s)
+		c.t.Fatalf("frame %q has no header line", b)
 	}
 	m := v1Msg{raw: h, data: d}
 	if err := json.Unmarshal([]byte(h), &m.header); err != nil {
@@ -70,7 +70,7 @@ func (c *wsClient) next() v1Msg {
 }
 
 // expectV1 reads the next frame and checks its header (exactly) and data.
-func (c *wsClient) expectV1(header, data string) {
+func (c *v1Client) expectV1(header, data string) {
 	c.t.Helper()
 	if m := c.next(); m.raw != header || m.data != data {
 		c.t.Fatalf("got %s %q, want %s %q", m.raw, m.data, header, data)
@@ -139,7 +139,7 @@ func resumeAcrossNodes(t *testing.T, bo redisbroker.Options, loseHistory func())
 	for i := 1; i <= 3; i++ {
 		c.expectV1(fmt.Sprintf(`{"r":"hist","e":%q,"o":%d}`, epoch, i), "m"+strconv.Itoa(i))
 	}
-	c.nc.Close()
+	c.Close()
 	waitUntil(t, "u gone from A", func() bool { return !a.hub.Connected("u") })
 
 	for i, n := range []*node{a, b, a} { // while it is away, from both nodes
@@ -156,7 +156,7 @@ func resumeAcrossNodes(t *testing.T, bo redisbroker.Options, loseHistory func())
 	waitSubscribers(t, b, bo, "room:hist", 1)
 	a.hub.Room("hist").Broadcast(wsroom.Text("live"))
 	c.expectV1(fmt.Sprintf(`{"r":"hist","e":%q,"o":7}`, epoch), "live")
-	c.expectNothing()
+	expectNothing(t, c.Conn)
 
 	// Redis loses the history: the next broadcast starts a new epoch.
 	loseHistory()

@@ -2,7 +2,6 @@ package redisbroker_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -12,9 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 	"github.com/wsroom/wsroom/redisbroker"
 	"github.com/wsroom/wsroom/redisbroker/redistest"
 )
@@ -122,9 +120,9 @@ func presenceAcrossHubs(t *testing.T, bo redisbroker.Options) {
 	log := new(eventLog)
 	nodes := presenceHubs(t, 3, bo, log)
 	ctx := context.Background()
-	a0 := dialWS(t, nodes[0].url+"?user=alice&room=r&info=A")
-	a1 := dialWS(t, nodes[1].url+"?user=alice&room=r")
-	dialWS(t, nodes[1].url+"?user=bob&room=r&room=s")
+	a0 := wstest.Dial(t, nodes[0].url+"?user=alice&room=r&info=A", nil)
+	a1 := wstest.Dial(t, nodes[1].url+"?user=alice&room=r", nil)
+	wstest.Dial(t, nodes[1].url+"?user=bob&room=r&room=s", nil)
 	waitPresence(t, nodes, "r", "alice:2 bob:1")
 	p, err := nodes[2].hub.Room("r").Presence(ctx)
 	if err != nil || string(p[0].Info) != "A" {
@@ -144,7 +142,7 @@ func presenceAcrossHubs(t *testing.T, bo redisbroker.Options) {
 	}
 
 	// One of alice's connections leaves: no event.
-	a0.nc.Close()
+	a0.Close()
 	waitPresence(t, nodes, "r", "alice:1 bob:1")
 
 	// RemoveFromRoom from node 3, where bob has no connection.
@@ -156,15 +154,15 @@ func presenceAcrossHubs(t *testing.T, bo redisbroker.Options) {
 
 	// alice with connections on all three nodes: Disconnect from node 1
 	// closes them all and counts them.
-	a3 := dialWS(t, nodes[0].url+"?user=alice&room=r")
-	a2 := dialWS(t, nodes[2].url+"?user=alice&room=r")
+	a3 := wstest.Dial(t, nodes[0].url+"?user=alice&room=r", nil)
+	a2 := wstest.Dial(t, nodes[2].url+"?user=alice&room=r", nil)
 	waitPresence(t, nodes, "r", "alice:3")
 	k, err := nodes[0].hub.Disconnect(ctx, "alice", 4001, "logged out")
 	if err != nil || k != 3 {
 		t.Fatalf("Disconnect(alice) = %d, %v; want 3", k, err)
 	}
-	for _, c := range []*wsClient{a1, a2, a3} {
-		if reason := c.expectClose(4001); reason != "logged out" {
+	for _, c := range []*wstest.Conn{a1, a2, a3} {
+		if reason := c.ExpectClose(t, 4001); reason != "logged out" {
 			t.Fatalf("close reason %q", reason)
 		}
 	}
@@ -174,23 +172,6 @@ func presenceAcrossHubs(t *testing.T, bo redisbroker.Options) {
 	time.Sleep(200 * time.Millisecond) // a check of absence: no other event
 	if got := log.String(); strings.Count(got, "r alice left") != 1 || strings.Count(got, "r bob left") != 1 || len(log.get()) != 5 {
 		t.Fatalf("events: %s", got)
-	}
-}
-
-// expectClose reads until the close frame and returns its reason, failing
-// unless its code is code.
-func (c *wsClient) expectClose(code ws.StatusCode) string {
-	c.t.Helper()
-	for {
-		_, err := c.read(5 * time.Second)
-		if err == nil {
-			continue // a message sent before the close
-		}
-		var ce wsutil.ClosedError
-		if !errors.As(err, &ce) || ce.Code != code {
-			c.t.Fatalf("%s: %v; want close %d", c.name, err, code)
-		}
-		return ce.Reason
 	}
 }
 
@@ -212,7 +193,7 @@ func TestPresenceConverges(t *testing.T) {
 	rooms := []string{"ra", "rb"}
 	r := rand.New(rand.NewPCG(1, 2))
 	type live struct {
-		c     *wsClient
+		c     *wstest.Conn
 		node  int
 		user  string
 		rooms []string
@@ -221,7 +202,7 @@ func TestPresenceConverges(t *testing.T) {
 	for range cycles {
 		if len(open) > 0 && r.IntN(2) == 0 {
 			i := r.IntN(len(open))
-			open[i].c.nc.Close()
+			open[i].c.Close()
 			open = slices.Delete(open, i, i+1)
 			continue
 		}
@@ -233,7 +214,7 @@ func TestPresenceConverges(t *testing.T) {
 				q += "&room=" + room
 			}
 		}
-		l.c = dialWS(t, nodes[l.node].url+q)
+		l.c = wstest.Dial(t, nodes[l.node].url+q, nil)
 		open = append(open, l)
 	}
 	for _, room := range rooms {
