@@ -83,18 +83,6 @@ func newHubNode(t testing.TB, natsURL string, edit func(*wsroom.Options)) *hubNo
 	return n
 }
 
-// member returns the connection of user in room on n.
-func (n *hubNode) member(t testing.TB, room, user string) *wsroom.Conn {
-	t.Helper()
-	for c := range n.hub.Room(room).Members() {
-		if c.UserID() == user {
-			return c
-		}
-	}
-	t.Fatalf("%s is not in %s", user, room)
-	return nil
-}
-
 // joinURL is the URL at which a client connects to n as user, in room
 // unless it is "".
 func (n *hubNode) joinURL(user, room string) string {

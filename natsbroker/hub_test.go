@@ -39,7 +39,7 @@ func TestThreeNodesEverySendKindExactlyOnce(t *testing.T) {
 	expectNothing(t, all...)
 
 	// Room.BroadcastExcept: b's bob is excluded, the rest of lobby gets it.
-	if err := b.hub.Room(lobby).BroadcastExcept(wsroom.Text("except"), b.member(t, lobby, "bob")); err != nil {
+	if err := b.hub.Room(lobby).BroadcastExcept(wsroom.Text("except"), b.hub.UserConns("bob")[0]); err != nil {
 		t.Fatal(err)
 	}
 	alice.ExpectText(t, "except")
