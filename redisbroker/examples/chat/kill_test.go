@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 	"github.com/wsroom/wsroom/redisbroker"
 	"github.com/wsroom/wsroom/redisbroker/redistest"
 )
@@ -26,10 +25,7 @@ import (
 func TestKilledNodeLeavesPresence(t *testing.T) {
 	const timeout = 3 * time.Second
 	redisAddr := redistest.Start(t).Addr
-	bin := filepath.Join(t.TempDir(), "chat")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := wstest.Build(t, ".")
 	var mu sync.Mutex
 	var events []string
 	var survivors []*wsroom.Hub
@@ -57,10 +53,10 @@ func TestKilledNodeLeavesPresence(t *testing.T) {
 		survivors = append(survivors, hub)
 		urls = append(urls, srv.URL[len("http://"):])
 	}
-	victim, kill := startProcess(t, bin, redisAddr, "-presence", "-presence-timeout", timeout.String())
-	join(t, victim, "gone1", "lobby")
-	join(t, victim, "gone2", "lobby")
-	join(t, victim, "both", "lobby")
+	victim := wstest.StartProcess(t, bin, "-redis", redisAddr, "-presence", "-presence-timeout", timeout.String())
+	join(t, victim.Addr, "gone1", "lobby")
+	join(t, victim.Addr, "gone2", "lobby")
+	join(t, victim.Addr, "both", "lobby")
 	join(t, urls[0], "both", "lobby")
 	presence := func(h *wsroom.Hub) string {
 		p, err := h.Room("lobby").Presence(context.Background())
@@ -103,7 +99,7 @@ func TestKilledNodeLeavesPresence(t *testing.T) {
 		t.Fatalf("leave events before the kill: %q", l)
 	}
 
-	kill()
+	victim.Kill()
 	killed := time.Now()
 	waitFor("the killed node's users gone", killed.Add(timeout+5*time.Second), func() bool {
 		return presence(survivors[0]) == "both:1" && presence(survivors[1]) == "both:1"
