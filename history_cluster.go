@@ -133,13 +133,13 @@ func (h *Hub) receiveHistory(topic string, pos Position, payload []byte) {
 		h.brokerError("receive", topic, err)
 		return
 	}
-	t := target{room: room, except: h.takeExcept(wm)}
 	if wm.Node != h.node {
 		h.stats.brokerIn.Add(1)
 		h.stats.brokerLag.observe(time.Duration(time.Now().UnixNano() - wm.Sent))
 	}
 	hs := h.lockHistory(room)
 	if hs == nil { // this node keeps no history for the room: deliver it plain
+		t := target{room: room, except: h.takeExcept(wm)}
 		p, err := h.prepare(Message{Type: MessageType(wm.Type), Data: wm.Data}, t)
 		if err == nil {
 			h.deliver(p, t)
@@ -150,7 +150,7 @@ func (h *Hub) receiveHistory(topic string, pos Position, payload []byte) {
 	if hs.synced && pos.Epoch == hs.epoch && pos.Offset > hs.last().Offset+1 {
 		h.fillGapLocked(hs, room) // messages this node missed come first
 	}
-	h.deliverAtLocked(hs, room, pos, MessageType(wm.Type), wm.Data, wm.Except, t.except)
+	h.deliverAtLocked(hs, room, pos, wm)
 }
 
 // tellGapLocked tells the room's wsroom.v1 members on this node that the
@@ -193,8 +193,9 @@ func (ch *clusterHistory) dropExceptLocked(id string) {
 }
 
 // takeExcept returns the connection a BroadcastExcept from this node
-// leaves out (nil if none), once per message: the message is delivered
-// once, whether it comes back from the broker or is read back by a fill.
+// leaves out (nil if none), once per message: call it only when the
+// message is delivered, which happens once, whether it comes back from
+// the broker or is read back by a fill (deliverAtLocked).
 func (h *Hub) takeExcept(wm wire.Message) *Conn {
 	if wm.Except == "" || wm.Node != h.node {
 		return nil
@@ -209,7 +210,7 @@ func (h *Hub) takeExcept(wm wire.Message) *Conn {
 // deliverAtLocked keeps a broadcast at its position in the node's copy of
 // the room's history and delivers it, unless it was delivered already.
 // Called with hs.mu held.
-func (h *Hub) deliverAtLocked(hs *history, room string, pos Position, typ MessageType, data []byte, exceptID string, except *Conn) {
+func (h *Hub) deliverAtLocked(hs *history, room string, pos Position, wm wire.Message) {
 	switch {
 	case !hs.synced || pos.Epoch != hs.epoch:
 		// The first message this node sees of the room, or a new epoch:
@@ -224,13 +225,13 @@ func (h *Hub) deliverAtLocked(hs *history, room string, pos Position, typ Messag
 		hs.gapWhy = ""
 		hs.reset(pos)
 	}
-	t := target{room: room, except: except}
-	p, err := h.prepare(Message{Type: typ, Data: data}, t)
+	t := target{room: room, except: h.takeExcept(wm)}
+	p, err := h.prepare(Message{Type: MessageType(wm.Type), Data: wm.Data}, t)
 	if err != nil {
 		h.brokerError("receive", wire.RoomTopic(room), err)
 		return
 	}
-	hs.append(*p.plain, exceptID, h.now())
+	hs.append(*p.plain, wm.Except, h.now())
 	p.header = appendRoomHeader(nil, room, &pos)
 	h.deliver(p, t)
 }
@@ -260,7 +261,7 @@ func (h *Hub) fillGapLocked(hs *history, room string) {
 			hs.gapWhy = lostUnavailable
 			return
 		}
-		h.deliverAtLocked(hs, room, Position{Epoch: last.Epoch, Offset: e.Offset}, MessageType(wm.Type), wm.Data, wm.Except, h.takeExcept(wm))
+		h.deliverAtLocked(hs, room, Position{Epoch: last.Epoch, Offset: e.Offset}, wm)
 	}
 }
 
@@ -304,7 +305,7 @@ func (h *Hub) seedLocked(hs *history, room string, since Position) (lostReason, 
 		}
 		pos := Position{Epoch: since.Epoch, Offset: e.Offset}
 		if following && (pos.Epoch != old.Epoch || pos.Offset > old.Offset) {
-			h.deliverAtLocked(hs, room, pos, MessageType(wm.Type), wm.Data, wm.Except, h.takeExcept(wm))
+			h.deliverAtLocked(hs, room, pos, wm)
 			continue
 		}
 		f, err := Message{Type: MessageType(wm.Type), Data: wm.Data}.encode()

@@ -106,3 +106,58 @@ func TestBroadcastExceptInFlightTwice(t *testing.T) {
 	}
 	x.ExpectText(t, "end") // and nothing before it
 }
+
+// holdingBroker holds back the positioned messages it delivers while
+// held is open: the node's subscription lags, and fills read ahead of it.
+type holdingBroker struct {
+	*membroker.Broker
+	held chan struct{} // closed (or nil) to deliver
+}
+
+func (b *holdingBroker) StartHistory(deliver func(topic string, pos wsroom.Position, payload []byte)) {
+	b.Broker.StartHistory(func(topic string, pos wsroom.Position, payload []byte) {
+		<-b.held
+		deliver(topic, pos, payload)
+	})
+}
+
+// TestBroadcastExceptFilledAhead: BroadcastExcepts that a fill delivers
+// before the node's subscription hands them over (as duplicates, then
+// skipped) are each counted once against the connection they leave out,
+// so a later one still leaves it out.
+func TestBroadcastExceptFilledAhead(t *testing.T) {
+	bus := membroker.NewBus()
+	opts := historyOptions()
+	hb := &holdingBroker{Broker: bus.NewBroker(), held: make(chan struct{})}
+	release := sync.OnceFunc(func() { close(hb.held) })
+	t.Cleanup(release)
+	opts.Broker = hb
+	srv := newServer(t, opts)
+	w := v1Dial(t, srv.url+"?user=w&room=hist", nil)
+	w.v1Next() // hello
+	epoch := w.v1Next().str("e")
+	x := wstest.Dial(t, srv.url+"?user=x&room=hist", nil)
+	wstest.WaitFor(t, "x in the room", func() bool { return srv.hub.Room("hist").Len() == 2 })
+	left := srv.hub.UserConns("x")[0]
+	except := func(m string) {
+		t.Helper()
+		if err := srv.hub.Room("hist").BroadcastExcept(wsroom.Text(m), left); err != nil {
+			t.Fatal(err)
+		}
+	}
+	except("m1")
+	except("m2")
+	// The node's periodic check (every 2 s) finds its copy behind the
+	// broker's and fills it: m1 and m2 reach the members before the
+	// subscription hands them over.
+	w.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":1}`, epoch), "m1")
+	w.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":2}`, epoch), "m2")
+	except("m3")
+	release() // the subscription hands over m1, m2 (delivered already) and m3
+	w.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":3}`, epoch), "m3")
+	if err := srv.hub.Room("hist").Broadcast(wsroom.Text("end")); err != nil {
+		t.Fatal(err)
+	}
+	w.v1Expect(fmt.Sprintf(`{"r":"hist","e":%q,"o":4}`, epoch), "end")
+	x.ExpectText(t, "end") // and none of m1, m2, m3 before it
+}
