@@ -17,7 +17,7 @@ import (
 func (c *Conn) pollRead() {
 	for {
 		if c.isClosing() {
-			c.readLoop()
+			c.readLoop(closingReadBufferSize)
 			c.finish()
 			return
 		}
