@@ -61,14 +61,38 @@ func (bc *benchClients) waitReceived(b *testing.B, want int64) {
 	}
 }
 
-func benchHub(b *testing.B) *server {
-	return newServer(b, wsroom.Options{
-		Identify: func(r *http.Request) (string, error) { return r.URL.Query().Get("user"), nil },
-		OnConnect: func(c *wsroom.Conn, _ *http.Request) error {
-			c.Join("r")
-			return c.Send(wsroom.Text("ready"))
-		},
-	})
+func benchHub(b *testing.B) *server { return benchHubWith(b, wsroom.Options{}) }
+
+// benchHubWith is benchHub with opts' other fields (Identify and
+// OnConnect are benchHub's).
+func benchHubWith(b *testing.B, opts wsroom.Options) *server {
+	opts.Identify = func(r *http.Request) (string, error) { return r.URL.Query().Get("user"), nil }
+	opts.OnConnect = func(c *wsroom.Conn, _ *http.Request) error {
+		c.Join("r")
+		return c.Send(wsroom.Text("ready"))
+	}
+	return newServer(b, opts)
+}
+
+// benchBroadcast runs b.N 64-byte broadcasts to room "r" of s, whose subs
+// clients all joined it, end to end (until every client has read every
+// one), with at most 256 in flight, and reports ns/delivery.
+func benchBroadcast(b *testing.B, s *server, subs int) {
+	bc := newBenchClients(b, s, subs, nil)
+	room := s.hub.Room("r")
+	msg := wsroom.Text(string(make([]byte, 64)))
+	const window = 256
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		bc.pace(b, i, window, int64(subs))
+		if err := room.Broadcast(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	bc.waitReceived(b, int64(b.N)*int64(subs))
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*subs), "ns/delivery")
 }
 
 // BenchmarkRoomBroadcast measures fan-out of a 64-byte text message to
@@ -79,19 +103,7 @@ func BenchmarkRoomBroadcast(b *testing.B) {
 	for _, subs := range []int{100, 1000} {
 		b.Run(fmt.Sprintf("subscribers=%d", subs), func(b *testing.B) {
 			s := benchHub(b)
-			bc := newBenchClients(b, s, subs, nil)
-			room := s.hub.Room("r")
-			msg := wsroom.Text(string(make([]byte, 64)))
-			const window = 256
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := range b.N {
-				bc.pace(b, i, window, int64(subs))
-				room.Broadcast(msg)
-			}
-			bc.waitReceived(b, int64(b.N)*int64(subs))
-			b.StopTimer()
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*subs), "ns/delivery")
+			benchBroadcast(b, s, subs)
 			b.ReportMetric(float64(b.N*subs)/b.Elapsed().Seconds(), "deliveries/s")
 			if st := s.hub.Stats(); st.SlowConsumerCloses != 0 {
 				b.Fatalf("%d slow-consumer closes", st.SlowConsumerCloses)

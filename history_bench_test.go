@@ -2,7 +2,6 @@ package wsroom_test
 
 import (
 	"fmt"
-	"net/http"
 	"runtime"
 	"testing"
 
@@ -16,32 +15,11 @@ func BenchmarkHistoryBroadcast(b *testing.B) {
 	for _, subs := range []int{1, 100} {
 		for _, keep := range []bool{false, true} {
 			b.Run(fmt.Sprintf("subscribers=%d/history=%v", subs, keep), func(b *testing.B) {
-				opts := wsroom.Options{
-					Identify: func(r *http.Request) (string, error) { return r.URL.Query().Get("user"), nil },
-					OnConnect: func(c *wsroom.Conn, _ *http.Request) error {
-						c.Join("r")
-						return c.Send(wsroom.Text("ready"))
-					},
-				}
+				var opts wsroom.Options
 				if keep {
 					opts.History = func(string) wsroom.History { return wsroom.History{Messages: 1000} }
 				}
-				s := newServer(b, opts)
-				bc := newBenchClients(b, s, subs, nil)
-				room := s.hub.Room("r")
-				msg := wsroom.Text(string(make([]byte, 64)))
-				const window = 256
-				b.ReportAllocs()
-				b.ResetTimer()
-				for i := range b.N {
-					bc.pace(b, i, window, int64(subs))
-					if err := room.Broadcast(msg); err != nil {
-						b.Fatal(err)
-					}
-				}
-				bc.waitReceived(b, int64(b.N)*int64(subs))
-				b.StopTimer()
-				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*subs), "ns/delivery")
+				benchBroadcast(b, benchHubWith(b, opts), subs)
 			})
 		}
 	}

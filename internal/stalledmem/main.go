@@ -10,6 +10,7 @@
 //	go run ./internal/stalledmem -n 500 -msgs 2000
 //	go run ./internal/stalledmem -mss 1400                # the clients' TCP_MAXSEG as on an Ethernet path
 //	go run ./internal/stalledmem -size 0 -msgs 100000 -queue-bytes 262144   # empty messages: what a queued reference costs
+//	go run ./internal/stalledmem -gc-every 100             # the live heap read at its peak (what TestStalledMemory checks)
 //
 // It starts itself again as the server (a subprocess, so the clients'
 // memory and fds are not counted): a hub with one room that every
