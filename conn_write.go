@@ -260,8 +260,11 @@ func (c *Conn) writeLoop() {
 // than that. (A TLS connection cannot go on after a write timed out.)
 //
 // full says the socket was full when the batch was handed over (a flush
-// got EAGAIN): then the first write that completes means the peer took
-// bytes from a full socket, and the connection is marked drained.
+// got EAGAIN): once the writes since then have taken at least the send
+// buffer's size, the peer has read a whole buffer's worth from a full
+// socket, and the connection is marked drained. (A few bytes are not
+// enough: a peer that reads nothing still takes what its own receive
+// buffer has room for, in segments acknowledged after the socket filled.)
 func (c *Conn) writeRest(b batch, cur cursor, full bool) bool {
 	_, tcp := c.nc.(*net.TCPConn)
 	var total int64
@@ -272,7 +275,7 @@ func (c *Conn) writeRest(b batch, cur cursor, full bool) bool {
 		if err != nil && !(tcp && n > 0 && errors.Is(err, os.ErrDeadlineExceeded)) {
 			return c.batchDone(b, total, err)
 		}
-		if full && n > 0 {
+		if full && total >= int64(1)<<c.sndbuf {
 			c.drained()
 			full = false
 		}
@@ -368,7 +371,7 @@ func (c *Conn) setSendBuffer() {
 }
 
 // drained is called by the writer when the socket was full and the peer
-// then took bytes from it: the peer reads. Its kernel send buffer is
+// then took a send buffer's worth from it: the peer reads. Its kernel send buffer is
 // doubled, up to Options.SendBufferMax: room for bursts, while a peer that
 // reads nothing keeps SendBuffer.
 func (c *Conn) drained() {

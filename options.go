@@ -136,8 +136,8 @@ type Options struct {
 	// fixed, so a peer that reads nothing pins at most 2 × SendBuffer of
 	// kernel memory instead of what the kernel's autotuning would grow to
 	// (tcp_wmem's maximum, 4 MiB by default). On Linux, when a connection's
-	// socket was full and its peer then took what was waiting, the buffer
-	// is doubled, up to SendBufferMax: a reader gets room for bursts and
+	// socket was full and its peer then took a whole buffer's worth from
+	// it, the buffer is doubled, up to SendBufferMax: a reader gets room for bursts and
 	// far-away readers their bandwidth × round trip, while a peer that
 	// reads nothing keeps SendBuffer. Default 64 KiB; -1 leaves the
 	// kernel's autotuning in place.
