@@ -7,8 +7,11 @@ package wsroom
 import (
 	"crypto/rand"
 	"encoding/base32"
+	"math"
 	"sync"
 	"time"
+
+	"github.com/wsroom/wsroom/internal/frame"
 )
 
 // Defaults applied to a History whose Messages is positive.
@@ -24,8 +27,10 @@ type History struct {
 	// on for the room.
 	Messages int
 
-	// Bytes bounds the payload bytes kept. Default 1 MiB
-	// (DefaultHistoryBytes).
+	// Bytes bounds the payload bytes kept (a single larger message is
+	// kept alone). The history holds copies of the payloads in chunks of
+	// its own, plus 32 bytes per message: see docs/memory.md. Default
+	// 1 MiB (DefaultHistoryBytes).
 	Bytes int
 
 	// TTL is how long a broadcast is kept. A history whose every message
@@ -62,12 +67,20 @@ const (
 	lostUnavailable lostReason = "unavailable" // the broker could not be asked
 )
 
-// histEntry is one kept broadcast: 48 bytes besides its frame, which
-// holds the payload and a 2 to 10-byte header.
+// histEntry is one kept broadcast: 32 bytes besides its payload, which
+// the history's bytes hold.
 type histEntry struct {
-	at     int64  // hub clock when it was sent
-	frame  []byte // the plain frame, shared with the send that made it
-	except string // ConnID of the connection BroadcastExcept left out
+	at     int64        // hub clock when it was sent
+	n      uint32       // payload bytes
+	op     frame.Opcode // text or binary
+	except string       // ConnID of the connection BroadcastExcept left out
+}
+
+// histMsg is a kept broadcast as read from a history.
+type histMsg struct {
+	op     frame.Opcode
+	data   []byte // valid while the history is locked and unchanged
+	except string
 }
 
 // history is a room's ring of broadcasts. Its mutex serializes the room's
@@ -83,6 +96,7 @@ type history struct {
 	start  int        // index of the oldest entry
 	n      int        // entries kept
 	bytes  int        // payload bytes kept
+	data   histBytes  // the entries' payloads, oldest first
 	dead   bool       // forgotten by the hub (sweepHistories): use historyFor again
 	gapWhy lostReason // why the broker could not fill the copy's last gap (history_cluster.go)
 	synced bool       // it follows the room without a gap: always for a node's own history; for a copy of the broker's, from its first message until the node stops following the room
@@ -121,9 +135,20 @@ func (hs *history) last() Position {
 	return Position{Epoch: hs.epoch, Offset: hs.first + uint64(hs.n) - 1}
 }
 
-// append keeps a broadcast and returns its position, dropping the oldest
-// entries beyond the history's bounds. Called with hs.mu held.
-func (hs *history) append(frame []byte, except string, now int64) Position {
+// appendFrame keeps the broadcast whose plain frame is f (see append).
+func (hs *history) appendFrame(f []byte, except string, now int64) Position {
+	return hs.append(frame.Opcode(f[0]&0x0f), f[len(f)-payloadLen(f):], except, now)
+}
+
+// append keeps a copy of a broadcast's payload and returns its position,
+// dropping the oldest entries beyond the history's bounds. A payload of
+// 4 GiB or more is not kept: its position is a gap that a resume over it
+// reports as trimmed. Called with hs.mu held.
+func (hs *history) append(op frame.Opcode, payload []byte, except string, now int64) Position {
+	if uint64(len(payload)) > math.MaxUint32 {
+		hs.resetAt(Position{Epoch: hs.epoch, Offset: hs.last().Offset + 1})
+		return hs.last()
+	}
 	hs.expire(now)
 	if hs.n == len(hs.ring) && len(hs.ring) < hs.opts.Messages {
 		// Grow the ring (it starts small: most rooms keep few messages).
@@ -136,9 +161,10 @@ func (hs *history) append(frame []byte, except string, now int64) Position {
 	if hs.n == len(hs.ring) {
 		hs.dropOldest()
 	}
-	hs.ring[(hs.start+hs.n)%len(hs.ring)] = histEntry{at: now, frame: frame, except: except}
+	hs.ring[(hs.start+hs.n)%len(hs.ring)] = histEntry{at: now, n: uint32(len(payload)), op: op, except: except}
+	hs.data.push(payload)
 	hs.n++
-	hs.bytes += payloadLen(frame)
+	hs.bytes += len(payload)
 	for hs.bytes > hs.opts.Bytes && hs.n > 1 {
 		hs.dropOldest()
 	}
@@ -147,7 +173,8 @@ func (hs *history) append(frame []byte, except string, now int64) Position {
 
 func (hs *history) dropOldest() {
 	e := &hs.ring[hs.start]
-	hs.bytes -= payloadLen(e.frame)
+	hs.bytes -= int(e.n)
+	hs.data.drop(int(e.n))
 	*e = histEntry{}
 	hs.start = (hs.start + 1) % len(hs.ring)
 	hs.n--
@@ -167,7 +194,7 @@ func (hs *history) expire(now int64) {
 // what is kept: it gets all of it (with the reason), the newest messages
 // after a gap. A position this history never gave (ahead of it) gets
 // nothing. Called with hs.mu held.
-func (hs *history) since(pos Position, now int64) ([]histEntry, uint64, lostReason) {
+func (hs *history) since(pos Position, now int64) ([]histMsg, uint64, lostReason) {
 	hs.expire(now)
 	last := hs.last().Offset
 	switch {
@@ -181,12 +208,15 @@ func (hs *history) since(pos Position, now int64) ([]histEntry, uint64, lostReas
 	return hs.newest(int(last - pos.Offset)), pos.Offset + 1, ""
 }
 
-// newest returns a copy of the k newest entries, oldest first. Called
-// with hs.mu held.
-func (hs *history) newest(k int) []histEntry {
-	out := make([]histEntry, k)
-	for i := range k {
-		out[i] = hs.ring[(hs.start+hs.n-k+i)%len(hs.ring)]
+// newest returns the k newest entries, oldest first. Called with hs.mu
+// held; their data is valid until it is released or the history changes.
+func (hs *history) newest(k int) []histMsg {
+	out := make([]histMsg, k)
+	at := hs.data.end
+	for i := k - 1; i >= 0; i-- {
+		e := &hs.ring[(hs.start+hs.n-k+i)%len(hs.ring)]
+		at -= uint64(e.n)
+		out[i] = histMsg{op: e.op, data: hs.data.read(at, int(e.n)), except: e.except}
 	}
 	return out
 }

@@ -26,38 +26,49 @@ func BenchmarkHistoryBroadcast(b *testing.B) {
 }
 
 // BenchmarkHistoryMemory reports the heap a room's history holds per kept
-// message, beyond its payload, for several payload sizes: it fills a
-// history of `kept` messages (and the room's ring), forces a collection
-// and divides the heap's growth. The figure includes the frame's header
-// and the allocator's rounding of the frame to its size class.
+// message, beyond its payload, for several payload sizes: in one room
+// keeping 20,000 messages and in 1,000 rooms keeping 10 each. It
+// broadcasts twice what the histories keep (so that they are full and
+// turning over), forces a collection and divides the heap's growth by the
+// messages kept. The figure includes everything a history holds: its
+// ring of entries and its chunks of payload bytes.
 func BenchmarkHistoryMemory(b *testing.B) {
-	const kept = 20000
-	for _, size := range []int{64, 100, 1024, 4096} {
-		b.Run(fmt.Sprintf("payload=%d", size), func(b *testing.B) {
-			msg := wsroom.Binary(make([]byte, size))
-			var overhead float64
-			for range b.N { // a fresh hub each time: a full history stops growing
-				hub := newHub(wsroom.Options{History: func(string) wsroom.History {
-					return wsroom.History{Messages: kept, Bytes: kept * size}
-				}})
-				room := hub.Room("r")
-				var before, after runtime.MemStats
-				runtime.GC()
-				runtime.ReadMemStats(&before)
-				for range kept {
-					if err := room.Broadcast(msg); err != nil {
-						b.Fatal(err)
+	for _, shape := range []struct{ rooms, kept int }{{1, 20000}, {1000, 10}} {
+		for _, size := range []int{64, 100, 1024, 4096} {
+			b.Run(fmt.Sprintf("rooms=%d/kept=%d/payload=%d", shape.rooms, shape.kept, size), func(b *testing.B) {
+				msg := wsroom.Binary(make([]byte, size))
+				var overhead float64
+				for range b.N { // a fresh hub each time: a full history stops growing
+					hub := newHub(wsroom.Options{History: func(string) wsroom.History {
+						return wsroom.History{Messages: shape.kept, Bytes: shape.kept * size}
+					}})
+					rooms := make([]*wsroom.Room, shape.rooms)
+					for i := range rooms {
+						rooms[i] = hub.Room(fmt.Sprintf("r%d", i))
 					}
+					var before, after runtime.MemStats
+					runtime.GC()
+					runtime.ReadMemStats(&before)
+					for range 2 * shape.kept {
+						for _, room := range rooms {
+							if err := room.Broadcast(msg); err != nil {
+								b.Fatal(err)
+							}
+						}
+					}
+					runtime.GC()
+					runtime.ReadMemStats(&after)
+					kept := shape.rooms * shape.kept
+					overhead = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(kept) - float64(size)
+					for _, room := range rooms {
+						if n := wsroom.HistoryLen(hub, room.Name()); n != shape.kept {
+							b.Fatalf("the history keeps %d messages, want %d", n, shape.kept)
+						}
+					}
+					hub.Shutdown(b.Context())
 				}
-				runtime.GC()
-				runtime.ReadMemStats(&after)
-				overhead = float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/kept - float64(size)
-				if n := wsroom.HistoryLen(hub, "r"); n != kept {
-					b.Fatalf("the history keeps %d messages, want %d", n, kept)
-				}
-				hub.Shutdown(b.Context())
-			}
-			b.ReportMetric(overhead, "B/kept-msg-beyond-payload")
-		})
+				b.ReportMetric(overhead, "B/kept-msg-beyond-payload")
+			})
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wsroom/wsroom/internal/frame"
 	"github.com/wsroom/wsroom/internal/wire"
 )
 
@@ -231,7 +232,7 @@ func (h *Hub) deliverAtLocked(hs *history, room string, pos Position, wm wire.Me
 		h.brokerError("receive", wire.RoomTopic(room), err)
 		return
 	}
-	hs.append(*p.plain, wm.Except, h.now())
+	hs.appendFrame(*p.plain, wm.Except, h.now())
 	p.header = appendRoomHeader(nil, room, &pos)
 	h.deliver(p, t)
 }
@@ -308,11 +309,11 @@ func (h *Hub) seedLocked(hs *history, room string, since Position) (lostReason, 
 			h.deliverAtLocked(hs, room, pos, wm)
 			continue
 		}
-		f, err := Message{Type: MessageType(wm.Type), Data: wm.Data}.encode()
-		if err != nil {
+		m := Message{Type: MessageType(wm.Type), Data: wm.Data}
+		if err := m.check(); err != nil {
 			return "", err
 		}
-		hs.append(f, wm.Except, h.now())
+		hs.append(frame.Opcode(m.Type), m.Data, wm.Except, h.now())
 	}
 	return "", nil
 }

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"unicode/utf8"
 
-	"github.com/wsroom/wsroom/internal/frame"
 	"github.com/wsroom/wsroom/internal/wire"
 )
 
@@ -377,7 +376,7 @@ func (c *Conn) sendJoinedLocked(name string, hs *history, o joinOpts) {
 		c.sendControl(joinedHeader(name, &last, -1, "", o.id))
 		return
 	}
-	var entries []histEntry
+	var entries []histMsg
 	var first uint64
 	lost := o.seedLost
 	switch {
@@ -394,8 +393,7 @@ func (c *Conn) sendJoinedLocked(name string, hs *history, o joinOpts) {
 			continue // left out on purpose when it was sent
 		}
 		pos := Position{Epoch: hs.epoch, Offset: first + uint64(i)}
-		op := frame.Opcode(e.frame[0] & 0x0f)
-		f := appendV1Frame(nil, op, appendRoomHeader(nil, name, &pos), e.frame[len(e.frame)-payloadLen(e.frame):])
+		f := appendV1Frame(nil, e.op, appendRoomHeader(nil, name, &pos), e.data)
 		if _, err := c.enqueue(&f, false); err != nil {
 			return // closed, or a slow consumer: nothing more to say
 		}

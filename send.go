@@ -74,7 +74,7 @@ func (h *Hub) deliverSend(p *prepared, t target) (backlog bool) {
 			if t.except != nil {
 				except = t.except.ConnID()
 			}
-			pos := hs.append(*p.plain, except, h.now())
+			pos := hs.appendFrame(*p.plain, except, h.now())
 			p.header = appendRoomHeader(nil, t.room, &pos)
 			backlog = h.deliver(p, t)
 			hs.mu.Unlock()
