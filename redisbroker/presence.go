@@ -971,7 +971,7 @@ func (b *Broker) RoomPresence(ctx context.Context, room string) ([]wsroom.Presen
 		case v1 == "" || len(out) < b.opts.PresenceCacheMin:
 			ps.drop(room)
 		case v1 == v2:
-			ps.keep(room, v1, clonePresence(out))
+			ps.keep(room, &cachedRoom{version: v1, base: ownInfos(slices.Clone(out))})
 		}
 	}
 	return out, nil
@@ -989,15 +989,15 @@ func (b *Broker) roomDelta(ctx context.Context, ps *presence, room string, ce *c
 	res, _ := d.val.(roomDelta)
 	if res.version == ce.version {
 		b.cacheHits.Add(1)
-		return clonePresence(ce.users), true, nil
+		return ce.answer(), true, nil
 	}
-	users, ok := applyDelta(ce, res)
+	next, ok := ce.apply(res)
 	if !ok {
 		return nil, false, nil
 	}
 	ps.deltas.Add(1)
-	ps.keep(room, res.version, users)
-	return clonePresence(users), true, nil
+	ps.keep(room, next)
+	return next.answer(), true, nil
 }
 
 var maxPresenceLogArg = strconv.Itoa(maxPresenceLog)
@@ -1018,10 +1018,34 @@ type roomChange struct {
 	info          []byte
 }
 
-// applyDelta returns ce's users with d's changes applied, if they link
-// from ce's version to d's; else false. ce is not changed: the result
-// shares its unchanged users' IDs and infos.
-func applyDelta(ce *cachedRoom, d roomDelta) ([]wsroom.Presence, bool) {
+// maxCachedRooms bounds the rooms whose presence a broker keeps.
+const maxCachedRooms = 64
+
+// cachedRoom is a room's presence exactly as it was at version: base,
+// sorted by user ID, with the changes since base applied (pending: each
+// user's last change, sorted by user ID). An answer is one copy of base
+// merged with pending, whether the room changed or not; pending becomes
+// the base (one more copy) once it holds more than maxPending(len(base))
+// users. Never changed once kept: readers use it without a lock.
+type cachedRoom struct {
+	version string
+	base    []wsroom.Presence
+	pending []roomChange
+}
+
+// maxPending is the most changes kept beside a base of n users.
+func maxPending(n int) int { return min(256, max(n/8, 8)) }
+
+// answer returns a copy of the room for a caller, the infos into one
+// array (each capped at its length), so that nothing the caller changes
+// reaches the cache.
+func (ce *cachedRoom) answer() []wsroom.Presence {
+	return ownInfos(mergePresence(ce.base, ce.pending))
+}
+
+// apply returns ce brought to d's version by d's changes, if they link
+// from ce's version to d's; else false.
+func (ce *cachedRoom) apply(d roomDelta) (*cachedRoom, bool) {
 	if d.version == "" || len(d.changes) == 0 {
 		return nil, false
 	}
@@ -1035,9 +1059,10 @@ func applyDelta(ce *cachedRoom, d roomDelta) ([]wsroom.Presence, bool) {
 	if at != d.version {
 		return nil, false
 	}
-	// Each user's last change wins: sorted by user, stable, the last of
-	// each run.
-	ch := slices.Clone(d.changes)
+	// Each user's last change wins (pending's come first): sorted by
+	// user, stable, the last of each run.
+	ch := make([]roomChange, 0, len(ce.pending)+len(d.changes))
+	ch = append(append(ch, ce.pending...), d.changes...)
 	slices.SortStableFunc(ch, func(x, y roomChange) int { return strings.Compare(x.user, y.user) })
 	net := ch[:0]
 	for i := range ch {
@@ -1046,7 +1071,16 @@ func applyDelta(ce *cachedRoom, d roomDelta) ([]wsroom.Presence, bool) {
 		}
 		net = append(net, ch[i])
 	}
-	users := ce.users
+	if len(net) > maxPending(len(ce.base)) {
+		return &cachedRoom{version: d.version, base: mergePresence(ce.base, net)}, true
+	}
+	return &cachedRoom{version: d.version, base: ce.base, pending: net}, true
+}
+
+// mergePresence returns a new slice of users (sorted by user ID) with
+// net's changes (sorted by user ID, one per user) applied. It shares
+// the IDs and infos of users and net.
+func mergePresence(users []wsroom.Presence, net []roomChange) []wsroom.Presence {
 	out := make([]wsroom.Presence, 0, len(users)+len(net))
 	for _, c := range net {
 		i, found := slices.BinarySearchFunc(users, c.user, func(p wsroom.Presence, u string) int { return strings.Compare(p.UserID, u) })
@@ -1059,17 +1093,7 @@ func applyDelta(ce *cachedRoom, d roomDelta) ([]wsroom.Presence, bool) {
 			out = append(out, wsroom.Presence{UserID: c.user, Conns: c.conns, Info: c.info})
 		}
 	}
-	return append(out, users...), true
-}
-
-// maxCachedRooms bounds the rooms whose presence a broker keeps.
-const maxCachedRooms = 64
-
-// cachedRoom is a room's presence exactly as it was at version. Never
-// changed once kept: readers use it without a lock.
-type cachedRoom struct {
-	version string
-	users   []wsroom.Presence
+	return append(out, users...)
 }
 
 func (ps *presence) cached(room string) *cachedRoom {
@@ -1078,7 +1102,7 @@ func (ps *presence) cached(room string) *cachedRoom {
 	return ps.cache[room]
 }
 
-func (ps *presence) keep(room, version string, users []wsroom.Presence) {
+func (ps *presence) keep(room string, ce *cachedRoom) {
 	ps.cacheMu.Lock()
 	defer ps.cacheMu.Unlock()
 	if ps.cache == nil {
@@ -1090,7 +1114,7 @@ func (ps *presence) keep(room, version string, users []wsroom.Presence) {
 			break
 		}
 	}
-	ps.cache[room] = &cachedRoom{version, users}
+	ps.cache[room] = ce
 }
 
 func (ps *presence) drop(room string) {
@@ -1099,26 +1123,24 @@ func (ps *presence) drop(room string) {
 	ps.cacheMu.Unlock()
 }
 
-// clonePresence copies a kept answer for a caller, the infos into one
-// array (each capped at its length), so that nothing the caller changes
-// reaches the cache.
-func clonePresence(users []wsroom.Presence) []wsroom.Presence {
-	out := slices.Clone(users)
+// ownInfos copies the infos of users into one new array (each capped
+// at its length), so that users no longer shares them.
+func ownInfos(users []wsroom.Presence) []wsroom.Presence {
 	n := 0
 	for _, u := range users {
 		n += len(u.Info)
 	}
 	if n == 0 {
-		return out
+		return users
 	}
 	infos := make([]byte, 0, n)
-	for i := range out {
-		if k := len(out[i].Info); k > 0 {
-			infos = append(infos, out[i].Info...)
-			out[i].Info = infos[len(infos)-k : len(infos) : len(infos)]
+	for i := range users {
+		if k := len(users[i].Info); k > 0 {
+			infos = append(infos, users[i].Info...)
+			users[i].Info = infos[len(infos)-k : len(infos) : len(infos)]
 		}
 	}
-	return out
+	return users
 }
 
 // UserNodes implements wsroom.PresenceBroker: one script on the
