@@ -69,10 +69,12 @@ import (
 // version itself for the others (so that every entry links to the one
 // before it, and a log whose head was trimmed in the middle of a
 // script's entries does not link to that script's prev). The log keeps
-// the last min(maxPresenceLog, members/4) entries (a quarter of the
-// room's size at most, in memory); a script that changes more members
-// than that deletes the log instead, and a room that empties deletes it
-// with its version. See RoomPresence for how queries use it.
+// the last cap = min(maxPresenceLog, members/4) entries: it is trimmed
+// back to cap when it passes it by an eighth (so that most writes need
+// no trim), so it holds at most 9/32 as many entries as the room has
+// members. A script that changes more than cap members deletes the log
+// instead, and a room that empties deletes it with its version. See
+// RoomPresence for how queries use it.
 //
 // A node that was presumed dead while it was alive (cut off from Redis
 // for longer than its ttl), or whose Redis lost its data, finds out at
@@ -133,8 +135,7 @@ local function bump(vkey, key, lkey, changes)
     changes[i] = p .. ' ' .. vs .. ' ' .. c
     p = vs
   end
-  redis.call('RPUSH', lkey, unpack(changes))
-  if redis.call('LLEN', lkey) > cap then redis.call('LTRIM', lkey, -cap, -1) end
+  if redis.call('RPUSH', lkey, unpack(changes)) > cap + math.floor(cap / 8) then redis.call('LTRIM', lkey, -cap, -1) end
 end
 `
 
