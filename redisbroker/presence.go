@@ -73,7 +73,11 @@ import (
 // back to cap when it passes it by an eighth (so that most writes need
 // no trim), so it holds at most 9/32 as many entries as the room has
 // members. A script that changes more than cap members deletes the log
-// instead, and a room that empties deletes it with its version. See
+// instead, and a room that empties deletes it with its version. A room
+// of fewer than minLoggedRoom members logs nothing (its log, if any, is
+// left to be trimmed or deleted later). A change that is not logged
+// leaves a gap, which queries see: the log's next entry does not link
+// to its last one, or its last one is not of the room's version. See
 // RoomPresence for how queries use it.
 //
 // A node that was presumed dead while it was alive (cut off from Redis
@@ -88,8 +92,12 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
 // maxPresenceLog bounds a room's change log (entries), and the changes
-// a query takes from it.
-const maxPresenceLog = 1024
+// a query takes from it; a room of fewer than minLoggedRoom members logs
+// nothing (it is cheap to read whole).
+const (
+	maxPresenceLog = 1024
+	minLoggedRoom  = 64
+)
 
 // luaMember finds user's member in the room's sorted set: cur (or
 // nil), and its total and info. setMember sets it, returning the change
@@ -125,6 +133,7 @@ local function bump(vkey, key, lkey, changes)
   if v <= prev then v = prev + 1 end
   local vs = string.format('%d', v)
   redis.call('SET', vkey, vs)
+  if size < ` + strconv.Itoa(minLoggedRoom) + ` then return end
   local cap = math.min(` + strconv.Itoa(maxPresenceLog) + `, math.floor(size / 4))
   if #changes > cap then
     redis.call('DEL', lkey)
