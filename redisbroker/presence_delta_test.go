@@ -103,27 +103,23 @@ func roomPresenceDelta(t *testing.T, bo redisbroker.Options, addrs []string, srv
 	r.check("dead node cleaned up, log trimmed", "whole")
 	r.rounds(5)
 
-	// A node with 10 users leaves: the changes of its cleanup come from
-	// the log.
-	small := start("small", 0)
-	r.nodeUsers(small, "small", 10)
-	r.check("small node's users in", "delta")
-	if _, err := small.LeavePresence(context.Background()); err != nil {
-		t.Fatal(err)
+	// A node with n users leaves (LeavePresence): with 10, the changes of
+	// its cleanup come from the log; with 60, more than the log keeps,
+	// the cleanup deletes it.
+	for _, c := range []struct {
+		name     string
+		n        int
+		in, left string
+	}{{"small", 10, "delta", "delta"}, {"leaving", 60, "any", "whole"}} {
+		b := start(c.name, 0)
+		r.nodeUsers(b, c.name, c.n)
+		r.check(c.name+" node's users in", c.in)
+		if _, err := b.LeavePresence(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		r.check(c.name+" node left", c.left)
+		r.rounds(3)
 	}
-	r.check("small node left", "delta")
-	r.rounds(3)
-
-	// A node with 60 users leaves: its cleanup changes more members than
-	// the log keeps, and deletes it.
-	leaving := start("leaving", 0)
-	r.nodeUsers(leaving, "leaving", 60)
-	r.check("leaving node's users in", "any")
-	if _, err := leaving.LeavePresence(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	r.check("leaving node's cleanup", "whole")
-	r.rounds(5)
 
 	if srv != nil {
 		srv.Stop()
