@@ -919,10 +919,13 @@ func (b *Broker) LeavePresence(ctx context.Context) ([]wsroom.PresenceEvent, err
 // change of the room from v0 to v1, and applying them to the kept answer
 // (each user's last change wins: its new total and info, or its
 // departure) gives exactly the room at v1, which is kept instead and
-// copied to the caller. If they do not link (the log was trimmed past
-// v0, or deleted: a script changed more members than the log keeps, the
-// room emptied, Redis lost its data), or more than maxPresenceLog are
-// newer, the room is read whole as above. Every answer is thus the room
+// copied to the caller (see cachedRoom). If they do not link (the log
+// was trimmed past v0, or deleted: a script changed more members than
+// the log keeps, the room emptied, Redis lost its data; or a change was
+// not logged: the room had fewer than minLoggedRoom members), or more
+// than maxPresenceLog are newer, the kept answer is dropped (the log
+// will never reach back to it again) and the room read whole as above,
+// in a second round trip. Every answer is thus the room
 // exactly as it was at one moment during the call (unless a room's
 // version went back to one a broker keeps: Redis's clock stepped back
 // between the room emptying and filling again).
@@ -979,7 +982,7 @@ func (b *Broker) RoomPresence(ctx context.Context, room string) ([]wsroom.Presen
 		v2, _ := g2.val.(string)
 		switch {
 		case v1 == "" || len(out) < b.opts.PresenceCacheMin:
-			ps.drop(room)
+			ps.drop(room, nil)
 		case v1 == v2:
 			ps.keep(room, &cachedRoom{version: v1, base: ownInfos(slices.Clone(out))})
 		}
@@ -1003,6 +1006,8 @@ func (b *Broker) roomDelta(ctx context.Context, ps *presence, room string, ce *c
 	}
 	next, ok := ce.apply(res)
 	if !ok {
+		// The log will never reach back to ce again.
+		ps.drop(room, ce)
 		return nil, false, nil
 	}
 	ps.deltas.Add(1)
@@ -1127,9 +1132,12 @@ func (ps *presence) keep(room string, ce *cachedRoom) {
 	ps.cache[room] = ce
 }
 
-func (ps *presence) drop(room string) {
+// drop forgets room's kept answer, if it is ce (any, if ce is nil).
+func (ps *presence) drop(room string, ce *cachedRoom) {
 	ps.cacheMu.Lock()
-	delete(ps.cache, room)
+	if cur := ps.cache[room]; ce == nil || cur == ce {
+		delete(ps.cache, room)
+	}
 	ps.cacheMu.Unlock()
 }
 
