@@ -117,11 +117,13 @@ type Options struct {
 	MaxPayload int
 
 	// PresenceCacheMin is the size of room from which RoomPresence keeps
-	// its answer (once two reads found the room at the same version) and
-	// answers the next queries from it while the room does not change
-	// (asking Redis for the version only: one small round trip instead of
-	// the room's every member). At most 64 rooms are kept per broker.
-	// Default 1000 users; -1 disables.
+	// its answer (from the first read that saw the room unchanged during
+	// it) and answers the next queries from it: one small script returns
+	// the room's version and its changes since the kept one, which are
+	// applied to it (one small round trip instead of the room's every
+	// member); the room is read whole again when its change log no longer
+	// reaches back that far (see RoomPresence). At most 64 rooms are kept
+	// per broker. Default 1000 users; -1 disables.
 	PresenceCacheMin int
 
 	// Logger receives connection losses and recoveries. Default

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wsroom/wsroom"
@@ -31,6 +32,7 @@ import (
 //	p:r:<R>                     sorted set, every score 0: "<user>\x00<connections on every node>:<info>"
 //	p:n:<len(node)>:<node>:<R>  hash: user → the node's connections of the user in R
 //	p:v:<R>                     the version of p:r:<R>: Redis's clock in µs at its last change (or later), gone with it
+//	p:l:<R>                     list: the changes of p:r:<R> that made its last versions (its change log), gone with it
 //
 // The room's members sort by user ID (Redis orders equal scores by their
 // bytes, and the NUL after the user ID sorts first), so a room's presence
@@ -59,6 +61,25 @@ import (
 // in the index, without reporting anything twice. LeavePresence is the
 // same cleanup of the node by itself.
 //
+// Every script that changes a room's sorted set bumps its version and,
+// in the same script, appends the changes to the room's change log: one
+// entry per member changed, "<prev> <version> <user>\x00<total>:<info>"
+// (total 0: the user left), where version is the version the script
+// made and prev the one before it for the script's first entry, and
+// version itself for the others (so that every entry links to the one
+// before it, and a log whose head was trimmed in the middle of a
+// script's entries does not link to that script's prev). The log keeps
+// the last cap = min(maxPresenceLog, members/4) entries: it is trimmed
+// back to cap when it passes it by an eighth (so that most writes need
+// no trim), so it holds at most 9/32 as many entries as the room has
+// members. A script that changes more than cap members deletes the log
+// instead, and a room that empties deletes it with its version. A room
+// of fewer than minLoggedRoom members logs nothing (its log, if any, is
+// left to be trimmed or deleted later). A change that is not logged
+// leaves a gap, which queries see: the log's next entry does not link
+// to its last one, or its last one is not of the room's version. See
+// RoomPresence for how queries use it.
+//
 // A node that was presumed dead while it was alive (cut off from Redis
 // for longer than its ttl), or whose Redis lost its data, finds out at
 // its next beat: it writes its presence again from its own record of it
@@ -70,9 +91,19 @@ const luaNow = `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 `
 
+// maxPresenceLog bounds a room's change log (entries), and the changes
+// a query takes from it; a room of fewer than minLoggedRoom members logs
+// nothing (it is cheap to read whole).
+const (
+	maxPresenceLog = 1024
+	minLoggedRoom  = 64
+)
+
 // luaMember finds user's member in the room's sorted set: cur (or
-// nil), and its total and info.
-const luaMember = `local function member(key, user)
+// nil), and its total and info. setMember sets it, returning the change
+// to log (false if none); bump bumps the room's version and logs the
+// changes (see the keys above).
+var luaMember = `local function member(key, user)
   local cur = redis.call('ZRANGEBYLEX', key, '[' .. user .. '\0', '(' .. user .. '\1', 'LIMIT', 0, 1)[1]
   if not cur then return nil, 0, '' end
   local rest = string.sub(cur, #user + 2)
@@ -84,24 +115,42 @@ local function setMember(key, user, cur, total, info)
   if total > 0 then m = user .. '\0' .. string.format('%d', total) .. ':' .. info end
   if m == cur then return false end
   if cur then redis.call('ZREM', key, cur) end
-  if m then redis.call('ZADD', key, 0, m) end
-  return true
+  if m then
+    redis.call('ZADD', key, 0, m)
+    return m
+  end
+  return user .. '\0' .. '0:'
 end
-local function bump(vkey, key)
-  if redis.call('EXISTS', key) == 0 then
-    redis.call('DEL', vkey)
+local function bump(vkey, key, lkey, changes)
+  local size = redis.call('ZCARD', key)
+  if size == 0 then
+    redis.call('DEL', vkey, lkey)
     return
   end
   local t = redis.call('TIME')
   local v = tonumber(t[1]) * 1000000 + tonumber(t[2])
   local prev = tonumber(redis.call('GET', vkey) or '0')
   if v <= prev then v = prev + 1 end
-  redis.call('SET', vkey, string.format('%d', v))
+  local vs = string.format('%d', v)
+  redis.call('SET', vkey, vs)
+  if size < ` + strconv.Itoa(minLoggedRoom) + ` then return end
+  local cap = math.min(` + strconv.Itoa(maxPresenceLog) + `, math.floor(size / 4))
+  if #changes > cap then
+    redis.call('DEL', lkey)
+    return
+  end
+  local p = string.format('%d', prev)
+  for i, c in ipairs(changes) do
+    changes[i] = p .. ' ' .. vs .. ' ' .. c
+    p = vs
+  end
+  if redis.call('RPUSH', lkey, unpack(changes)) > cap + math.floor(cap / 8) then redis.call('LTRIM', lkey, -cap, -1) end
 end
 `
 
 // presSet sets the node's count of a user in a room. KEYS: the room's
-// sorted set, the node's hash of the room, the room's version. ARGV:
+// sorted set, the node's hash of the room, the room's version and change
+// log. ARGV:
 // user, count, info (empty: keep the user's). Returns 1 (joined), 2
 // (left) or 0.
 var presSet = newScript(luaMember + `
@@ -111,7 +160,8 @@ local cur, total, info = member(KEYS[1], user)
 if ARGV[3] ~= '' then info = ARGV[3] end
 local nt = total - old + count
 if count > 0 then redis.call('HSET', KEYS[2], user, count) elseif old > 0 then redis.call('HDEL', KEYS[2], user) end
-if setMember(KEYS[1], user, cur, nt, info) then bump(KEYS[3], KEYS[1]) end
+local change = setMember(KEYS[1], user, cur, nt, info)
+if change then bump(KEYS[3], KEYS[1], KEYS[4], {change}) end
 if total <= 0 and nt > 0 then return 1 end
 if total > 0 and nt <= 0 then return 2 end
 return 0
@@ -213,17 +263,18 @@ return 0
 `)
 
 // presCleanRoom removes a node's entries from a room. KEYS: the room's
-// sorted set, the node's hash of the room, the room's version. Returns
-// {user, info, …} of the users whose total fell to 0.
+// sorted set, the node's hash of the room, the room's version and change
+// log. Returns {user, info, …} of the users whose total fell to 0.
 var presCleanRoom = newScript(luaMember + `
 local e = redis.call('HGETALL', KEYS[2])
-local left, changed = {}, false
+local left, changes = {}, {}
 for i = 1, #e, 2 do
   local user = e[i]
   local cur, total, info = member(KEYS[1], user)
   if cur then
     local nt = total - tonumber(e[i + 1])
-    changed = setMember(KEYS[1], user, cur, nt, info) or changed
+    local change = setMember(KEYS[1], user, cur, nt, info)
+    if change then changes[#changes + 1] = change end
     if nt <= 0 then
       left[#left + 1] = user
       left[#left + 1] = info
@@ -231,8 +282,39 @@ for i = 1, #e, 2 do
   end
 end
 redis.call('DEL', KEYS[2])
-if changed then bump(KEYS[3], KEYS[1]) end
+if #changes > 0 then bump(KEYS[3], KEYS[1], KEYS[4], changes) end
 return left
+`)
+
+// presDelta reads a room's version and, if it is not since, the
+// entries of the room's change log after since (the log's tail, found
+// from its end in chunks). KEYS: the room's version and change log.
+// ARGV: since, the most entries to return. Returns {} if the room has
+// no version, {version} if it is since or more than that many entries
+// are newer, else {version, entry, …}: every entry newer than since, in
+// order (which the caller checks link from since to version: the log
+// may not reach back that far).
+var presDelta = newScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return {} end
+if v == ARGV[1] then return {v} end
+local since, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local function ver(e) return tonumber(string.match(e, '^%d+ (%d+) ') or '0') end
+local n = redis.call('LLEN', KEYS[2])
+local first, hi, step = n, n - 1, 8
+while hi >= 0 and n - first <= limit do
+  local lo = math.max(hi - step + 1, 0)
+  local part = redis.call('LRANGE', KEYS[2], lo, hi)
+  local j = #part
+  while j > 0 and ver(part[j]) > since do j = j - 1 end
+  first = lo + j
+  if j > 0 then break end
+  hi, step = lo - 1, step * 2
+end
+if n - first > limit then return {v} end
+local out = redis.call('LRANGE', KEYS[2], first, -1)
+table.insert(out, 1, v)
+return out
 `)
 
 // presFinish ends a node's cleanup once its index is empty. KEYS:
@@ -308,6 +390,7 @@ type presence struct {
 
 	cacheMu sync.Mutex
 	cache   map[string]*cachedRoom // RoomPresence's kept answers, by room
+	deltas  atomic.Uint64          // RoomPresence answers made from a kept one and the room's changes
 
 	mu         sync.Mutex
 	mirror     map[string]map[string]entry // room → user → this node's entry, as the Hub set it
@@ -457,7 +540,7 @@ func (b *Broker) writeEntry(ctx context.Context, ps *presence, room, user string
 		}
 	}
 	rk, nk, vk := b.roomKeys(ps.node, room)
-	c := newCall(presSet, 3, rk, nk, vk, user, strconv.Itoa(count), string(info))
+	c := newCall(presSet, 4, rk, nk, vk, b.logKey(room), user, strconv.Itoa(count), string(info))
 	if err := b.do(ctx, topic, c); err != nil {
 		return wsroom.PresenceUnchanged, err
 	}
@@ -479,6 +562,11 @@ func (b *Broker) writeEntry(ctx context.Context, ps *presence, room, user string
 func (b *Broker) roomKeys(node, room string) (roomKey, nodeKey, versionKey string) {
 	tag := b.tagOf("room:" + room)
 	return b.key(tag, "p:r:"+room), b.key(tag, "p:n:"+strconv.Itoa(len(node))+":"+node+":"+room), b.key(tag, "p:v:"+room)
+}
+
+// logKey returns the key of room's change log.
+func (b *Broker) logKey(room string) string {
+	return b.key(b.tagOf("room:"+room), "p:l:"+room)
 }
 
 // beat pushes this node's deadline and acts on what Redis says: a node
@@ -652,7 +740,7 @@ func (b *Broker) rewrite(ps *presence) {
 				err = b.send(registryTopic, td.c)
 			} else {
 				rk, nk, vk := b.roomKeys(ps.node, td.room)
-				td.c = newCall(presSet, 3, rk, nk, vk, td.user, strconv.Itoa(td.count), string(td.info))
+				td.c = newCall(presSet, 4, rk, nk, vk, b.logKey(td.room), td.user, strconv.Itoa(td.count), string(td.info))
 				err = b.send("room:"+td.room, td.c)
 			}
 		}
@@ -753,7 +841,7 @@ func (b *Broker) cleanRooms(ctx context.Context, ps *presence, node string, room
 	calls := make([]*call, len(rooms))
 	for i, room := range rooms {
 		rk, nk, vk := b.roomKeys(node, room)
-		c := newCall(presCleanRoom, 3, rk, nk, vk)
+		c := newCall(presCleanRoom, 4, rk, nk, vk, b.logKey(room))
 		c.parse = b.parseLeft
 		calls[i] = c
 		if err := b.send("room:"+room, c); err != nil {
@@ -814,12 +902,33 @@ func (b *Broker) LeavePresence(ctx context.Context) ([]wsroom.PresenceEvent, err
 	return left, err
 }
 
-// RoomPresence implements wsroom.PresenceBroker: one ZRANGE of the
-// room's sorted set, which comes sorted by user ID, with a GET of the
-// room's version in the same round trip. A room of at least
-// Options.PresenceCacheMin users read twice at the same version is kept:
-// the next queries ask for the version first (one GET) and, if the room
-// has not changed, get a copy of the kept answer.
+// RoomPresence implements wsroom.PresenceBroker. A room not kept is
+// read whole: one ZRANGE of its sorted set, which comes sorted by user
+// ID, between two GETs of its version, all in one round trip on one
+// connection. If both GETs find the same version, nothing changed the
+// room in between: the members are exactly the room at that version,
+// and a room of at least Options.PresenceCacheMin users is kept (at most
+// maxCachedRooms rooms, any other room making way for a new one).
+//
+// A kept room (at version v0) is asked for its changes instead: one
+// script (presDelta) reads the current version v1 and the entries of
+// the room's change log newer than v0, atomically. If v1 is v0, the
+// answer is a copy of the kept one. Otherwise the entries must link
+// from v0 to v1 (each entry's prev is the version of the one before it,
+// the first's is v0, the last's version is v1): then they are every
+// change of the room from v0 to v1, and applying them to the kept answer
+// (each user's last change wins: its new total and info, or its
+// departure) gives exactly the room at v1, which is kept instead and
+// copied to the caller (see cachedRoom). If they do not link (the log
+// was trimmed past v0, or deleted: a script changed more members than
+// the log keeps, the room emptied, Redis lost its data; or a change was
+// not logged: the room had fewer than minLoggedRoom members), or more
+// than maxPresenceLog are newer, the kept answer is dropped (the log
+// will never reach back to it again) and the room read whole as above,
+// in a second round trip. Every answer is thus the room
+// exactly as it was at one moment during the call (unless a room's
+// version went back to one a broker keeps: Redis's clock stepped back
+// between the room emptying and filling again).
 func (b *Broker) RoomPresence(ctx context.Context, room string) ([]wsroom.Presence, error) {
 	ps, err := b.presence()
 	if err != nil {
@@ -828,64 +937,178 @@ func (b *Broker) RoomPresence(ctx context.Context, room string) ([]wsroom.Presen
 	if len(room) > MaxTopicBytes {
 		return nil, ErrTopicTooLong
 	}
-	topic := "room:" + room
-	rk, _, vk := b.roomKeys("", room)
 	caching := b.opts.PresenceCacheMin > 0
-	var ce *cachedRoom
 	if caching {
-		if ce = ps.cached(room); ce != nil && ce.users != nil {
-			g := command("GET", vk)
-			g.parse = parseOptString
-			if err := b.do(ctx, topic, g); err != nil {
-				return nil, err
-			}
-			if v, _ := g.val.(string); v == ce.version {
-				b.cacheHits.Add(1)
-				return clonePresence(ce.users), nil
+		if ce := ps.cached(room); ce != nil {
+			out, ok, err := b.roomDelta(ctx, ps, room, ce)
+			if err != nil || ok {
+				return out, err
 			}
 		}
 	}
-	// The version first, on the same connection: the members read are at
-	// least as new as it, so a later query never takes an older set for
-	// the current one.
-	var g *call
+	topic := "room:" + room
+	rk, _, vk := b.roomKeys("", room)
+	var g1, g2 *call
 	if caching {
-		g = command("GET", vk)
-		g.parse = parseOptString
-		if err := b.send(topic, g); err != nil {
+		g1 = command("GET", vk)
+		g1.parse = parseOptString
+		if err := b.send(topic, g1); err != nil {
 			return nil, err
 		}
 	}
 	c := command("ZRANGE", rk, "0", "-1")
 	c.parse = b.parseRoomPresence
-	if err := b.do(ctx, topic, c); err != nil {
+	if err := b.send(topic, c); err != nil {
 		return nil, err
+	}
+	if caching {
+		g2 = command("GET", vk)
+		g2.parse = parseOptString
+		if err := b.send(topic, g2); err != nil {
+			return nil, err
+		}
+	}
+	for _, x := range []*call{g1, c, g2} {
+		if x == nil {
+			continue
+		}
+		if err := x.wait(ctx); err != nil {
+			return nil, err
+		}
 	}
 	out, _ := c.val.([]wsroom.Presence)
 	if caching {
-		if err := g.wait(ctx); err != nil {
-			return nil, err
-		}
-		switch v, _ := g.val.(string); {
-		case v == "" || len(out) < b.opts.PresenceCacheMin:
-			ps.drop(room)
-		case ce != nil && ce.version == v:
-			ps.keep(room, v, clonePresence(out)) // unchanged since the last read: worth keeping
-		default:
-			ps.keep(room, v, nil) // its version only, until it is read again unchanged
+		v1, _ := g1.val.(string)
+		v2, _ := g2.val.(string)
+		switch {
+		case v1 == "" || len(out) < b.opts.PresenceCacheMin:
+			ps.drop(room, nil)
+		case v1 == v2:
+			ps.keep(room, &cachedRoom{version: v1, base: ownInfos(slices.Clone(out))})
 		}
 	}
 	return out, nil
 }
 
+// roomDelta answers from ce, the kept answer of room, and its changes
+// since (see RoomPresence); !ok: the room must be read whole.
+func (b *Broker) roomDelta(ctx context.Context, ps *presence, room string, ce *cachedRoom) (out []wsroom.Presence, ok bool, err error) {
+	_, _, vk := b.roomKeys("", room)
+	d := newCall(presDelta, 2, vk, b.logKey(room), ce.version, maxPresenceLogArg)
+	d.parse = b.parseDelta
+	if err := b.do(ctx, "room:"+room, d); err != nil {
+		return nil, false, err
+	}
+	res, _ := d.val.(roomDelta)
+	if res.version == ce.version {
+		b.cacheHits.Add(1)
+		return ce.answer(), true, nil
+	}
+	next, ok := ce.apply(res)
+	if !ok {
+		// The log will never reach back to ce again.
+		ps.drop(room, ce)
+		return nil, false, nil
+	}
+	ps.deltas.Add(1)
+	ps.keep(room, next)
+	return next.answer(), true, nil
+}
+
+var maxPresenceLogArg = strconv.Itoa(maxPresenceLog)
+
+// roomDelta is presDelta's reply: the room's version ("": none) and the
+// changes it returned, in order.
+type roomDelta struct {
+	version string
+	changes []roomChange
+}
+
+// roomChange is an entry of a room's change log: user's new total
+// (0: gone) and info, at version, after prev.
+type roomChange struct {
+	prev, version string
+	user          string
+	conns         int
+	info          []byte
+}
+
 // maxCachedRooms bounds the rooms whose presence a broker keeps.
 const maxCachedRooms = 64
 
-// cachedRoom is a room's presence as last read (nil until it was read
-// twice at the same version), with its version.
+// cachedRoom is a room's presence exactly as it was at version: base,
+// sorted by user ID, with the changes since base applied (pending: each
+// user's last change, sorted by user ID). An answer is one copy of base
+// merged with pending, whether the room changed or not; pending becomes
+// the base (one more copy) once it holds more than maxPending(len(base))
+// users. Never changed once kept: readers use it without a lock.
 type cachedRoom struct {
 	version string
-	users   []wsroom.Presence
+	base    []wsroom.Presence
+	pending []roomChange
+}
+
+// maxPending is the most changes kept beside a base of n users.
+func maxPending(n int) int { return min(256, max(n/8, 8)) }
+
+// answer returns a copy of the room for a caller, the infos into one
+// array (each capped at its length), so that nothing the caller changes
+// reaches the cache.
+func (ce *cachedRoom) answer() []wsroom.Presence {
+	return ownInfos(mergePresence(ce.base, ce.pending))
+}
+
+// apply returns ce brought to d's version by d's changes, if they link
+// from ce's version to d's; else false.
+func (ce *cachedRoom) apply(d roomDelta) (*cachedRoom, bool) {
+	if d.version == "" || len(d.changes) == 0 {
+		return nil, false
+	}
+	at := ce.version
+	for _, c := range d.changes {
+		if c.prev != at {
+			return nil, false
+		}
+		at = c.version
+	}
+	if at != d.version {
+		return nil, false
+	}
+	// Each user's last change wins (pending's come first): sorted by
+	// user, stable, the last of each run.
+	ch := make([]roomChange, 0, len(ce.pending)+len(d.changes))
+	ch = append(append(ch, ce.pending...), d.changes...)
+	slices.SortStableFunc(ch, func(x, y roomChange) int { return strings.Compare(x.user, y.user) })
+	net := ch[:0]
+	for i := range ch {
+		if i+1 < len(ch) && ch[i+1].user == ch[i].user {
+			continue
+		}
+		net = append(net, ch[i])
+	}
+	if len(net) > maxPending(len(ce.base)) {
+		return &cachedRoom{version: d.version, base: mergePresence(ce.base, net)}, true
+	}
+	return &cachedRoom{version: d.version, base: ce.base, pending: net}, true
+}
+
+// mergePresence returns a new slice of users (sorted by user ID) with
+// net's changes (sorted by user ID, one per user) applied. It shares
+// the IDs and infos of users and net.
+func mergePresence(users []wsroom.Presence, net []roomChange) []wsroom.Presence {
+	out := make([]wsroom.Presence, 0, len(users)+len(net))
+	for _, c := range net {
+		i, found := slices.BinarySearchFunc(users, c.user, func(p wsroom.Presence, u string) int { return strings.Compare(p.UserID, u) })
+		out = append(out, users[:i]...)
+		if found {
+			i++
+		}
+		users = users[i:]
+		if c.conns > 0 {
+			out = append(out, wsroom.Presence{UserID: c.user, Conns: c.conns, Info: c.info})
+		}
+	}
+	return append(out, users...)
 }
 
 func (ps *presence) cached(room string) *cachedRoom {
@@ -894,7 +1117,7 @@ func (ps *presence) cached(room string) *cachedRoom {
 	return ps.cache[room]
 }
 
-func (ps *presence) keep(room, version string, users []wsroom.Presence) {
+func (ps *presence) keep(room string, ce *cachedRoom) {
 	ps.cacheMu.Lock()
 	defer ps.cacheMu.Unlock()
 	if ps.cache == nil {
@@ -906,35 +1129,36 @@ func (ps *presence) keep(room, version string, users []wsroom.Presence) {
 			break
 		}
 	}
-	ps.cache[room] = &cachedRoom{version, users}
+	ps.cache[room] = ce
 }
 
-func (ps *presence) drop(room string) {
+// drop forgets room's kept answer, if it is ce (any, if ce is nil).
+func (ps *presence) drop(room string, ce *cachedRoom) {
 	ps.cacheMu.Lock()
-	delete(ps.cache, room)
+	if cur := ps.cache[room]; ce == nil || cur == ce {
+		delete(ps.cache, room)
+	}
 	ps.cacheMu.Unlock()
 }
 
-// clonePresence copies a kept answer for a caller, the infos into one
-// array (each capped at its length), so that nothing the caller changes
-// reaches the cache.
-func clonePresence(users []wsroom.Presence) []wsroom.Presence {
-	out := slices.Clone(users)
+// ownInfos copies the infos of users into one new array (each capped
+// at its length), so that users no longer shares them.
+func ownInfos(users []wsroom.Presence) []wsroom.Presence {
 	n := 0
 	for _, u := range users {
 		n += len(u.Info)
 	}
 	if n == 0 {
-		return out
+		return users
 	}
 	infos := make([]byte, 0, n)
-	for i := range out {
-		if k := len(out[i].Info); k > 0 {
-			infos = append(infos, out[i].Info...)
-			out[i].Info = infos[len(infos)-k : len(infos) : len(infos)]
+	for i := range users {
+		if k := len(users[i].Info); k > 0 {
+			infos = append(infos, users[i].Info...)
+			users[i].Info = infos[len(infos)-k : len(infos) : len(infos)]
 		}
 	}
-	return out
+	return users
 }
 
 // UserNodes implements wsroom.PresenceBroker: one script on the
@@ -1127,26 +1351,18 @@ func (b *Broker) parseRoomPresence(c *call, r *respReader, first []byte) (reply,
 	ids.Grow(int(k) * 12)
 	var infos []byte
 	for range max(n, 0) {
-		m, _, err := r.nextBulk(MaxTopicBytes + 32 + b.opts.MaxPayload)
+		m, _, err := r.nextBulk(b.maxMember())
 		if err != nil {
 			return reply{}, err
 		}
-		nul := bytes.IndexByte(m, 0)
-		colon := -1
-		if nul >= 0 {
-			colon = bytes.IndexByte(m[nul:], ':')
-		}
-		if colon <= 1 {
-			return reply{}, fmt.Errorf("%w: presence member %q", errProtocol, clip(m))
-		}
-		count, err := parseInt(m[nul+1 : nul+colon])
+		user, count, info, err := parseMember(m)
 		if err != nil {
 			return reply{}, err
 		}
-		ids.Write(m[:nul])
+		ids.Write(user)
 		ends = append(ends, int32(ids.Len()))
 		p := wsroom.Presence{Conns: int(count)}
-		if info := m[nul+colon+1:]; len(info) > 0 {
+		if len(info) > 0 {
 			// A sub-slice stays valid when infos grows into a new array.
 			infos = append(infos, info...)
 			p.Info = infos[len(infos)-len(info) : len(infos) : len(infos)]
@@ -1160,6 +1376,73 @@ func (b *Broker) parseRoomPresence(c *call, r *respReader, first []byte) (reply,
 	}
 	c.val = out
 	return reply{}, nil
+}
+
+// maxMember is the longest member of a room's sorted set (or entry of
+// its change log) the broker reads.
+func (b *Broker) maxMember() int { return 2*24 + MaxTopicBytes + 32 + b.opts.MaxPayload }
+
+// parseMember splits a member of a room's sorted set,
+// "<user>\x00<total>:<info>", or the member part of a change log entry
+// (total 0: the user left).
+func parseMember(m []byte) (user []byte, total int64, info []byte, err error) {
+	nul := bytes.IndexByte(m, 0)
+	colon := -1
+	if nul >= 0 {
+		colon = bytes.IndexByte(m[nul:], ':')
+	}
+	if colon <= 1 {
+		return nil, 0, nil, fmt.Errorf("%w: presence member %q", errProtocol, clip(m))
+	}
+	total, err = parseInt(m[nul+1 : nul+colon])
+	return m[:nul], total, m[nul+colon+1:], err
+}
+
+// parseDelta reads presDelta's reply (val: roomDelta).
+func (b *Broker) parseDelta(c *call, r *respReader, first []byte) (reply, error) {
+	n, err := arrayLen(first)
+	if err != nil {
+		return reply{}, err
+	}
+	var d roomDelta
+	if n <= 0 {
+		c.val = d
+		return reply{}, nil
+	}
+	v, _, err := r.nextBulk(24)
+	if err != nil {
+		return reply{}, err
+	}
+	d.version = string(v)
+	d.changes = make([]roomChange, 0, min(n-1, maxPresenceLog))
+	for range n - 1 {
+		e, _, err := r.nextBulk(b.maxMember())
+		if err != nil {
+			return reply{}, err
+		}
+		ch, err := parseChange(e)
+		if err != nil {
+			return reply{}, err
+		}
+		d.changes = append(d.changes, ch)
+	}
+	c.val = d
+	return reply{}, nil
+}
+
+// parseChange parses an entry of a room's change log,
+// "<prev> <version> <member>" (a total of 0 or less: the user left).
+func parseChange(e []byte) (roomChange, error) {
+	prev, rest, ok1 := bytes.Cut(e, []byte{' '})
+	version, m, ok2 := bytes.Cut(rest, []byte{' '})
+	if !ok1 || !ok2 || len(prev) == 0 || len(version) == 0 {
+		return roomChange{}, fmt.Errorf("%w: presence change %q", errProtocol, clip(e))
+	}
+	user, total, info, err := parseMember(m)
+	if err != nil {
+		return roomChange{}, err
+	}
+	return roomChange{prev: string(prev), version: string(version), user: string(user), conns: int(total), info: cloneOrNil(info)}, nil
 }
 
 func cloneOrNil(b []byte) []byte {

@@ -13,10 +13,11 @@ import (
 )
 
 // BenchmarkRoomPresence: RoomPresence of a room of 10,000 users on one
-// broker, one query at a time, the room unchanged between queries
-// (answered from the kept answer after one GET) or changed before each
-// (read whole); internal/presencebench measures it through three Hubs in
-// three processes:
+// broker, one query at a time, the room unchanged between queries or
+// changed before each (by another broker, untimed): either way one
+// script returns the room's version and its changes since the kept
+// answer, applied to it; internal/presencebench measures it through
+// three Hubs in three processes:
 //
 //	go test -run '^$' -bench RoomPresence -benchtime 300x .
 func BenchmarkRoomPresence(b *testing.B) {

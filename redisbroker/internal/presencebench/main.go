@@ -216,7 +216,7 @@ func presencePart(r *benchenv.Report, nodes []*proc) {
 	})
 	r.Line("%d WebSocket connections opened, each its own user, and seen in presence from node 1 in %v (%v after the last one opened).\n",
 		total, time.Since(t0).Round(time.Millisecond), took.Round(time.Millisecond))
-	r.Line("Each node's broker keeps the answer for a room of at least 1000 users (PresenceCacheMin) and asks Redis for the room's version first: \"unchanged\" queries find the room as it was; \"changed\" ones follow a change made by another broker (untimed), and read the whole room.\n")
+	r.Line("Each node's broker keeps the answer for a room of at least 1000 users (PresenceCacheMin) and asks Redis for the room's version and its changes since the kept one (one script): \"unchanged\" queries find the room as it was; \"changed\" ones follow a change made by another broker (untimed), which they apply to the kept answer.\n")
 	r.Line("| queries | room | from | p50 | p99 | max | users returned |")
 	r.Line("|---|---|---|---:|---:|---:|---:|")
 	ok := true
