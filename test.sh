@@ -162,6 +162,7 @@ declare -A fuzz_execs=(
 	[FuzzSubject]=30000    # natsbroker's subject encoding
 	[FuzzCallReplies]=60000 # redisbroker's script replies: ~6k/s
 	[FuzzFrame]=150000     # redisbroker's channel message framing: ~15k/s
+	[FuzzPresenceDelta]=50000 # redisbroker's presence delta parse+apply: ~5k/s
 )
 default_execs=100000
 

@@ -104,7 +104,7 @@ type Broker struct {
 	logMu sync.Mutex
 	down  map[string]bool // connections whose failure was logged
 
-	published, publishErrors, received, dropped, reconnects, cleaned, cacheHits atomic.Uint64
+	published, publishErrors, received, dropped, reconnects, cleaned, cacheHits, deltaHits atomic.Uint64
 }
 
 // New returns a broker for opts. It connects once the Hub calls Start. It
@@ -356,16 +356,17 @@ func (b *Broker) ShardOf(topic string) string {
 
 // Stats is a snapshot of a Broker's counters.
 type Stats struct {
-	Connected     bool   // every server's subscription connection is up
-	Shards        int    // servers (masters, in Cluster mode) in use
-	Subscriptions int64  // channels the servers confirmed this broker holds
-	Published     uint64 // publishes Redis acknowledged (one per Publish, whatever its topics)
-	PublishErrors uint64 // publishes that returned an error
-	Received      uint64 // messages received on subscribed channels, own echo included
-	Dropped       uint64 // messages discarded: over MaxPayload, or badly framed (e.g. from an older release)
-	Reconnects    uint64 // subscription connections lost (each counted once per loss)
-	NodesCleaned  uint64 // dead nodes whose presence this broker removed
-	PresenceHits  uint64 // RoomPresence answered from the kept answer (the room had not changed)
+	Connected      bool   // every server's subscription connection is up
+	Shards         int    // servers (masters, in Cluster mode) in use
+	Subscriptions  int64  // channels the servers confirmed this broker holds
+	Published      uint64 // publishes Redis acknowledged (one per Publish, whatever its topics)
+	PublishErrors  uint64 // publishes that returned an error
+	Received       uint64 // messages received on subscribed channels, own echo included
+	Dropped        uint64 // messages discarded: over MaxPayload, or badly framed (e.g. from an older release)
+	Reconnects     uint64 // subscription connections lost (each counted once per loss)
+	NodesCleaned   uint64 // dead nodes whose presence this broker removed
+	PresenceHits   uint64 // RoomPresence answered from the kept answer (the room had not changed)
+	PresenceDeltas uint64 // RoomPresence answered from the kept answer and the room's change log (it had changed)
 
 	// Resubscribe is how long the last connection of each server took
 	// from being established to Redis confirming every topic it
@@ -376,13 +377,14 @@ type Stats struct {
 // Stats returns the broker's counters.
 func (b *Broker) Stats() Stats {
 	s := Stats{
-		Published:     b.published.Load(),
-		PublishErrors: b.publishErrors.Load(),
-		Received:      b.received.Load(),
-		Dropped:       b.dropped.Load(),
-		Reconnects:    b.reconnects.Load(),
-		NodesCleaned:  b.cleaned.Load(),
-		PresenceHits:  b.cacheHits.Load(),
+		Published:      b.published.Load(),
+		PublishErrors:  b.publishErrors.Load(),
+		Received:       b.received.Load(),
+		Dropped:        b.dropped.Load(),
+		Reconnects:     b.reconnects.Load(),
+		NodesCleaned:   b.cleaned.Load(),
+		PresenceHits:   b.cacheHits.Load(),
+		PresenceDeltas: b.deltaHits.Load(),
 	}
 	if t := b.topo.Load(); t != nil {
 		s.Connected = true

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/wsroom/wsroom"
@@ -390,7 +389,6 @@ type presence struct {
 
 	cacheMu sync.Mutex
 	cache   map[string]*cachedRoom // RoomPresence's kept answers, by room
-	deltas  atomic.Uint64          // RoomPresence answers made from a kept one and the room's changes
 
 	mu         sync.Mutex
 	mirror     map[string]map[string]entry // room → user → this node's entry, as the Hub set it
@@ -1010,7 +1008,7 @@ func (b *Broker) roomDelta(ctx context.Context, ps *presence, room string, ce *c
 		ps.drop(room, ce)
 		return nil, false, nil
 	}
-	ps.deltas.Add(1)
+	b.deltaHits.Add(1)
 	ps.keep(room, next)
 	return next.answer(), true, nil
 }

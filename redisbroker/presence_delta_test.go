@@ -233,12 +233,12 @@ func (r *deltaRoom) rounds(n int) {
 func (r *deltaRoom) check(what, how string) {
 	r.t.Helper()
 	ctx := context.Background()
-	hits, deltas := r.q.Stats().PresenceHits, r.q.PresenceDeltas()
+	hits, deltas := r.q.Stats().PresenceHits, r.q.Stats().PresenceDeltas
 	got, err := r.q.RoomPresence(ctx, deltaRoomName)
 	if err != nil {
 		r.t.Fatalf("%s: RoomPresence: %v", what, err)
 	}
-	dh, dd := r.q.Stats().PresenceHits-hits, r.q.PresenceDeltas()-deltas
+	dh, dd := r.q.Stats().PresenceHits-hits, r.q.Stats().PresenceDeltas-deltas
 	want, err := r.ref.RoomPresence(ctx, deltaRoomName)
 	if err != nil {
 		r.t.Fatalf("%s: RoomPresence: %v", what, err)
