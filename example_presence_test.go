@@ -48,6 +48,38 @@ func ExampleRoom_Presence() {
 	// alice online: 2
 }
 
+// AppendPresence answers what Presence does into a slice the caller
+// reuses: a dashboard that asks about a large room every second keeps one
+// slice and allocates nothing once it is large enough.
+func ExampleRoom_AppendPresence() {
+	hub := wsroom.New(wsroom.Options{
+		Identify:  func(r *http.Request) (string, error) { return r.URL.Query().Get("user"), nil },
+		OnConnect: func(c *wsroom.Conn, r *http.Request) error { return c.Join("lobby") },
+	})
+	srv := httptest.NewServer(hub)
+	defer exampleShutdown(hub, srv)
+	for _, user := range []string{"carol", "alice", "alice"} {
+		conn := exampleDial(wsURL(srv.URL, "/?user="+user))
+		defer conn.Close()
+	}
+
+	var users []wsroom.Presence // kept from query to query
+	for range 2 {
+		var err error
+		users, err = hub.Room("lobby").AppendPresence(context.Background(), users[:0])
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	for _, p := range users { // Infos are shared: read them, do not modify them
+		fmt.Printf("%s: %d\n", p.UserID, p.Conns)
+	}
+	// Output:
+	// alice: 2
+	// carol: 1
+}
+
 // Disconnect closes every connection of a user (on every node, with a
 // broker) with a close code and reason the page sees, and says how many.
 func ExampleHub_Disconnect() {

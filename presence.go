@@ -121,31 +121,74 @@ func (h *Hub) infoLocked(id string) []byte {
 	return nil
 }
 
+// PresenceAppender is an optional interface of a PresenceBroker: one
+// that implements it answers Room.AppendPresence into the caller's slice.
+type PresenceAppender interface {
+	// AppendRoomPresence appends what RoomPresence returns to dst and
+	// returns the extended slice. The Infos may be shared with the
+	// broker: the caller does not modify them.
+	AppendRoomPresence(ctx context.Context, dst []Presence, room string) ([]Presence, error)
+}
+
 // Presence returns the users in the room, each once with its number of
 // connections in the room, sorted by user ID: across the cluster with a
 // PresenceBroker (one query to it, none to other nodes), else on this
-// Hub. It costs O(users in the room).
+// Hub. It costs O(users in the room), and allocates the answer: to ask
+// often about a large room, use AppendPresence.
 func (r *Room) Presence(ctx context.Context) ([]Presence, error) {
-	h := r.hub
-	if pb := h.presenceBroker(); pb != nil {
+	if pb := r.hub.presenceBroker(); pb != nil {
 		return pb.RoomPresence(ctx, r.name)
 	}
+	return r.appendLocalPresence(nil), nil
+}
+
+// AppendPresence appends what Presence returns to dst and returns the
+// extended slice. Given the previous answer's slice (dst[:0]) each time,
+// it allocates nothing once that slice is large enough: on this Hub, and
+// with a broker that implements PresenceAppender (redisbroker does, for
+// the rooms it keeps), so that asking often about a room of thousands of
+// users does not make the garbage collector run (whose work would show
+// in the answers' latency). The Infos are shared with the Hub or the
+// broker: do not modify them.
+func (r *Room) AppendPresence(ctx context.Context, dst []Presence) ([]Presence, error) {
+	pb := r.hub.presenceBroker()
+	if pa, ok := pb.(PresenceAppender); ok {
+		return pa.AppendRoomPresence(ctx, dst, r.name)
+	}
+	if pb != nil {
+		users, err := pb.RoomPresence(ctx, r.name)
+		return append(dst, users...), err
+	}
+	return r.appendLocalPresence(dst), nil
+}
+
+// appendLocalPresence appends the room's users on this Hub to dst: one
+// entry per member, sorted by user ID, then each user's entries merged.
+func (r *Room) appendLocalPresence(dst []Presence) []Presence {
+	h := r.hub
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	rm := h.rooms[r.name]
 	if rm == nil {
-		return nil, nil
+		return dst
 	}
-	count := make(map[string]int)
+	start := len(dst)
 	for _, c := range rm.members {
-		count[c.id]++
+		dst = append(dst, Presence{UserID: c.id, Conns: 1})
 	}
-	out := make([]Presence, 0, len(count))
-	for id, n := range count {
-		out = append(out, Presence{UserID: id, Conns: n, Info: h.infoLocked(id)})
+	users := dst[start:]
+	slices.SortFunc(users, func(a, b Presence) int { return strings.Compare(a.UserID, b.UserID) })
+	n := 0
+	for i := range users {
+		if n > 0 && users[n-1].UserID == users[i].UserID {
+			users[n-1].Conns++
+			continue
+		}
+		users[n] = Presence{UserID: users[i].UserID, Conns: 1, Info: h.infoLocked(users[i].UserID)}
+		n++
 	}
-	slices.SortFunc(out, func(a, b Presence) int { return strings.Compare(a.UserID, b.UserID) })
-	return out, nil
+	clear(users[n:])
+	return dst[:start+n]
 }
 
 // Online returns how many connections the user has, across the cluster

@@ -80,6 +80,23 @@ func TestPresenceSingleHub(t *testing.T) {
 	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("Presence = %v, %v; want %v", got, err, want)
 	}
+	// AppendPresence: the same answer after what dst holds, and none of
+	// the reused slice's old entries left behind; no allocation once the
+	// slice is large enough.
+	prefix := wsroom.Presence{UserID: "kept"}
+	buf := []wsroom.Presence{prefix, {UserID: "stale", Conns: 9}, {UserID: "stale2"}, {UserID: "stale3"}}
+	app, err := s.hub.Room("r").AppendPresence(ctx, buf[:1])
+	if err != nil || fmt.Sprint(app) != fmt.Sprint(append([]wsroom.Presence{prefix}, want...)) {
+		t.Fatalf("AppendPresence = %v, %v; want %v after %v", app, err, want, prefix)
+	}
+	if fmt.Sprint(buf[3]) != fmt.Sprint(wsroom.Presence{}) {
+		t.Fatalf("AppendPresence left %v in the slice past its answer", buf[3])
+	}
+	if allocs := testing.AllocsPerRun(100, func() {
+		app, _ = s.hub.Room("r").AppendPresence(ctx, app[:0])
+	}); allocs != 0 || len(app) != 2 {
+		t.Fatalf("AppendPresence into a large enough slice: %v allocations, %d users", allocs, len(app))
+	}
 	if n, err := s.hub.Online(ctx, "alice"); n != 2 || err != nil {
 		t.Fatalf("Online(alice) = %d, %v", n, err)
 	}
@@ -122,12 +139,20 @@ func newCluster(t *testing.T, n int, edit func(*wsroom.Options)) *cluster {
 	return cl
 }
 
-// roomPresence returns a room's presence as node i sees it, as text.
+// roomPresence returns a room's presence as node i sees it, as text,
+// checking that AppendPresence (membroker has no PresenceAppender: the
+// fallback) gives the same.
 func (cl *cluster) roomPresence(t *testing.T, i int, room string) string {
 	t.Helper()
 	p, err := cl.nodes[i].hub.Room(room).Presence(context.Background())
 	if err != nil {
 		t.Fatalf("Presence: %v", err)
+	}
+	head := []wsroom.Presence{{UserID: "-"}}
+	if a, err := cl.nodes[i].hub.Room(room).AppendPresence(context.Background(), head); err != nil || len(a) < 1 || a[0].UserID != "-" {
+		t.Fatalf("AppendPresence = %v, %v", a, err)
+	} else if q, _ := cl.nodes[i].hub.Room(room).Presence(context.Background()); fmt.Sprint(a[1:]) != fmt.Sprint(p) && fmt.Sprint(q) == fmt.Sprint(p) {
+		t.Fatalf("AppendPresence = %v, Presence = %v (twice)", a[1:], p)
 	}
 	var parts []string
 	for _, e := range p {

@@ -119,6 +119,21 @@ func (s *suite) presenceQueries(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("RoomPresence = %v, want %v", got, want)
 	}
+	if pa, ok := a.b.(wsroom.PresenceAppender); ok {
+		// The same answer after dst's entries, twice (the second time
+		// into the first answer's slice: a kept answer, for a broker
+		// that keeps them).
+		var buf []wsroom.Presence
+		for range 2 {
+			buf = append(buf[:0], wsroom.Presence{UserID: "-"})
+			if buf, err = pa.AppendRoomPresence(ctx, buf, room); err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(buf) != fmt.Sprint(append([]wsroom.Presence{{UserID: "-"}}, want...)) {
+				t.Fatalf("AppendRoomPresence = %v, want %v after {-}", buf, want)
+			}
+		}
+	}
 	nodes, err := b.b.UserNodes(ctx, "alice")
 	if err != nil || len(nodes) != 2 || nodes[a.name] != 3 || nodes[b.name] != 1 {
 		t.Fatalf("UserNodes(alice) = %v, %v; want %s:3 and %s:1", nodes, err, a.name, b.name)

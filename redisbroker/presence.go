@@ -928,6 +928,23 @@ func (b *Broker) LeavePresence(ctx context.Context) ([]wsroom.PresenceEvent, err
 // version went back to one a broker keeps: Redis's clock stepped back
 // between the room emptying and filling again).
 func (b *Broker) RoomPresence(ctx context.Context, room string) ([]wsroom.Presence, error) {
+	return b.roomPresence(ctx, room, nil, false)
+}
+
+var _ wsroom.PresenceAppender = (*Broker)(nil)
+
+// AppendRoomPresence implements wsroom.PresenceAppender: RoomPresence's
+// answer appended to dst. An answer from a kept room (unchanged, or
+// brought up to date from its change log) costs no allocation when dst
+// has room for it, since its Infos are shared with the kept answer, which
+// is never changed: the caller must not modify them.
+func (b *Broker) AppendRoomPresence(ctx context.Context, dst []wsroom.Presence, room string) ([]wsroom.Presence, error) {
+	return b.roomPresence(ctx, room, dst, true)
+}
+
+// roomPresence is RoomPresence appending to dst; shared: the answer may
+// share its Infos with the kept one.
+func (b *Broker) roomPresence(ctx context.Context, room string, dst []wsroom.Presence, shared bool) ([]wsroom.Presence, error) {
 	ps, err := b.presence()
 	if err != nil {
 		return nil, err
@@ -938,7 +955,7 @@ func (b *Broker) RoomPresence(ctx context.Context, room string) ([]wsroom.Presen
 	caching := b.opts.PresenceCacheMin > 0
 	if caching {
 		if ce := ps.cached(room); ce != nil {
-			out, ok, err := b.roomDelta(ctx, ps, room, ce)
+			out, ok, err := b.roomDelta(ctx, ps, room, ce, dst, shared)
 			if err != nil || ok {
 				return out, err
 			}
@@ -985,12 +1002,15 @@ func (b *Broker) RoomPresence(ctx context.Context, room string) ([]wsroom.Presen
 			ps.keep(room, &cachedRoom{version: v1, base: ownInfos(slices.Clone(out))})
 		}
 	}
+	if dst != nil {
+		return append(dst, out...), nil
+	}
 	return out, nil
 }
 
 // roomDelta answers from ce, the kept answer of room, and its changes
 // since (see RoomPresence); !ok: the room must be read whole.
-func (b *Broker) roomDelta(ctx context.Context, ps *presence, room string, ce *cachedRoom) (out []wsroom.Presence, ok bool, err error) {
+func (b *Broker) roomDelta(ctx context.Context, ps *presence, room string, ce *cachedRoom, dst []wsroom.Presence, shared bool) (out []wsroom.Presence, ok bool, err error) {
 	_, _, vk := b.roomKeys("", room)
 	d := newCall(presDelta, 2, vk, b.logKey(room), ce.version, maxPresenceLogArg)
 	d.parse = b.parseDelta
@@ -1000,7 +1020,7 @@ func (b *Broker) roomDelta(ctx context.Context, ps *presence, room string, ce *c
 	res, _ := d.val.(roomDelta)
 	if res.version == ce.version {
 		b.cacheHits.Add(1)
-		return ce.answer(), true, nil
+		return ce.reply(dst, shared), true, nil
 	}
 	next, ok := ce.apply(res)
 	if !ok {
@@ -1010,7 +1030,7 @@ func (b *Broker) roomDelta(ctx context.Context, ps *presence, room string, ce *c
 	}
 	b.deltaHits.Add(1)
 	ps.keep(room, next)
-	return next.answer(), true, nil
+	return next.reply(dst, shared), true, nil
 }
 
 var maxPresenceLogArg = strconv.Itoa(maxPresenceLog)
@@ -1056,6 +1076,20 @@ func (ce *cachedRoom) answer() []wsroom.Presence {
 	return ownInfos(mergePresence(ce.base, ce.pending))
 }
 
+// appendShared appends the room to dst, its infos shared with ce.
+func (ce *cachedRoom) appendShared(dst []wsroom.Presence) []wsroom.Presence {
+	return appendMerged(dst, ce.base, ce.pending)
+}
+
+// reply is ce's answer for RoomPresence (shared false, dst nil) or
+// AppendRoomPresence (shared).
+func (ce *cachedRoom) reply(dst []wsroom.Presence, shared bool) []wsroom.Presence {
+	if shared {
+		return ce.appendShared(dst)
+	}
+	return ce.answer()
+}
+
 // apply returns ce brought to d's version by d's changes, if they link
 // from ce's version to d's; else false.
 func (ce *cachedRoom) apply(d roomDelta) (*cachedRoom, bool) {
@@ -1094,7 +1128,11 @@ func (ce *cachedRoom) apply(d roomDelta) (*cachedRoom, bool) {
 // net's changes (sorted by user ID, one per user) applied. It shares
 // the IDs and infos of users and net.
 func mergePresence(users []wsroom.Presence, net []roomChange) []wsroom.Presence {
-	out := make([]wsroom.Presence, 0, len(users)+len(net))
+	return appendMerged(make([]wsroom.Presence, 0, len(users)+len(net)), users, net)
+}
+
+// appendMerged is mergePresence appending to out.
+func appendMerged(out, users []wsroom.Presence, net []roomChange) []wsroom.Presence {
 	for _, c := range net {
 		i, found := slices.BinarySearchFunc(users, c.user, func(p wsroom.Presence, u string) int { return strings.Compare(p.UserID, u) })
 		out = append(out, users[:i]...)

@@ -44,6 +44,7 @@ type deltaRoom struct {
 	q, ref  *redisbroker.Broker   // keeps rooms (PresenceCacheMin 2), keeps none
 	writers []*redisbroker.Broker // a, b, c
 	counts  []map[string]int      // per writer: user → count
+	buf     []wsroom.Presence     // AppendRoomPresence's, reused from check to check
 }
 
 const deltaRoomName = "delta"
@@ -263,6 +264,18 @@ func (r *deltaRoom) check(what, how string) {
 	}
 	if !ok {
 		r.t.Fatalf("%s: %d answers from the kept answer and %d from changes; want %s", what, dh, dd, how)
+	}
+	// AppendRoomPresence, into the last answer's slice after one entry,
+	// answers the same.
+	r.buf = append(r.buf[:0], wsroom.Presence{UserID: "-"})
+	if r.buf, err = r.q.AppendRoomPresence(ctx, r.buf, deltaRoomName); err != nil {
+		r.t.Fatalf("%s: AppendRoomPresence: %v", what, err)
+	}
+	if r.buf[0].UserID != "-" {
+		r.t.Fatalf("%s: AppendRoomPresence overwrote dst's entry: %v", what, r.buf[0])
+	}
+	if d := presenceDiff(r.buf[1:], want); d != "" {
+		r.t.Fatalf("%s: AppendRoomPresence answered %d users, RoomPresence of the broker that keeps none %d: %s", what, len(r.buf)-1, len(want), d)
 	}
 	// What the caller does with its answer does not reach the next.
 	for i := range got {

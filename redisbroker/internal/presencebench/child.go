@@ -40,7 +40,8 @@ type command struct {
 	Rooms   int    `json:"rooms,omitempty"`
 	Workers int    `json:"workers,omitempty"`
 	Seed    uint64 `json:"seed,omitempty"`
-	Churn   bool   `json:"churn,omitempty"` // presence: change the room before each query
+	Churn   bool   `json:"churn,omitempty"`  // presence: change the room before each query
+	Append  bool   `json:"append,omitempty"` // presence: Room.AppendPresence into one reused slice, not Room.Presence
 }
 
 type answer struct {
@@ -54,10 +55,11 @@ type answer struct {
 }
 
 type childNode struct {
-	hub   *wsroom.Hub
-	sock  string
-	redis string
-	churn *redisbroker.Broker // another node's broker, to change rooms (presence with Churn)
+	hub     *wsroom.Hub
+	sock    string
+	redis   string
+	churn   *redisbroker.Broker // another node's broker, to change rooms (presence with Churn)
+	presBuf []wsroom.Presence   // AppendPresence's slice, reused from query to query
 
 	evMu   sync.Mutex
 	events map[string][]int
@@ -164,7 +166,7 @@ func (n *childNode) do(cmd command) (a answer) {
 		if cmd.Room != "" {
 			n.waitLocal(cmd.Room, cmd.N)
 		}
-	case "presence": // k Room.Presence queries, one after the other
+	case "presence": // k Room.Presence (or AppendPresence) queries, one after the other
 		if cmd.Churn && n.churn == nil {
 			n.churn = redisbroker.New(redisbroker.Options{Addrs: []string{n.redis}, Logger: slog.New(slog.DiscardHandler)})
 			n.churn.Start(func(string, []byte) {})
@@ -177,7 +179,14 @@ func (n *childNode) do(cmd command) (a answer) {
 				}
 			}
 			t0 := time.Now()
-			p, err := n.hub.Room(cmd.Room).Presence(ctx)
+			var p []wsroom.Presence
+			var err error
+			if cmd.Append {
+				n.presBuf, err = n.hub.Room(cmd.Room).AppendPresence(ctx, n.presBuf[:0])
+				p = n.presBuf
+			} else {
+				p, err = n.hub.Room(cmd.Room).Presence(ctx)
+			}
 			a.Lat = append(a.Lat, int64(time.Since(t0)))
 			if err != nil {
 				return answer{Err: err.Error()}
