@@ -48,7 +48,7 @@ func run(ctx context.Context, args []string) (*report, error) {
 		quick       = fs.Bool("quick", false, "small sizes and short runs (sizes 200,1000,2000; 0.5 s runs; 5 s soak; 200 stalled, 1000 messages)")
 		serveName   = fs.String("serve", "", "run only the named server (for manual use) and print its address")
 		serverList  = fs.String("servers", "wsroom,gorilla,melody,gobwas-raw,gobwas-epoll,coder", "servers to run, comma-separated")
-		scenList    = fs.String("scenarios", "idle,fanout,latency,sendto", "scenarios: idle,fanout,latency,sendto,soak,compress,stalled (handshakes/s is measured with the 10k set; compress runs on -compress-servers; stalled on wsroom only)")
+		scenList    = fs.String("scenarios", "idle,fanout,latency,sendto", "scenarios: idle,fanout,latency,sendto,soak,compress,stalled,resume (handshakes/s is measured with the 10k set; compress runs on -compress-servers; stalled on wsroom only; resume runs -resume-dir's TestResumeUnderCuts at full size, which needs node, redis-server and integration/node's packages: ./test.sh installs them)")
 		sizes       = fs.String("sizes", "1000,10000,19500", "small,mid,large connection counts")
 		dur         = fs.Duration("dur", 2*time.Second, "publishing time of each fan-out and SendTo run")
 		latRate     = fs.Float64("lat-rate", 50000, "deliveries/s of the paced latency run")
@@ -75,6 +75,8 @@ func run(ctx context.Context, args []string) (*report, error) {
 		stalledSize = fs.Int("stalled-size", 1024, "stalled scenario: message size in bytes (at least 16: publish time and sequence number)")
 		rcvbuf      = fs.Int("stalled-rcvbuf", 4096, "stalled scenario: SO_RCVBUF of the stalled clients' sockets, set before connect")
 		sampleEvery = fs.Duration("sample", 10*time.Millisecond, "stalled scenario: the server samples its heap and RSS this often")
+		skip        = fs.String("skip", "", "scenarios to leave out, comma-separated (with -all)")
+		resumeDir   = fs.String("resume-dir", "../integration", "resume scenario: the integration module's directory")
 		kernelEvery = fs.Duration("sample-kernel", 100*time.Millisecond, "stalled scenario: … and its sockets' kernel send-side memory this often (a syscall pair per socket)")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -96,9 +98,12 @@ func run(ctx context.Context, args []string) (*report, error) {
 		c.scenarios[s] = true
 	}
 	if *all {
-		for _, s := range []string{"idle", "fanout", "latency", "sendto", "soak", "compress", "stalled"} {
+		for _, s := range []string{"idle", "fanout", "latency", "sendto", "soak", "compress", "stalled", "resume"} {
 			c.scenarios[s] = true
 		}
+	}
+	for _, s := range split(*skip) {
+		delete(c.scenarios, s)
 	}
 	sz := split(*sizes)
 	if *quick {
@@ -184,6 +189,9 @@ func run(ctx context.Context, args []string) (*report, error) {
 	}
 	if c.scenarios["stalled"] && ctx.Err() == nil {
 		rep.stalled = runStalled(ctx, c)
+	}
+	if c.scenarios["resume"] && ctx.Err() == nil { // last: it unpins the tool (see runResume)
+		rep.resume = runResume(ctx, *resumeDir)
 	}
 	md := rep.markdown()
 	fmt.Print(md)

@@ -21,6 +21,7 @@ type report struct {
 	results     []*result
 	compress    []*compressResult // the compression scenario
 	stalled     *stalledResult    // the stalled-neighbours scenario
+	resume      *resumeResult     // the resume-under-cuts scenario
 }
 
 // row is one line of the comparison table: how to read a value from a
@@ -230,6 +231,7 @@ func (rep *report) markdown() string {
 	b.WriteString(rep.targets())
 	b.WriteString(rep.compressionSection())
 	b.WriteString(rep.stalledSection())
+	b.WriteString(rep.resumeSection())
 	b.WriteString(rep.soakSection())
 	b.WriteString(rep.runsSection())
 	var notes strings.Builder

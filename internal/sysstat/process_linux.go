@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -69,11 +70,44 @@ func PinToCPU(cpu int) error {
 		return fmt.Errorf("pin to CPU %d: no such CPU number", cpu)
 	}
 	set.Set(cpu)
+	unpinned.Lock()
+	if unpinned.set == nil {
+		var before unix.CPUSet
+		if err := unix.SchedGetaffinity(0, &before); err != nil {
+			unpinned.Unlock()
+			return fmt.Errorf("pin to CPU %d: %w", cpu, err)
+		}
+		unpinned.set = &before
+	}
+	unpinned.Unlock()
 	tid, err := pinThreads(&set)
 	if err != nil && tid != 0 {
 		return fmt.Errorf("pin thread %d to CPU %d: %w", tid, cpu, err)
 	}
 	return err
+}
+
+// Unpin gives every thread of this process back the CPU affinity the
+// process had before its first PinToCPU (nothing to do if it never
+// pinned), so that the processes it starts next are not pinned either: a
+// child inherits the mask of the thread that forks it.
+func Unpin() error {
+	unpinned.Lock()
+	defer unpinned.Unlock()
+	if unpinned.set == nil {
+		return nil
+	}
+	tid, err := pinThreads(unpinned.set)
+	if err != nil && tid != 0 {
+		return fmt.Errorf("unpin thread %d: %w", tid, err)
+	}
+	return err
+}
+
+// unpinned is the process's CPU affinity before its first PinToCPU.
+var unpinned struct {
+	sync.Mutex
+	set *unix.CPUSet
 }
 
 // pinThreads sets the CPU affinity of every thread of this process to

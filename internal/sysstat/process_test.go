@@ -113,6 +113,25 @@ func TestPinToCPU(t *testing.T) {
 	if checked == 0 {
 		t.Error("no thread checked")
 	}
+	// Unpin: every thread may run where the process could before.
+	if err := Unpin(); err != nil {
+		t.Fatal(err)
+	}
+	if tasks, err = os.ReadDir("/proc/self/task"); err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		tid, _ := strconv.Atoi(task.Name())
+		var set unix.CPUSet
+		if err := unix.SchedGetaffinity(tid, &set); err == unix.ESRCH {
+			continue
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if set != orig {
+			t.Errorf("after Unpin thread %d may run on %d CPUs, want the %d it could before", tid, set.Count(), orig.Count())
+		}
+	}
 
 	for _, bad := range []int{-1, len(orig) * 64} {
 		if err := PinToCPU(bad); err == nil {
