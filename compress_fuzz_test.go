@@ -57,3 +57,15 @@ func FuzzInflate(f *testing.F) {
 		}
 	})
 }
+
+// payloadLen returns the payload size of a server frame (unmasked).
+func payloadLen(frame []byte) int {
+	switch n := frame[1] & 0x7f; n {
+	case 126:
+		return len(frame) - 4
+	case 127:
+		return len(frame) - 10
+	default:
+		return int(n)
+	}
+}

@@ -135,11 +135,6 @@ func (hs *history) last() Position {
 	return Position{Epoch: hs.epoch, Offset: hs.first + uint64(hs.n) - 1}
 }
 
-// appendFrame keeps the broadcast whose plain frame is f (see append).
-func (hs *history) appendFrame(f []byte, except string, now int64) Position {
-	return hs.append(frame.Opcode(f[0]&0x0f), f[len(f)-payloadLen(f):], except, now)
-}
-
 // append keeps a copy of a broadcast's payload and returns its position,
 // dropping the oldest entries beyond the history's bounds. A payload of
 // 4 GiB or more is not kept: its position is a gap that a resume over it
@@ -226,18 +221,6 @@ func (hs *history) newest(k int) []histMsg {
 func (hs *history) idle(now int64) bool {
 	hs.expire(now)
 	return hs.n == 0
-}
-
-// payloadLen returns the payload size of a server frame (unmasked).
-func payloadLen(frame []byte) int {
-	switch n := frame[1] & 0x7f; n {
-	case 126:
-		return len(frame) - 4
-	case 127:
-		return len(frame) - 10
-	default:
-		return int(n)
-	}
 }
 
 // lockHistory returns the history of the room called name, locked, or nil

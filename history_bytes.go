@@ -79,11 +79,6 @@ func (q *histBytes) drop(n int) {
 	q.chunks = q.chunks[k:]
 }
 
-// reset forgets everything.
-func (q *histBytes) reset() {
-	q.drop(int(q.end - q.head))
-}
-
 // read returns the n bytes from position at, which the queue holds: a
 // slice of a chunk when they lie in one, a copy when they span several.
 // The slice is valid until the queue's next change.

@@ -57,8 +57,8 @@ func TestHistBytes(t *testing.T) {
 			}
 		}
 	}
-	q.reset()
+	q.drop(int(q.end - q.head))
 	if q.end != q.head || len(q.chunks) != 0 {
-		t.Fatalf("after reset: head %d, end %d, %d chunks", q.head, q.end, len(q.chunks))
+		t.Fatalf("after dropping everything: head %d, end %d, %d chunks", q.head, q.end, len(q.chunks))
 	}
 }

@@ -232,7 +232,7 @@ func (h *Hub) deliverAtLocked(hs *history, room string, pos Position, wm wire.Me
 		h.brokerError("receive", wire.RoomTopic(room), err)
 		return
 	}
-	hs.appendFrame(*p.plain, wm.Except, h.now())
+	hs.append(frame.Opcode(wm.Type), wm.Data, wm.Except, h.now())
 	p.header = appendRoomHeader(nil, room, &pos)
 	h.deliver(p, t)
 }

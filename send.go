@@ -74,7 +74,7 @@ func (h *Hub) deliverSend(p *prepared, t target) (backlog bool) {
 			if t.except != nil {
 				except = t.except.ConnID()
 			}
-			pos := hs.appendFrame(*p.plain, except, h.now())
+			pos := hs.append(p.op(), p.data, except, h.now())
 			p.header = appendRoomHeader(nil, t.room, &pos)
 			backlog = h.deliver(p, t)
 			hs.mu.Unlock()
@@ -175,13 +175,16 @@ func (p *prepared) frameFor(c *Conn) *[]byte {
 	return z.frame(c.deflate, plain)
 }
 
+// op is the message's opcode (text or binary), from its plain frame.
+func (p *prepared) op() frame.Opcode { return frame.Opcode((*p.plain)[0] & 0x0f) }
+
 // makeV1 makes the wsroom.v1 forms: header, newline, data.
 func (p *prepared) makeV1() {
 	if p.v1only {
 		p.v1.plain = controlFrame(p.header)
 		return
 	}
-	op := frame.Opcode((*p.plain)[0] & 0x0f)
+	op := p.op()
 	f := appendV1Frame(nil, op, p.header, p.data)
 	p.v1.plain = newFrame(f)
 	p.v1.z = p.h.compressible(op, f[len(f)-len(p.header)-1-len(p.data):])
