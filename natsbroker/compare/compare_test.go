@@ -27,6 +27,7 @@ import (
 	"github.com/wsroom/wsroom/natsbroker"
 	"github.com/wsroom/wsroom/natsbroker/internal/natstest"
 	"github.com/wsroom/wsroom/redisbroker"
+	"github.com/wsroom/wsroom/redisbroker/redistest"
 	"go.uber.org/goleak"
 )
 
@@ -52,7 +53,7 @@ var backends = []backend{
 		}
 	}},
 	{"redis", func(tb testing.TB) func() wsroom.Broker {
-		addr := natstest.StartRedis(tb).Addr
+		addr := redistest.Start(tb).Addr
 		return func() wsroom.Broker {
 			return redisbroker.New(redisbroker.Options{Addrs: []string{addr}, Logger: quietLogger()})
 		}

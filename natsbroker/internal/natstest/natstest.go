@@ -1,6 +1,5 @@
-// Package natstest starts throwaway nats-server processes for tests (and,
-// for the benchmarks that compare brokers, redis-server ones), on free
-// loopback ports, and kills them by PID when the test ends.
+// Package natstest starts throwaway nats-server processes for tests, on
+// free loopback ports, and kills them by PID when the test ends.
 package natstest
 
 import (
@@ -20,14 +19,13 @@ import (
 // Server is a server process started by a test.
 type Server struct {
 	Addr       string // host:port for clients
-	URL        string // nats://Addr (redis://Addr for StartRedis)
+	URL        string // nats://Addr
 	MonitorURL string // nats-server's monitoring endpoint, http://host:port
 
-	t     testing.TB // nil for StartMain
-	name  string
-	args  []string
-	ready func(*Server) error
-	cmd   *exec.Cmd
+	t    testing.TB // nil for StartMain
+	name string
+	args []string
+	cmd  *exec.Cmd
 }
 
 // Shared returns the NATS URL named by WSROOM_NATS_URL, or starts a
@@ -93,31 +91,8 @@ func newNATS(bin, addr, mon string) *Server {
 	_, mport, _ := net.SplitHostPort(mon)
 	return &Server{
 		Addr: addr, URL: "nats://" + addr, MonitorURL: "http://" + mon, name: bin,
-		args:  []string{"-a", host, "-p", port, "-m", mport},
-		ready: natsReady,
+		args: []string{"-a", host, "-p", port, "-m", mport},
 	}
-}
-
-// StartRedis starts redis-server on a free loopback port, without
-// persistence; Cleanup kills it. Like Start, it skips (fails under
-// CI=true) when redis-server is missing.
-func StartRedis(t testing.TB) *Server {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		missing(t, err)
-	}
-	addr := freeAddr(t)
-	_, port, _ := net.SplitHostPort(addr)
-	s := &Server{
-		Addr: addr, URL: "redis://" + addr, t: t, name: bin,
-		args: []string{"--port", port, "--bind", "127.0.0.1", "--dir", t.TempDir(), "--save", "", "--appendonly", "no",
-			"--protected-mode", "no", "--loglevel", "warning"},
-		ready: redisReady,
-	}
-	s.Restart()
-	t.Cleanup(s.Stop)
-	return s
 }
 
 // missing skips the test, or fails it under CI=true, where the servers
@@ -157,7 +132,7 @@ func (s *Server) start() error {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		err := s.ready(s)
+		err := natsReady(s)
 		if err == nil {
 			return nil
 		}
@@ -182,7 +157,7 @@ func (s *Server) Stop() {
 // natsReady checks that nats-server greets clients with INFO and that its
 // monitoring endpoint answers.
 func natsReady(s *Server) error {
-	line, err := greeting(s.Addr, "")
+	line, err := greeting(s.Addr)
 	if err != nil {
 		return err
 	}
@@ -197,26 +172,13 @@ func natsReady(s *Server) error {
 	return nil
 }
 
-func redisReady(s *Server) error {
-	line, err := greeting(s.Addr, "PING\r\n")
-	if err == nil && !strings.HasPrefix(line, "+PONG") {
-		err = fmt.Errorf("PING answered %q", line)
-	}
-	return err
-}
-
-// greeting connects to addr, sends say and returns the first line read.
-func greeting(addr, say string) (string, error) {
+// greeting connects to addr and returns the first line read.
+func greeting(addr string) (string, error) {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return "", err
 	}
 	defer c.Close()
-	if say != "" {
-		if _, err := c.Write([]byte(say)); err != nil {
-			return "", err
-		}
-	}
 	c.SetReadDeadline(time.Now().Add(time.Second))
 	return bufio.NewReader(c).ReadString('\n')
 }
