@@ -83,6 +83,11 @@ func (b *Broker) topic(subject string) (topic string, ok bool) {
 	}
 	var name []byte
 	if enc != emptyName {
+		// The decoder skips '\r' and '\n', which subjectOf never writes:
+		// a subject holding them is not one it made.
+		if strings.ContainsAny(enc, "\r\n") {
+			return "", false
+		}
 		var err error
 		if name, err = nameEncoding.DecodeString(enc); err != nil || len(name) == 0 {
 			return "", false
