@@ -3,7 +3,6 @@ package wsroom
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"time"
 
@@ -334,9 +333,7 @@ func (h *Hub) receive(topic string, payload []byte) {
 		return
 	}
 	h.stats.brokerIn.Add(1)
-	if h.deliverSend(p, t) {
-		runtime.Gosched() // as send does
-	}
+	h.deliverSend(p, t).apply(h) // as send does
 }
 
 var errUnknownTopic = errors.New("wsroom: unknown topic")

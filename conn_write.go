@@ -153,26 +153,65 @@ func (c *cursor) advance(n int) {
 // that would take the queue over SendQueueMessages or SendQueueBytes
 // (counted with entryCost, the writer's batch included) closes the
 // connection as a slow consumer. backlog reports a queue more than half
-// full (see fanout).
+// full (see fanout). A parked connection first pulls what its room's
+// backlog holds for it (park.go), so that f comes after it; a control
+// frame (ping, pong) need not, and does not.
 func (c *Conn) enqueue(f *[]byte, control bool) (backlog bool, err error) {
+	st, err := c.enqueueFrame(f, control)
+	return st&queueBacklog != 0, err
+}
+
+// enqueued says what enqueueFrame found.
+type enqueued uint8
+
+const (
+	queueBacklog enqueued = 1 << iota // the queue is more than half full
+	queuePark                         // the queue just reached parkBytes: the sender should park c (Hub.parkLocked)
+)
+
+// enqueueFrame is enqueue, also telling when c should be parked.
+func (c *Conn) enqueueFrame(f *[]byte, control bool) (st enqueued, err error) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
-		return false, ErrClosed
+		return 0, ErrClosed
+	}
+	if c.park != nil && !control && !c.pullLocked(-1) {
+		c.slowConsumerLocked()
+		c.mu.Unlock()
+		return 0, ErrSlowConsumer
 	}
 	opts := &c.hub.opts
 	q := &c.q
 	if q.len > 0 && (int(q.len) >= opts.SendQueueMessages || q.pinned()+frameCost(f) > opts.SendQueueBytes) {
-		c.startCloseLocked(&CloseError{Code: StatusPolicyViolation, Reason: "slow consumer", Err: ErrSlowConsumer}, true)
+		c.slowConsumerLocked()
 		c.mu.Unlock()
-		c.hub.stats.slowConsumers.Add(1)
-		return false, ErrSlowConsumer
+		return 0, ErrSlowConsumer
 	}
 	c.pushLocked(f, control)
 	c.startWriterLocked()
-	backlog = 2*q.pinned() > opts.SendQueueBytes || 2*int(q.len) > opts.SendQueueMessages
+	if 2*q.pinned() > opts.SendQueueBytes || 2*int(q.len) > opts.SendQueueMessages {
+		st |= queueBacklog
+	}
+	if c.park == nil && !c.parkTried && q.pinned() >= c.hub.parkBytes() {
+		c.parkTried = true
+		st |= queuePark
+	}
 	c.mu.Unlock()
-	return backlog, nil
+	return st, nil
+}
+
+// slowConsumerError is the cause of a slow consumer's close.
+func slowConsumerError() *CloseError {
+	return &CloseError{Code: StatusPolicyViolation, Reason: "slow consumer", Err: ErrSlowConsumer}
+}
+
+// slowConsumerLocked closes c as a slow consumer, dropping its queue, and
+// counts it (c.mu held).
+func (c *Conn) slowConsumerLocked() {
+	if c.startCloseLocked(slowConsumerError(), true) {
+		c.hub.stats.slowConsumers.Add(1)
+	}
 }
 
 // pushLocked queues f, noting when the queue stopped being empty.
@@ -239,8 +278,7 @@ func (c *Conn) writeLoop() {
 	defer c.writers.Done()
 	for {
 		c.mu.Lock()
-		if c.q.len == 0 {
-			c.writing = false
+		if !c.moreLocked() {
 			c.mu.Unlock()
 			return
 		}
@@ -250,6 +288,33 @@ func (c *Conn) writeLoop() {
 			return
 		}
 	}
+}
+
+// moreLocked is called by a writer ready for more, with c.mu held (it
+// may release and retake it). It reports whether the queue has frames; if
+// not, the writer's turn ends (writing is false). A parked connection
+// first pulls from its room's backlog, parkBytes at a time, and one that
+// has caught up is unparked (under Hub.mu, pulling again what came
+// meanwhile).
+func (c *Conn) moreLocked() bool {
+	if c.q.len == 0 && c.park != nil && !c.closing {
+		if !c.pullLocked(c.hub.parkBytes()) {
+			c.slowConsumerLocked() // queues the close frame
+		} else if c.q.len == 0 {
+			c.mu.Unlock()
+			h := c.hub
+			h.mu.Lock()
+			h.unparkLocked(c)
+			h.mu.Unlock()
+			c.mu.Lock()
+		}
+	}
+	if c.q.len > 0 {
+		return true
+	}
+	c.writing = false
+	c.parkTried = false
+	return false
 }
 
 // writeRest writes what is left of b from cur on, with blocking writes
@@ -298,6 +363,9 @@ func (c *Conn) batchDone(b batch, n int64, err error) bool {
 	releaseChunks(b.head)
 	c.mu.Lock()
 	c.q.inflight -= b.bytes
+	if c.park != nil && err == nil {
+		c.park.log.refresh(c.park, &h.opts) // its bound counted the batch
+	}
 	if err != nil {
 		c.closing = true
 		c.noteCauseLocked(&CloseError{Code: StatusAbnormalClosure, Remote: true, Err: err})

@@ -33,11 +33,14 @@ import (
 // poller is open: writers start only before finish, which waits for them.
 func (c *Conn) goWriter() {
 	if p := c.poll.p; p != nil {
-		p.Queue((*flushTask)(c))
+		c.queueFlush()
 		return
 	}
 	go c.writeLoop()
 }
+
+// queueFlush queues c's flush on the poller (c.mu held).
+func (c *Conn) queueFlush() { c.poll.p.Queue((*flushTask)(c)) }
 
 // flushTask is a polled Conn's non-blocking flush, a poller.Task.
 type flushTask Conn
@@ -47,8 +50,7 @@ type flushTask Conn
 func (f *flushTask) Run() {
 	c := (*Conn)(f)
 	c.mu.Lock()
-	if c.q.len == 0 { // a write error cleared it
-		c.writing = false
+	if !c.moreLocked() { // a write error cleared the queue
 		c.mu.Unlock()
 		c.writers.Done()
 		return
@@ -86,13 +88,12 @@ func (f *flushTask) Run() {
 		return
 	}
 	c.mu.Lock()
-	more := c.q.len > 0
-	if !more {
-		c.writing = false
+	more := c.moreLocked()
+	if more {
+		c.queueFlush() // to the end: others first, and a bigger batch next
 	}
 	c.mu.Unlock()
 	if more {
-		c.poll.p.Queue(f) // to the end: others first, and a bigger batch next
 		return
 	}
 	c.writers.Done()

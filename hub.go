@@ -24,6 +24,7 @@ type Hub struct {
 	mu        sync.RWMutex // guards the fields below and Conn.rooms/hubIdx/removed
 	conns     []*Conn
 	rooms     map[string]*room
+	logs      map[*room]struct{} // rooms with parked members (park.go)
 	users     map[string][]*Conn
 	histories map[string]*history  // rooms with history (history.go)
 	info      map[*Conn][]byte     // Conn.SetInfo (presence.go)
@@ -52,6 +53,7 @@ func New(opts Options) *Hub {
 		opts:      opts.withDefaults(),
 		start:     time.Now(),
 		rooms:     make(map[string]*room),
+		logs:      make(map[*room]struct{}),
 		users:     make(map[string][]*Conn),
 		histories: make(map[string]*history),
 		info:      make(map[*Conn][]byte),

@@ -56,6 +56,12 @@ const nbStalledRcvbuf = 4 << 10
 // 65 KiB of data) instead of 4 MiB (2.7 MB). Cleanup resets the connection.
 func nbStalledDial(t testing.TB, addr, target string, mss int) net.Conn {
 	t.Helper()
+	return nbStalledDialWith(t, addr, target, mss, nil)
+}
+
+// nbStalledDialWith is nbStalledDial with extra handshake headers.
+func nbStalledDialWith(t testing.TB, addr, target string, mss int, extra http.Header) net.Conn {
+	t.Helper()
 	d := net.Dialer{Timeout: 10 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		err := rc.Control(func(fd uintptr) {
@@ -74,7 +80,7 @@ func nbStalledDial(t testing.TB, addr, target string, mss int) net.Conn {
 		nc.(*net.TCPConn).SetLinger(0)
 		nc.Close()
 	})
-	req := wstest.Request("http://"+addr+target, nil)
+	req := wstest.Request("http://"+addr+target, extra)
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
 	if err := req.Write(nc); err != nil {
 		t.Fatalf("stalled client handshake: %v", err)
@@ -438,6 +444,12 @@ func TestStalledPeersDoNotEvictReaders(t *testing.T) {
 		t.Errorf("Stats().SlowConsumerCloses = %d, want %d (every stalled connection, no fast reader); "+
 			"the largest kernel send queue of the server's sockets holds %d KiB of the %d KiB sent to each",
 			st.SlowConsumerCloses, stalled, most>>10, count*(size+4)>>10)
+	}
+	// What makes a stalled connection cost the senders nothing per
+	// broadcast: it was parked (its room's broadcasts waited for it in the
+	// room's backlog) before it reached its bound.
+	if st.Parks < stalled {
+		t.Errorf("Stats().Parks = %d, want at least %d: every stalled connection parked before its close", st.Parks, stalled)
 	}
 
 	if t.Failed() {

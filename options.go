@@ -118,16 +118,27 @@ type Options struct {
 	// SendQueueMessages and SendQueueBytes bound each connection's queue of
 	// outbound frames not yet handed to the kernel. A connection whose queue
 	// would overflow is closed with 1008 "slow consumer" and counted in
-	// Stats; nothing is dropped silently and no sender ever blocks. Each
-	// queued frame counts its full size (a broadcast's shared frame counts
-	// in full against every recipient) plus 8 bytes for its place in the
-	// queue, so SendQueueBytes bounds all the heap a connection's queue can
-	// pin. Defaults 8192 messages and 4 MiB: a burst to readers faster than
-	// their writers get to run is absorbed (a burst also makes senders
-	// yield to writers once a queue is half full), and a peer that reads
-	// nothing costs at most that; for broadcasts most of it is frames
-	// shared with every other recipient. docs/memory.md gives the
-	// worst case for a whole server.
+	// Stats; nothing is dropped silently and no sender ever waits for a
+	// peer. Each queued frame counts its full size (a broadcast's shared
+	// frame counts in full against every recipient) plus 32 bytes of
+	// bookkeeping, so SendQueueBytes bounds all the heap a connection's
+	// queue can pin. Defaults 8192 messages and 4 MiB: a burst to readers
+	// faster than their writers get to run is absorbed, and a peer that
+	// reads nothing costs at most that; for broadcasts most of it is frames
+	// shared with every other recipient.
+	//
+	// A room member whose queue reaches 64 KiB (or a quarter of
+	// SendQueueBytes) is parked: the room's broadcasts then wait for it in
+	// one backlog the room shares, instead of a reference each in its
+	// queue, and its writer takes them from there; the bounds are the same,
+	// counting what the backlog holds for it. So thousands of peers that
+	// read nothing cost the room's senders nothing per broadcast. A send
+	// yields the processor when a queue is half full, and waits for the
+	// writes already queued on this node to run (never for a peer, at most
+	// a second) when a parked member is half-way to its bound, so that a
+	// burst cannot outrun readers whose writers have not had a processor
+	// yet. docs/memory.md gives the worst case for a whole server,
+	// docs/fairness.md the design.
 	SendQueueMessages int
 	SendQueueBytes    int
 

@@ -4,9 +4,11 @@ package wsroom
 
 import (
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/wsroom/wsroom/internal/poller"
 )
@@ -175,3 +177,50 @@ func (c *Conn) wakeReader() {
 		}
 	}
 }
+
+// awaitWritersMax bounds awaitWriters: the queue holds only non-blocking
+// flushes, so it drains at the speed of the processor, but a sender must
+// not hang on a bug.
+const awaitWritersMax = time.Second
+
+// awaitWriters waits until the flushes queued on the hub's poller so far
+// have run: it queues a marker behind them and waits for it (at most
+// awaitWritersMax). It waits for this node's own writers to get the
+// processor, never for a peer: a writer blocked on a full socket is not in
+// that queue. Without a poller it yields the processor.
+func (h *Hub) awaitWriters() {
+	hp := &h.poll
+	hp.mu.Lock()
+	p := hp.p
+	if p == nil {
+		hp.mu.Unlock()
+		runtime.Gosched()
+		return
+	}
+	m := make(marker)
+	p.Queue(m) // under hp.mu: the poller cannot be closed meanwhile
+	hp.mu.Unlock()
+	t := time.NewTimer(awaitWritersMax)
+	select {
+	case <-m:
+	case <-t.C:
+	}
+	t.Stop()
+	// A writer blocked on a socket the peer has since read from is woken
+	// by the runtime's network poller, which a processor consults only
+	// when it has nothing else to run (or every 10 ms): with one
+	// processor and a sender that always has more to send, such a writer
+	// would wait for the next tick while its reader's bound runs out.
+	// Sleeping leaves the processor idle for a moment.
+	time.Sleep(awaitPoll)
+}
+
+// awaitPoll is how long awaitWriters leaves the processor to others after
+// the queued flushes ran (see there).
+const awaitPoll = 20 * time.Microsecond
+
+// marker is a poller.Task that closes itself when it runs.
+type marker chan struct{}
+
+// Run implements poller.Task.
+func (m marker) Run() { close(m) }

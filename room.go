@@ -30,8 +30,10 @@ var (
 // room is the membership of one room. Guarded by Hub.mu.
 type room struct {
 	name    string
-	members []*Conn
+	members []*Conn // members[:active] get broadcasts in their queues; members[active:] are parked (park.go)
+	active  int
 	index   map[*Conn]membership
+	log     *backlog // the parked members' backlog; nil while none is parked
 }
 
 // membership locates a connection in a room: its position in the room's
@@ -164,7 +166,7 @@ func (h *Hub) appendRecipientsLocked(dst []*Conn, t target) []*Conn {
 		if t.byUser {
 			return h.appendUserConns(dst, t.users, rm, nil)
 		}
-		return append(dst, rm.members...)
+		return append(dst, rm.members[:rm.active]...)
 	default:
 		return h.appendUserConns(dst, t.users, nil, t.rooms)
 	}
@@ -283,8 +285,12 @@ func (c *Conn) join(name string, o joinOpts) error {
 		rm = &room{name: name, index: make(map[*Conn]membership)}
 		h.rooms[name] = rm
 	}
+	if c.park != nil {
+		h.unparkLocked(c) // only a connection in one room parks
+	}
 	rm.index[c] = membership{member: len(rm.members), slot: len(c.rooms)}
 	rm.members = append(rm.members, c)
+	rm.unparkMember(c) // new members are active
 	c.rooms = append(c.rooms, rm)
 	c.roomCount++
 	count := -1
@@ -480,22 +486,23 @@ func (c *Conn) presence(f func(*Room, *Conn), name, roomName string) {
 }
 
 // removeMemberLocked removes c from rm, forgetting rm once it is empty.
-// Both sides cost O(1): rm's members are swapped with the last one, and
-// c's slot for rm is cleared, the slots being compacted (which keeps the
-// join order) once at least half of them are empty.
+// Both sides cost O(1): c is swapped to the end of rm's members (keeping
+// the active and parked parts apart), and c's slot for rm is cleared, the
+// slots being compacted (which keeps the join order) once at least half
+// of them are empty. A parked c is unparked first: what the room's
+// backlog holds for it goes to its queue, as it would have had it not
+// been parked.
 func (h *Hub) removeMemberLocked(rm *room, c *Conn) {
 	ms, ok := rm.index[c]
 	if !ok {
 		return
 	}
-	last := len(rm.members) - 1
-	if i := ms.member; i != last {
-		moved := rm.members[last]
-		rm.members[i] = moved
-		mm := rm.index[moved]
-		mm.member = i
-		rm.index[moved] = mm
+	if c.park != nil {
+		h.unparkLocked(c)
 	}
+	rm.parkMember(c) // now at members[active]
+	last := len(rm.members) - 1
+	rm.swapMembers(rm.index[c].member, last)
 	rm.members[last] = nil
 	rm.members = rm.members[:last]
 	delete(rm.index, c)
@@ -508,6 +515,36 @@ func (h *Hub) removeMemberLocked(rm *room, c *Conn) {
 		c.rooms = nil
 	} else if int(c.roomCount) <= len(c.rooms)/2 {
 		c.compactRoomsLocked()
+	}
+}
+
+// swapMembers swaps rm.members[i] and rm.members[j] and their index.
+func (rm *room) swapMembers(i, j int) {
+	if i == j {
+		return
+	}
+	a, b := rm.members[i], rm.members[j]
+	rm.members[i], rm.members[j] = b, a
+	ma, mb := rm.index[a], rm.index[b]
+	ma.member, mb.member = j, i
+	rm.index[a], rm.index[b] = ma, mb
+}
+
+// parkMember moves an active member to the parked part (a no-op for a
+// parked one).
+func (rm *room) parkMember(c *Conn) {
+	if i := rm.index[c].member; i < rm.active {
+		rm.swapMembers(i, rm.active-1)
+		rm.active--
+	}
+}
+
+// unparkMember moves a parked member to the active part (a no-op for an
+// active one).
+func (rm *room) unparkMember(c *Conn) {
+	if i := rm.index[c].member; i >= rm.active {
+		rm.swapMembers(i, rm.active)
+		rm.active++
 	}
 }
 

@@ -7,6 +7,7 @@ package wsroom
 
 import (
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -44,14 +45,34 @@ func (h *Hub) send(m Message, t target) error {
 		}
 	}
 	pub := h.publish(m, t)
-	backlog := h.deliverSend(p, t)
+	pc := h.deliverSend(p, t)
 	err = pub.result()
-	if backlog {
-		// A recipient's queue is more than half full: let its writer run
-		// before queueing more (see fanout).
-		runtime.Gosched()
-	}
+	pc.apply(h)
 	return err
+}
+
+// pace is what a send asks of its sender once it has queued a message.
+type pace uint8
+
+const (
+	paceNone pace = iota
+	// paceYield: a recipient's queue is more than half full: let its
+	// writer run before queueing more (see fanout).
+	paceYield
+	// paceWait: a parked member is more than half-way to its bound (see
+	// backlog.appendLocked): wait until the writers queued so far have
+	// run (awaitWriters).
+	paceWait
+)
+
+// apply does what p asks of the sender.
+func (p pace) apply(h *Hub) {
+	switch p {
+	case paceYield:
+		runtime.Gosched()
+	case paceWait:
+		h.awaitWriters()
+	}
 }
 
 // deliverSend delivers a send, local or received from another node, to
@@ -67,7 +88,7 @@ func (h *Hub) send(m Message, t target) error {
 // unpositioned and not kept. Giving it the node's next offset would take
 // the position of the broker's next message, which this node would then
 // skip as already delivered.
-func (h *Hub) deliverSend(p *prepared, t target) (backlog bool) {
+func (h *Hub) deliverSend(p *prepared, t target) pace {
 	if t.room != "" && !t.byUser && !p.v1only && h.opts.History != nil && h.ch.b == nil {
 		if hs := h.lockHistory(t.room); hs != nil {
 			except := ""
@@ -76,9 +97,9 @@ func (h *Hub) deliverSend(p *prepared, t target) (backlog bool) {
 			}
 			pos := hs.append(p.op(), p.data, except, h.now())
 			p.header = appendRoomHeader(nil, t.room, &pos)
-			backlog = h.deliver(p, t)
+			pc := h.deliver(p, t)
 			hs.mu.Unlock()
-			return backlog
+			return pc
 		}
 	}
 	return h.deliver(p, t)
@@ -86,15 +107,50 @@ func (h *Hub) deliverSend(p *prepared, t target) (backlog bool) {
 
 // deliver queues p for t's recipients on this node: a snapshot of them is
 // taken under the index lock, and the queues are filled after it is
-// released.
-func (h *Hub) deliver(p *prepared, t target) (backlog bool) {
+// released. A room broadcast is appended once to the room's backlog for
+// its parked members in the same read section (park.go), and a hub-wide
+// one to every backlog, its parked members left out of the snapshot;
+// members it takes
+// over their bound are closed, and recipients whose queue reached
+// parkBytes are parked, after the fan-out.
+func (h *Hub) deliver(p *prepared, t target) pace {
 	buf := getConns()
+	var dead []*parked
+	var lag bool
 	h.mu.RLock()
 	*buf = h.appendRecipientsLocked(*buf, t)
+	switch {
+	case t.all && len(h.logs) > 0:
+		// Parked connections get it from their room's backlog.
+		*buf = slices.DeleteFunc(*buf, func(c *Conn) bool { return c.park != nil })
+		for rm := range h.logs {
+			var l bool
+			dead, l = rm.log.appendLocked(p, t.except, &h.opts, dead)
+			lag = lag || l
+		}
+	case t.room != "" && !t.byUser:
+		if rm := h.rooms[t.room]; rm != nil && rm.log != nil {
+			dead, lag = rm.log.appendLocked(p, t.except, &h.opts, dead)
+		}
+	}
 	h.mu.RUnlock()
-	backlog = h.fanout(p, *buf, t.except)
+	closeDead(dead)
+	backlog, park := h.fanout(p, *buf, t.except)
 	putConns(buf)
-	return backlog
+	if park != nil {
+		h.mu.Lock()
+		for _, c := range park {
+			h.parkLocked(c)
+		}
+		h.mu.Unlock()
+	}
+	switch {
+	case lag:
+		return paceWait
+	case backlog:
+		return paceYield
+	}
+	return paceNone
 }
 
 // prepare encodes m for a send to t through the hub, or returns
@@ -159,20 +215,26 @@ func (h *Hub) compresses(n int) bool {
 	return z.Enabled && n >= z.Threshold && n > 0
 }
 
-// frameFor returns the frame to queue for c.
-func (p *prepared) frameFor(c *Conn) *[]byte {
+// frameFor returns the frame to queue for c, or nil if p is not for c.
+func (p *prepared) frameFor(c *Conn) *[]byte { return p.frameForm(c.proto, c.deflate) }
+
+// frameForm returns the frame for a recipient speaking proto whose
+// compression window is 2^deflate bytes (0: no compression), or nil if p
+// is not for such a recipient (a wsroom.v1 control message to a plain
+// client). It makes the form on first use: call it during the send.
+func (p *prepared) frameForm(proto, deflate uint8) *[]byte {
 	plain, z := p.plain, p.z
-	if c.proto == protoV1 || p.v1only {
-		if c.proto != protoV1 {
+	if proto == protoV1 || p.v1only {
+		if proto != protoV1 {
 			return nil // not for plain clients
 		}
 		p.v1once.Do(p.makeV1)
 		plain, z = p.v1.plain, p.v1.z
 	}
-	if z == nil || c.deflate == 0 {
+	if z == nil || deflate == 0 {
 		return plain
 	}
-	return z.frame(c.deflate, plain)
+	return z.frame(deflate, plain)
 }
 
 // op is the message's opcode (text or binary), from its plain frame.
@@ -197,39 +259,59 @@ func (p *prepared) makeV1() {
 // send), so that a burst cannot fill the queues of readers that keep up
 // faster than their writers get to run — on one core especially, where
 // the writers wait for the sender's time slice to end. A sender never
-// waits for a peer; a stalled peer's queue still fills up to its bound.
-func (h *Hub) fanout(pm *prepared, conns []*Conn, except *Conn) (backlog bool) {
+// waits for a peer. It also returns the recipients whose queue reached
+// parkBytes, for the caller to park (park.go).
+func (h *Hub) fanout(pm *prepared, conns []*Conn, except *Conn) (backlog bool, park []*Conn) {
 	p := runtime.GOMAXPROCS(0)
 	if len(conns) < h.parallelMin || p == 1 {
-		return enqueueAll(pm, conns, except)
+		return enqueueAll(pm, conns, except, nil)
 	}
+	return fanoutParallel(pm, conns, except, p)
+}
+
+// fanoutParallel is fanout on p goroutines (apart, so that the variables
+// its goroutines share escape only on this path).
+func fanoutParallel(pm *prepared, conns []*Conn, except *Conn, p int) (backlog bool, park []*Conn) {
 	var wg sync.WaitGroup
 	var any atomic.Bool
+	var mu sync.Mutex
 	chunk := (len(conns) + p - 1) / p
 	for lo := 0; lo < len(conns); lo += chunk {
 		part := conns[lo:min(lo+chunk, len(conns))]
 		wg.Go(func() {
-			if enqueueAll(pm, part, except) {
+			b, pk := enqueueAll(pm, part, except, nil)
+			if b {
 				any.Store(true)
+			}
+			if pk != nil {
+				mu.Lock()
+				park = append(park, pk...)
+				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
-	return any.Load()
+	return any.Load(), park
 }
 
-func enqueueAll(pm *prepared, conns []*Conn, except *Conn) (backlog bool) {
+// enqueueAll queues pm for conns but except, appending to park the
+// connections to park.
+func enqueueAll(pm *prepared, conns []*Conn, except *Conn, park []*Conn) (backlog bool, _ []*Conn) {
 	for _, c := range conns {
 		if c == except {
 			continue
 		}
 		if f := pm.frameFor(c); f != nil {
-			if b, _ := c.enqueue(f, false); b {
+			st, _ := c.enqueueFrame(f, false)
+			if st&queueBacklog != 0 {
 				backlog = true
+			}
+			if st&queuePark != 0 {
+				park = append(park, c)
 			}
 		}
 	}
-	return backlog
+	return backlog, park
 }
 
 // A pool of recipient snapshots, so that a send allocates nothing in the

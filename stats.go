@@ -18,6 +18,8 @@ type counters struct {
 	messagesIn, bytesIn   atomic.Uint64
 	messagesOut, bytesOut atomic.Uint64
 	slowConsumers, panics atomic.Uint64
+	parks                 atomic.Uint64 // connections parked (park.go)
+	parked                atomic.Int64  // connections parked now
 	brokerOut, brokerIn   atomic.Uint64
 	brokerErrors          atomic.Uint64
 
@@ -44,7 +46,14 @@ type Stats struct {
 	BytesOut    uint64 // bytes written to sockets after the handshake
 
 	SlowConsumerCloses uint64 // connections closed because their queue overflowed
-	Panics             uint64 // panics recovered in callbacks
+
+	// Parked is the number of connections parked now: members whose
+	// writer fell behind by parkBytes (64 KiB) and whose room's broadcasts
+	// wait for them in the room's backlog instead of their queue (see
+	// "Stalled neighbours" in the README). Parks counts the parkings.
+	Parked int
+	Parks  uint64
+	Panics uint64 // panics recovered in callbacks
 
 	// With a Broker: sends published to the other nodes, sends received
 	// from them (this node's echo excluded), and failures: every
@@ -75,6 +84,8 @@ func (h *Hub) Stats() Stats {
 	s.BytesOut = h.stats.bytesOut.Load()
 	s.SlowConsumerCloses = h.stats.slowConsumers.Load()
 	s.Panics = h.stats.panics.Load()
+	s.Parked = int(h.stats.parked.Load())
+	s.Parks = h.stats.parks.Load()
 	s.BrokerOut = h.stats.brokerOut.Load()
 	s.BrokerIn = h.stats.brokerIn.Load()
 	s.BrokerErrors = h.stats.brokerErrors.Load()
@@ -100,7 +111,9 @@ type Metrics struct {
 	Closes [2][NumCloseClasses]uint64
 
 	// QueuedBytes is what the connections' queues hold now, counted as
-	// SendQueueBytes counts it; QueuedFrames the frames among them.
+	// SendQueueBytes counts it; QueuedFrames the frames among them. What
+	// rooms' backlogs hold for their parked members (see Stats.Parked) is
+	// not in them: it is shared, and bounded by the same SendQueueBytes.
 	QueuedBytes, QueuedFrames int64
 
 	// QueueDelay is how long frames waited in a queue before the write

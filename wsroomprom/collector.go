@@ -41,6 +41,8 @@ var scalars = []struct {
 	{"received_bytes_total", "Bytes read from WebSocket connections after the handshake.", counter, func(m *wsroom.Metrics) float64 { return float64(m.BytesIn) }},
 	{"sent_bytes_total", "Bytes written to WebSocket connections after the handshake.", counter, func(m *wsroom.Metrics) float64 { return float64(m.BytesOut) }},
 	{"slow_consumer_closes_total", "Connections closed (1008) because their send queue overflowed.", counter, func(m *wsroom.Metrics) float64 { return float64(m.SlowConsumerCloses) }},
+	{"parked_connections", "Room members parked now: their writer fell 64 KiB behind, and their room's broadcasts wait for them in the room's shared backlog.", gauge, func(m *wsroom.Metrics) float64 { return float64(m.Parked) }},
+	{"parks_total", "Times a room member was parked.", counter, func(m *wsroom.Metrics) float64 { return float64(m.Parks) }},
 	{"panics_total", "Panics recovered in application callbacks.", counter, func(m *wsroom.Metrics) float64 { return float64(m.Panics) }},
 	{"queued_bytes", "Bytes waiting in send queues, with 8 bytes per queued frame (as Options.SendQueueBytes counts them).", gauge, func(m *wsroom.Metrics) float64 { return float64(m.QueuedBytes) }},
 	{"queued_frames", "Frames waiting in send queues.", gauge, func(m *wsroom.Metrics) float64 { return float64(m.QueuedFrames) }},

@@ -29,6 +29,8 @@ var statsMetric = map[string]string{
 	"BytesOut":           "wsroom_sent_bytes_total",
 	"SlowConsumerCloses": "wsroom_slow_consumer_closes_total",
 	"Panics":             "wsroom_panics_total",
+	"Parked":             "wsroom_parked_connections",
+	"Parks":              "wsroom_parks_total",
 	"BrokerOut":          "wsroom_broker_published_total",
 	"BrokerIn":           "wsroom_broker_received_total",
 	"BrokerErrors":       "wsroom_broker_errors_total",
@@ -125,7 +127,7 @@ func TestNamespaceAndConstLabels(t *testing.T) {
 	}
 	// Bounded: the same series whatever the hubs hold.
 	perHub := series / 2
-	if want := 18 + 2 + int(wsroom.NumRefusals) + 2*wsroom.NumCloseClasses; perHub != want {
+	if want := 20 + 2 + int(wsroom.NumRefusals) + 2*wsroom.NumCloseClasses; perHub != want {
 		t.Errorf("%d series per hub, want %d", perHub, want)
 	}
 	// The same label name twice is refused at registration.

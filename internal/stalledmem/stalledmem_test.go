@@ -66,13 +66,22 @@ func TestStalledMemory(t *testing.T) {
 	frames := int64(msgs * (cap(slices.Grow([]byte(nil), size+4)) + 24 + 200)) // each broadcast's frame, reference and prepared message
 	perConn := int64(perConnEntries*8 + 1<<10 + fixedPerConn)
 	bound := frames + int64(n)*perConn
-	t.Logf("peak live heap %d MiB by forced collections, %d MiB by the others (bound %d MiB: %d MiB of frames + %d × %d KiB); kernel %d KiB per socket at most; %d slow-consumer closes",
+	t.Logf("peak live heap %d MiB by forced collections, %d MiB by the others (bound %d MiB: %d MiB of frames + %d × %d KiB; parked, see below); kernel %d KiB per socket at most; %d slow-consumer closes",
 		r.Burst.PeakForced>>20, r.Burst.PeakLive>>20, bound>>20, frames>>20, n, perConn>>10, r.After.MaxQueued>>10, r.After.Kicked-r.Before.Kicked)
 	if r.Burst.PeakForced == 0 {
 		t.Fatal("no forced collection ran during the burst")
 	}
 	if int64(r.Burst.PeakForced) > bound {
 		t.Errorf("peak live heap %d MiB is above the documented bound %d MiB", r.Burst.PeakForced>>20, bound>>20)
+	}
+	// The stalled connections are in one room, so they park once their
+	// queue reaches 64 KiB (docs/fairness.md): each then holds at most
+	// about 128 KiB worth of references, and the room's backlog 32 bytes
+	// per entry it keeps (one form), at most a bound's worth of entries.
+	parkedEntries := min(2*(64<<10)/frameCost+2, perConnEntries)
+	parkedBound := frames + int64(n)*int64(parkedEntries*8+1<<10+fixedPerConn) + int64(perConnEntries*32)
+	if int64(r.Burst.PeakForced) > parkedBound {
+		t.Errorf("peak live heap %d MiB is above the documented bound for parked connections, %d MiB", r.Burst.PeakForced>>20, parkedBound>>20)
 	}
 	// Any workload: at most SendQueueBytes and the fixed part each.
 	if worst := int64(n) * int64(wsroom.DefaultSendQueueBytes+fixedPerConn); int64(r.Burst.PeakLive) > worst {

@@ -1,0 +1,348 @@
+//go:build linux
+
+package wsroom_test
+
+// Parking (park.go): a member whose writer falls behind is served from
+// its room's backlog. These tests make a client stop reading until it is
+// parked, send to it every way there is, and then check, once it reads,
+// that it got exactly what was meant for it, once and in order.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
+)
+
+// parkServer is a server whose clients say who they are in the query
+// (see stash), with pings off (the paused clients would not answer), a
+// WriteTimeout long enough for a test under -race on a busy machine to
+// get to reading its paused clients before the server drops them, and
+// send buffers that do not grow, so that what the kernel takes for a
+// paused client stays small whatever the timing.
+func parkServer(t *testing.T) (*server, *stash) {
+	st := newStash()
+	s := newServer(t, parkOptions(st, wsroom.Options{}))
+	return s, st
+}
+
+// parkOptions completes opts for parkServer.
+func parkOptions(st *stash, opts wsroom.Options) wsroom.Options {
+	opts.Identify, opts.OnConnect, opts.PingInterval = st.identify, st.onConnect, -1
+	opts.WriteTimeout = 2 * time.Minute
+	opts.SendBuffer, opts.SendBufferMax = 32<<10, 32<<10
+	return opts
+}
+
+// pausedClient connects as user u, named name, in room r, and does not
+// read until the test reads from the returned Conn (its receive buffer is
+// 4 KiB, so the server's queue for it fills at once). extra are handshake
+// headers.
+func pausedClient(t *testing.T, s *server, st *stash, name, u, r string, extra ...string) (*wstest.Conn, *wsroom.Conn) {
+	var h http.Header
+	for i := 0; i+1 < len(extra); i += 2 {
+		if h == nil {
+			h = http.Header{}
+		}
+		h.Add(extra[i], extra[i+1])
+	}
+	nc := nbStalledDialWith(t, s.addr, "/ws?n="+name+"&u="+u+"&room="+r, 0, h)
+	return wstest.NewConn(nc), st.conn(t, name)
+}
+
+// parkPayload is a 1 KiB message naming itself.
+func parkPayload(tag string) wsroom.Message {
+	return wsroom.Text(tag + ":" + strings.Repeat("x", 1024-len(tag)-1))
+}
+
+// readTags reads len(want) messages and checks their tags, in order.
+func readTags(t *testing.T, who string, c *wstest.Conn, want []string) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	for i, w := range want {
+		_, b, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("%s: message %d of %d (want %q): %v", who, i, len(want), w, err)
+		}
+		tag, _, _ := strings.Cut(string(b), ":")
+		if tag != w {
+			t.Fatalf("%s: message %d is %q, want %q (lost, duplicated or out of order)", who, i, tag, w)
+		}
+	}
+}
+
+// waitParked waits until the hub has n parked connections.
+func waitParked(t *testing.T, s *server, n int) {
+	t.Helper()
+	wstest.WaitFor(t, fmt.Sprintf("%d parked connections", n), func() bool { return s.hub.Stats().Parked == n })
+}
+
+// TestParkedGetsEverythingInOrder: a client that pauses is parked, and
+// meanwhile gets room broadcasts, broadcasts that leave it out, sends to
+// its user (hub-wide and within the room), hub-wide broadcasts and sends
+// to its Conn, interleaved; a reading member gets the room's share. Once
+// the paused client reads it must get exactly its messages, in order, be
+// unparked once caught up, and then get live broadcasts directly.
+func TestParkedGetsEverythingInOrder(t *testing.T) {
+	s, st := parkServer(t)
+	room := s.hub.Room("r")
+	reader := wstest.Dial(t, s.url+"?n=reader&u=reader&room=r", nil)
+	paused, pc := pausedClient(t, s, st, "paused", "p", "r")
+
+	const n = 3000 // 3 MiB: past parkBytes, within SendQueueBytes
+	var wantPaused, wantReader []string
+	for i := range n {
+		tag := strconv.Itoa(i)
+		m := parkPayload(tag)
+		var err error
+		switch i % 10 {
+		case 6:
+			err = s.hub.SendTo(m, "p")
+			wantPaused = append(wantPaused, tag)
+		case 7:
+			err = room.BroadcastExcept(m, pc)
+			wantReader = append(wantReader, tag)
+		case 8:
+			err = s.hub.Broadcast(m)
+			wantPaused, wantReader = append(wantPaused, tag), append(wantReader, tag)
+		case 9:
+			if i%20 == 9 {
+				err = pc.Send(m)
+			} else {
+				err = room.SendTo(m, "p")
+			}
+			wantPaused = append(wantPaused, tag)
+		default:
+			err = room.Broadcast(m)
+			wantPaused, wantReader = append(wantPaused, tag), append(wantReader, tag)
+		}
+		if err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+		if i%100 == 99 {
+			// The reader keeps up; the paused client does not.
+			readTags(t, "reader", reader, wantReader)
+			wantReader = wantReader[:0]
+		}
+	}
+	readTags(t, "reader", reader, wantReader)
+	if s := s.hub.Stats(); s.Parked != 1 || s.Parks < 1 || s.SlowConsumerCloses != 0 {
+		t.Fatalf("after the sends: %d parked, %d parks, %d slow-consumer closes; want the paused client parked, no close",
+			s.Parked, s.Parks, s.SlowConsumerCloses)
+	}
+	readTags(t, "paused", paused, wantPaused)
+	waitParked(t, s, 0)
+	if err := room.Broadcast(parkPayload("live")); err != nil {
+		t.Fatal(err)
+	}
+	readTags(t, "paused", paused, []string{"live"})
+	readTags(t, "reader", reader, []string{"live"})
+}
+
+// TestParkedJoinLeaveClose: membership changes and closes of a parked
+// connection keep what was sent before them, in order.
+//   - Joining a second room unparks it at once; it gets the first room's
+//     backlog before anything of the second.
+//   - Leaving its room: it gets what the room sent before, not after.
+//   - Close: it gets everything sent before the close frame.
+func TestParkedJoinLeaveClose(t *testing.T) {
+	s, st := parkServer(t)
+	room, other := s.hub.Room("r"), s.hub.Room("r2")
+	joiner, jc := pausedClient(t, s, st, "joiner", "j", "r")
+	leaver, lc := pausedClient(t, s, st, "leaver", "l", "r")
+	closer, cc := pausedClient(t, s, st, "closer", "c", "r")
+
+	var before []string
+	for i := range 600 {
+		tag := "b" + strconv.Itoa(i)
+		if err := room.Broadcast(parkPayload(tag)); err != nil {
+			t.Fatal(err)
+		}
+		before = append(before, tag)
+	}
+	waitParked(t, s, 3)
+	if err := jc.Join("r2"); err != nil {
+		t.Fatal(err)
+	}
+	if p := s.hub.Stats().Parked; p != 2 {
+		t.Fatalf("after a parked connection joined a second room: %d parked, want 2", p)
+	}
+	if err := lc.Leave("r"); err != nil {
+		t.Fatal(err)
+	}
+	if p := s.hub.Stats().Parked; p != 1 {
+		t.Fatalf("after a parked connection left its room: %d parked, want 1", p)
+	}
+	if err := other.Broadcast(parkPayload("r2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := room.Broadcast(parkPayload("after")); err != nil {
+		t.Fatal(err)
+	}
+	if err := cc.Close(4000, "bye"); err != nil {
+		t.Fatal(err)
+	}
+	if err := room.Broadcast(parkPayload("closed")); err != nil {
+		t.Fatal(err)
+	}
+	if err := lc.Send(parkPayload("fence")); err != nil {
+		t.Fatal(err)
+	}
+
+	readTags(t, "joiner", joiner, append(append([]string(nil), before...), "r2", "after", "closed"))
+	readTags(t, "leaver", leaver, append(append([]string(nil), before...), "fence"))
+	readTags(t, "closer", closer, append(append([]string(nil), before...), "after"))
+	var ce *wstest.CloseError
+	if _, _, err := closer.ReadMessage(); !errors.As(err, &ce) || ce.Code != 4000 || ce.Reason != "bye" {
+		t.Fatalf("closer: after its messages: %v, want the close frame 4000 \"bye\"", err)
+	}
+	if n := s.hub.Stats().SlowConsumerCloses; n != 0 {
+		t.Fatalf("%d slow-consumer closes, want 0", n)
+	}
+}
+
+// TestParkedBound: parked connections that never read are closed 1008
+// once what their room's backlog holds for them, with their queue and
+// the writer's batch, would pass SendQueueBytes; the backlog then holds
+// nothing for them, and a member that reads gets everything.
+func TestParkedBound(t *testing.T) {
+	st := newStash()
+	const bound = 256 << 10
+	s := newServer(t, parkOptions(st, wsroom.Options{SendQueueBytes: bound}))
+	room := s.hub.Room("r")
+	reader := wstest.Dial(t, s.url+"?n=reader&u=reader&room=r", nil)
+	var stalled []*wstest.Conn
+	for i := range 5 {
+		c, _ := pausedClient(t, s, st, "s"+strconv.Itoa(i), "s", "r")
+		stalled = append(stalled, c)
+	}
+	var want []string
+	for i := range 2000 { // 2 MiB: several times the bound
+		tag := strconv.Itoa(i)
+		if err := room.Broadcast(parkPayload(tag)); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, tag)
+		if i%50 == 49 {
+			readTags(t, "reader", reader, want)
+			want = want[:0]
+		}
+	}
+	readTags(t, "reader", reader, want)
+	// A slow consumer is closed during the send that passes its bound.
+	if st := s.hub.Stats(); st.SlowConsumerCloses != 5 || st.Parks < 5 {
+		t.Fatalf("after the sends: %d slow-consumer closes, %d parks; want 5 closes of parked connections",
+			st.SlowConsumerCloses, st.Parks)
+	}
+	for i, c := range stalled {
+		// What reached the socket, then the close: its bound was reached
+		// well before the 2,000 messages (about 250 fit).
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		got := 0
+		for {
+			op, b, err := c.ReadMessage()
+			if err != nil {
+				var ce *wstest.CloseError
+				if !errors.As(err, &ce) || ce.Code != 1008 {
+					t.Fatalf("stalled %d after %d messages: %v, want a 1008 close", i, got, err)
+				}
+				c.Close() // the server need not wait for an answer
+				break
+			}
+			if op != wstest.OpText || !strings.HasPrefix(string(b), strconv.Itoa(got)+":") {
+				t.Fatalf("stalled %d: message %d is %.10q", i, got, b)
+			}
+			got++
+		}
+		if got == 0 || got >= 2000 {
+			t.Errorf("stalled %d got %d messages before its close; want some, far from all", i, got)
+		}
+	}
+	wstest.WaitFor(t, "the stalled connections to leave", func() bool { return room.Len() == 1 })
+	if p := s.hub.Stats().Parked; p != 0 {
+		t.Errorf("%d connections still parked after the stalled ones left", p)
+	}
+}
+
+// TestParkedForms: members that negotiated different compression
+// settings (none, the full window, a 512-byte window) park in one room,
+// whose backlog then keeps a frame form for each; a member joining after
+// a form's first use parks too. Each gets every broadcast, in order, in
+// its own form (compressed above the threshold, inflating to the payload).
+func TestParkedForms(t *testing.T) {
+	st := newStash()
+	s := newServer(t, parkOptions(st, wsroom.Options{Compression: wsroom.CompressionOptions{Enabled: true}}))
+	room := s.hub.Room("r")
+	kinds := []struct {
+		name, offer string
+		compressed  bool
+	}{
+		{"plain", "", false},
+		{"full", "permessage-deflate; client_max_window_bits", true},
+		{"window9", "permessage-deflate; server_max_window_bits=9", true},
+	}
+	type member struct {
+		c          *wstest.Conn
+		compressed bool
+		from       int // the first message it is to get
+	}
+	var members []member
+	join := func(i, from int) {
+		k := kinds[i%len(kinds)]
+		var extra []string
+		if k.offer != "" {
+			extra = []string{"Sec-WebSocket-Extensions", k.offer}
+		}
+		c, _ := pausedClient(t, s, st, k.name+strconv.Itoa(i), "u", "r", extra...)
+		members = append(members, member{c, k.compressed, from})
+	}
+	payload := func(i int) []byte {
+		return append([]byte(strconv.Itoa(i)+":"), jsonDoc(2048)...)
+	}
+	const n = 1500 // well past parkBytes for every member, within SendQueueBytes
+	for i := range 2 * len(kinds) {
+		join(i, 0)
+	}
+	for i := range n {
+		if i == n/2 {
+			for j := range len(kinds) {
+				join(len(members)+j, i) // a form already in the backlog, and ones that are not
+			}
+		}
+		if err := room.Broadcast(wsroom.Text(string(payload(i)))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := s.hub.Stats(); st.Parks < uint64(len(members)) || st.SlowConsumerCloses != 0 {
+		t.Fatalf("%d parks for %d paused members, %d slow-consumer closes; want each parked, none closed",
+			st.Parks, len(members), st.SlowConsumerCloses)
+	}
+	for mi, m := range members {
+		m.c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		for i := m.from; i < n; i++ {
+			f, err := m.c.ReadFrame()
+			if err != nil {
+				t.Fatalf("member %d, message %d: %v", mi, i, err)
+			}
+			got := f.Payload
+			if m.compressed {
+				if f.RSV != wstest.RSV1 {
+					t.Fatalf("member %d, message %d: an uncompressed frame to a compressing member", mi, i)
+				}
+				got = inflate(t, got)
+			} else if f.RSV != 0 {
+				t.Fatalf("member %d, message %d: a compressed frame to a plain member", mi, i)
+			}
+			if want := payload(i); !bytes.Equal(got, want) {
+				t.Fatalf("member %d: message %d is %.12q…, want %.12q… (lost, duplicated, out of order or in another form)", mi, i, got, want)
+			}
+		}
+	}
+}
