@@ -157,7 +157,7 @@ func (c *cursor) advance(n int) {
 // backlog holds for it (park.go), so that f comes after it; a control
 // frame (ping, pong) need not, and does not.
 func (c *Conn) enqueue(f *[]byte, control bool) (backlog bool, err error) {
-	st, err := c.enqueueFrame(f, control)
+	st, err := c.enqueueFrame(f, control, false)
 	return st&queueBacklog != 0, err
 }
 
@@ -169,8 +169,9 @@ const (
 	queuePark                         // the queue just reached parkBytes: the sender should park c (Hub.parkLocked)
 )
 
-// enqueueFrame is enqueue, also telling when c should be parked.
-func (c *Conn) enqueueFrame(f *[]byte, control bool) (st enqueued, err error) {
+// enqueueFrame is enqueue, also telling, if the caller parks (park), when
+// c should be parked.
+func (c *Conn) enqueueFrame(f *[]byte, control, park bool) (st enqueued, err error) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -193,7 +194,7 @@ func (c *Conn) enqueueFrame(f *[]byte, control bool) (st enqueued, err error) {
 	if 2*q.pinned() > opts.SendQueueBytes || 2*int(q.len) > opts.SendQueueMessages {
 		st |= queueBacklog
 	}
-	if c.park == nil && !c.parkTried && q.pinned() >= c.hub.parkBytes() {
+	if park && c.park == nil && !c.parkTried && q.pinned() >= c.hub.parkBytes() {
 		c.parkTried = true
 		st |= queuePark
 	}

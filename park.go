@@ -326,7 +326,11 @@ func (h *Hub) parkLocked(c *Conn) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closing || c.park != nil || c.q.pinned() < h.parkBytes() {
+	if c.closing || c.park != nil {
+		return
+	}
+	if c.q.pinned() < h.parkBytes() {
+		c.parkTried = false // its writer caught up meanwhile: ask again when it falls behind
 		return
 	}
 	lg := rm.log
@@ -376,6 +380,7 @@ func (h *Hub) unparkLocked(c *Conn) {
 	lg.members--
 	lg.mu.Unlock()
 	c.park = nil
+	c.parkTried = false // it may fall behind again
 	c.mu.Unlock()
 	pk.rm.unparkMember(c)
 	if lg.members == 0 {

@@ -302,7 +302,7 @@ func enqueueAll(pm *prepared, conns []*Conn, except *Conn, park []*Conn) (backlo
 			continue
 		}
 		if f := pm.frameFor(c); f != nil {
-			st, _ := c.enqueueFrame(f, false)
+			st, _ := c.enqueueFrame(f, false, true)
 			if st&queueBacklog != 0 {
 				backlog = true
 			}

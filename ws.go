@@ -46,7 +46,7 @@ type Conn struct {
 	closeRecv   bool        // the peer's close frame was read
 	ended       bool        // finish has run
 	removed     bool        // unregistered from the hub; guarded by hub.mu (among these flags to keep Conn in a 320-byte size class)
-	parkTried   bool        // the queue reached parkBytes and a sender was asked to park it; reset when the queue empties
+	parkTried   bool        // the queue reached parkBytes and a sender was asked to park it; reset when the queue empties or it unparks
 	park        *parked     // its place in its room's backlog while parked (park.go); set under hub.mu too
 	closeErr    *CloseError // how the connection ends; first cause wins
 	ctx         context.Context
