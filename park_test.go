@@ -11,9 +11,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -344,5 +347,140 @@ func TestParkedForms(t *testing.T) {
 				t.Fatalf("member %d: message %d is %.12q…, want %.12q… (lost, duplicated, out of order or in another form)", mi, i, got, want)
 			}
 		}
+	}
+}
+
+// TestParkedConcurrent: senders on several goroutines send room and
+// hub-wide broadcasts, user sends and Conn.Sends while clients that read
+// in bursts with pauses park and unpark, and another goroutine makes them
+// join and leave a second room (which unparks them). Every client must
+// get every broadcast and every message sent to it, once, each sender's
+// in the order sent — and nothing may deadlock (run it with -race).
+func TestParkedConcurrent(t *testing.T) {
+	const (
+		clients = 6
+		senders = 4
+		each    = 1200 // messages per sender
+		size    = 512
+	)
+	st := newStash()
+	s := newServer(t, parkOptions(st, wsroom.Options{}))
+	room := s.hub.Room("r")
+	var cls []*wstest.Conn
+	var conns []*wsroom.Conn
+	for i := range clients {
+		name := "c" + strconv.Itoa(i)
+		c, wc := pausedClient(t, s, st, name, name, "r")
+		cls, conns = append(cls, c), append(conns, wc)
+	}
+	// What each client must get from each sender: the sequence numbers.
+	want := make([][senders][]int, clients)
+	var wg sync.WaitGroup
+	for sd := range senders {
+		rng := rand.New(rand.NewPCG(uint64(sd), 3))
+		plan := make([]int, each) // -1: room, -2: hub, else a client
+		for n := range plan {
+			switch k := rng.IntN(10); {
+			case k < 6:
+				plan[n] = -1
+			case k < 7:
+				plan[n] = -2
+			default:
+				plan[n] = rng.IntN(clients)
+			}
+			for ci := range clients {
+				if plan[n] < 0 || plan[n] == ci {
+					want[ci][sd] = append(want[ci][sd], n)
+				}
+			}
+		}
+		wg.Go(func() {
+			pad := strings.Repeat("x", size)
+			for n, to := range plan {
+				m := wsroom.Text(fmt.Sprintf("%d:%d:%s", sd, n, pad))
+				var err error
+				switch {
+				case to == -1:
+					err = room.Broadcast(m)
+				case to == -2:
+					err = s.hub.Broadcast(m)
+				case n%2 == 0:
+					err = s.hub.SendTo(m, "c"+strconv.Itoa(to))
+				default:
+					err = conns[to].Send(m)
+				}
+				if err != nil {
+					t.Errorf("sender %d, message %d: %v", sd, n, err)
+					return
+				}
+			}
+		})
+	}
+	stop := make(chan struct{})
+	var churn sync.WaitGroup
+	churn.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			c := conns[i%clients]
+			if err := c.Join("r2"); err != nil {
+				t.Errorf("Join: %v", err)
+				return
+			}
+			if err := c.Leave("r2"); err != nil {
+				t.Errorf("Leave: %v", err)
+				return
+			}
+			runtime.Gosched()
+		}
+	})
+	g := wstest.Go(t, cls, func(ci int, c *wstest.Conn) error {
+		c.SetReadDeadline(time.Now().Add(60 * time.Second))
+		got := [senders]int{}
+		for read := 0; ; read++ {
+			if read%200 == 199 && ci%2 == 0 {
+				time.Sleep(5 * time.Millisecond) // a reader that pauses: it parks
+			}
+			_, b, err := c.NextMessage()
+			if err != nil {
+				return fmt.Errorf("client %d after %d messages: %w", ci, read, err)
+			}
+			if string(b) == "end" {
+				break
+			}
+			var sd, n int
+			if _, err := fmt.Sscanf(string(b), "%d:%d:", &sd, &n); err != nil || sd < 0 || sd >= senders {
+				return fmt.Errorf("client %d: message %.20q", ci, b)
+			}
+			w := want[ci][sd]
+			if got[sd] >= len(w) || w[got[sd]] != n {
+				return fmt.Errorf("client %d: from sender %d got %d after %d of its messages, want %v (lost, duplicated or out of order)",
+					ci, sd, n, got[sd], w[got[sd]:min(got[sd]+3, len(w))])
+			}
+			got[sd]++
+		}
+		for sd := range senders {
+			if got[sd] != len(want[ci][sd]) {
+				return fmt.Errorf("client %d: %d of sender %d's %d messages", ci, got[sd], sd, len(want[ci][sd]))
+			}
+		}
+		return nil
+	})
+	wg.Wait()
+	close(stop)
+	churn.Wait()
+	for _, c := range conns {
+		if err := c.Send(wsroom.Text("end")); err != nil {
+			t.Fatalf("Send(end): %v", err)
+		}
+	}
+	g.Wait(t, "clients")
+	st2 := s.hub.Stats()
+	t.Logf("%d parks, %d slow-consumer closes", st2.Parks, st2.SlowConsumerCloses)
+	if st2.Parks == 0 || st2.SlowConsumerCloses != 0 {
+		t.Errorf("%d parks, %d slow-consumer closes; want parking exercised and no close", st2.Parks, st2.SlowConsumerCloses)
 	}
 }
