@@ -77,6 +77,13 @@ type frameQueue struct {
 // queue and the writer's batch. SendQueueBytes bounds it.
 func (q *frameQueue) pinned() int { return int(q.bytes) + int(q.inflight) }
 
+// overflows reports whether one more frame costing cost would take the
+// queue over SendQueueMessages or SendQueueBytes (the writer's batch
+// counted). A frame always fits an empty queue.
+func (q *frameQueue) overflows(cost int, opts *Options) bool {
+	return q.len > 0 && (int(q.len) >= opts.SendQueueMessages || q.pinned()+cost > opts.SendQueueBytes)
+}
+
 func (q *frameQueue) push(f *[]byte, control bool) {
 	if q.tail == nil || q.tail.n == chunkFrames {
 		ch := chunks.Get().(*chunk)
@@ -184,7 +191,7 @@ func (c *Conn) enqueueFrame(f *[]byte, control, park bool) (st enqueued, err err
 	}
 	opts := &c.hub.opts
 	q := &c.q
-	if q.len > 0 && (int(q.len) >= opts.SendQueueMessages || q.pinned()+frameCost(f) > opts.SendQueueBytes) {
+	if q.overflows(frameCost(f), opts) {
 		c.slowConsumerLocked()
 		c.mu.Unlock()
 		return 0, ErrSlowConsumer

@@ -241,9 +241,14 @@ func (lg *backlog) setDeadlinesLocked(pk *parked, opts *Options) {
 func (lg *backlog) refresh(pk *parked, opts *Options) {
 	lg.mu.Lock()
 	defer lg.mu.Unlock()
-	if pk.dead {
-		return
+	if !pk.dead {
+		lg.updateDeadlinesLocked(pk, opts)
 	}
+}
+
+// updateDeadlinesLocked is setDeadlinesLocked for a member in the heaps,
+// which it reorders (lg.mu held).
+func (lg *backlog) updateDeadlinesLocked(pk *parked, opts *Options) {
 	lg.setDeadlinesLocked(pk, opts)
 	lg.forms[pk.form].byBytes.fix(pk)
 	lg.byCount.fix(pk)
@@ -289,7 +294,7 @@ func (c *Conn) pullLocked(budget int) bool {
 			continue
 		}
 		cost := frameCost(r.f)
-		if q.len > 0 && (int(q.len) >= opts.SendQueueMessages || q.pinned()+cost > opts.SendQueueBytes) {
+		if q.overflows(cost, opts) {
 			lg.killLocked(pk)
 			lg.trimLocked()
 			return false
@@ -302,9 +307,7 @@ func (c *Conn) pullLocked(budget int) bool {
 	}
 	wasOldest := pk == lg.byNext.min()
 	pk.next = next
-	lg.setDeadlinesLocked(pk, opts)
-	lg.forms[pk.form].byBytes.fix(pk)
-	lg.byCount.fix(pk)
+	lg.updateDeadlinesLocked(pk, opts)
 	lg.byNext.fix(pk)
 	if wasOldest {
 		lg.trimLocked()
