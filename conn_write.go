@@ -7,6 +7,7 @@ package wsroom
 
 import (
 	"errors"
+	"math"
 	"math/bits"
 	"net"
 	"os"
@@ -282,7 +283,8 @@ func (c *Conn) takeBatchLocked() batch {
 // writeLoop sends everything queued, one vectored write per batch, until
 // the queue is empty. It and a polled connection's flush (see goWriter)
 // are the only code that writes to nc after the handshake, one at a time.
-func (c *Conn) writeLoop() {
+// sinceFull is as in writeRest (-1: the socket was not found full).
+func (c *Conn) writeLoop(sinceFull int64) {
 	defer c.writers.Done()
 	for {
 		c.mu.Lock()
@@ -292,7 +294,7 @@ func (c *Conn) writeLoop() {
 		}
 		b := c.takeBatchLocked()
 		c.mu.Unlock()
-		if !c.writeRest(b, cursor{ch: b.head}, false) {
+		if !c.writeRest(b, cursor{ch: b.head}, &sinceFull) {
 			return
 		}
 	}
@@ -332,13 +334,14 @@ func (c *Conn) moreLocked() bool {
 // WriteTimeout is dropped, not a slow one that takes a big batch longer
 // than that. (A TLS connection cannot go on after a write timed out.)
 //
-// full says the socket was full when the batch was handed over (a flush
-// got EAGAIN): once the writes since then have taken at least the send
-// buffer's size, the peer has read a whole buffer's worth from a full
-// socket, and the connection is marked drained. (A few bytes are not
-// enough: a peer that reads nothing still takes what its own receive
-// buffer has room for, in segments acknowledged after the socket filled.)
-func (c *Conn) writeRest(b batch, cur cursor, full bool) bool {
+// *sinceFull counts the bytes written since a flush found the socket full
+// (got EAGAIN), across the batches that follow; -1 if it did not. Once
+// the peer has taken readMark bytes that way, it has read a whole
+// buffer's worth from a full socket: the connection is marked drained and
+// the count stops (-1). (A few bytes are not enough: a peer that reads
+// nothing still takes what its own receive buffer has room for, in
+// segments acknowledged after the socket filled.)
+func (c *Conn) writeRest(b batch, cur cursor, sinceFull *int64) bool {
 	_, tcp := c.nc.(*net.TCPConn)
 	var total int64
 	for cur.skipEmpty(); !cur.done(); {
@@ -348,9 +351,11 @@ func (c *Conn) writeRest(b batch, cur cursor, full bool) bool {
 		if err != nil && !(tcp && n > 0 && errors.Is(err, os.ErrDeadlineExceeded)) {
 			return c.batchDone(b, total, err)
 		}
-		if full && total >= int64(1)<<c.sndbuf {
-			c.drained()
-			full = false
+		if *sinceFull >= 0 {
+			if *sinceFull += n; *sinceFull >= c.readMark() {
+				c.drained()
+				*sinceFull = -1
+			}
 		}
 	}
 	return c.batchDone(b, total, nil)
@@ -434,27 +439,58 @@ func writeFrom(nc net.Conn, cur *cursor) (int64, error) {
 	return n, err
 }
 
-// setSendBuffer applies Options.SendBuffer to a TCP connection (or the
-// TCP connection under a TLS one), and records it in c.sndbuf.
+// setSendBuffer applies Options.SendBuffer and SendBufferUnsent to a TCP
+// connection (or the TCP connection under a TLS one), and records them in
+// c.sndbuf and c.unsent.
 func (c *Conn) setSendBuffer() {
-	n := c.hub.opts.SendBuffer
-	if n <= 0 {
+	tc := tcpConn(c.nc)
+	if tc == nil {
 		return
 	}
-	if tc := tcpConn(c.nc); tc != nil && tc.SetWriteBuffer(n) == nil {
+	if n := c.hub.opts.SendBufferUnsent; n > 0 {
+		c.unsent = setUnsentLimit(tc, n)
+	}
+	if n := c.hub.opts.SendBuffer; n > 0 && tc.SetWriteBuffer(n) == nil {
 		c.sndbuf = uint8(bits.Len(uint(n)) - 1)
 	}
 }
 
+// readMark is how much a peer must take from a full socket for the
+// writer to count it as reading (see drained): a whole send buffer, and
+// at least twice SendBufferUnsent while that is set; MaxInt64 when there
+// is nothing left to grow or lift.
+func (c *Conn) readMark() int64 {
+	var m int64
+	if c.sndbuf > 0 {
+		m = 1 << c.sndbuf
+	}
+	if c.unsent {
+		m = max(m, 2*int64(c.hub.opts.SendBufferUnsent))
+	}
+	if m == 0 {
+		return math.MaxInt64
+	}
+	return m
+}
+
 // drained is called by the writer when the socket was full and the peer
-// then took a send buffer's worth from it: the peer reads. Its kernel send buffer is
-// doubled, up to Options.SendBufferMax: room for bursts, while a peer that
-// reads nothing keeps SendBuffer.
+// then took readMark bytes from it: the peer reads. The bound on its
+// unsent bytes (SendBufferUnsent) is lifted, so that a reader's kernel
+// buffer again absorbs its bursts, and its send buffer is doubled, up to
+// Options.SendBufferMax: room for bursts, while a peer that reads nothing
+// keeps both.
 func (c *Conn) drained() {
+	tc := tcpConn(c.nc)
+	if tc == nil {
+		return
+	}
+	if c.unsent && setUnsentLimit(tc, 0) { // 0: the kernel's setting
+		c.unsent = false
+	}
 	if c.sndbuf == 0 || 1<<(c.sndbuf+1) > c.hub.opts.SendBufferMax {
 		return
 	}
-	if tc := tcpConn(c.nc); tc != nil && tc.SetWriteBuffer(1<<(c.sndbuf+1)) == nil {
+	if tc.SetWriteBuffer(1<<(c.sndbuf+1)) == nil {
 		c.sndbuf++
 	}
 }

@@ -4,6 +4,7 @@ package wsroom
 
 import (
 	"errors"
+	"net"
 	"os"
 	"sync"
 	"unsafe"
@@ -36,7 +37,25 @@ func (c *Conn) goWriter() {
 		c.queueFlush()
 		return
 	}
-	go c.writeLoop()
+	go c.writeLoop(-1)
+}
+
+// setUnsentLimit sets the socket's TCP_NOTSENT_LOWAT (see
+// Options.SendBufferUnsent; 0 restores the kernel's setting) and reports
+// whether it could. A failure leaves the kernel's setting: the connection
+// works the same, with more kernel memory.
+func setUnsentLimit(tc *net.TCPConn, n int) bool {
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT, n)
+	}); err != nil {
+		return false
+	}
+	return serr == nil
 }
 
 // queueFlush queues c's flush on the poller (c.mu held).
@@ -114,11 +133,12 @@ func (w *restWriter) Run() {
 	c, b, cur := w.c, w.b, w.cur
 	*w = restWriter{}
 	restWriters.Put(w)
-	if !c.writeRest(b, cur, true) {
+	sinceFull := int64(0)
+	if !c.writeRest(b, cur, &sinceFull) {
 		c.writers.Done()
 		return
 	}
-	c.writeLoop()
+	c.writeLoop(sinceFull)
 }
 
 // writeOp is one flush's non-blocking writes, pooled with its iovec array

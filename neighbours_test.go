@@ -23,6 +23,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -363,8 +364,8 @@ func TestJoinRoomNameLimit(t *testing.T) {
 //
 // The queue bound is lowered to 256 KiB so that the burst (1 MiB per
 // connection) is well past what a stalled connection may hold: its queue
-// plus a kernel send buffer of at most 256 KiB (TestStalledMemoryBound's
-// cap). The broadcaster waits for the fast readers (never for the stalled
+// plus what its kernel send buffer holds, at most SendBufferUnsent and a
+// write's overshoot (TestStalledMemoryBound's cap). The broadcaster waits for the fast readers (never for the stalled
 // ones) to be at most 32 messages behind, so that a fast reader's queue
 // stays far below the bound whatever the machine's load: at CI size the
 // fast readers' fate is not what fails (with 2,000 stalled peers at full
@@ -508,21 +509,30 @@ func worstCaseHeapPerConn(o wsroom.Options) int64 {
 // decides.
 const nbConnSlack = 16 << 10
 
-// nbKernelCap is the most a stalled socket's kernel send queue may hold:
-// the server is to cap SO_SNDBUF (Linux grows it to net.ipv4.tcp_wmem's
-// maximum, 4 MiB by default, and on loopback starts there).
+// nbKernelCap is the most a stalled socket's kernel send queue may hold
+// when SendBufferUnsent is off: the server is to cap SO_SNDBUF (Linux
+// grows it to net.ipv4.tcp_wmem's maximum, 4 MiB by default, and on
+// loopback starts there).
 const nbKernelCap = 256 << 10
 
+// nbUnsentCap is the most it may hold with the default SendBufferUnsent
+// (TCP_NOTSENT_LOWAT): what the peer's 4 KiB receive buffer took, and at
+// most SendBufferUnsent not yet sent, plus one write's overshoot.
+const nbUnsentCap = 2 * wsroom.DefaultSendBufferUnsent
+
 // TestStalledMemoryBound: stalled connections pin no more than the
-// documented bound, in the Go heap and in the kernel.
+// documented bound, in the Go heap and in the kernel; with the default
+// SendBufferUnsent and without it (where SendBuffer's cap is what bounds
+// the kernel's part).
 //
 // Heap: 32 stalled clients advertise an Ethernet MSS, so the server's
-// kernel takes about 65 KiB from each before their queues start to fill
-// (see nbStalledDial). 160 broadcasts of 1 KiB fill those kernel buffers,
-// then 50,000 empty broadcasts (2-byte frames) queue behind them: about
-// 200 KB by the byte count with what is left of the 1 KiB ones, under the
-// 256 KiB bound, so nobody is closed today, while each queued reference
-// costs a slice entry of 24 bytes or more.
+// kernel takes a few KiB (with SendBufferUnsent) to about 65 KiB
+// (without) from each before their queues start to fill (see
+// nbStalledDial). 60 broadcasts of 1 KiB fill those kernel buffers, then
+// 3,000 empty broadcasts (2-byte frames, 40 bytes each by the byte count)
+// queue behind them, most in the room's backlog once the connections
+// park: at most about 190 KB by the byte count with what is left of the
+// 1 KiB ones, under the 256 KiB bound, so nobody is closed (checked).
 //
 // Kernel: 8 more stalled clients keep loopback's MSS and get 512 broadcasts
 // of 1 KiB, in chunks that their queues can hold, each chunk handed to the
@@ -530,11 +540,24 @@ const nbKernelCap = 256 << 10
 //
 // The live heap's growth must stay within worstCaseHeapPerConn per stalled
 // connection plus slack, and no socket's kernel send queue (SIOCOUTQ) may
-// exceed nbKernelCap.
+// exceed nbUnsentCap (nbKernelCap without SendBufferUnsent).
 func TestStalledMemoryBound(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		unsent    int
+		kernelCap int
+	}{
+		{"default", 0, nbUnsentCap},
+		{"no SendBufferUnsent", -1, nbKernelCap},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testStalledMemoryBound(t, tc.unsent, tc.kernelCap) })
+	}
+}
+
+func testStalledMemoryBound(t *testing.T, unsent, kernelCap int) {
 	const (
 		shallow, deep = 32, 8
-		fill, tiny    = 160, 50000
+		fill, tiny    = 60, 3000
 		deepMsgs      = 512
 		chunk         = 128 // 1 KiB messages: half the queue bound
 	)
@@ -545,7 +568,8 @@ func TestStalledMemoryBound(t *testing.T) {
 		OnConnect:         st.onConnect,
 		SendQueueBytes:    256 << 10,
 		SendQueueMessages: 1 << 20, // the byte bound is the one that matters here
-		PingInterval:      -1,      // the stalled clients never answer pings
+		SendBufferUnsent:  unsent,
+		PingInterval:      -1, // the stalled clients never answer pings
 	}
 	s := newServerWith(t, opts, serverSetup{wrapListener: func(l net.Listener) net.Listener { ln.Listener = l; return ln }})
 	addr := s.addr
@@ -574,6 +598,7 @@ func TestStalledMemoryBound(t *testing.T) {
 	for range tiny {
 		broadcast("shallow", wsroom.Binary(nil))
 	}
+	shallowKicked := s.hub.Stats().SlowConsumerCloses // counted by the send that closes
 	for i := 0; i < deepMsgs; i += chunk {
 		for j := i; j < i+chunk; j++ {
 			broadcast("deep", seqMessage(kib, j))
@@ -581,7 +606,7 @@ func TestStalledMemoryBound(t *testing.T) {
 		sent := (i + chunk) * (len(kib) + 4)
 		ln.settle(t, func(outq map[string]int) bool {
 			for _, a := range deepAddrs {
-				if outq[a] < sent-2*nbStalledRcvbuf { // the client's socket takes a few KiB
+				if outq[a] < min(sent-2*nbStalledRcvbuf, kernelCap/2) { // the client's socket takes a few KiB
 					return false
 				}
 			}
@@ -590,7 +615,6 @@ func TestStalledMemoryBound(t *testing.T) {
 	}
 	kernel := ln.settle(t, nil)
 	after := nbHeap()
-	kicked := s.hub.Stats().SlowConsumerCloses
 
 	const n = shallow + deep
 	grew := int64(after) - int64(before)
@@ -601,16 +625,101 @@ func TestStalledMemoryBound(t *testing.T) {
 	}
 	t.Logf("%d stalled connections: live heap grew by %d KiB (%d KiB per connection; bound %d KiB per connection); "+
 		"%d slow-consumer closes; kernel send queues: %d KiB in all, at most %d KiB in one socket",
-		n, grew>>10, grew/n>>10, worstCaseHeapPerConn(opts)>>10, kicked, total>>10, most>>10)
+		n, grew>>10, grew/n>>10, worstCaseHeapPerConn(opts)>>10, s.hub.Stats().SlowConsumerCloses, total>>10, most>>10)
+	if shallowKicked != 0 {
+		t.Errorf("%d of the %d connections whose queues were to stay under their bound were closed: the heap check below measures less than it should",
+			shallowKicked, shallow)
+	}
 	if grew > bound {
 		t.Errorf("the live heap grew by %d KiB for %d stalled connections (%d KiB each), above the bound of %d KiB "+
 			"(worstCaseHeapPerConn %d KiB + %d KiB each, + 4 MiB): queued references pin memory the byte count does not count",
 			grew>>10, n, grew/n>>10, bound>>10, worstCaseHeapPerConn(opts)>>10, nbConnSlack>>10)
 	}
-	if most > nbKernelCap {
-		t.Errorf("a stalled socket's kernel send queue holds %d KiB, above %d KiB: the server does not cap its send buffer",
-			most>>10, nbKernelCap>>10)
+	if most > kernelCap {
+		t.Errorf("a stalled socket's kernel send queue holds %d KiB, above %d KiB: the server does not bound its kernel memory",
+			most>>10, kernelCap>>10)
 	}
+}
+
+// TestReaderLiftsUnsentLimit: SendBufferUnsent holds for a peer until it
+// has taken a whole send buffer's worth from a full socket; then it is
+// lifted (and the send buffer doubled) for that peer only. Two clients
+// with 4 KiB receive buffers stop reading while 64 KiB are broadcast, so
+// both sockets fill; then one reads everything while 512 KiB more are
+// broadcast. Its socket's TCP_NOTSENT_LOWAT must go back to the kernel's
+// (0) and its SO_SNDBUF grow; the other's must stay as set.
+func TestReaderLiftsUnsentLimit(t *testing.T) {
+	ln := &nbSockets{}
+	st := newStash()
+	s := newServerWith(t, wsroom.Options{Identify: st.identify, OnConnect: st.onConnect, PingInterval: -1},
+		serverSetup{wrapListener: func(l net.Listener) net.Listener { ln.Listener = l; return ln }})
+	reader := nbStalledDial(t, s.addr, "/ws?room=r", 0)
+	stalled := nbStalledDial(t, s.addr, "/ws?room=r", 0)
+	room := s.hub.Room("r")
+	wstest.WaitFor(t, "both clients in the room", func() bool { return room.Len() == 2 })
+	server := func(client net.Conn) *net.TCPConn { // the server's side of client
+		ln.mu.Lock()
+		defer ln.mu.Unlock()
+		for _, tc := range ln.conns {
+			if tc.RemoteAddr().String() == client.LocalAddr().String() {
+				return tc
+			}
+		}
+		t.Fatalf("no server socket for %s", client.LocalAddr())
+		return nil
+	}
+	sockopt := func(tc *net.TCPConn, level, opt int) int {
+		t.Helper()
+		rc, err := tc.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v int
+		var gerr error
+		if err := rc.Control(func(fd uintptr) { v, gerr = unix.GetsockoptInt(int(fd), level, opt) }); err != nil || gerr != nil {
+			t.Fatalf("getsockopt: %v %v", err, gerr)
+		}
+		return v
+	}
+	lowat := func(tc *net.TCPConn) int { return sockopt(tc, unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT) }
+	sndbuf := func(tc *net.TCPConn) int { return sockopt(tc, unix.SOL_SOCKET, unix.SO_SNDBUF) }
+	rs, ss := server(reader), server(stalled)
+	buf0 := sndbuf(rs)
+	for _, tc := range []*net.TCPConn{rs, ss} {
+		if got := lowat(tc); got != wsroom.DefaultSendBufferUnsent {
+			t.Fatalf("a new connection's TCP_NOTSENT_LOWAT is %d, want SendBufferUnsent %d", got, wsroom.DefaultSendBufferUnsent)
+		}
+	}
+
+	kib := make([]byte, 1<<10)
+	seq := 0
+	broadcast := func(n int) {
+		t.Helper()
+		for range n {
+			if err := room.Broadcast(seqMessage(kib, seq)); err != nil {
+				t.Fatalf("Broadcast: %v", err)
+			}
+			seq++
+		}
+	}
+	broadcast(64)
+	ln.settle(t, nil) // both sockets full: their writers wait
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, reader)
+		readErr <- err
+	}()
+	broadcast(512)
+	wstest.WaitFor(t, "the reader's limit lifted", func() bool { return lowat(rs) == 0 })
+	if got := sndbuf(rs); got <= buf0 {
+		t.Errorf("the reader's SO_SNDBUF is %d, want more than the %d it started with", got, buf0)
+	}
+	if got, got2 := lowat(ss), sndbuf(ss); got != wsroom.DefaultSendBufferUnsent || got2 != buf0 {
+		t.Errorf("the stalled peer's TCP_NOTSENT_LOWAT / SO_SNDBUF are %d / %d, want them unchanged (%d / %d)",
+			got, got2, wsroom.DefaultSendBufferUnsent, buf0)
+	}
+	reader.Close()
+	<-readErr
 }
 
 // ---------------------------------------------------------------------------

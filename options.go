@@ -19,6 +19,7 @@ const (
 	DefaultSendQueueBytes    = 4 << 20 // 4 MiB
 	DefaultSendBuffer        = 64 << 10
 	DefaultSendBufferMax     = 4 << 20
+	DefaultSendBufferUnsent  = 16 << 10
 )
 
 // Options configures a Hub. The zero value is valid and safe: same-origin
@@ -158,6 +159,25 @@ type Options struct {
 	// Default 4 MiB (Linux's usual tcp_wmem maximum; the kernel caps it at
 	// net.core.wmem_max anyway).
 	SendBufferMax int
+
+	// SendBufferUnsent bounds, on Linux, the bytes a connection's socket
+	// holds that the kernel has not sent yet (TCP_NOTSENT_LOWAT): once
+	// that many wait, the socket takes nothing more until they drop below
+	// it, and later frames wait in the connection's queue, where
+	// SendQueueBytes counts them and a room's backlog shares them between
+	// parked members. A peer that reads nothing (its receive window
+	// closed) then pins about SendBufferUnsent plus one write's worth of
+	// kernel memory instead of 2 × SendBuffer, and filling its socket
+	// costs the server that much copying instead of 128 KiB. A peer that
+	// reads is not slowed: what its window and the congestion window allow
+	// is sent at once, and the bound applies only to what waits behind
+	// that; and once a peer has taken a whole send buffer's worth (at
+	// least twice this) from a full socket, the bound is lifted for it, as
+	// SendBuffer grows for it, so that its kernel buffer absorbs its
+	// bursts as before. It never raises what SendBuffer allows. Default
+	// 16 KiB; -1 leaves the kernel's setting (net.ipv4.tcp_notsent_lowat,
+	// unbounded by default).
+	SendBufferUnsent int
 
 	// MaxConnsPerUser, if positive, bounds the connections one user ID
 	// may hold on this Hub: a handshake beyond it is answered 101 and then
@@ -320,6 +340,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.SendBufferMax < o.SendBuffer {
 		o.SendBufferMax = o.SendBuffer
+	}
+	if o.SendBufferUnsent == 0 {
+		o.SendBufferUnsent = DefaultSendBufferUnsent
+	}
+	if o.SendBufferUnsent < -1 {
+		panic(fmt.Sprintf("wsroom: SendBufferUnsent %d: use a positive size, 0 for the default or -1 for the kernel's", o.SendBufferUnsent))
 	}
 	if o.MaxConnsPerUser < 0 || o.MaxRoomsPerConn < 0 {
 		panic("wsroom: MaxConnsPerUser and MaxRoomsPerConn must be 0 (no limit) or positive")

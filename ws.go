@@ -31,7 +31,8 @@ type Conn struct {
 	busy     atomic.Bool   // the reader is inside an application callback
 	deflate  uint8         // permessage-deflate: our window bits (8–15), 0 if not negotiated
 	proto    uint8         // protoPlain, or protoV1 for a wsroom.v1 client
-	sndbuf   uint8         // log2 of the send buffer set (SendBuffer, grown by growSendBuffer); 0: the kernel's; used only by the writer
+	sndbuf   uint8         // log2 of the send buffer set (SendBuffer, grown by drained); 0: the kernel's; used only by the writer
+	unsent   bool          // SendBufferUnsent is set on the socket and not lifted by drained yet; used only by the writer
 	lastPing int64         // hub clock; used only by the heartbeat goroutine
 	opened   int64         // hub clock: when the handshake was accepted
 

@@ -170,7 +170,7 @@ func (rep *report) drops() int64 {
 		}
 	}
 	if s := rep.stalled; s != nil {
-		for _, r := range []*stalledRun{s.Control, s.Run} {
+		for _, r := range s.runs() {
 			if r != nil {
 				n += r.NetDrops
 			}
@@ -412,9 +412,9 @@ func (rep *report) runsSection() string {
 		}
 	}
 	if s := rep.stalled; s != nil {
-		for _, r := range []*stalledRun{s.Control, s.Run} {
+		for i, r := range s.runs() {
 			if r != nil {
-				fmt.Fprintf(&b, "- wsroom stalled neighbours, %d stalled + %d fast: %s\n", r.Stalled, s.Fast, r.summary())
+				fmt.Fprintf(&b, "- wsroom stalled neighbours%s, %d stalled + %d fast: %s\n", []string{"", "", " (probe)"}[i], r.Stalled, s.Fast, r.summary())
 			}
 		}
 	}

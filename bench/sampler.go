@@ -14,9 +14,9 @@ import (
 // Only the stalled scenario sets it: the other scenarios run unchanged.
 const socketsEnv = "WSROOM_BENCH_SOCKETS"
 
-// memSample is one sample of the server's memory. The kernel fields are
-// -1 in samples taken between kernel samples (they cost a syscall pair
-// per socket).
+// memSample is one sample of the server's memory. The per-socket kernel
+// fields are -1 in samples taken between kernel samples, and in every
+// sample when kernel sampling is off (it costs a syscall pair per socket).
 type memSample struct {
 	T         int64 `json:"t"`      // wall clock, UnixNano
 	Heap      int64 `json:"heap"`   // Go heap objects, live and not yet swept (HeapAlloc)
@@ -33,7 +33,8 @@ type memSample struct {
 }
 
 // sampler samples the server process's memory from inside at a fixed
-// interval (kernel figures every kevery) until stopped: the heap peaks
+// interval (per-socket kernel figures every kevery, none if kevery is 0)
+// until stopped: the heap peaks
 // between two control requests, so asking from outside would miss it.
 type sampler struct {
 	t     target
@@ -66,11 +67,11 @@ func (s *sampler) run(quit, done chan struct{}, every, kevery time.Duration) {
 		rss, _ := sysstat.RSS() // 0 if unknown
 		smp := memSample{T: now.UnixNano(), Heap: int64(ms[0].Value.Uint64()), Live: int64(ms[1].Value.Uint64()),
 			RSS: int64(rss), Kicked: kicked, Outq: -1, Queued: -1, MaxOutq: -1, MaxQueued: -1, MaxSndbuf: -1, TCPPages: -1}
-		if s.socks != nil && (stopping || now.Sub(lastK) >= kevery) {
+		smp.TCPPages = sysstat.TCPMemPages() // one read of /proc/net/sockstat
+		if s.socks != nil && kevery > 0 && (stopping || now.Sub(lastK) >= kevery) {
 			lastK = now
 			k := s.socks.SendMem()
 			smp.Sockets, smp.Outq, smp.Queued, smp.MaxOutq, smp.MaxQueued, smp.MaxSndbuf = k.Sockets, k.Outq, k.Queued, k.MaxOutq, k.MaxQueued, k.MaxSndbuf
-			smp.TCPPages = sysstat.TCPMemPages()
 		}
 		s.mu.Lock()
 		s.samples = append(s.samples, smp)

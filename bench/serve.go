@@ -201,8 +201,8 @@ func serve(name string, cpu int) error {
 		}
 		every, err1 := time.ParseDuration(q.Get("every"))
 		kevery, err2 := time.ParseDuration(q.Get("kevery"))
-		if err1 != nil || err2 != nil || every <= 0 || kevery < every {
-			http.Error(w, "want every > 0 and kevery >= every", http.StatusBadRequest)
+		if err1 != nil || err2 != nil || every <= 0 || (kevery != 0 && kevery < every) {
+			http.Error(w, "want every > 0, and kevery 0 (off) or >= every", http.StatusBadRequest)
 			return
 		}
 		smp.start(every, kevery)
