@@ -46,7 +46,7 @@ func (c *Conn) serve(r *http.Request, accept, pending []byte) {
 		c.batchDone(batch{}, 0, err)
 		c.writers.Done()
 	} else {
-		c.writeLoop(-1)
+		c.writeLoop()
 	}
 	if !ok {
 		c.drain()

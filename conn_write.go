@@ -283,8 +283,7 @@ func (c *Conn) takeBatchLocked() batch {
 // writeLoop sends everything queued, one vectored write per batch, until
 // the queue is empty. It and a polled connection's flush (see goWriter)
 // are the only code that writes to nc after the handshake, one at a time.
-// sinceFull is as in writeRest (-1: the socket was not found full).
-func (c *Conn) writeLoop(sinceFull int64) {
+func (c *Conn) writeLoop() {
 	defer c.writers.Done()
 	for {
 		c.mu.Lock()
@@ -294,7 +293,7 @@ func (c *Conn) writeLoop(sinceFull int64) {
 		}
 		b := c.takeBatchLocked()
 		c.mu.Unlock()
-		if !c.writeRest(b, cursor{ch: b.head}, &sinceFull) {
+		if !c.writeRest(b, cursor{ch: b.head}) {
 			return
 		}
 	}
@@ -333,15 +332,7 @@ func (c *Conn) moreLocked() bool {
 // fresh deadline: only a peer that accepts no bytes at all for
 // WriteTimeout is dropped, not a slow one that takes a big batch longer
 // than that. (A TLS connection cannot go on after a write timed out.)
-//
-// *sinceFull counts the bytes written since a flush found the socket full
-// (got EAGAIN), across the batches that follow; -1 if it did not. Once
-// the peer has taken readMark bytes that way, it has read a whole
-// buffer's worth from a full socket: the connection is marked drained and
-// the count stops (-1). (A few bytes are not enough: a peer that reads
-// nothing still takes what its own receive buffer has room for, in
-// segments acknowledged after the socket filled.)
-func (c *Conn) writeRest(b batch, cur cursor, sinceFull *int64) bool {
+func (c *Conn) writeRest(b batch, cur cursor) bool {
 	_, tcp := c.nc.(*net.TCPConn)
 	var total int64
 	for cur.skipEmpty(); !cur.done(); {
@@ -350,12 +341,6 @@ func (c *Conn) writeRest(b batch, cur cursor, sinceFull *int64) bool {
 		total += n
 		if err != nil && !(tcp && n > 0 && errors.Is(err, os.ErrDeadlineExceeded)) {
 			return c.batchDone(b, total, err)
-		}
-		if *sinceFull >= 0 {
-			if *sinceFull += n; *sinceFull >= c.readMark() {
-				c.drained()
-				*sinceFull = -1
-			}
 		}
 	}
 	return c.batchDone(b, total, nil)
@@ -400,6 +385,7 @@ func (c *Conn) batchDone(b batch, n int64, err error) bool {
 			cw.CloseWrite()
 		}
 		c.nc.SetReadDeadline(time.Now().Add(c.hub.opts.WriteTimeout))
+		c.wakeReader() // a polled reader now reads with that deadline
 	}
 	return true
 }
@@ -473,8 +459,11 @@ func (c *Conn) readMark() int64 {
 	return m
 }
 
-// drained is called by the writer when the socket was full and the peer
-// then took readMark bytes from it: the peer reads. The bound on its
+// drained is called by a polled connection's writer when a flush found
+// the socket full and the peer then took readMark bytes from it, over
+// the writes that followed (a few bytes are not enough: a peer that reads
+// nothing still takes what its own receive buffer has room for, in
+// segments acknowledged after the socket filled): the peer reads. The bound on its
 // unsent bytes (SendBufferUnsent) is lifted, so that a reader's kernel
 // buffer again absorbs its bursts, and its send buffer is doubled, up to
 // Options.SendBufferMax: room for bursts, while a peer that reads nothing

@@ -4,7 +4,11 @@ package wsroom
 
 import "net"
 
-func (c *Conn) goWriter() { go c.writeLoop(-1) }
+func (c *Conn) goWriter() { go c.writeLoop() }
+
+// cancelWrite does nothing here: a writer blocked on its socket ends when
+// the socket is closed.
+func (c *Conn) cancelWrite(error) {}
 
 // setUnsentLimit does nothing here: Options.SendBufferUnsent is Linux's
 // TCP_NOTSENT_LOWAT.

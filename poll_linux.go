@@ -38,10 +38,11 @@ const (
 
 // connPoll is a connection's registration with the hub's poller.
 type connPoll struct {
-	state atomic.Int32
-	id    uint64          // registration id; set before the first re-arm
-	p     *poller.Poller  // nil when not polled; set and cleared by the reader under Conn.mu
-	rc    syscall.RawConn // the socket's; all raw reads and writes go through it
+	state     atomic.Int32
+	sinceFull int32           // bytes the socket took since a flush found it full (see drained); -1: not counting; used only by the writer
+	id        uint64          // registration id; set before the first re-arm
+	p         *poller.Poller  // nil when not polled; set and cleared by the reader under Conn.mu
+	rc        syscall.RawConn // the socket's; all raw reads and writes go through it
 }
 
 // hubPoll owns the hub's poller. It starts with the first polled
@@ -52,6 +53,9 @@ type hubPoll struct {
 	p      *poller.Poller
 	n      int  // polled connections
 	broken bool // creating a poller failed: use reader goroutines
+
+	wmu   sync.Mutex
+	waits map[*Conn]*writeWait // writers waiting for a full socket (see cancelWrite)
 }
 
 // acquirePoller returns the hub's poller, starting it if needed, or nil if
@@ -114,6 +118,7 @@ func (c *Conn) pollStart() bool {
 	}
 	c.mu.Lock()
 	c.poll.p, c.poll.rc = p, rc
+	c.poll.sinceFull = -1
 	c.mu.Unlock()
 	c.poll.state.Store(pollRunning)
 	id, err := p.Add(rc, (*pollHandler)(c))
@@ -206,9 +211,9 @@ func (h *Hub) awaitWriters() {
 	case <-t.C:
 	}
 	t.Stop()
-	// The writers that are not in that queue: a blocking writer in the
-	// middle of its loop, and one blocked on a socket its peer has since
-	// read from, which the runtime's network poller wakes only when a
+	// The writers that are not in that queue: those waiting for a socket
+	// its peer has since read from, which the hub's poller learns of
+	// through the runtime's network poller, and that only when a
 	// processor has nothing else to run (or every 10 ms). With one
 	// processor and a sender that always has more to send they starve
 	// while their reader's bound runs out. Sleeping leaves them the

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,8 +23,8 @@ import (
 )
 
 // Tests of how polled connections are written to: a non-blocking flush
-// from a few drainers, and a blocking writer only for a socket that does
-// not take everything at once.
+// from a few drainers, and for a socket that does not take everything at
+// once, a wait for writability registered with the poller.
 
 func TestPollerBroadcastStartsNoGoroutinePerRecipient(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
@@ -236,8 +237,9 @@ func TestPollerShutdownFlushesPendingWrites(t *testing.T) {
 }
 
 func TestPollerFlushAfterBlockingWriterDeadline(t *testing.T) {
-	// A blocking writer leaves its write deadline set; once it has passed,
-	// the next flush must still deliver (through a blocking writer again).
+	// A write deadline left set (by a blocking write before the connection
+	// was polled, or by an earlier version's blocking writer) must not
+	// stop later flushes once it has passed.
 	// WriteTimeout bounds each whole blocking write, so it must be long
 	// enough for a loaded -race run to read the big message.
 	const timeout = 2 * time.Second
@@ -290,4 +292,82 @@ func TestSlowReaderIsNotDropped(t *testing.T) {
 	if took := time.Since(start); took < 2*time.Second {
 		t.Fatalf("read in %v, not much longer than WriteTimeout: the reader was not slow enough to test anything", took)
 	}
+}
+
+// TestPollerStalledPeersHoldNoGoroutine: a writer waiting for a full
+// socket, and the reader of a connection closing while it waits, hold no
+// goroutine (a write registration with the poller and a timer instead);
+// Shutdown's deadline still ends them at once, not WriteTimeout later.
+// 200 peers that read nothing (4 KiB receive buffers) get 100 broadcasts
+// of 1 KiB: their sockets fill (their send queues stop changing) and their
+// writers wait; then 300 more pass their 256 KiB bound and they are closed
+// 1008 with their writers still waiting. Each time, the goroutine count
+// may not grow with them.
+func TestPollerStalledPeersHoldNoGoroutine(t *testing.T) {
+	const n = 200
+	var closed atomic.Int64
+	ln := &nbSockets{}
+	st := newStash()
+	s := newServerWith(t, wsroom.Options{
+		Identify:       st.identify,
+		OnConnect:      st.onConnect,
+		OnClose:        func(*wsroom.Conn, error) { closed.Add(1) },
+		SendQueueBytes: 256 << 10,
+		WriteTimeout:   time.Minute, // only Shutdown's deadline may end the waits in time
+		PingInterval:   -1,
+	}, serverSetup{wrapListener: func(l net.Listener) net.Listener { ln.Listener = l; return ln }})
+	before := quietGoroutines()
+	for range n {
+		nbStalledDial(t, s.addr, "/ws?room=r", 0)
+	}
+	room := s.hub.Room("r")
+	wstest.WaitFor(t, "every peer in the room", func() bool { return room.Len() == n })
+	kib := make([]byte, 1<<10)
+	broadcast := func(from, to int) {
+		for i := from; i < to; i++ {
+			if err := room.Broadcast(seqMessage(kib, i)); err != nil {
+				t.Fatalf("Broadcast: %v", err)
+			}
+		}
+	}
+	broadcast(0, 100)
+	ln.settle(t, nil) // every socket took what it takes: the writers wait
+	if got := stableGoroutines(); got > before+n/10 {
+		t.Fatalf("%d goroutines with %d writers waiting for full sockets, %d before the peers: a goroutine per waiting writer", got, n, before)
+	}
+	broadcast(100, 400)
+	if kicked := s.hub.Stats().SlowConsumerCloses; kicked != n {
+		t.Fatalf("%d slow-consumer closes, want %d", kicked, n)
+	}
+	if got := stableGoroutines(); got > before+n/10 {
+		t.Fatalf("%d goroutines with %d connections closing behind full sockets, %d before the peers: a goroutine per closing connection", got, n, before)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := s.hub.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown: %v, want the deadline's error (the peers cannot take the close frame)", err)
+	}
+	// A liveness check, not a measurement: the waits end at the deadline's
+	// abort, or else a minute later.
+	if took := time.Since(start); took > 30*time.Second {
+		t.Fatalf("Shutdown took %v: the waiting writers were not ended by its abort", took)
+	}
+	if got := closed.Load(); got != n {
+		t.Fatalf("%d of %d connections ended", got, n)
+	}
+}
+
+// stableGoroutines waits until the goroutine count has not changed for
+// 100 ms (at most wstest.Patience) and returns it: unlike quietGoroutines,
+// it sees goroutines that start and stay.
+func stableGoroutines() int {
+	n, since := runtime.NumGoroutine(), time.Now()
+	wstest.Poll(10*time.Millisecond, wstest.Patience, func() bool {
+		if m := runtime.NumGoroutine(); m != n {
+			n, since = m, time.Now()
+		}
+		return time.Since(since) >= 100*time.Millisecond
+	})
+	return n
 }

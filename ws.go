@@ -180,7 +180,10 @@ func (c *Conn) startCloseLocked(ce *CloseError, discard bool) bool {
 	c.pushLocked(&f, true)
 	c.closeQueued = true
 	c.startWriterLocked()
-	c.wakeReader()
+	// A polled reader goes on reading through the poller until the close
+	// frame is out (batchDone wakes it to wait for the answer with a
+	// deadline) or the socket is dropped: a peer that reads nothing costs
+	// no reader goroutine while its writer waits.
 	return true
 }
 
@@ -191,6 +194,7 @@ func (c *Conn) abort(ce *CloseError) {
 	c.noteCauseLocked(ce)
 	c.mu.Unlock()
 	c.nc.Close()
+	c.cancelWrite(net.ErrClosed) // a writer waiting for the socket: no event will come now
 	c.wakeReader()
 }
 

@@ -12,10 +12,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Handler is told that its socket is readable (or hung up, or in error).
+// Handler is told that its socket is readable (or hung up, or in error),
+// or for a registration made with AddWritable, writable (or in error).
 // Ready runs on the poller's goroutine with the poller locked: it must
-// return quickly, never block and never call the Poller (hand the work to
-// another goroutine).
+// return quickly, never block and never call the Poller's registration
+// methods (hand the work to another goroutine; Go and Queue are fine).
 type Handler interface {
 	Ready()
 }
@@ -34,15 +35,29 @@ var ErrClosed = errors.New("poller: closed")
 // events is how many events Run collects per epoll_wait.
 const events = 128
 
-// armed is the interest set of every registration: readable, peer hung
-// up; one event per arming.
-const armed = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+// armed is the interest set of every read registration: readable, peer
+// hung up; one event per arming. armedWrite is a write registration's:
+// writable (errors and hang-ups are always reported); one event per
+// arming.
+const (
+	armed      = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+	armedWrite = unix.EPOLLOUT | unix.EPOLLONESHOT
+)
+
+// writesID is the registration id of the write epoll instance inside the
+// read one (ids of sockets start at 1).
+const writesID = 0
 
 // Poller is one epoll instance and the handlers registered with it. Its
 // methods are safe for concurrent use.
 type Poller struct {
 	file *os.File        // the epoll fd, registered with Go's netpoller
 	rc   syscall.RawConn // file's; every use of the epoll fd goes through it
+	// The write registrations' epoll fd (blocking, outside Go's netpoller),
+	// itself registered in file's, level-triggered, as writesID: Run
+	// collects its events when it is readable.
+	wfile *os.File
+	wrc   syscall.RawConn
 
 	closed atomic.Bool    // Close was called
 	done   chan struct{}  // closed by Close: idle workers exit
@@ -72,14 +87,27 @@ func New() (*Poller, error) {
 		unix.Close(fd)
 		return nil, os.NewSyscallError("setnonblock", err)
 	}
-	f := os.NewFile(uintptr(fd), "epoll")
-	rc, err := f.SyscallConn()
+	wfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: writesID}
+	if err := unix.EpollCtl(fd, unix.EPOLL_CTL_ADD, wfd, &ev); err != nil {
+		unix.Close(fd)
+		unix.Close(wfd)
+		return nil, os.NewSyscallError("epoll_ctl", err)
+	}
+	f, wf := os.NewFile(uintptr(fd), "epoll"), os.NewFile(uintptr(wfd), "epoll-writes")
+	rc, err1 := f.SyscallConn()
+	wrc, err2 := wf.SyscallConn()
+	if err := errors.Join(err1, err2); err != nil {
 		f.Close()
+		wf.Close()
 		return nil, err
 	}
 	return &Poller{
-		file: f, rc: rc, regs: make(map[uint64]Handler),
+		file: f, rc: rc, wfile: wf, wrc: wrc, regs: make(map[uint64]Handler),
 		done: make(chan struct{}), work: make(chan Task),
 		drainers: runtime.GOMAXPROCS(0),
 	}, nil
@@ -88,12 +116,17 @@ func New() (*Poller, error) {
 // Add registers the socket behind sc, armed for one readiness event, and
 // returns the registration id to give to Rearm and Remove.
 func (p *Poller) Add(sc syscall.RawConn, h Handler) (uint64, error) {
+	return p.add(sc, h, p.ctl)
+}
+
+// add registers h under a new id and adds the socket with ctl.
+func (p *Poller) add(sc syscall.RawConn, h Handler, ctl func(syscall.RawConn, int, uint64) error) (uint64, error) {
 	p.mu.Lock()
 	p.nextID++
 	id := p.nextID
 	p.regs[id] = h
 	p.mu.Unlock()
-	if err := p.ctl(sc, unix.EPOLL_CTL_ADD, id); err != nil {
+	if err := ctl(sc, unix.EPOLL_CTL_ADD, id); err != nil {
 		p.forget(id)
 		return 0, err
 	}
@@ -106,13 +139,34 @@ func (p *Poller) Rearm(sc syscall.RawConn, id uint64) error {
 	return p.ctl(sc, unix.EPOLL_CTL_MOD, id)
 }
 
+// AddWritable registers the socket behind sc for one writability event
+// (or error), and returns the registration id to give to RemoveWritable.
+// If the socket is writable already, the event comes at once. A socket
+// may have a read registration and a write one at the same time; each
+// has its own id. A Linux socket is writable when its send buffer has
+// room and, if TCP_NOTSENT_LOWAT is set, fewer than half of that many
+// bytes wait unsent.
+func (p *Poller) AddWritable(sc syscall.RawConn, h Handler) (uint64, error) {
+	return p.add(sc, h, p.ctlWrite)
+}
+
+// RemoveWritable deregisters a write registration, like Remove.
+func (p *Poller) RemoveWritable(sc syscall.RawConn, id uint64) error {
+	return p.remove(sc, id, p.ctlWrite)
+}
+
 // Remove deregisters id: its handler is not called again, even for an
 // event already collected. Call it before closing the socket; on a socket
 // that is already closed it forgets the handler and returns the socket's
 // error (the kernel dropped the registration when the socket closed).
 func (p *Poller) Remove(sc syscall.RawConn, id uint64) error {
+	return p.remove(sc, id, p.ctl)
+}
+
+// remove forgets id's handler and deletes the socket with ctl.
+func (p *Poller) remove(sc syscall.RawConn, id uint64, ctl func(syscall.RawConn, int, uint64) error) error {
 	p.forget(id)
-	err := p.ctl(sc, unix.EPOLL_CTL_DEL, id)
+	err := ctl(sc, unix.EPOLL_CTL_DEL, id)
 	if errors.Is(err, unix.ENOENT) {
 		err = nil
 	}
@@ -136,8 +190,17 @@ func (p *Poller) Len() int {
 // open for the duration of the call: a closed socket or poller gives an
 // error instead of acting on a reused descriptor number.
 func (p *Poller) ctl(sc syscall.RawConn, op int, id uint64) error {
+	return p.ctlOn(p.rc, armed, sc, op, id)
+}
+
+// ctlWrite is ctl on the write registrations' epoll instance.
+func (p *Poller) ctlWrite(sc syscall.RawConn, op int, id uint64) error {
+	return p.ctlOn(p.wrc, armedWrite, sc, op, id)
+}
+
+func (p *Poller) ctlOn(epoll syscall.RawConn, events uint32, sc syscall.RawConn, op int, id uint64) error {
 	c := ctlOps.Get().(*ctlOp)
-	c.p, c.op, c.id, c.err = p, op, id, nil
+	c.epoll, c.events, c.op, c.id, c.err = epoll, events, op, id, nil
 	cerr := sc.Control(c.onSocket)
 	err := c.err
 	*c = ctlOp{onSocket: c.onSocket, onEpoll: c.onEpoll}
@@ -154,7 +217,8 @@ func (p *Poller) ctl(sc syscall.RawConn, op int, id uint64) error {
 // ctlOp is one epoll_ctl call with its RawConn callbacks, pooled so that
 // re-arming a socket allocates nothing.
 type ctlOp struct {
-	p        *Poller
+	epoll    syscall.RawConn // the epoll instance's
+	events   uint32
 	op       int
 	id       uint64
 	fd       uintptr
@@ -165,19 +229,19 @@ type ctlOp struct {
 
 var ctlOps = sync.Pool{New: func() any {
 	c := new(ctlOp)
-	c.onSocket, c.onEpoll = c.socket, c.epoll
+	c.onSocket, c.onEpoll = c.socket, c.onEpollFD
 	return c
 }}
 
 func (c *ctlOp) socket(fd uintptr) {
 	c.fd = fd
-	if err := c.p.rc.Control(c.onEpoll); err != nil {
+	if err := c.epoll.Control(c.onEpoll); err != nil {
 		c.err = ErrClosed
 	}
 }
 
-func (c *ctlOp) epoll(epfd uintptr) {
-	ev := unix.EpollEvent{Events: armed, Fd: int32(uint32(c.id)), Pad: int32(uint32(c.id >> 32))}
+func (c *ctlOp) onEpollFD(epfd uintptr) {
+	ev := unix.EpollEvent{Events: c.events, Fd: int32(uint32(c.id)), Pad: int32(uint32(c.id >> 32))}
 	c.err = unix.EpollCtl(int(epfd), c.op, int(c.fd), &ev)
 }
 
@@ -254,10 +318,37 @@ func (p *Poller) dispatch(evs []unix.EpollEvent) {
 	defer p.mu.Unlock()
 	for _, ev := range evs {
 		id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+		if id == writesID {
+			p.dispatchWrites()
+			continue
+		}
 		if h, ok := p.regs[id]; ok {
 			h.Ready()
 		}
 	}
+}
+
+// dispatchWrites collects the write registrations' events (p.mu held)
+// and calls their handlers.
+func (p *Poller) dispatchWrites() {
+	var evs [events]unix.EpollEvent
+	p.wrc.Read(func(wfd uintptr) bool {
+		for {
+			n, err := unix.EpollWait(int(wfd), evs[:], 0)
+			if err == unix.EINTR {
+				continue
+			}
+			for _, ev := range evs[:max(n, 0)] {
+				id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+				if h, ok := p.regs[id]; ok {
+					h.Ready()
+				}
+			}
+			if n < len(evs) {
+				return true
+			}
+		}
+	})
 }
 
 // Close releases the epoll instance and makes Run return. Registered
@@ -267,5 +358,5 @@ func (p *Poller) Close() error {
 	if !p.closed.Swap(true) {
 		close(p.done)
 	}
-	return p.file.Close()
+	return errors.Join(p.file.Close(), p.wfile.Close())
 }

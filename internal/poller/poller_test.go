@@ -3,6 +3,7 @@
 package poller_test
 
 import (
+	"io"
 	"net"
 	"runtime"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/wsroom/wsroom/internal/poller"
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -29,14 +31,32 @@ func (h chanHandler) Ready() {
 
 // pair returns a connected loopback TCP pair: the server side's RawConn
 // and the client side.
-func pair(t *testing.T) (*net.TCPConn, net.Conn) {
+func pair(t *testing.T) (*net.TCPConn, net.Conn) { return pairWith(t, 0) }
+
+// pairSmallWindow is pair with a 4 KiB receive buffer on the client side
+// (set before connect), so that a server socket fills and stays full.
+func pairSmallWindow(t *testing.T) (*net.TCPConn, net.Conn) { return pairWith(t, 4<<10) }
+
+// pairWith is pair with the client's SO_RCVBUF set before connect (if
+// rcvbuf > 0).
+func pairWith(t *testing.T, rcvbuf int) (*net.TCPConn, net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	cl, err := net.Dial("tcp", ln.Addr().String())
+	var d net.Dialer
+	if rcvbuf > 0 {
+		d.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, rcvbuf) }); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	cl, err := d.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,5 +279,65 @@ func TestRunWaitsForWorkers(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return after Close and the last task")
+	}
+}
+
+// TestWritable: a write registration fires at once on a socket with room,
+// not on a full one, and once its peer reads; it is one-shot, coexists
+// with a read registration of the same socket, and RemoveWritable ends it.
+func TestWritable(t *testing.T) {
+	p := start(t)
+	sv, cl := pairSmallWindow(t)
+	rc := rawConn(t, sv)
+	rh := make(chanHandler, 1)
+	rid, err := p.Add(rc, rh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := make(chanHandler, 1)
+	id, err := p.AddWritable(rc, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, h, true, "an empty socket is writable")
+	if err := p.RemoveWritable(rc, id); err != nil {
+		t.Fatal(err)
+	}
+	// Fill the socket: non-blocking writes until EAGAIN, until one finds
+	// it full at once (what the peer's receive buffer took in between is
+	// acknowledged and frees some room the first times).
+	sv.SetWriteBuffer(16 << 10)
+	buf := make([]byte, 64<<10)
+	for wrote := true; wrote; {
+		var werr error
+		wrote = false
+		if err := rc.Write(func(fd uintptr) bool {
+			for werr == nil {
+				var n int
+				n, werr = unix.Write(int(fd), buf)
+				wrote = wrote || n > 0
+			}
+			return true
+		}); err != nil || werr != unix.EAGAIN {
+			t.Fatalf("filling the socket: %v %v", err, werr)
+		}
+		time.Sleep(10 * time.Millisecond) // a pause for the acknowledgements, not a synchronisation: the loop checks
+	}
+	if id, err = p.AddWritable(rc, h); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, h, false, "full socket")
+	expect(t, rh, false, "the read registration, nothing sent")
+	go io.Copy(io.Discard, cl) // ends when the cleanup closes cl
+	expect(t, h, true, "the peer reads")
+	expect(t, rh, false, "the read registration, still nothing sent")
+	if err := p.RemoveWritable(rc, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Remove(rc, rid); err != nil {
+		t.Fatal(err)
+	}
+	if p.Len() != 0 {
+		t.Fatalf("Len = %d after both removals", p.Len())
 	}
 }
