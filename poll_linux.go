@@ -190,45 +190,42 @@ const awaitWritersMax = time.Second
 
 // awaitWriters waits until the flushes queued on the hub's poller so far
 // have run: it queues a marker behind them and waits for it (at most
-// awaitWritersMax). It waits for this node's own writers to get the
-// processor, never for a peer: a writer blocked on a full socket is not in
-// that queue. Without a poller it yields the processor.
+// awaitWritersMax). Then it hands the poller the readiness that came
+// meanwhile (Poller.Poll): writers waiting for sockets their peers have
+// since read from, which the poller would otherwise learn of only when a
+// processor idles (or every 10 ms), and which, with one processor and a
+// sender that always has more to send, would starve while their readers'
+// bounds run out. If there was any, it waits for the writes that made
+// (a few rounds at most). It waits for this node's own writers to get the
+// processor, never for a peer. Without a poller it yields the processor.
 func (h *Hub) awaitWriters() {
 	hp := &h.poll
-	hp.mu.Lock()
-	p := hp.p
-	if p == nil {
+	for round := 0; round < awaitRounds; round++ {
+		hp.mu.Lock()
+		p := hp.p
+		if p == nil {
+			hp.mu.Unlock()
+			runtime.Gosched()
+			return
+		}
+		m := make(marker)
+		p.Queue(m) // under hp.mu: the poller cannot be closed meanwhile
 		hp.mu.Unlock()
-		runtime.Gosched()
-		return
+		t := time.NewTimer(awaitWritersMax)
+		select {
+		case <-m:
+		case <-t.C:
+		}
+		t.Stop()
+		if !p.Poll() {
+			return
+		}
 	}
-	m := make(marker)
-	p.Queue(m) // under hp.mu: the poller cannot be closed meanwhile
-	hp.mu.Unlock()
-	t := time.NewTimer(awaitWritersMax)
-	select {
-	case <-m:
-	case <-t.C:
-	}
-	t.Stop()
-	// The writers that are not in that queue: those waiting for a socket
-	// its peer has since read from, which the hub's poller learns of
-	// through the runtime's network poller, and that only when a
-	// processor has nothing else to run (or every 10 ms). With one
-	// processor and a sender that always has more to send they starve
-	// while their reader's bound runs out. Sleeping leaves them the
-	// processor.
-	time.Sleep(awaitPoll)
 }
 
-// awaitPoll is how long awaitWriters leaves the processor to the writers
-// after the queued flushes ran. With 20 µs, 2 of 23 runs of bench's
-// stalled scenario closed readers whose writer had taken a batch 8–15 ms
-// earlier and not written it to a socket with nothing unacknowledged (the runnable writers
-// got the processor for 20 µs per 64 KiB the sender appended); with
-// 200 µs, none of 32. It is spent once per parkBytes appended while a
-// parked member is half-way to its bound: about 30 ms over that burst.
-const awaitPoll = 200 * time.Microsecond
+// awaitRounds bounds the rounds of awaitWriters: queued flushes, then
+// the writes the readiness they found makes, and so on.
+const awaitRounds = 4
 
 // marker is a poller.Task that closes itself when it runs.
 type marker chan struct{}

@@ -310,6 +310,35 @@ func (p *Poller) Run() error {
 	return err
 }
 
+// Poll collects the events that are ready now, without waiting, and
+// dispatches them as Run does, on the calling goroutine; it reports
+// whether there were any. Run learns of readiness through the runtime's
+// network poller, which, while every processor is busy, looks only when
+// one idles (or every 10 ms): a goroutine that keeps a processor busy
+// calls Poll to hand readiness to the handlers meanwhile. Poll may run
+// beside Run; each event goes to one of them.
+func (p *Poller) Poll() bool {
+	var evs [events]unix.EpollEvent
+	any := false
+	p.rc.Control(func(epfd uintptr) { // not Read: Run holds the read lock while it waits
+		for {
+			n, err := unix.EpollWait(int(epfd), evs[:], 0)
+			if err == unix.EINTR {
+				continue
+			}
+			if n <= 0 {
+				return
+			}
+			any = true
+			p.dispatch(evs[:n])
+			if n < len(evs) {
+				return
+			}
+		}
+	})
+	return any
+}
+
 // dispatch calls the handlers of evs that are still registered. It holds
 // p.mu meanwhile, so Remove returning means the handler is not running
 // and will not run.
