@@ -74,6 +74,7 @@ func run(ctx context.Context, args []string) (*report, error) {
 		stalledMsgs = fs.Int("stalled-msgs", 8000, "stalled scenario: messages broadcast back to back")
 		stalledSize = fs.Int("stalled-size", 1024, "stalled scenario: message size in bytes (at least 16: publish time and sequence number)")
 		rcvbuf      = fs.Int("stalled-rcvbuf", 4096, "stalled scenario: SO_RCVBUF of the stalled clients' sockets, set before connect")
+		stalledRuns = fs.Int("stalled-runs", 7, "stalled scenario: alternated pairs of control and stalled runs (the report takes each one's median run; 3.5 s a pair at full size)")
 		sampleEvery = fs.Duration("sample", 10*time.Millisecond, "stalled scenario: the server samples its heap and RSS this often")
 		skip        = fs.String("skip", "", "scenarios to leave out, comma-separated (with -all)")
 		resumeDir   = fs.String("resume-dir", "../integration", "resume scenario: the integration module's directory")
@@ -91,7 +92,7 @@ func run(ctx context.Context, args []string) (*report, error) {
 		serverCPU: *serverCPU, clientCPU: *clientCPU, serverProcs: *serverProcs, soak: *soak,
 		soakServers: split(*soakServers), stall: *stall,
 		compressServers: split(*compList), inflateEvery: max(*inflate, 1), compressSettle: *settle,
-		stalled: *stalled, fast: *fast, stalledMsgs: *stalledMsgs, stalledSize: *stalledSize, stalledRcvbuf: *rcvbuf,
+		stalled: *stalled, fast: *fast, stalledMsgs: *stalledMsgs, stalledSize: *stalledSize, stalledRcvbuf: *rcvbuf, stalledRuns: *stalledRuns,
 		sampleEvery: *sampleEvery, kernelEvery: *kernelEvery,
 	}
 	for _, s := range split(*scenList) {
@@ -128,9 +129,12 @@ func run(ctx context.Context, args []string) (*report, error) {
 		if !set["stalled-msgs"] {
 			c.stalledMsgs = 1000
 		}
+		if !set["stalled-runs"] {
+			c.stalledRuns = 3
+		}
 	}
-	if c.fast < 1 || c.stalled < 0 || c.stalledMsgs < 1 || c.stalledSize < seqOffset+8 || c.sampleEvery <= 0 || c.kernelEvery < c.sampleEvery {
-		return nil, fmt.Errorf("stalled scenario: want -fast ≥ 1, -stalled ≥ 0, -stalled-msgs ≥ 1, -stalled-size ≥ %d, -sample > 0 and -sample-kernel ≥ -sample", seqOffset+8)
+	if c.fast < 1 || c.stalled < 0 || c.stalledMsgs < 1 || c.stalledSize < seqOffset+8 || c.stalledRuns < 1 || c.sampleEvery <= 0 || c.kernelEvery < c.sampleEvery {
+		return nil, fmt.Errorf("stalled scenario: want -fast ≥ 1, -stalled ≥ 0, -stalled-msgs ≥ 1, -stalled-size ≥ %d, -stalled-runs ≥ 1, -sample > 0 and -sample-kernel ≥ -sample", seqOffset+8)
 	}
 	if len(sz) != 3 {
 		return nil, fmt.Errorf("-sizes wants small,mid,large")

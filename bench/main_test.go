@@ -40,7 +40,7 @@ func TestEndToEnd(t *testing.T) {
 	rep, err := run(context.Background(), []string{
 		"-all", "-sizes", "20,50,60", "-dur", "100ms", "-lat-rate", "2000", "-lat-dur", "200ms",
 		"-soak", "200ms", "-parallel", "8", "-sources", "2", "-compress-settle", "100ms", "-inflate-every", "3",
-		"-stalled", "20", "-fast", "3", "-stalled-msgs", "200",
+		"-stalled", "20", "-fast", "3", "-stalled-msgs", "200", "-stalled-runs", "2",
 		// The resume scenario is integration's TestResumeUnderCuts, which
 		// CI runs at its own size; TestParseResume covers the reading.
 		"-skip", "resume",
@@ -165,10 +165,10 @@ func checkCompression(t *testing.T, rep *report) {
 func checkStalled(t *testing.T, rep *report) {
 	t.Helper()
 	s := rep.stalled
-	if s == nil || s.Failed != "" || s.Control == nil || s.Run == nil || s.Probe == nil {
+	if s == nil || s.Failed != "" || s.Control == nil || s.Run == nil || s.Probe == nil || len(s.Controls) != 2 || len(s.Runs) != 2 {
 		t.Fatalf("stalled scenario: %+v", s)
 	}
-	for _, r := range s.runs() {
+	for _, r := range s.all() {
 		if !r.complete() || r.Expected != 3*200 || r.Err != "" || r.FastSecs <= 0 || r.Samples < 2 || r.Peak.Heap <= 0 || r.Peak.RSS <= 0 || r.Peak.TCPPages <= 0 {
 			t.Errorf("stalled scenario, %d stalled: %s", r.Stalled, r.summary())
 		}
@@ -255,5 +255,37 @@ func TestHistogram(t *testing.T) {
 		if b := bucketOf(ns); lowerBound(b) > ns || (b+1 < len(h.counts) && lowerBound(b+1) <= ns) {
 			t.Fatalf("%d ns in bucket %d [%d, %d)", ns, b, lowerBound(b), lowerBound(b+1))
 		}
+	}
+}
+
+// TestMedianRun: the median run by FastSecs (the lower of an even count),
+// a run that delivered nothing counting as the slowest; and the pairs'
+// summary counts the pairs within 3×.
+func TestMedianRun(t *testing.T) {
+	runs := func(secs ...float64) []*stalledRun {
+		var rs []*stalledRun
+		for _, s := range secs {
+			rs = append(rs, &stalledRun{FastSecs: s})
+		}
+		return rs
+	}
+	for _, tc := range []struct {
+		secs []float64
+		want float64
+	}{
+		{[]float64{0.3}, 0.3},
+		{[]float64{0.5, 0.1, 0.3}, 0.3},
+		{[]float64{0.4, 0.1, 0.3, 0.2}, 0.2},
+		{[]float64{-1, 0.1, 0.2}, 0.2},
+		{[]float64{-1, -1, 0.2}, -1},
+	} {
+		if got := medianRun(runs(tc.secs...)).FastSecs; got != tc.want {
+			t.Errorf("medianRun(%v) = %v, want %v", tc.secs, got, tc.want)
+		}
+	}
+	s := &stalledResult{Controls: runs(0.1, 0.05, 0.1), Runs: runs(0.25, 0.2, -1)}
+	want := "3 alternated pairs: control 0.050–0.100 s, with the stalled peers 0.200–0.250 s (first broadcast → last fast-reader delivery); pair by pair 2.5–4.0×, within 3× in 1 of 2."
+	if got := s.pairsLine(); !strings.HasPrefix(got, want) {
+		t.Errorf("pairsLine = %q, want it to start with %q", got, want)
 	}
 }

@@ -170,10 +170,8 @@ func (rep *report) drops() int64 {
 		}
 	}
 	if s := rep.stalled; s != nil {
-		for _, r := range s.runs() {
-			if r != nil {
-				n += r.NetDrops
-			}
+		for _, r := range s.all() {
+			n += r.NetDrops
 		}
 	}
 	return n
