@@ -505,7 +505,7 @@ func worstCaseHeapPerConn(o wsroom.Options) int64 {
 }
 
 // nbConnSlack is what a connection may hold besides its queue (its Conn,
-// a blocked writer's task): generous, so that only the queue's accounting
+// a waiting writer's record): generous, so that only the queue's accounting
 // decides.
 const nbConnSlack = 16 << 10
 
