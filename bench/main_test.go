@@ -169,11 +169,13 @@ func checkStalled(t *testing.T, rep *report) {
 		t.Fatalf("stalled scenario: %+v", s)
 	}
 	for _, r := range s.all() {
-		if !r.complete() || r.Expected != 3*200 || r.Err != "" || r.FastSecs <= 0 || r.Samples < 2 || r.Peak.Heap <= 0 || r.Peak.RSS <= 0 || r.Peak.TCPPages <= 0 {
+		if !r.complete() || r.Expected != 3*200 || r.Err != "" || r.FastSecs <= 0 || r.Samples < 2 || r.Peak.Heap <= 0 || r.Peak.RSS <= 0 || r.Peak.TCPPages < 0 {
 			t.Errorf("stalled scenario, %d stalled: %s", r.Stalled, r.summary())
 		}
 	}
-	// The timed runs do not read each socket's kernel memory; the probe does.
+	// The timed runs do not read each socket's kernel memory; the probe
+	// does. Every run reads the machine's TCP memory (in pages: a run with
+	// few sockets may see 0).
 	if r := s.Run; r.Peak.Sockets != 0 || r.Peak.Outq != -1 {
 		t.Errorf("stalled scenario: the timed run sampled %d sockets (%d bytes queued); want none", r.Peak.Sockets, r.Peak.Outq)
 	}
