@@ -195,8 +195,8 @@ const awaitWritersMax = time.Second
 // since read from, which the poller would otherwise learn of only when a
 // processor idles (or every 10 ms), and which, with one processor and a
 // sender that always has more to send, would starve while their readers'
-// bounds run out. If there was any, it waits for the writes that made
-// (a few rounds at most). It waits for this node's own writers to get the
+// bounds run out. If there was any, it waits for the writes that
+// readiness made (a few rounds at most). It waits for this node's own writers to get the
 // processor, never for a peer. Without a poller it yields the processor.
 func (h *Hub) awaitWriters() {
 	hp := &h.poll
