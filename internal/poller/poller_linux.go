@@ -66,6 +66,7 @@ type Poller struct {
 
 	mu     sync.Mutex
 	regs   map[uint64]Handler // registration id -> handler
+	wevs   []unix.EpollEvent  // the write instance's events, collected under mu
 	nextID uint64
 
 	qmu      sync.Mutex // guards the fields below (see Queue)
@@ -107,7 +108,7 @@ func New() (*Poller, error) {
 		return nil, err
 	}
 	return &Poller{
-		file: f, rc: rc, wfile: wf, wrc: wrc, regs: make(map[uint64]Handler),
+		file: f, rc: rc, wfile: wf, wrc: wrc, regs: make(map[uint64]Handler), wevs: make([]unix.EpollEvent, events),
 		done: make(chan struct{}), work: make(chan Task),
 		drainers: runtime.GOMAXPROCS(0),
 	}, nil
@@ -321,22 +322,30 @@ func (p *Poller) Poll() bool {
 	var evs [events]unix.EpollEvent
 	any := false
 	p.rc.Control(func(epfd uintptr) { // not Read: Run holds the read lock while it waits
-		for {
-			n, err := unix.EpollWait(int(epfd), evs[:], 0)
-			if err == unix.EINTR {
-				continue
-			}
-			if n <= 0 {
-				return
-			}
-			any = true
-			p.dispatch(evs[:n])
-			if n < len(evs) {
-				return
-			}
-		}
+		any = collect(int(epfd), evs[:], p.dispatch)
 	})
 	return any
+}
+
+// collect takes the events ready now on epfd, without waiting, a batch at
+// a time into evs, and hands each batch to handle; it reports whether
+// there were any.
+func collect(epfd int, evs []unix.EpollEvent, handle func([]unix.EpollEvent)) bool {
+	any := false
+	for {
+		n, err := unix.EpollWait(epfd, evs, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if n <= 0 {
+			return any
+		}
+		any = true
+		handle(evs[:n])
+		if n < len(evs) {
+			return any
+		}
+	}
 }
 
 // dispatch calls the handlers of evs that are still registered. It holds
@@ -345,39 +354,22 @@ func (p *Poller) Poll() bool {
 func (p *Poller) dispatch(evs []unix.EpollEvent) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.readyLocked(evs)
+}
+
+// readyLocked calls the handlers of evs that are still registered (p.mu
+// held); the write instance's event collects the write registrations'.
+func (p *Poller) readyLocked(evs []unix.EpollEvent) {
 	for _, ev := range evs {
 		id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 		if id == writesID {
-			p.dispatchWrites()
+			p.wrc.Control(func(wfd uintptr) { collect(int(wfd), p.wevs, p.readyLocked) })
 			continue
 		}
 		if h, ok := p.regs[id]; ok {
 			h.Ready()
 		}
 	}
-}
-
-// dispatchWrites collects the write registrations' events (p.mu held)
-// and calls their handlers.
-func (p *Poller) dispatchWrites() {
-	var evs [events]unix.EpollEvent
-	p.wrc.Read(func(wfd uintptr) bool {
-		for {
-			n, err := unix.EpollWait(int(wfd), evs[:], 0)
-			if err == unix.EINTR {
-				continue
-			}
-			for _, ev := range evs[:max(n, 0)] {
-				id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
-				if h, ok := p.regs[id]; ok {
-					h.Ready()
-				}
-			}
-			if n < len(evs) {
-				return true
-			}
-		}
-	})
 }
 
 // Close releases the epoll instance and makes Run return. Registered
