@@ -152,7 +152,7 @@ func runStalledOnce(ctx context.Context, c *config, nStalled int, kevery time.Du
 		if _, err := l.connect(j, 1, 1); err != nil {
 			return nil, err
 		}
-		if err := st.dial(srv.addr, c.sources, c.stalledRcvbuf, lo, hi-lo, c.parallel); err != nil {
+		if err := st.dial(srv.addr, c.sources, c.stalledRcvbuf, lo, hi-lo, c.parallel, c.stalledPoll); err != nil {
 			return nil, err
 		}
 	}
@@ -303,12 +303,14 @@ func kib(b int64) string {
 type stalledClients struct {
 	mu    sync.Mutex
 	conns []net.Conn
+	bare  []int // descriptors outside any poller (-stalled-poll=false)
 }
 
 // dial opens connections first..first+n-1 (user "s<i>") with `parallel`
 // concurrent dialers, each socket's SO_RCVBUF set to rcvbuf before
-// connect.
-func (s *stalledClients) dial(addr string, sources, rcvbuf, first, n, parallel int) error {
+// connect. Unless poll, each is then held as a bare descriptor of its
+// own, outside Go's poller, so that a delivery into it wakes nothing.
+func (s *stalledClients) dial(addr string, sources, rcvbuf, first, n, parallel int, poll bool) error {
 	return inParallel(first, n, parallel, func(i int) error {
 		src := net.IPv4(127, 0, 0, byte(2+i%max(sources, 1)))
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Control: setRcvBuf(rcvbuf), Timeout: 10 * time.Second}
@@ -323,6 +325,17 @@ func (s *stalledClients) dial(addr string, sources, rcvbuf, first, n, parallel i
 		}
 		if err != nil {
 			return fmt.Errorf("stalled client %d from %s: %w", i, src, err)
+		}
+		if !poll {
+			fd, err := sysstat.BareFD(nc.(*net.TCPConn))
+			nc.Close() // takes Go's descriptor out of the poller; fd keeps the socket
+			if err != nil {
+				return fmt.Errorf("stalled client %d: %w", i, err)
+			}
+			s.mu.Lock()
+			s.bare = append(s.bare, fd)
+			s.mu.Unlock()
+			return nil
 		}
 		s.mu.Lock()
 		s.conns = append(s.conns, nc)
@@ -343,6 +356,11 @@ func (s *stalledClients) close() {
 		nc.Close()
 	}
 	s.conns = nil
+	for _, fd := range s.bare {
+		_ = unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1})
+		unix.Close(fd)
+	}
+	s.bare = nil
 }
 
 // stalledSection renders the scenario: both runs side by side and issue
@@ -354,14 +372,18 @@ func (rep *report) stalledSection() string {
 	}
 	var b strings.Builder
 	b.WriteString("\n### Stalled neighbours (issue 11)\n\n")
-	fmt.Fprintf(&b, "%d connections that never read (client SO_RCVBUF %d bytes, set before connect; after the 101 nothing is read) and %d fast readers "+
+	held := "held in the load generator's Go poller, as any Go client's are: on loopback each delivery into one may wake that poller's thread on the other CPU, and the server's CPU pays for the wakeup"
+	if !rep.cfg.stalledPoll {
+		held = "held as bare descriptors outside any poller (-stalled-poll=false), so that deliveries into them wake nothing"
+	}
+	fmt.Fprintf(&b, "%d connections that never read (client SO_RCVBUF %d bytes, set before connect; after the 101 nothing is read; %s) and %d fast readers "+
 		"in the one room of a wsroom server with default Options (fast reader j joins after j/%d of the stalled ones); the server broadcasts "+
 		"%d binary messages of %d bytes back to back from inside its process, each carrying its index, which every fast reader checks. "+
 		"Control: the %d fast readers alone, in a fresh server. Each server samples its heap and RSS every %v. The probe is the second run again "+
 		"in a fresh server that also reads each socket's kernel send-side memory every %v: that costs the server a syscall pair per socket "+
 		"(about 15 ms of its processor per sample for 2,000 sockets), which the control run would not pay, so the time ratio is taken from the "+
 		"second run and the kernel figures from the probe.\n\n",
-		s.Stalled, rep.cfg.stalledRcvbuf, s.Fast, s.Fast, s.Msgs, s.Size, s.Fast, rep.cfg.sampleEvery, rep.cfg.kernelEvery)
+		s.Stalled, rep.cfg.stalledRcvbuf, held, s.Fast, s.Fast, s.Msgs, s.Size, s.Fast, rep.cfg.sampleEvery, rep.cfg.kernelEvery)
 	if s.Failed != "" {
 		fmt.Fprintf(&b, "**stalled scenario failed:** %s\n\n", s.Failed)
 	}

@@ -25,6 +25,25 @@ func BindNoPort(_, _ string, c syscall.RawConn) error {
 	return serr
 }
 
+// BareFD returns a descriptor of its own for c's socket, made with
+// dup(2) and outside Go's network poller, so that data arriving on the
+// socket wakes no thread. Close c afterwards (that takes its descriptor
+// out of the poller; the socket stays open through the new one) and the
+// descriptor with unix.Close. Not (*net.TCPConn).File: its duplicate
+// shares O_NONBLOCK, and os.NewFile puts a non-blocking descriptor back
+// in the poller.
+func BareFD(c syscall.Conn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd, derr := -1, error(nil)
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.Dup(int(s)) }); err != nil {
+		return -1, err
+	}
+	return fd, derr
+}
+
 // SendMem is what the kernel holds on one socket's sending side, in bytes.
 type SendMem struct {
 	Outq   int64 // written but not yet acknowledged by the peer, sent or not (ioctl SIOCOUTQ)

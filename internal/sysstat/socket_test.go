@@ -4,8 +4,10 @@ package sysstat
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -168,4 +170,72 @@ func TestBindNoPort(t *testing.T) {
 	}); err != nil || serr != nil || v != 1 {
 		t.Errorf("IP_BIND_ADDRESS_NO_PORT = %d (%v, %v), want 1", v, err, serr)
 	}
+}
+
+// TestBareFD checks that the bare descriptor keeps the socket open once
+// the net.Conn is closed, reads what the peer sends, and is in no epoll
+// instance of this process (Go's poller's included), where File's
+// duplicate is.
+func TestBareFD(t *testing.T) {
+	l := listen(t)
+	client, server := connect(t, l)
+	fd, err := BareFD(client.(*net.TCPConn))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	client.Close()
+	if polled := epollTargets(t); polled[fd] {
+		t.Errorf("bare descriptor %d is in an epoll instance", fd)
+	}
+	if _, err := server.Write([]byte("still open")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	n, err := unix.Read(fd, buf)
+	if err != nil || string(buf[:n]) != "still open" {
+		t.Fatalf("read on the bare descriptor: %q, %v", buf[:n], err)
+	}
+
+	// What BareFD avoids: File's duplicate goes back in Go's poller.
+	other, _ := connect(t, l)
+	f, err := other.(*net.TCPConn).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	other.Close()
+	if polled := epollTargets(t); !polled[int(f.Fd())] {
+		t.Errorf("File's descriptor %d is in no epoll instance: the reason for BareFD is gone", f.Fd())
+	}
+}
+
+// epollTargets returns the descriptors registered in any epoll instance
+// of this process (the "tfd:" lines of /proc/self/fdinfo).
+func epollTargets(t *testing.T) map[int]bool {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := map[int]bool{}
+	for _, e := range fds {
+		if link, err := os.Readlink("/proc/self/fd/" + e.Name()); err != nil || link != "anon_inode:[eventpoll]" {
+			continue
+		}
+		info, err := os.ReadFile("/proc/self/fdinfo/" + e.Name())
+		if err != nil {
+			continue // closed meanwhile
+		}
+		for _, line := range strings.Split(string(info), "\n") {
+			var tfd int
+			if _, err := fmt.Sscanf(line, "tfd: %d", &tfd); err == nil {
+				targets[tfd] = true
+			}
+		}
+	}
+	return targets
 }
