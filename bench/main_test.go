@@ -189,8 +189,16 @@ func checkStalled(t *testing.T, rep *report) {
 		t.Errorf("stalled scenario: %d sockets sampled, %d bytes queued (%d with overhead, at most %d in one socket), %d kicked; want 23, ≥ 20 × 8 KiB, ≤ %d KiB in one, 0",
 			r.Peak.Sockets, r.Peak.Outq, r.Peak.Queued, r.Peak.MaxOutq, r.Kicked, unsentCap>>10)
 	}
+	// The floor: every stalled socket was written, and took at least
+	// what TCP_NOTSENT_LOWAT lets it and at most that plus a 4 KiB
+	// receiver's window and some slack (22 KiB measured).
+	if f := s.Floor; f == nil || s.FloorErr != "" {
+		t.Errorf("stalled scenario: no floor: %s", s.FloorErr)
+	} else if per := f.Taken / int64(max(f.Sockets, 1)); f.Sockets != 20 || per < wsroom.DefaultSendBufferUnsent || per > wsroom.DefaultSendBufferUnsent+32<<10 || f.CPUMicros < 0 || f.Interrupts < 0 {
+		t.Errorf("stalled scenario: floor %+v (%d bytes a socket)", f.floorFill, per)
+	}
 	md := rep.markdown()
-	for _, want := range []string{"### Stalled neighbours (issue 11)", "| fast readers' messages delivered | 600 / 600 (100.0%) | 600 / 600 (100.0%) | 600 / 600 (100.0%) |",
+	for _, want := range []string{"### Stalled neighbours (issue 11)", "Floor: a gobwas-raw server took the same clients", "; the kernel's floor alone: ", "| fast readers' messages delivered | 600 / 600 (100.0%) | 600 / 600 (100.0%) | 600 / 600 (100.0%) |",
 		"| every fast reader receives all 200 messages, in order | 100.0% delivered, 0 out of order; probe: 100.0% delivered, 0 out of order | met |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)

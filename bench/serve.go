@@ -142,6 +142,7 @@ var published atomic.Int64
 //	                          json=1 publishes the 4 KiB JSON messages (jsonMessage);
 //	                          size=bytes (default 64) and seq=1 (a sequence number at seqOffset)
 //	/ctl/sample?every=&kevery= start sampling memory (see sampler); ?stop=1 stops it and returns the samples
+//	/ctl/fill?prefix=&size=&writes=&sndbuf=&lowat= the stalled scenario's floor (floor.go; gobwas-raw only)
 //
 // With socketsEnv set, the listener records every accepted TCP socket so
 // that the sampler can read the kernel's send-side memory of each.
@@ -193,6 +194,7 @@ func serve(name string, cpu int) error {
 		}
 		writeJSON(w, map[string]int64{"ns": int64(time.Since(start)), "start": start.UnixNano()})
 	})
+	mux.HandleFunc("/ctl/fill", func(w http.ResponseWriter, r *http.Request) { serveFill(t, w, r) })
 	mux.HandleFunc("/ctl/sample", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		if q.Get("stop") == "1" {

@@ -43,6 +43,8 @@ type stalledResult struct {
 	Control, Run, Probe       *stalledRun
 	Controls, Runs            []*stalledRun // every pair, in order
 	TCPMem                    []int64       // net.ipv4.tcp_mem: low, pressure, high (pages)
+	Floor                     *stalledFloor // the kernel's share alone (floor.go)
+	FloorErr                  string        `json:",omitempty"` // why the floor was not measured
 	Failed                    string        `json:",omitempty"`
 }
 
@@ -102,6 +104,10 @@ func runStalled(ctx context.Context, c *config) *stalledResult {
 	}
 	res.Probe = r
 	log.Printf("stalled: %s: %s", name, r.summary())
+	if res.Floor, err = runStalledFloor(ctx, c); err != nil {
+		res.FloorErr = err.Error()
+		log.Printf("stalled: floor: %v", err)
+	}
 	return res
 }
 
@@ -136,29 +142,12 @@ func (s *stalledResult) all() []*stalledRun {
 // the stalled ones, and has it broadcast c.stalledMsgs messages. The
 // server samples its sockets' kernel memory every kevery (0: never).
 func runStalledOnce(ctx context.Context, c *config, nStalled int, kevery time.Duration) (*stalledRun, error) {
-	srv, err := startServer("wsroom", c.serverCPU, c.serverProcs, socketsEnv+"=1")
+	set, err := setupStalled(ctx, c, "wsroom", nStalled, socketsEnv+"=1")
 	if err != nil {
 		return nil, err
 	}
-	defer srv.stop()
-	// The fast readers read through 64 KiB buffers: a few read calls per
-	// burst of messages rather than one per message.
-	l := newLoader(srv.addr, c.sources, loadOpts{seq: c.stalledSize, readBuf: 64 << 10})
-	defer l.close()
-	var st stalledClients
-	defer st.close()
-	for j := range c.fast {
-		lo, hi := nStalled*j/c.fast, nStalled*(j+1)/c.fast
-		if _, err := l.connect(j, 1, 1); err != nil {
-			return nil, err
-		}
-		if err := st.dial(srv.addr, c.sources, c.stalledRcvbuf, lo, hi-lo, c.parallel, c.stalledPoll); err != nil {
-			return nil, err
-		}
-	}
-	if err := waitServer(ctx, srv.ctl, c.fast+nStalled); err != nil {
-		return nil, err
-	}
+	defer set.close()
+	srv, l := set.srv, set.l
 	before, err := srv.ctl.stats(ctx, false)
 	if err != nil {
 		return nil, err
@@ -206,6 +195,50 @@ func runStalledOnce(ctx context.Context, c *config, nStalled int, kevery time.Du
 	r.ServerCPU = float64(after.CPUMicros-before.CPUMicros) / 1e6
 	r.peaks(samples, before.Kicked, pub.start)
 	return r, nil
+}
+
+// stalledSetup is a server with the scenario's clients connected.
+type stalledSetup struct {
+	srv *serverProc
+	l   *loader // the fast readers
+	st  stalledClients
+}
+
+// setupStalled starts server name (with env) and connects c.fast fast
+// readers and nStalled stalled clients to it, fast reader j after j/F of
+// the stalled ones, and waits until the server has them all. The fast
+// readers read through 64 KiB buffers: a few read calls per burst of
+// messages rather than one per message.
+func setupStalled(ctx context.Context, c *config, name string, nStalled int, env ...string) (*stalledSetup, error) {
+	srv, err := startServer(name, c.serverCPU, c.serverProcs, env...)
+	if err != nil {
+		return nil, err
+	}
+	s := &stalledSetup{srv: srv, l: newLoader(srv.addr, c.sources, loadOpts{seq: c.stalledSize, readBuf: 64 << 10})}
+	for j := range c.fast {
+		lo, hi := nStalled*j/c.fast, nStalled*(j+1)/c.fast
+		if _, err = s.l.connect(j, 1, 1); err != nil {
+			break
+		}
+		if err = s.st.dial(srv.addr, c.sources, c.stalledRcvbuf, lo, hi-lo, c.parallel, c.stalledPoll); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = waitServer(ctx, srv.ctl, c.fast+nStalled)
+	}
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// close disconnects the clients and stops the server.
+func (s *stalledSetup) close() {
+	s.st.close()
+	s.l.close()
+	s.srv.stop()
 }
 
 // peaks fills the peaks and the kick times from the samples.
@@ -390,6 +423,7 @@ func (rep *report) stalledSection() string {
 	if len(s.Runs) > 0 {
 		fmt.Fprintf(&b, "%s\n\n", s.pairsLine())
 	}
+	b.WriteString(s.floorLine())
 	runs := s.runs()
 	fmt.Fprintf(&b, "| metric | control: %d fast readers (median run) | %d stalled + %d fast readers (median run) | probe: the same, kernel sampled |\n|---|---:|---:|---:|\n", s.Fast, s.Stalled, s.Fast)
 	row := func(name string, f func(r *stalledRun) string) {
@@ -479,6 +513,29 @@ func (s *stalledResult) pairsLine() string {
 		len(s.Runs), span(secs(s.Controls)), span(secs(s.Runs)), pairs)
 }
 
+// floorLine reports the floor and the best ratio it leaves.
+func (s *stalledResult) floorLine() string {
+	if s.FloorErr != "" {
+		return fmt.Sprintf("**Floor not measured:** %s\n\n", s.FloorErr)
+	}
+	f := s.Floor
+	if f == nil {
+		return ""
+	}
+	line := fmt.Sprintf("Floor: a gobwas-raw server took the same clients and wrote %d × %d KiB to each stalled socket, non-blocking, stopping at the first EAGAIN, "+
+		"with wsroom's default SO_SNDBUF (%d KiB) and TCP_NOTSENT_LOWAT (%d KiB), as a wsroom writer's first flush does: %s. "+
+		"On loopback the writer's CPU also runs the receiving side",
+		floorWrites, floorWrite>>10, wsroom.DefaultSendBuffer>>10, wsroom.DefaultSendBufferUnsent>>10, f.summary())
+	if f.Poll {
+		line += ", and wakes the load generator's poller thread on the other CPU for the deliveries into its polled stalled sockets"
+	}
+	line += "."
+	if s.Control != nil && s.Control.FastSecs > 0 {
+		line += fmt.Sprintf(" Added to the control's median run (%.3f s), it alone makes %.1f×: no server can do better here.", s.Control.FastSecs, f.best(s.Control.FastSecs))
+	}
+	return line + "\n\n"
+}
+
 // stalledTargets checks issue 11's targets on the run with stalled
 // connections.
 func stalledTargets(s *stalledResult) string {
@@ -523,6 +580,9 @@ func stalledTargets(s *stalledResult) string {
 	controlsOK := true
 	for _, x := range s.Controls {
 		controlsOK = controlsOK && x.complete()
+	}
+	if s.Floor != nil && c.FastSecs > 0 {
+		ratio += fmt.Sprintf("; the kernel's floor alone: %.1f×", s.Floor.best(c.FastSecs))
 	}
 	line("the fast readers finish within 3× of the control run", ratio, controlsOK && r.complete() && r.FastSecs <= 3*c.FastSecs)
 	stalledKicked := r.Kicked - r.fastKicked()

@@ -50,8 +50,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -175,8 +173,8 @@ func run(n, size, writes, lowat, sndbuf, rcvbuf, peerCPU int, peerPoll bool, gre
 
 	runtime.LockOSThread()
 	buf := make([]byte, size)
-	ipis := interrupts()
-	start := threadCPU()
+	ipis := sysstat.CrossCPUInterrupts()
+	start := sysstat.ThreadCPUMicros()
 	var total, full int
 	for _, fd := range fds {
 		for range writes {
@@ -188,15 +186,15 @@ func run(n, size, writes, lowat, sndbuf, rcvbuf, peerCPU int, peerPoll bool, gre
 			total += w
 		}
 	}
-	wrote := threadCPU() - start
-	ipis = interrupts() - ipis
-	start = threadCPU()
+	wrote := sysstat.ThreadCPUMicros() - start
+	ipis = sysstat.CrossCPUInterrupts() - ipis
+	start = sysstat.ThreadCPUMicros()
 	for _, fd := range fds {
 		unix.Close(fd)
 	}
-	closed := threadCPU() - start
+	closed := sysstat.ThreadCPUMicros() - start
 	fds = nil
-	return &result{Peers: where, Taken: int64(total), Full: full, WriteMicros: us(wrote), Interrupts: ipis, CloseMicros: us(closed)}, nil
+	return &result{Peers: where, Taken: int64(total), Full: full, WriteMicros: float64(wrote), Interrupts: ipis, CloseMicros: float64(closed)}, nil
 }
 
 // setRcvbuf is a Dialer.Control that sets SO_RCVBUF before connect.
@@ -323,31 +321,6 @@ func peer(spec string) error {
 	return err
 }
 
-// interrupts is the machine's count of function-call and rescheduling
-// interrupts (/proc/interrupts rows CAL and RES, all CPUs): what waking a
-// thread on another CPU costs.
-func interrupts() int64 {
-	b, err := os.ReadFile("/proc/interrupts")
-	if err != nil {
-		log.Fatal(err)
-	}
-	var sum int64
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 || (f[0] != "CAL:" && f[0] != "RES:") {
-			continue
-		}
-		for _, v := range f[1:] {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				break // the description after the counts
-			}
-			sum += n
-		}
-	}
-	return sum
-}
-
 // serverSocket accepts the next connection and returns a non-blocking
 // descriptor of its own for it (a dup outside Go's poller), set up with
 // the given SO_SNDBUF and TCP_NOTSENT_LOWAT (if lowat > 0).
@@ -379,14 +352,3 @@ func serverSocket(ln net.Listener, sndbuf, lowat int) (int, error) {
 	}
 	return fd, nil
 }
-
-// threadCPU is the calling thread's CPU time, user and system.
-func threadCPU() time.Duration {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
-		log.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }

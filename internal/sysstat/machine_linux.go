@@ -42,6 +42,34 @@ func parseCPUBusy(b []byte, cpu int) int64 {
 	return 0
 }
 
+// CrossCPUInterrupts returns how many function-call and rescheduling
+// interrupts (the CAL and RES rows of /proc/interrupts, every CPU) the
+// machine has taken since boot; 0 if unknown. Waking a thread that sleeps
+// on another CPU sends one, and under virtualisation each is dear: on
+// loopback, a sender's CPU wakes its peers' threads itself.
+func CrossCPUInterrupts() int64 {
+	b, _ := os.ReadFile("/proc/interrupts")
+	return parseCrossCPUInterrupts(b)
+}
+
+func parseCrossCPUInterrupts(b []byte) int64 {
+	var total int64
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) < 2 || (f[0] != "CAL:" && f[0] != "RES:") {
+			continue
+		}
+		for _, v := range f[1:] {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				break // the row's description, after the counts
+			}
+			total += n
+		}
+	}
+	return total
+}
+
 // SoftnetDrops returns how many packets the kernel has dropped since boot
 // because a CPU's input backlog (net.core.netdev_max_backlog) was full:
 // the sum of the second column (hex) of /proc/net/softnet_stat; 0 if

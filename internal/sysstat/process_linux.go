@@ -46,6 +46,19 @@ func CPUMicros() int64 {
 	return (ru.Utime.Nano() + ru.Stime.Nano()) / 1e3
 }
 
+// ThreadCPUMicros returns the user + system CPU time the calling OS
+// thread has used (getrusage RUSAGE_THREAD), in µs; 0 if getrusage fails.
+// Lock the goroutine to its thread (runtime.LockOSThread) around what it
+// measures. On loopback this includes the receiving side's kernel work
+// that the thread's sends run.
+func ThreadCPUMicros() int64 {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+		return 0
+	}
+	return (ru.Utime.Nano() + ru.Stime.Nano()) / 1e3
+}
+
 // RaiseNoFile raises this process's soft limit on open files
 // (RLIMIT_NOFILE) to its hard limit and returns the new soft limit: the
 // load tests hold thousands of sockets in one process.

@@ -4,6 +4,7 @@ package sysstat
 
 import (
 	"os"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -44,6 +45,34 @@ func TestCPUMicros(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("CPUMicros moved from %d to %d in 20 s of spinning", start, CPUMicros())
 		}
+	}
+}
+
+// TestThreadCPUMicros checks that a thread's CPU time counts its own
+// spinning and not another thread's: while a second locked goroutine
+// spins for 20 ms of process CPU time, this thread, asleep, gains little.
+func TestThreadCPUMicros(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	start := ThreadCPUMicros()
+	deadline := time.Now().Add(20 * time.Second)
+	for ThreadCPUMicros()-start < 20_000 {
+		if time.Now().After(deadline) {
+			t.Fatalf("ThreadCPUMicros moved from %d to %d in 20 s of spinning", start, ThreadCPUMicros())
+		}
+	}
+	mine, proc := ThreadCPUMicros(), CPUMicros()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		for CPUMicros()-proc < 20_000 && time.Now().Before(deadline) {
+		}
+	}()
+	<-done
+	if got := ThreadCPUMicros() - mine; got > 10_000 {
+		t.Errorf("this thread gained %d µs while another spun and it waited", got)
 	}
 }
 

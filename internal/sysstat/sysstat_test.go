@@ -39,6 +39,11 @@ func TestParsers(t *testing.T) {
 		t.Errorf("parseSoftnetDrops = %d, want %d", got, 0x503+0xa)
 	}
 
+	interrupts := " CPU0 CPU1\n 24: 1 0 IO-APIC 4-edge ttyS0\nLOC: 5 6 Local timer interrupts\nRES: 10 20 Rescheduling interrupts\nCAL: 300 400 Function call interrupts\nTLB: 7 8 TLB shootdowns\nERR: 0\n"
+	if got := parseCrossCPUInterrupts([]byte(interrupts)); got != 10+20+300+400 {
+		t.Errorf("parseCrossCPUInterrupts = %d, want %d", got, 10+20+300+400)
+	}
+
 	sockstat := "sockets: used 10\nTCP: inuse 1 orphan 0 tw 104 alloc 1 mem 77\nUDP: inuse 0 mem 3\n"
 	if got := parseTCPMemPages([]byte(sockstat)); got != 77 {
 		t.Errorf("parseTCPMemPages = %d, want 77", got)
@@ -62,6 +67,9 @@ func TestMachine(t *testing.T) {
 	}
 	if got := SoftnetDrops(); got < 0 {
 		t.Errorf("SoftnetDrops = %d", got)
+	}
+	if got := CrossCPUInterrupts(); got <= 0 {
+		t.Errorf("CrossCPUInterrupts = %d: a machine that has run a while has taken some", got)
 	}
 	if got := TCPMemPages(); got < 0 {
 		t.Errorf("TCPMemPages = %d", got)
