@@ -423,14 +423,36 @@ func (p *phase) soak(c *config) (*soakResult, error) {
 	burst.dur = 0
 	s.Burst = p.load(&burst, nil, nil, 20, 20)
 	// Let idle workers exit (wsroom's poller keeps a worker for 1 s after
-	// its last task) before judging what the burst left behind.
+	// its last task) before judging what the burst left behind: after the
+	// settle time, sample again every 100 ms while the server has more
+	// goroutines than at the start, for up to workerLinger more. A leak
+	// stays; a worker winding down does not.
+	burstEnd := time.Now()
 	time.Sleep(c.compressSettle)
-	if err := sample("after burst"); err != nil {
-		return s, err
+	settled := time.Now().Add(workerLinger)
+	for {
+		st, err := p.srv.ctl.stats(p.ctx, true)
+		if err != nil {
+			return s, err
+		}
+		if st.Goroutines <= s.Samples[0].Stats.Goroutines || time.Now().After(settled) {
+			s.Samples = append(s.Samples, soakSample{When: fmt.Sprintf("after burst (+%v)", time.Since(burstEnd).Round(10*time.Millisecond)), Stats: st})
+			break
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-p.ctx.Done():
+			return s, p.ctx.Err()
+		}
 	}
 	log.Printf("%s: soak: %s; burst %s", p.srv.name, s.verdict(), fmtLoad(s.Burst))
 	return s, nil
 }
+
+// workerLinger bounds the soak's wait, after its settle time, for the
+// server's goroutines to come back to their number at the start: wsroom's
+// poller keeps an idle worker for 1 s.
+const workerLinger = 3 * time.Second
 
 // verdict says whether anything grew: goroutines and connections must be
 // what they were at the start, and RSS at the end of the idle time within
