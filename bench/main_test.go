@@ -90,6 +90,10 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if s := r.Soak; s != nil && (s.Burst.Deliveries != 20*60 || len(s.Samples) != 6 || s.Samples[5].Stats.Conns != 60) {
 			t.Errorf("soak: burst %s, samples %+v", fmtLoad(s.Burst), s.Samples)
+		} else if s != nil && s.Samples[5].Stats.Goroutines != s.Samples[0].Stats.Goroutines {
+			// RSS is not judged at this size: 60 connections move it less
+			// than the runtime's own noise.
+			t.Errorf("soak: the burst left goroutines behind: %s", s.verdict())
 		}
 	}
 	checkCompression(t, rep)
@@ -183,11 +187,12 @@ func checkStalled(t *testing.T, rep *report) {
 	// wsroom lets it: the kernel holds what the client's 4 KiB receive
 	// buffer took, plus at most about SendBufferUnsent (16 KiB) not yet
 	// sent, of the 200 KiB sent to each (TCP_NOTSENT_LOWAT; without it,
-	// about 94 KiB); the rest waits in wsroom's queue.
-	const unsentCap = 2 * wsroom.DefaultSendBufferUnsent
-	if r := s.Probe; r.Peak.Sockets < 23 || r.Peak.Outq < 20*8<<10 || r.Peak.MaxOutq > unsentCap || r.Peak.Queued < r.Peak.Outq || r.Kicked != 0 {
-		t.Errorf("stalled scenario: %d sockets sampled, %d bytes queued (%d with overhead, at most %d in one socket), %d kicked; want 23, ≥ 20 × 8 KiB, ≤ %d KiB in one, 0",
-			r.Peak.Sockets, r.Peak.Outq, r.Peak.Queued, r.Peak.MaxOutq, r.Kicked, unsentCap>>10)
+	// about 94 KiB); the rest waits in wsroom's queue. Only the 3 fast
+	// readers' sockets may hold more than overOutq (their limit is lifted
+	// once they have read a send buffer's worth; 56 KiB seen).
+	if r := s.Probe; r.Peak.Sockets < 23 || r.Peak.Outq < 20*8<<10 || r.Peak.Over > 3 || r.Peak.Queued < r.Peak.Outq || r.Kicked != 0 {
+		t.Errorf("stalled scenario: %d sockets sampled, %d bytes queued (%d with overhead, at most %d in one socket, %d sockets over %d KiB), %d kicked; want 23, ≥ 20 × 8 KiB, at most the 3 fast readers' over, 0",
+			r.Peak.Sockets, r.Peak.Outq, r.Peak.Queued, r.Peak.MaxOutq, r.Peak.Over, overOutq>>10, r.Kicked)
 	}
 	// The floor: every stalled socket was written, and took at least
 	// what TCP_NOTSENT_LOWAT lets it and at most that plus a 4 KiB

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wsroom/wsroom"
 	"github.com/wsroom/wsroom/internal/sysstat"
 )
 
@@ -13,6 +14,13 @@ import (
 // memory.
 // Only the stalled scenario sets it: the other scenarios run unchanged.
 const socketsEnv = "WSROOM_BENCH_SOCKETS"
+
+// overOutq is what a stalled socket may hold at most with wsroom's
+// defaults (TCP_NOTSENT_LOWAT bounds what waits unsent; the 4 KiB
+// receiver's window and one write's overshoot come on top): the sampler
+// counts the sockets above it. A reader's socket may hold more once its
+// unsent limit is lifted.
+const overOutq = 2 * wsroom.DefaultSendBufferUnsent
 
 // memSample is one sample of the server's memory. The per-socket kernel
 // fields are -1 in samples taken between kernel samples, and in every
@@ -29,6 +37,7 @@ type memSample struct {
 	MaxOutq   int64 `json:"maxoutq"`
 	MaxQueued int64 `json:"maxwq"`
 	MaxSndbuf int64 `json:"maxsndbuf"`
+	Over      int   `json:"over"`     // sockets holding more than overOutq unacknowledged bytes
 	TCPPages  int64 `json:"tcppages"` // /proc/net/sockstat TCP mem, machine-wide, pages
 }
 
@@ -71,7 +80,7 @@ func (s *sampler) run(quit, done chan struct{}, every, kevery time.Duration) {
 		if s.socks != nil && kevery > 0 && (stopping || now.Sub(lastK) >= kevery) {
 			lastK = now
 			k := s.socks.SendMem()
-			smp.Sockets, smp.Outq, smp.Queued, smp.MaxOutq, smp.MaxQueued, smp.MaxSndbuf = k.Sockets, k.Outq, k.Queued, k.MaxOutq, k.MaxQueued, k.MaxSndbuf
+			smp.Sockets, smp.Outq, smp.Queued, smp.MaxOutq, smp.MaxQueued, smp.MaxSndbuf, smp.Over = k.Sockets, k.Outq, k.Queued, k.MaxOutq, k.MaxQueued, k.MaxSndbuf, k.Over
 		}
 		s.mu.Lock()
 		s.samples = append(s.samples, smp)

@@ -168,7 +168,7 @@ func serve(name string, cpu int) error {
 	}
 	var socks *sysstat.SocketList
 	if os.Getenv(socketsEnv) == "1" {
-		socks = &sysstat.SocketList{Listener: ln}
+		socks = &sysstat.SocketList{Listener: ln, OverOutq: overOutq}
 		ln = socks
 	}
 	smp := &sampler{t: t, socks: socks}

@@ -255,7 +255,7 @@ func (r *stalledRun) peaks(samples []memSample, kicked0 int64, start time.Time) 
 	for _, s := range samples {
 		p.Heap, p.Live, p.RSS = max(p.Heap, s.Heap), max(p.Live, s.Live), max(p.RSS, s.RSS)
 		p.Outq, p.Queued, p.Sockets = max(p.Outq, s.Outq), max(p.Queued, s.Queued), max(p.Sockets, s.Sockets)
-		p.MaxOutq, p.MaxQueued, p.MaxSndbuf = max(p.MaxOutq, s.MaxOutq), max(p.MaxQueued, s.MaxQueued), max(p.MaxSndbuf, s.MaxSndbuf)
+		p.MaxOutq, p.MaxQueued, p.MaxSndbuf, p.Over = max(p.MaxOutq, s.MaxOutq), max(p.MaxQueued, s.MaxQueued), max(p.MaxSndbuf, s.MaxSndbuf), max(p.Over, s.Over)
 		p.TCPPages, p.Kicked = max(p.TCPPages, s.TCPPages), max(p.Kicked, s.Kicked)
 		if s.Kicked > last {
 			at := time.Unix(0, s.T).Sub(start).Seconds()

@@ -87,15 +87,18 @@ type SendMemTotal struct {
 	MaxOutq   int64 // the largest SendMem.Outq
 	MaxQueued int64 // the largest SendMem.Queued
 	MaxSndbuf int64 // the largest SendMem.Sndbuf
+	Over      int   // sockets whose SendMem.Outq exceeds SocketList.OverOutq (0 if that is 0)
 }
 
 // SocketList is a net.Listener that records every TCP socket it accepts,
 // so that SendMem can sum their kernel send-side memory. Accept hands the
 // *net.TCPConn itself on, so a server sees the type it would see without
-// the list (wsroom polls *net.TCPConn only). Set Listener; the methods are
+// the list (wsroom polls *net.TCPConn only). Set Listener, and OverOutq
+// to count the sockets holding more than that many bytes; the methods are
 // safe for concurrent use.
 type SocketList struct {
 	net.Listener
+	OverOutq int64 // SendMem counts the sockets whose Outq exceeds this (0: it does not count)
 
 	sample sync.Mutex // serialises SendMem
 	mu     sync.Mutex
@@ -137,6 +140,9 @@ func (l *SocketList) SendMem() SendMemTotal {
 		t.MaxOutq = max(t.MaxOutq, m.Outq)
 		t.MaxQueued = max(t.MaxQueued, m.Queued)
 		t.MaxSndbuf = max(t.MaxSndbuf, m.Sndbuf)
+		if l.OverOutq > 0 && m.Outq > l.OverOutq {
+			t.Over++
+		}
 	}
 	t.Sockets = len(open)
 	l.mu.Lock()

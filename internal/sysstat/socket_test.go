@@ -120,6 +120,15 @@ func TestSocketListSendMem(t *testing.T) {
 		after.Outq <= before.Outq || after.Queued <= before.Queued {
 		t.Errorf("list %+v (before writing %+v) does not hold the stalled socket's %+v", after, before, one)
 	}
+	// OverOutq counts the sockets above it: the stalled one, not the idle.
+	if after.Over != 0 {
+		t.Errorf("Over %d without OverOutq set", after.Over)
+	}
+	l.OverOutq = one.Outq - 1
+	if got := l.SendMem().Over; got != 1 {
+		t.Errorf("Over %d with OverOutq %d just under the stalled socket's %d, want 1", got, l.OverOutq, one.Outq)
+	}
+	l.OverOutq = 0
 
 	stalled.Close()
 	if _, err := ReadSendMem(rc); err == nil {
