@@ -161,8 +161,8 @@ func (c *cursor) advance(n int) {
 // that would take the queue over SendQueueMessages or SendQueueBytes
 // (counted with entryCost, the writer's batch included) closes the
 // connection as a slow consumer. backlog reports a queue more than half
-// full (see fanout). A parked connection first pulls what its room's
-// backlog holds for it (park.go), so that f comes after it; a control
+// full (see fanout). A parked connection first pulls what its
+// backlogs hold for it (park.go), so that f comes after it; a control
 // frame (ping, pong) need not, and does not.
 func (c *Conn) enqueue(f *[]byte, control bool) (backlog bool, err error) {
 	st, err := c.enqueueFrame(f, control, false)
@@ -302,7 +302,7 @@ func (c *Conn) writeLoop() {
 // moreLocked is called by a writer ready for more, with c.mu held (it
 // may release and retake it). It reports whether the queue has frames; if
 // not, the writer's turn ends (writing is false). A parked connection
-// first pulls from its room's backlog, parkBytes at a time, and one that
+// first pulls from its backlogs, parkBytes at a time, and one that
 // has caught up is unparked (under Hub.mu, pulling again what came
 // meanwhile).
 func (c *Conn) moreLocked() bool {
@@ -361,8 +361,8 @@ func (c *Conn) batchDone(b batch, n int64, err error) bool {
 	releaseChunks(b.head)
 	c.mu.Lock()
 	c.q.inflight -= b.bytes
-	if c.park != nil && err == nil {
-		c.park.log.refresh(c.park, &h.opts) // its bound counted the batch
+	if c.park != nil && err == nil && !c.refreshLocked() { // its bound counted the batch
+		c.slowConsumerLocked()
 	}
 	if err != nil {
 		c.closing = true

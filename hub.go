@@ -24,7 +24,8 @@ type Hub struct {
 	mu        sync.RWMutex // guards the fields below and Conn.rooms/hubIdx/removed
 	conns     []*Conn
 	rooms     map[string]*room
-	logs      map[*room]struct{} // rooms with parked members (park.go)
+	hubLog    *backlog // hub-wide broadcasts for parked connections; nil while none is parked (park.go)
+	logIDs    uint64   // the last backlog id given
 	users     map[string][]*Conn
 	histories map[string]*history  // rooms with history (history.go)
 	info      map[*Conn][]byte     // Conn.SetInfo (presence.go)
@@ -38,6 +39,7 @@ type Hub struct {
 	ch   clusterHistory // with a HistoryBroker (history_cluster.go)
 	poll hubPoll        // the readiness poller (Linux)
 
+	logSeq      atomic.Uint64 // numbers backlog entries in send order (park.go)
 	stats       counters
 	parallelMin int // fan-outs this large are split across cores (parallelFanout; lowered by tests)
 
@@ -53,7 +55,6 @@ func New(opts Options) *Hub {
 		opts:      opts.withDefaults(),
 		start:     time.Now(),
 		rooms:     make(map[string]*room),
-		logs:      make(map[*room]struct{}),
 		users:     make(map[string][]*Conn),
 		histories: make(map[string]*history),
 		info:      make(map[*Conn][]byte),

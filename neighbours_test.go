@@ -373,7 +373,17 @@ func TestJoinRoomNameLimit(t *testing.T) {
 // connections are allowed to hold is, and that is what costs the readers
 // at scale: today each stalled socket's kernel buffer grows to 4 MiB on
 // loopback and absorbs the whole burst, so none is closed.
+//
+// In "three rooms" every connection is also in a quiet room and a room of
+// its own, and every 50th message is a hub-wide broadcast: a stalled
+// connection in several rooms parks too (in all of them, and in the hub's
+// backlog), and its bound counts what all of them hold.
 func TestStalledPeersDoNotEvictReaders(t *testing.T) {
+	t.Run("one room", func(t *testing.T) { testStalledPeers(t, false) })
+	t.Run("three rooms", func(t *testing.T) { testStalledPeers(t, true) })
+}
+
+func testStalledPeers(t *testing.T, rooms bool) {
 	const (
 		stalled = 100
 		fast    = 4
@@ -383,7 +393,17 @@ func TestStalledPeersDoNotEvictReaders(t *testing.T) {
 	)
 	ln := &nbSockets{}
 	s := newServerWith(t, wsroom.Options{
-		OnConnect:      func(c *wsroom.Conn, _ *http.Request) error { return c.Join("r") },
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error {
+			if rooms {
+				if err := c.Join("quiet"); err != nil {
+					return err
+				}
+				if err := c.Join("own-" + c.ConnID()); err != nil {
+					return err
+				}
+			}
+			return c.Join("r")
+		},
 		SendQueueBytes: 256 << 10,
 		PingInterval:   -1, // the stalled clients never answer pings
 	}, serverSetup{wrapListener: func(l net.Listener) net.Listener { ln.Listener = l; return ln }})
@@ -427,7 +447,11 @@ func TestStalledPeersDoNotEvictReaders(t *testing.T) {
 				}
 			}
 		}
-		if err := room.Broadcast(seqMessage(buf, seq)); err != nil {
+		send := room.Broadcast
+		if rooms && seq%50 == 49 {
+			send = s.hub.Broadcast
+		}
+		if err := send(seqMessage(buf, seq)); err != nil {
 			t.Fatalf("Broadcast %d: %v", seq, err)
 		}
 	}

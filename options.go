@@ -164,8 +164,8 @@ type Options struct {
 	// holds that the kernel has not sent yet (TCP_NOTSENT_LOWAT): once
 	// that many wait, the socket takes nothing more until they drop below
 	// it, and later frames wait in the connection's queue, where
-	// SendQueueBytes counts them and a room's backlog shares them between
-	// parked members. A peer that reads nothing (its receive window
+	// SendQueueBytes counts them and a backlog shares them between
+	// parked connections. A peer that reads nothing (its receive window
 	// closed) then pins about SendBufferUnsent plus one write's worth of
 	// kernel memory instead of 2 × SendBuffer, and filling its socket
 	// costs the server that much copying instead of 128 KiB. A peer that

@@ -81,6 +81,33 @@ func readTags(t *testing.T, who string, c *wstest.Conn, want []string) {
 	}
 }
 
+// drainTags reads what the server left for a client closed as a slow
+// consumer after count messages were sent: messages tagged 0, 1, … in
+// order, some but far from all of them, then a 1008 close.
+func drainTags(t *testing.T, who string, c *wstest.Conn, count int) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got := 0
+	for {
+		op, b, err := c.ReadMessage()
+		if err != nil {
+			var ce *wstest.CloseError
+			if !errors.As(err, &ce) || ce.Code != 1008 {
+				t.Fatalf("%s after %d messages: %v, want a 1008 close", who, got, err)
+			}
+			c.Close() // the server need not wait for an answer
+			break
+		}
+		if op != wstest.OpText || !strings.HasPrefix(string(b), strconv.Itoa(got)+":") {
+			t.Fatalf("%s: message %d is %.10q", who, got, b)
+		}
+		got++
+	}
+	if got == 0 || got >= count/2 {
+		t.Errorf("%s got %d messages before its close; want some, far from all %d", who, got, count)
+	}
+}
+
 // waitParked waits until the hub has n parked connections.
 func waitParked(t *testing.T, s *server, n int) {
 	t.Helper()
@@ -99,38 +126,51 @@ func TestParkedGetsEverythingInOrder(t *testing.T) {
 	reader := wstest.Dial(t, s.url+"?n=reader&u=reader&room=r", nil)
 	paused, pc := pausedClient(t, s, st, "paused", "p", "r")
 
-	const n = 3000 // 3 MiB: past parkBytes, within SendQueueBytes
+	// 3 MiB: past parkBytes, within SendQueueBytes.
+	sendWhileParked(t, s, reader, paused, 3000, func(i int, m wsroom.Message) (toPaused, toReader bool, err error) {
+		switch i % 10 {
+		case 6:
+			return true, false, s.hub.SendTo(m, "p")
+		case 7:
+			return false, true, room.BroadcastExcept(m, pc)
+		case 8:
+			return true, true, s.hub.Broadcast(m)
+		case 9:
+			if i%20 == 9 {
+				return true, false, pc.Send(m)
+			}
+			return true, false, room.SendTo(m, "p")
+		}
+		return true, true, room.Broadcast(m)
+	})
+	if err := room.Broadcast(parkPayload("live")); err != nil {
+		t.Fatal(err)
+	}
+	readTags(t, "paused", paused, []string{"live"})
+	readTags(t, "reader", reader, []string{"live"})
+}
+
+// sendWhileParked makes n sends of parkPayload(i) with send, which says
+// whom each is for, the reader reading its share every 100 (it keeps up,
+// the paused client does not). Then the paused client must be parked and
+// not closed, read exactly its messages in order, and be unparked once it
+// has caught up.
+func sendWhileParked(t *testing.T, s *server, reader, paused *wstest.Conn, n int, send func(i int, m wsroom.Message) (toPaused, toReader bool, err error)) {
+	t.Helper()
 	var wantPaused, wantReader []string
 	for i := range n {
 		tag := strconv.Itoa(i)
-		m := parkPayload(tag)
-		var err error
-		switch i % 10 {
-		case 6:
-			err = s.hub.SendTo(m, "p")
-			wantPaused = append(wantPaused, tag)
-		case 7:
-			err = room.BroadcastExcept(m, pc)
-			wantReader = append(wantReader, tag)
-		case 8:
-			err = s.hub.Broadcast(m)
-			wantPaused, wantReader = append(wantPaused, tag), append(wantReader, tag)
-		case 9:
-			if i%20 == 9 {
-				err = pc.Send(m)
-			} else {
-				err = room.SendTo(m, "p")
-			}
-			wantPaused = append(wantPaused, tag)
-		default:
-			err = room.Broadcast(m)
-			wantPaused, wantReader = append(wantPaused, tag), append(wantReader, tag)
-		}
+		toPaused, toReader, err := send(i, parkPayload(tag))
 		if err != nil {
 			t.Fatalf("send %d: %v", i, err)
 		}
+		if toPaused {
+			wantPaused = append(wantPaused, tag)
+		}
+		if toReader {
+			wantReader = append(wantReader, tag)
+		}
 		if i%100 == 99 {
-			// The reader keeps up; the paused client does not.
 			readTags(t, "reader", reader, wantReader)
 			wantReader = wantReader[:0]
 		}
@@ -142,11 +182,116 @@ func TestParkedGetsEverythingInOrder(t *testing.T) {
 	}
 	readTags(t, "paused", paused, wantPaused)
 	waitParked(t, s, 0)
-	if err := room.Broadcast(parkPayload("live")); err != nil {
-		t.Fatal(err)
+}
+
+// TestParkedManyRooms: a client in three rooms ("r" and "q", shared with a
+// reader, and "solo", its own) pauses and is parked in all three at once.
+// Meanwhile each room broadcasts, "q" leaves it out of some, the hub
+// broadcasts and its user and Conn get sends, interleaved by one sender.
+// Once it reads it must get exactly its messages, in the order sent
+// (merged across its rooms' backlogs and the hub's), be unparked once
+// caught up, and get live broadcasts directly. Its bound covers its queue
+// and all its backlogs together: the 3 MiB spread over them stays within
+// 4 MiB, so it is not closed.
+func TestParkedManyRooms(t *testing.T) {
+	s, st := parkServer(t)
+	r, q, solo := s.hub.Room("r"), s.hub.Room("q"), s.hub.Room("solo")
+	reader := wstest.Dial(t, s.url+"?n=reader&u=reader&room=r&room=q", nil)
+	paused, pc := pausedClient(t, s, st, "paused", "p", "r&room=q&room=solo")
+
+	sendWhileParked(t, s, reader, paused, 3000, func(i int, m wsroom.Message) (toPaused, toReader bool, err error) {
+		switch i % 12 {
+		case 0, 1, 2:
+			return true, true, r.Broadcast(m)
+		case 3, 4:
+			return true, true, q.Broadcast(m)
+		case 5:
+			return false, true, q.BroadcastExcept(m, pc)
+		case 6, 7:
+			return true, false, solo.Broadcast(m)
+		case 8:
+			return true, true, s.hub.Broadcast(m)
+		case 9:
+			return true, false, s.hub.SendTo(m, "p")
+		case 10:
+			return true, false, pc.Send(m)
+		}
+		return true, true, r.SendTo(m, "p", "reader")
+	})
+	for _, rm := range []*wsroom.Room{r, q, solo} {
+		if err := rm.Broadcast(parkPayload("live-" + rm.Name())); err != nil {
+			t.Fatal(err)
+		}
 	}
-	readTags(t, "paused", paused, []string{"live"})
-	readTags(t, "reader", reader, []string{"live"})
+	readTags(t, "paused", paused, []string{"live-r", "live-q", "live-solo"})
+	readTags(t, "reader", reader, []string{"live-r", "live-q"})
+}
+
+// parkBoundSetup starts a parkServer whose queue bound is 256 KiB, with a
+// reader and n paused clients (user "s") in rooms.
+func parkBoundSetup(t *testing.T, n int, rooms ...string) (*server, *wstest.Conn, []*wstest.Conn) {
+	st := newStash()
+	s := newServer(t, parkOptions(st, wsroom.Options{SendQueueBytes: 256 << 10}))
+	in := strings.Join(rooms, "&room=")
+	reader := wstest.Dial(t, s.url+"?n=reader&u=reader&room="+in, nil)
+	var stalled []*wstest.Conn
+	for i := range n {
+		c, _ := pausedClient(t, s, st, "s"+strconv.Itoa(i), "s", in)
+		stalled = append(stalled, c)
+	}
+	return s, reader, stalled
+}
+
+// TestParkedManyRoomsBound: stalled clients in two rooms are closed at
+// their bound, counted over both rooms' backlogs: not before (sends that
+// keep what each could hold under the bound close none, whichever room
+// they go to, in runs of one room and then the other), and once it is
+// passed (every one closed 1008, having been parked).
+func TestParkedManyRoomsBound(t *testing.T) {
+	s, reader, stalled := parkBoundSetup(t, 4, "a", "b")
+	a, b := s.hub.Room("a"), s.hub.Room("b")
+	var want []string
+	send := func(i int) {
+		t.Helper()
+		tag := strconv.Itoa(i)
+		rm := a
+		if (i/40)%2 == 1 {
+			rm = b // runs of 40 in each room
+		}
+		if err := rm.Broadcast(parkPayload(tag)); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, tag)
+		if i%20 == 19 {
+			readTags(t, "reader", reader, want)
+			want = want[:0]
+		}
+	}
+	// Each message costs a little more than 1 KiB against the bound
+	// (frame header and queue entry): 200 of them stay under 256 KiB even
+	// if the kernel took none.
+	const under = 200
+	for i := range under {
+		send(i)
+	}
+	if st := s.hub.Stats(); st.SlowConsumerCloses != 0 || st.Parked != len(stalled) {
+		t.Fatalf("after %d KiB for each stalled client: %d slow-consumer closes, %d parked; want none closed, all %d parked",
+			under, st.SlowConsumerCloses, st.Parked, len(stalled))
+	}
+	for i := under; i < 2000; i++ {
+		send(i)
+	}
+	readTags(t, "reader", reader, want)
+	if st := s.hub.Stats(); st.SlowConsumerCloses != uint64(len(stalled)) {
+		t.Fatalf("after 2 MiB for each stalled client: %d slow-consumer closes; want %d", st.SlowConsumerCloses, len(stalled))
+	}
+	for i, c := range stalled {
+		drainTags(t, fmt.Sprintf("stalled %d", i), c, 2000)
+	}
+	wstest.WaitFor(t, "the stalled connections to leave", func() bool { return a.Len() == 1 && b.Len() == 1 })
+	if p := s.hub.Stats().Parked; p != 0 {
+		t.Errorf("%d connections still parked after the stalled ones left", p)
+	}
 }
 
 // TestParkedJoinLeaveClose: membership changes and closes of a parked
@@ -216,16 +361,8 @@ func TestParkedJoinLeaveClose(t *testing.T) {
 // the writer's batch, would pass SendQueueBytes; the backlog then holds
 // nothing for them, and a member that reads gets everything.
 func TestParkedBound(t *testing.T) {
-	st := newStash()
-	const bound = 256 << 10
-	s := newServer(t, parkOptions(st, wsroom.Options{SendQueueBytes: bound}))
+	s, reader, stalled := parkBoundSetup(t, 5, "r")
 	room := s.hub.Room("r")
-	reader := wstest.Dial(t, s.url+"?n=reader&u=reader&room=r", nil)
-	var stalled []*wstest.Conn
-	for i := range 5 {
-		c, _ := pausedClient(t, s, st, "s"+strconv.Itoa(i), "s", "r")
-		stalled = append(stalled, c)
-	}
 	var want []string
 	for i := range 2000 { // 2 MiB: several times the bound
 		tag := strconv.Itoa(i)
@@ -247,26 +384,7 @@ func TestParkedBound(t *testing.T) {
 	for i, c := range stalled {
 		// What reached the socket, then the close: its bound was reached
 		// well before the 2,000 messages (about 250 fit).
-		c.SetReadDeadline(time.Now().Add(30 * time.Second))
-		got := 0
-		for {
-			op, b, err := c.ReadMessage()
-			if err != nil {
-				var ce *wstest.CloseError
-				if !errors.As(err, &ce) || ce.Code != 1008 {
-					t.Fatalf("stalled %d after %d messages: %v, want a 1008 close", i, got, err)
-				}
-				c.Close() // the server need not wait for an answer
-				break
-			}
-			if op != wstest.OpText || !strings.HasPrefix(string(b), strconv.Itoa(got)+":") {
-				t.Fatalf("stalled %d: message %d is %.10q", i, got, b)
-			}
-			got++
-		}
-		if got == 0 || got >= 2000 {
-			t.Errorf("stalled %d got %d messages before its close; want some, far from all", i, got)
-		}
+		drainTags(t, fmt.Sprintf("stalled %d", i), c, 2000)
 	}
 	wstest.WaitFor(t, "the stalled connections to leave", func() bool { return room.Len() == 1 })
 	if p := s.hub.Stats().Parked; p != 0 {
@@ -355,8 +473,16 @@ func TestParkedForms(t *testing.T) {
 // in bursts with pauses park and unpark, and another goroutine makes them
 // join and leave a second room (which unparks them). Every client must
 // get every broadcast and every message sent to it, once, each sender's
-// in the order sent — and nothing may deadlock (run it with -race).
+// in the order sent — and nothing may deadlock (run it with -race). In
+// "two rooms" the clients are in rooms "r" and "q", and the senders send
+// to both: a parked client merges the two rooms' backlogs and the hub's,
+// and must still get each sender's messages in the order sent.
 func TestParkedConcurrent(t *testing.T) {
+	t.Run("one room", func(t *testing.T) { testParkedConcurrent(t, "r") })
+	t.Run("two rooms", func(t *testing.T) { testParkedConcurrent(t, "r", "q") })
+}
+
+func testParkedConcurrent(t *testing.T, rooms ...string) {
 	const (
 		clients = 6
 		senders = 4
@@ -365,12 +491,11 @@ func TestParkedConcurrent(t *testing.T) {
 	)
 	st := newStash()
 	s := newServer(t, parkOptions(st, wsroom.Options{}))
-	room := s.hub.Room("r")
 	var cls []*wstest.Conn
 	var conns []*wsroom.Conn
 	for i := range clients {
 		name := "c" + strconv.Itoa(i)
-		c, wc := pausedClient(t, s, st, name, name, "r")
+		c, wc := pausedClient(t, s, st, name, name, strings.Join(rooms, "&room="))
 		cls, conns = append(cls, c), append(conns, wc)
 	}
 	// What each client must get from each sender: the sequence numbers.
@@ -378,7 +503,7 @@ func TestParkedConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for sd := range senders {
 		rng := rand.New(rand.NewPCG(uint64(sd), 3))
-		plan := make([]int, each) // -1: room, -2: hub, else a client
+		plan := make([]int, each) // -1: a room, -2: hub, else a client
 		for n := range plan {
 			switch k := rng.IntN(10); {
 			case k < 6:
@@ -401,7 +526,7 @@ func TestParkedConcurrent(t *testing.T) {
 				var err error
 				switch {
 				case to == -1:
-					err = room.Broadcast(m)
+					err = s.hub.Room(rooms[n%len(rooms)]).Broadcast(m)
 				case to == -2:
 					err = s.hub.Broadcast(m)
 				case n%2 == 0:

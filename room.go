@@ -286,7 +286,7 @@ func (c *Conn) join(name string, o joinOpts) error {
 		h.rooms[name] = rm
 	}
 	if c.park != nil {
-		h.unparkLocked(c) // only a connection in one room parks
+		h.unparkLocked(c) // it pulls what its backlogs hold, then parks again if still behind
 	}
 	rm.index[c] = membership{member: len(rm.members), slot: len(c.rooms)}
 	rm.members = append(rm.members, c)

@@ -109,38 +109,38 @@ func (h *Hub) deliverSend(p *prepared, t target) pace {
 // taken under the index lock, and the queues are filled after it is
 // released. A room broadcast is appended once to the room's backlog for
 // its parked members in the same read section (park.go), and a hub-wide
-// one to every backlog, its parked members left out of the snapshot;
-// members it takes
-// over their bound are closed, and recipients whose queue reached
-// parkBytes are parked, after the fan-out.
+// one to the hub's backlog, its parked connections left out of the
+// snapshot. After the fan-out, connections the append took over their
+// bound are closed (Hub.settle), and recipients whose queue reached
+// parkBytes are parked.
 func (h *Hub) deliver(p *prepared, t target) pace {
 	buf := getConns()
-	var dead []*parked
+	var out parkOut
 	var lag bool
 	h.mu.RLock()
 	*buf = h.appendRecipientsLocked(*buf, t)
 	switch {
-	case t.all && len(h.logs) > 0:
-		// Parked connections get it from their room's backlog.
+	case t.all && h.hubLog != nil:
+		// Parked connections get it from the hub's backlog.
 		*buf = slices.DeleteFunc(*buf, func(c *Conn) bool { return c.park != nil })
-		for rm := range h.logs {
-			var l bool
-			dead, l = rm.log.appendLocked(p, t.except, &h.opts, dead)
-			lag = lag || l
-		}
+		lag = h.hubLog.appendLocked(p, t.except, &h.logSeq, &h.opts, &out)
 	case t.room != "" && !t.byUser:
 		if rm := h.rooms[t.room]; rm != nil && rm.log != nil {
-			dead, lag = rm.log.appendLocked(p, t.except, &h.opts, dead)
+			lag = rm.log.appendLocked(p, t.except, &h.logSeq, &h.opts, &out)
 		}
 	}
 	h.mu.RUnlock()
-	closeDead(dead)
+	h.settle(&out)
 	backlog, park := h.fanout(p, *buf, t.except)
 	putConns(buf)
 	if park != nil {
 		h.mu.Lock()
+		var via *room // the backlog whose traffic parks them
+		if !t.all {
+			via = h.rooms[t.room]
+		}
 		for _, c := range park {
-			h.parkLocked(c)
+			h.parkLocked(c, via)
 		}
 		h.mu.Unlock()
 	}

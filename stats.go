@@ -47,10 +47,10 @@ type Stats struct {
 
 	SlowConsumerCloses uint64 // connections closed because their queue overflowed
 
-	// Parked is the number of connections parked now: members whose
-	// writer fell behind by parkBytes (64 KiB) and whose room's broadcasts
-	// wait for them in the room's backlog instead of their queue (see
-	// "Stalled neighbours" in the README). Parks counts the parkings.
+	// Parked is the number of connections parked now: connections whose
+	// writer fell behind by parkBytes (64 KiB) and whose rooms' broadcasts
+	// (and hub-wide ones) wait for them in backlogs instead of their queue
+	// (see "Stalled neighbours" in the README). Parks counts the parkings.
 	Parked int
 	Parks  uint64
 	Panics uint64 // panics recovered in callbacks
@@ -112,7 +112,7 @@ type Metrics struct {
 
 	// QueuedBytes is what the connections' queues hold now, counted as
 	// SendQueueBytes counts it; QueuedFrames the frames among them. What
-	// rooms' backlogs hold for their parked members (see Stats.Parked) is
+	// backlogs hold for parked connections (see Stats.Parked) is
 	// not in them: it is shared, and bounded by the same SendQueueBytes.
 	QueuedBytes, QueuedFrames int64
 

@@ -48,7 +48,7 @@ type Conn struct {
 	ended       bool        // finish has run
 	removed     bool        // unregistered from the hub; guarded by hub.mu (among these flags to keep Conn in a 320-byte size class)
 	parkTried   bool        // the queue reached parkBytes and a sender was asked to park it; reset when the queue empties or it unparks
-	park        *parked     // its place in its room's backlog while parked (park.go); set under hub.mu too
+	park        *parking    // its places in its backlogs while parked (park.go); set under hub.mu too
 	closeErr    *CloseError // how the connection ends; first cause wins
 	ctx         context.Context
 	cancel      context.CancelFunc // ctx's; both created by the first Context call
@@ -158,7 +158,7 @@ func (c *Conn) startCloseLocked(ce *CloseError, discard bool) bool {
 		return false
 	}
 	if !discard && c.park != nil && !c.pullLocked(-1) {
-		// What the room's backlog holds for it would overflow its queue.
+		// What its backlogs hold for it would overflow its queue.
 		ce, discard = slowConsumerError(), true
 		c.hub.stats.slowConsumers.Add(1)
 	}

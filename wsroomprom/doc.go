@@ -25,8 +25,8 @@
 //	wsroom_sent_bytes_total               counter    bytes written to sockets after the handshake
 //	wsroom_closes_total                   counter    connections ended, by code and initiator
 //	wsroom_slow_consumer_closes_total     counter    connections closed because their send queue overflowed
-//	wsroom_parked_connections             gauge      room members parked (their writer fell behind; served from their room's backlog)
-//	wsroom_parks_total                    counter    times a room member was parked
+//	wsroom_parked_connections             gauge      connections parked (their writer fell behind; served from their rooms' backlogs)
+//	wsroom_parks_total                    counter    times a connection was parked
 //	wsroom_panics_total                   counter    panics recovered in application callbacks
 //	wsroom_queued_bytes                   gauge      bytes waiting in send queues
 //	wsroom_queued_frames                  gauge      frames waiting in send queues
