@@ -75,6 +75,7 @@ func run(ctx context.Context, args []string) (*report, error) {
 		stalledSize = fs.Int("stalled-size", 1024, "stalled scenario: message size in bytes (at least 16: publish time and sequence number)")
 		rcvbuf      = fs.Int("stalled-rcvbuf", 4096, "stalled scenario: SO_RCVBUF of the stalled clients' sockets, set before connect")
 		stalledPoll = fs.Bool("stalled-poll", true, "stalled scenario: keep the stalled clients' sockets in the load generator's Go poller, as any Go client's are (false: bare descriptors outside any poller, so that deliveries into them wake nothing: on loopback the server's CPU pays for those wakeups)")
+		roomsEach   = fs.Int("stalled-rooms", 1, "stalled scenario: rooms every connection is in: the broadcasts' room, then a quiet room shared by all, then rooms of its own (a connection in several rooms parks in all of them)")
 		stalledRuns = fs.Int("stalled-runs", 7, "stalled scenario: alternated pairs of control and stalled runs (the report takes each one's median run; 3.5 s a pair at full size)")
 		sampleEvery = fs.Duration("sample", 10*time.Millisecond, "stalled scenario: the server samples its heap and RSS this often")
 		skip        = fs.String("skip", "", "scenarios to leave out, comma-separated (with -all)")
@@ -94,7 +95,8 @@ func run(ctx context.Context, args []string) (*report, error) {
 		soakServers: split(*soakServers), stall: *stall,
 		compressServers: split(*compList), inflateEvery: max(*inflate, 1), compressSettle: *settle,
 		stalled: *stalled, fast: *fast, stalledMsgs: *stalledMsgs, stalledSize: *stalledSize, stalledRcvbuf: *rcvbuf, stalledPoll: *stalledPoll, stalledRuns: *stalledRuns,
-		sampleEvery: *sampleEvery, kernelEvery: *kernelEvery,
+		stalledRooms: max(*roomsEach, 1),
+		sampleEvery:  *sampleEvery, kernelEvery: *kernelEvery,
 	}
 	for _, s := range split(*scenList) {
 		c.scenarios[s] = true

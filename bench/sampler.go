@@ -15,6 +15,10 @@ import (
 // Only the stalled scenario sets it: the other scenarios run unchanged.
 const socketsEnv = "WSROOM_BENCH_SOCKETS"
 
+// roomsEnv=N puts every connection of the wsroom server in N rooms (see
+// wsroomServer).
+const roomsEnv = "WSROOM_BENCH_ROOMS"
+
 // overOutq is what a stalled socket may hold at most with wsroom's
 // defaults (TCP_NOTSENT_LOWAT bounds what waits unsent; the 4 KiB
 // receiver's window and one write's overshoot come on top): the sampler

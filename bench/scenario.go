@@ -39,6 +39,7 @@ type config struct {
 	stalledSize   int           // … their size
 	stalledRcvbuf int           // … SO_RCVBUF of the stalled sockets
 	stalledPoll   bool          // … the stalled sockets stay in the load generator's poller
+	stalledRooms  int           // … rooms every connection is in (roomsEnv)
 	stalledRuns   int           // … alternated pairs of control and stalled runs
 	sampleEvery   time.Duration // … the server samples heap and RSS this often
 	kernelEvery   time.Duration // … and its sockets' kernel memory this often

@@ -2,12 +2,15 @@ package main
 
 import (
 	"net/http"
+	"os"
+	"strconv"
 
 	"github.com/wsroom/wsroom"
 )
 
 // wsroomServer is wsroom with default Options: every connection joins
-// room "r" under the user ID from the "u" query parameter.
+// room "r" under the user ID from the "u" query parameter, and, with
+// roomsEnv=N, N-1 more: room "quiet", then rooms of its own.
 type wsroomServer struct {
 	hub  *wsroom.Hub
 	room *wsroom.Room
@@ -23,9 +26,24 @@ func newWsroomDeflate() target {
 
 func newWsroomWith(z wsroom.CompressionOptions) target {
 	s := &wsroomServer{}
+	rooms, _ := strconv.Atoi(os.Getenv(roomsEnv))
 	s.hub = wsroom.New(wsroom.Options{
-		Identify:    func(r *http.Request) (string, error) { return r.URL.Query().Get("u"), nil },
-		OnConnect:   func(c *wsroom.Conn, _ *http.Request) error { return c.Join("r") },
+		Identify: func(r *http.Request) (string, error) { return r.URL.Query().Get("u"), nil },
+		OnConnect: func(c *wsroom.Conn, _ *http.Request) error {
+			if err := c.Join("r"); err != nil {
+				return err
+			}
+			for i := 1; i < rooms; i++ {
+				name := "quiet"
+				if i > 1 {
+					name = "own-" + strconv.Itoa(i) + "-" + c.ConnID()
+				}
+				if err := c.Join(name); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
 		Compression: z,
 	})
 	s.room = s.hub.Room("r")

@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -142,7 +143,7 @@ func (s *stalledResult) all() []*stalledRun {
 // the stalled ones, and has it broadcast c.stalledMsgs messages. The
 // server samples its sockets' kernel memory every kevery (0: never).
 func runStalledOnce(ctx context.Context, c *config, nStalled int, kevery time.Duration) (*stalledRun, error) {
-	set, err := setupStalled(ctx, c, "wsroom", nStalled, socketsEnv+"=1")
+	set, err := setupStalled(ctx, c, "wsroom", nStalled, socketsEnv+"=1", roomsEnv+"="+strconv.Itoa(c.stalledRooms))
 	if err != nil {
 		return nil, err
 	}
@@ -409,14 +410,18 @@ func (rep *report) stalledSection() string {
 	if !rep.cfg.stalledPoll {
 		held = "held as bare descriptors outside any poller (-stalled-poll=false), so that deliveries into them wake nothing"
 	}
+	where := "in the one room of a wsroom server"
+	if n := rep.cfg.stalledRooms; n > 1 {
+		where = fmt.Sprintf("in one room of a wsroom server, every connection also in %d other rooms (-stalled-rooms %d: a quiet room they all share, then rooms of their own), ", n-1, n)
+	}
 	fmt.Fprintf(&b, "%d connections that never read (client SO_RCVBUF %d bytes, set before connect; after the 101 nothing is read; %s) and %d fast readers "+
-		"in the one room of a wsroom server with default Options (fast reader j joins after j/%d of the stalled ones); the server broadcasts "+
+		"%s with default Options (fast reader j joins after j/%d of the stalled ones); the server broadcasts "+
 		"%d binary messages of %d bytes back to back from inside its process, each carrying its index, which every fast reader checks. "+
 		"Control: the %d fast readers alone, in a fresh server. Each server samples its heap and RSS every %v. The probe is the second run again "+
 		"in a fresh server that also reads each socket's kernel send-side memory every %v: that costs the server a syscall pair per socket "+
 		"(about 15 ms of its processor per sample for 2,000 sockets), which the control run would not pay, so the time ratio is taken from the "+
 		"second run and the kernel figures from the probe.\n\n",
-		s.Stalled, rep.cfg.stalledRcvbuf, held, s.Fast, s.Fast, s.Msgs, s.Size, s.Fast, rep.cfg.sampleEvery, rep.cfg.kernelEvery)
+		s.Stalled, rep.cfg.stalledRcvbuf, held, s.Fast, where, s.Fast, s.Msgs, s.Size, s.Fast, rep.cfg.sampleEvery, rep.cfg.kernelEvery)
 	if s.Failed != "" {
 		fmt.Fprintf(&b, "**stalled scenario failed:** %s\n\n", s.Failed)
 	}
