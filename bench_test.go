@@ -16,12 +16,13 @@ import (
 // room "r", and counts the data frames they receive. extra holds extra
 // handshake headers (may be nil).
 type benchClients struct {
-	received atomic.Int64
+	received atomic.Int64   // by all clients
+	each     []atomic.Int64 // by each client
 }
 
 func newBenchClients(b *testing.B, s *server, n int, extra http.Header) *benchClients {
 	b.Helper()
-	bc := &benchClients{}
+	bc := &benchClients{each: make([]atomic.Int64, n)}
 	conns := make([]*wstest.Conn, n)
 	for i := range conns {
 		conns[i] = wstest.Dial(b, s.url+"?user=u"+strconv.Itoa(i), extra)
@@ -34,7 +35,7 @@ func newBenchClients(b *testing.B, s *server, n int, extra http.Header) *benchCl
 
 // count reads frames, allocating nothing, until the connection ends,
 // counting data frames.
-func (bc *benchClients) count(_ int, c *wstest.Conn) error {
+func (bc *benchClients) count(i int, c *wstest.Conn) error {
 	for {
 		f, err := c.Skip()
 		if err != nil {
@@ -42,15 +43,42 @@ func (bc *benchClients) count(_ int, c *wstest.Conn) error {
 		}
 		if f.Op == wstest.OpText || f.Op == wstest.OpBinary {
 			bc.received.Add(1)
+			bc.each[i].Add(1)
 		}
 	}
 }
 
-// pace waits, before send i of a loop whose sends reach per clients each,
-// until at most window sends are not yet read in full.
-func (bc *benchClients) pace(b *testing.B, i, window int, per int64) {
-	if i >= window {
-		bc.waitReceived(b, int64(i-window)*per)
+// pace waits, before send i of a loop whose sends reach the clients in who
+// (all of them if nil), until each of them has read the sends up to
+// window before i; it looks every window/4 sends, so that no client is
+// ever more than 1.25 × window sends behind. (A count of all the clients'
+// frames would let one client fall behind by window × the clients a send
+// reaches, past its queue's bound, while the others keep up.)
+func (bc *benchClients) pace(b *testing.B, i, window int, who []int) {
+	step := max(window/4, 1)
+	if i < window || i%step != 0 {
+		return
+	}
+	want := int64(i - window)
+	behind := func(j int) bool { return bc.each[j].Load() < want }
+	caught := func() bool {
+		if who == nil {
+			for j := range bc.each {
+				if behind(j) {
+					return false
+				}
+			}
+			return true
+		}
+		for _, j := range who {
+			if behind(j) {
+				return false
+			}
+		}
+		return true
+	}
+	if !wstest.Poll(50*time.Microsecond, time.Minute, caught) {
+		b.Fatalf("before send %d: a client has not read send %d in a minute", i, want)
 	}
 }
 
@@ -85,7 +113,7 @@ func benchBroadcast(b *testing.B, s *server, subs int) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		bc.pace(b, i, window, int64(subs))
+		bc.pace(b, i, window, nil)
 		if err := room.Broadcast(msg); err != nil {
 			b.Fatal(err)
 		}
@@ -118,15 +146,17 @@ func BenchmarkHubSendTo(b *testing.B) {
 	s := benchHub(b)
 	bc := newBenchClients(b, s, 1000, nil)
 	users := make([]string, 10)
+	who := make([]int, len(users)) // their clients
 	for i := range users {
-		users[i] = "u" + strconv.Itoa(i*97)
+		who[i] = i * 97
+		users[i] = "u" + strconv.Itoa(who[i])
 	}
 	msg := wsroom.Text(string(make([]byte, 64)))
 	const window = 1024
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		bc.pace(b, i, window, 10)
+		bc.pace(b, i, window, who)
 		s.hub.SendTo(msg, users...)
 	}
 	bc.waitReceived(b, int64(b.N)*10)

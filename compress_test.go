@@ -607,7 +607,7 @@ func BenchmarkBroadcastDeflate(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
-				bc.pace(b, i, window, subs)
+				bc.pace(b, i, window, nil)
 				room.Broadcast(msg)
 			}
 			bc.waitReceived(b, int64(b.N)*subs)

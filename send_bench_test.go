@@ -27,7 +27,7 @@ func BenchmarkConnSend(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		bc.pace(b, i, window, 1)
+		bc.pace(b, i, window, nil)
 		if err := c.Send(msg); err != nil {
 			b.Fatal(err)
 		}
