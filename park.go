@@ -135,8 +135,9 @@ type parked struct {
 	// passing it is passing the bound.
 	bytesDeadline, countDeadline int64
 	all                          bool
-	markCum                      int64 // its form's cum at the last share-out
-	share                        int64 // the bytes it was given then
+	markCum                      int64  // its form's cum at the last share-out
+	markEnd                      uint64 // the log's end then
+	share                        int64  // the bytes it was given then
 
 	heapIdx [3]int // positions in byBytes, byCount and byNext
 	watched bool   // in byBytes and byCount
@@ -354,7 +355,7 @@ func (c *Conn) allotLocked(fav *parked) bool {
 		b, n := pk.log.held(pk)
 		freeB -= b
 		freeN -= n
-		g := uint64(pk.log.forms[pk.form].cum - pk.markCum)
+		g := pk.gain()
 		gain += g
 		prev += uint64(pk.share)
 		if g > 0 || pk.share > 0 {
@@ -367,7 +368,7 @@ func (c *Conn) allotLocked(fav *parked) bool {
 	weight := func(pk *parked) uint64 {
 		switch {
 		case gain > 0:
-			return uint64(pk.log.forms[pk.form].cum - pk.markCum)
+			return pk.gain()
 		case prev > 0:
 			return uint64(pk.share)
 		case pk == fav || (fav == nil && pk == pg.places[0]):
@@ -390,14 +391,14 @@ func (c *Conn) allotLocked(fav *parked) bool {
 	for _, pk := range pg.places {
 		w := weight(pk)
 		shareB, shareN := mulDiv(restB, w, sum), mulDiv(restN, w, sum)
-		if pk.share > 0 || pk.log.forms[pk.form].cum > pk.markCum {
+		if pk.share > 0 || pk.gain() > 0 {
 			shareB, shareN = shareB+resB, shareN+resN
 		}
 		lg := pk.log
 		fm := &lg.forms[pk.form]
 		pk.bytesDeadline, pk.countDeadline = fm.cum+shareB, int64(lg.end())+shareN
 		pk.all = shareB == freeB && shareN == freeN
-		pk.markCum, pk.share = fm.cum, shareB
+		pk.markCum, pk.markEnd, pk.share = fm.cum, lg.end(), shareB
 		if pk.watched {
 			fm.byBytes.fix(pk)
 			lg.byCount.fix(pk)
@@ -408,6 +409,15 @@ func (c *Conn) allotLocked(fav *parked) bool {
 		}
 	}
 	return true
+}
+
+// gain is what pk's backlog gained for it since the last share-out: the
+// bytes in its form, and entryCost per entry (an entry with no frame in
+// its form still counts against SendQueueMessages). Called with its
+// backlog's lock held.
+func (pk *parked) gain() uint64 {
+	lg := pk.log
+	return uint64(lg.forms[pk.form].cum-pk.markCum) + (lg.end()-pk.markEnd)*entryCost
 }
 
 // mulDiv returns a·w/sum for 0 ≤ a and w ≤ sum, without overflow.
@@ -538,7 +548,7 @@ func (h *Hub) parkLocked(c *Conn, via *room) {
 	pg.lock()
 	for _, pk := range pg.places {
 		lg := pk.log
-		pk.next, pk.markCum = lg.end(), lg.forms[pk.form].cum
+		pk.next, pk.markCum, pk.markEnd = lg.end(), lg.forms[pk.form].cum, lg.end()
 		lg.byNext.push(pk)
 		pk.listed = true
 		lg.members++
