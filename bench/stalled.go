@@ -412,7 +412,7 @@ func (rep *report) stalledSection() string {
 	}
 	where := "in the one room of a wsroom server"
 	if n := rep.cfg.stalledRooms; n > 1 {
-		where = fmt.Sprintf("in one room of a wsroom server, every connection also in %d other rooms (-stalled-rooms %d: a quiet room they all share, then rooms of their own), ", n-1, n)
+		where = fmt.Sprintf("in one room of a wsroom server, every connection also in %d other rooms (-stalled-rooms %d: a quiet room they all share, then rooms of their own)", n-1, n)
 	}
 	fmt.Fprintf(&b, "%d connections that never read (client SO_RCVBUF %d bytes, set before connect; after the 101 nothing is read; %s) and %d fast readers "+
 		"%s with default Options (fast reader j joins after j/%d of the stalled ones); the server broadcasts "+
