@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"net/http"
 	"net/url"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -80,45 +80,20 @@ func serveFill(t target, w http.ResponseWriter, r *http.Request) {
 func fill(socks []syscall.RawConn, size, writes, sndbuf, lowat int) (floorFill, error) {
 	for _, rc := range socks {
 		var serr error
-		err := rc.Control(func(fd uintptr) {
-			if sndbuf > 0 {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, sndbuf)
-			}
-			if serr == nil && lowat > 0 {
-				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT, lowat)
-			}
-		})
-		if err == nil {
-			err = serr
-		}
-		if err != nil {
+		err := rc.Control(func(fd uintptr) { serr = sysstat.SetSendLimits(int(fd), sndbuf, lowat) })
+		if err = errors.Join(err, serr); err != nil {
 			return floorFill{}, err
 		}
 	}
-	buf := make([]byte, size)
-	res := floorFill{Sockets: len(socks)}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	irq, cpu := sysstat.CrossCPUInterrupts(), sysstat.ThreadCPUMicros()
-	for _, rc := range socks {
-		for range writes {
-			var n int
-			var werr error
-			// One non-blocking write: returning true tells the runtime not
-			// to wait for the socket.
-			if err := rc.Write(func(fd uintptr) bool { n, werr = unix.Write(int(fd), buf); return true }); err != nil {
-				werr = err
-			}
-			if werr != nil {
-				res.Full++
-				break
-			}
-			res.Taken += int64(n)
+	cost := sysstat.Fill(len(socks), writes, make([]byte, size), func(i int, b []byte) (n int, werr error) {
+		// One non-blocking write: returning true tells the runtime not to
+		// wait for the socket.
+		if err := socks[i].Write(func(fd uintptr) bool { n, werr = unix.Write(int(fd), b); return true }); err != nil {
+			werr = err
 		}
-	}
-	res.CPUMicros = sysstat.ThreadCPUMicros() - cpu
-	res.Interrupts = sysstat.CrossCPUInterrupts() - irq
-	return res, nil
+		return n, werr
+	})
+	return floorFill{Sockets: len(socks), Taken: cost.Taken, Full: cost.Full, CPUMicros: cost.CPUMicros, Interrupts: cost.Interrupts}, nil
 }
 
 // socketsOf returns the sockets of the connections whose user starts with

@@ -171,30 +171,16 @@ func run(n, size, writes, lowat, sndbuf, rcvbuf, peerCPU int, peerPoll bool, gre
 		}
 	}
 
+	cost := sysstat.Fill(len(fds), writes, make([]byte, size), func(i int, b []byte) (int, error) { return unix.Write(fds[i], b) })
 	runtime.LockOSThread()
-	buf := make([]byte, size)
-	ipis := sysstat.CrossCPUInterrupts()
 	start := sysstat.ThreadCPUMicros()
-	var total, full int
-	for _, fd := range fds {
-		for range writes {
-			w, err := unix.Write(fd, buf)
-			if err != nil {
-				full++
-				break
-			}
-			total += w
-		}
-	}
-	wrote := sysstat.ThreadCPUMicros() - start
-	ipis = sysstat.CrossCPUInterrupts() - ipis
-	start = sysstat.ThreadCPUMicros()
 	for _, fd := range fds {
 		unix.Close(fd)
 	}
 	closed := sysstat.ThreadCPUMicros() - start
+	runtime.UnlockOSThread()
 	fds = nil
-	return &result{Peers: where, Taken: int64(total), Full: full, WriteMicros: float64(wrote), Interrupts: ipis, CloseMicros: float64(closed)}, nil
+	return &result{Peers: where, Taken: cost.Taken, Full: cost.Full, WriteMicros: float64(cost.CPUMicros), Interrupts: cost.Interrupts, CloseMicros: float64(closed)}, nil
 }
 
 // setRcvbuf is a Dialer.Control that sets SO_RCVBUF before connect.
@@ -342,13 +328,8 @@ func serverSocket(ln net.Listener, sndbuf, lowat int) (int, error) {
 	if err := unix.SetNonblock(fd, true); err != nil {
 		return -1, err
 	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, sndbuf); err != nil {
+	if err := sysstat.SetSendLimits(fd, sndbuf, lowat); err != nil {
 		return -1, err
-	}
-	if lowat > 0 {
-		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT, lowat); err != nil {
-			return -1, err
-		}
 	}
 	return fd, nil
 }

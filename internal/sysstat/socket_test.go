@@ -248,3 +248,33 @@ func epollTargets(t *testing.T) map[int]bool {
 	}
 	return targets
 }
+
+// TestFill: Fill writes to each socket until it is full (or its writes
+// are done), and counts what the sockets took and which ones filled.
+func TestFill(t *testing.T) {
+	const n = 3
+	var fds []int
+	for range n {
+		p, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Close(p[0]); unix.Close(p[1]) })
+		if err := SetSendLimits(p[0], 16<<10, 0); err != nil {
+			t.Fatal(err)
+		}
+		fds = append(fds, p[0]) // nobody reads p[1]
+	}
+	write := func(i int, b []byte) (int, error) { return unix.Write(fds[i], b) }
+	// One byte each: room to spare, none fills.
+	if got := Fill(n, 1, []byte("x"), write); got.Full != 0 || got.Taken != n {
+		t.Errorf("one byte each: %+v, want %d bytes taken, none full", got, n)
+	}
+	got := Fill(n, 1000, make([]byte, 4<<10), write)
+	if got.Full != n || got.Taken < n*4<<10 || got.Taken >= n*1000*4<<10 {
+		t.Errorf("Fill = %+v; want all %d sockets full, each having taken at least one 4 KiB write", got, n)
+	}
+	if got.CPUMicros < 0 || got.Interrupts < 0 {
+		t.Errorf("Fill = %+v: negative cost", got)
+	}
+}
