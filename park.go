@@ -245,23 +245,28 @@ func (lg *backlog) overLocked(pk *parked, out *parkOut) {
 		}
 		return
 	}
-	lg.forms[pk.form].byBytes.remove(pk)
-	lg.byCount.remove(pk)
-	pk.watched = false
+	lg.unwatchLocked(pk)
 	out.review = append(out.review, pk)
 }
 
 // dropLocked takes a place out of the backlog's heaps, so that it neither
 // holds entries nor is closed from here. Called with lg.mu held.
 func (lg *backlog) dropLocked(pk *parked) {
+	lg.unwatchLocked(pk)
+	if pk.listed {
+		lg.byNext.remove(pk)
+		pk.listed = false
+	}
+}
+
+// unwatchLocked takes a place out of the deadline heaps: no append closes
+// or reviews it from here until it is watched again (allotLocked). Called
+// with lg.mu held.
+func (lg *backlog) unwatchLocked(pk *parked) {
 	if pk.watched {
 		lg.forms[pk.form].byBytes.remove(pk)
 		lg.byCount.remove(pk)
 		pk.watched = false
-	}
-	if pk.listed {
-		lg.byNext.remove(pk)
-		pk.listed = false
 	}
 }
 
@@ -420,6 +425,17 @@ func (pk *parked) gain() uint64 {
 	return uint64(lg.forms[pk.form].cum-pk.markCum) + (lg.end()-pk.markEnd)*entryCost
 }
 
+// reallotLocked is allotLocked that, if c is over its bound, takes it out
+// of its backlogs (killLocked) and reports false: the caller closes it as
+// a slow consumer.
+func (c *Conn) reallotLocked(fav *parked) bool {
+	if c.allotLocked(fav) {
+		return true
+	}
+	c.park.killLocked()
+	return false
+}
+
 // mulDiv returns a·w/sum for 0 ≤ a and w ≤ sum, without overflow.
 func mulDiv(a int64, w, sum uint64) int64 {
 	hi, lo := bits.Mul64(uint64(a), w)
@@ -435,14 +451,7 @@ func (c *Conn) refreshLocked() bool {
 	pg := c.park
 	pg.lock()
 	defer pg.unlock()
-	if pg.dead.Load() {
-		return false
-	}
-	if !c.allotLocked(nil) {
-		pg.killLocked()
-		return false
-	}
-	return true
+	return !pg.dead.Load() && c.reallotLocked(nil)
 }
 
 // pullLocked moves what c's backlogs hold for it into its queue (c.mu
@@ -497,11 +506,7 @@ func (c *Conn) pullLocked(budget int) bool {
 		pk.log.byNext.fix(pk)
 		pk.log.trimLocked()
 	}
-	if !c.allotLocked(nil) {
-		pg.killLocked()
-		return false
-	}
-	return true
+	return c.reallotLocked(nil)
 }
 
 // parkLocked parks c in each of its rooms, if it is in at most
@@ -633,10 +638,7 @@ func (h *Hub) settle(out *parkOut) {
 		c.mu.Lock()
 		if pg := pk.pg; c.park == pg && !pg.dead.Load() {
 			pg.lock()
-			ok := c.allotLocked(pk)
-			if !ok {
-				pg.killLocked()
-			}
+			ok := c.reallotLocked(pk)
 			pg.unlock()
 			if !ok {
 				c.slowConsumerLocked()
