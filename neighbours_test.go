@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/sysstat"
 	"github.com/wsroom/wsroom/internal/wstest"
 	"golang.org/x/sys/unix"
 )
@@ -336,15 +337,15 @@ func TestJoinLeaveLinear(t *testing.T) {
 	}
 }
 
-// threadCPU returns the CPU time the calling thread has used so far
-// (CLOCK_THREAD_CPUTIME_ID); the caller locks its goroutine to the thread.
+// threadCPU returns the CPU time the calling thread has used so far; the
+// caller locks its goroutine to the thread.
 func threadCPU(t testing.TB) time.Duration {
 	t.Helper()
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
-		t.Fatalf("clock_gettime(CLOCK_THREAD_CPUTIME_ID): %v", err)
+	us := sysstat.ThreadCPUMicros()
+	if us == 0 {
+		t.Fatal("getrusage(RUSAGE_THREAD) failed")
 	}
-	return time.Duration(ts.Nano())
+	return time.Duration(us) * time.Microsecond
 }
 
 // TestJoinRoomNameLimit: Join refuses a room name longer than 256 bytes,

@@ -49,8 +49,9 @@ func TestCPUMicros(t *testing.T) {
 }
 
 // TestThreadCPUMicros checks that a thread's CPU time counts its own
-// spinning and not another thread's: while a second locked goroutine
-// spins for 20 ms of process CPU time, this thread, asleep, gains little.
+// spinning, in steps far below a scheduler tick, and not another
+// thread's: while a second locked goroutine spins for 20 ms of process
+// CPU time, this thread, asleep, gains little.
 func TestThreadCPUMicros(t *testing.T) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -59,6 +60,17 @@ func TestThreadCPUMicros(t *testing.T) {
 	for ThreadCPUMicros()-start < 20_000 {
 		if time.Now().After(deadline) {
 			t.Fatalf("ThreadCPUMicros moved from %d to %d in 20 s of spinning", start, ThreadCPUMicros())
+		}
+	}
+	// It moves in small steps, not at the scheduler's ticks only.
+	for i := 0; i < 5; i++ {
+		a := ThreadCPUMicros()
+		b := a
+		for b == a {
+			b = ThreadCPUMicros()
+		}
+		if b-a > 1000 {
+			t.Errorf("ThreadCPUMicros moved by %d µs at once, want steps under 1 ms", b-a)
 		}
 	}
 	mine, proc := ThreadCPUMicros(), CPUMicros()
