@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wsroom/wsroom/internal/rawws"
 	"github.com/wsroom/wsroom/internal/sysstat"
 )
 
@@ -121,8 +122,6 @@ func inParallel(first, n, parallel int, f func(i int) error) error {
 	return <-errc
 }
 
-const wsKey = "dGhlIHNhbXBsZSBub25jZQ=="
-
 func (l *loader) dial(i int) error {
 	src := net.IPv4(127, 0, 0, byte(2+i%l.sources))
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Control: sysstat.BindNoPort, Timeout: 10 * time.Second}
@@ -155,35 +154,15 @@ func (l *loader) dial(i int) error {
 // of bufSize bytes, which it returns with whatever followed the answer.
 // deflate says whether the server accepted the extension.
 func upgrade(nc net.Conn, addr, user string, offerDeflate bool, bufSize int) (br *bufio.Reader, deflate bool, err error) {
-	req := "GET /ws?u=" + user + " HTTP/1.1\r\nHost: " + addr +
-		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + wsKey +
-		"\r\nSec-WebSocket-Version: 13\r\n"
+	extra := ""
 	if offerDeflate {
-		req += "Sec-WebSocket-Extensions: " + deflateOffer + "\r\n"
+		extra = "Sec-WebSocket-Extensions: " + deflateOffer + "\r\n"
 	}
-	req += "\r\n"
-	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
-	defer nc.SetDeadline(time.Time{})
-	if _, err := io.WriteString(nc, req); err != nil {
+	br, header, err := rawws.Upgrade(nc, addr, "/ws?u="+user, extra, bufSize)
+	if err != nil {
 		return nil, false, err
 	}
-	br = bufio.NewReaderSize(nc, bufSize)
-	status, err := br.ReadString('\n')
-	if err != nil || !strings.Contains(status, " 101 ") {
-		return nil, false, fmt.Errorf("%q %v", status, err)
-	}
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			return nil, false, err
-		}
-		if line == "\r\n" {
-			return br, deflate, nil
-		}
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "Sec-WebSocket-Extensions") {
-			deflate = strings.HasPrefix(strings.TrimSpace(v), "permessage-deflate")
-		}
-	}
+	return br, strings.HasPrefix(rawws.Value(header, "Sec-WebSocket-Extensions"), "permessage-deflate"), nil
 }
 
 // read parses frames until the connection ends, counting data messages

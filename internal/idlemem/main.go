@@ -27,10 +27,10 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/rawws"
 	"github.com/wsroom/wsroom/internal/sysstat"
 )
 
@@ -179,20 +179,8 @@ func dial(addr, user string) net.Conn {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Fprintf(c, "GET /?u=%s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", user, addr)
-	br := bufio.NewReader(c)
-	status, err := br.ReadString('\n')
-	if err != nil || !strings.Contains(status, " 101 ") {
-		log.Fatalf("handshake: %q %v", status, err)
+	if _, _, err := rawws.Upgrade(c, addr, "/?u="+user, "", 4096); err != nil {
+		log.Fatal(err)
 	}
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			log.Fatal(err)
-		}
-		if line == "\r\n" {
-			return c
-		}
-	}
+	return c
 }

@@ -59,6 +59,7 @@ import (
 	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/rawws"
 	"github.com/wsroom/wsroom/internal/sysstat"
 	"golang.org/x/sys/unix"
 )
@@ -338,22 +339,12 @@ func dial(addr string, mss, rcvbuf int) net.Conn {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", addr)
-	br := bufio.NewReaderSize(c, 256) // the server sends nothing more before the burst
-	status, err := br.ReadString('\n')
-	if err != nil || !strings.Contains(status, " 101 ") {
-		log.Fatalf("handshake: %q %v", status, err)
+	// A 256-byte reader takes the 101 and nothing more: the server sends
+	// nothing else before the burst, and nothing is read after.
+	if _, _, err := rawws.Upgrade(c, addr, "/", "", 256); err != nil {
+		log.Fatal(err)
 	}
-	for {
-		line, err := br.ReadString('\n')
-		if err != nil {
-			log.Fatal(err)
-		}
-		if line == "\r\n" {
-			return c
-		}
-	}
+	return c
 }
 
 func readFile(path string) string {

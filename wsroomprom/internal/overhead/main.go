@@ -57,6 +57,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/rawws"
 	"github.com/wsroom/wsroom/internal/sysstat"
 	"github.com/wsroom/wsroom/wsroomprom"
 )
@@ -543,26 +544,11 @@ func subscribe(addr, source string) (net.Conn, *bufio.Reader, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	req := "GET /ws HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-	br := bufio.NewReaderSize(nc, 2048)
-	if _, err := io.WriteString(nc, req); err != nil {
+	br, _, err := rawws.Upgrade(nc, addr, "/ws", "", 2048)
+	if err != nil {
 		nc.Close()
 		return nil, nil, err
 	}
-	status, err := br.ReadString('\n')
-	for err == nil {
-		var line string
-		if line, err = br.ReadString('\n'); line == "\r\n" {
-			break
-		}
-	}
-	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 101 ") {
-		nc.Close()
-		return nil, nil, fmt.Errorf("handshake: %q %v", status, err)
-	}
-	nc.SetDeadline(time.Time{})
 	return nc, br, nil
 }
 
