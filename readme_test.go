@@ -127,3 +127,37 @@ func dedent(lines []string) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// TestREADMELayout checks that the README's Layout table names every
+// source file of the package (tests aside) and every directory under
+// internal/, so that a newcomer finds each one where the table says.
+func TestREADMELayout(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, layout, ok := strings.Cut(string(b), "\n## Layout\n")
+	if !ok {
+		t.Fatal("README.md has no ## Layout section")
+	}
+	layout, _, _ = strings.Cut(layout, "\n## ")
+	named := func(path string) bool { return strings.Contains(layout, "`"+path+"`") }
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs, err := filepath.Glob("internal/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if !strings.HasSuffix(f, "_test.go") && !named(f) {
+			t.Errorf("README.md's Layout does not name %s", f)
+		}
+	}
+	for _, d := range dirs {
+		if fi, err := os.Stat(d); err == nil && fi.IsDir() && !named(d) {
+			t.Errorf("README.md's Layout does not name %s", d)
+		}
+	}
+}
