@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wsroom/wsroom/brokertest"
+	"github.com/wsroom/wsroom/internal/wstest"
 	"github.com/wsroom/wsroom/natsbroker"
 	"github.com/wsroom/wsroom/natsbroker/internal/natstest"
 )
@@ -58,10 +59,12 @@ func (in *inbox) has(s string) bool {
 // settle publishes probes on topic from pub until in has received one.
 func settle(t *testing.T, pub *natsbroker.Broker, in *inbox, topic string) {
 	t.Helper()
-	waitFor(t, 10*time.Second, "a probe on "+topic, func() bool {
-		pub.Publish([]byte("probe"), topic)()
-		time.Sleep(5 * time.Millisecond) // let it arrive before probing again
-		return in.has(topic + " probe")
+	wstest.WaitFor(t, "a probe on "+topic, func() bool {
+		if in.has(topic + " probe") {
+			return true
+		}
+		pub.Publish([]byte("probe"), topic)() // looked for in the next round
+		return false
 	})
 }
 
@@ -84,7 +87,7 @@ func TestPayloadTooLarge(t *testing.T) {
 	if err := pub.Publish(make([]byte, serverMax), "room:big")(); err != nil {
 		t.Fatalf("publish of max_payload bytes: %v", err)
 	}
-	waitFor(t, 10*time.Second, "the max_payload message", func() bool { return in.has("room:big " + string(make([]byte, serverMax))) })
+	wstest.WaitFor(t, "the max_payload message", func() bool { return in.has("room:big " + string(make([]byte, serverMax))) })
 	if s := pub.Stats(); s.PublishErrors != 1 || s.Reconnects != 0 {
 		t.Errorf("publisher stats %+v; want 1 publish error and no reconnection", s)
 	}
@@ -153,7 +156,7 @@ func TestSlowConsumerIsCountedAndLogged(t *testing.T) {
 	if err := sub.Subscribe("room:slow"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the subscription", func() bool {
+	wstest.WaitFor(t, "the subscription", func() bool {
 		n, err := srv.Subscribers(subject(t, "room:slow"))
 		return err == nil && n == 1
 	})
@@ -169,9 +172,9 @@ func TestSlowConsumerIsCountedAndLogged(t *testing.T) {
 			t.Fatalf("publish %d: %v", i, err)
 		}
 	}
-	waitFor(t, 10*time.Second, "a slow-consumer report", func() bool { return sub.Stats().SlowConsumers > 0 })
+	wstest.WaitFor(t, "a slow-consumer report", func() bool { return sub.Stats().SlowConsumers > 0 })
 	once.Do(func() { close(release) })
-	waitFor(t, 10*time.Second, "every message delivered or dropped", func() bool {
+	wstest.WaitFor(t, "every message delivered or dropped", func() bool {
 		return delivered.Load()+int64(sub.Stats().Dropped) == sent
 	})
 	if d := delivered.Load(); d < pending || d == sent {
@@ -185,7 +188,7 @@ func TestSlowConsumerIsCountedAndLogged(t *testing.T) {
 	if err := pub.Publish([]byte("after"), "room:slow")(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "delivery after the slow episode", func() bool { return delivered.Load() == before+1 })
+	wstest.WaitFor(t, "delivery after the slow episode", func() bool { return delivered.Load() == before+1 })
 }
 
 // A broker started while NATS is down fails publishes at once, keeps the
@@ -327,7 +330,7 @@ func TestConfirmedMeansReceivedAcrossCuts(t *testing.T) {
 	if err := sub.Subscribe("room:cut"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the subscription", func() bool {
+	wstest.WaitFor(t, "the subscription", func() bool {
 		n, err := srv.Subscribers(subject(t, "room:cut"))
 		return err == nil && n == 1
 	})
@@ -369,7 +372,7 @@ func TestConfirmedMeansReceivedAcrossCuts(t *testing.T) {
 	if last < 0 || nFailed == 0 {
 		t.Fatalf("%d confirmed, %d failed: the test needs both", nConfirmed, nFailed)
 	}
-	waitFor(t, 10*time.Second, "the last confirmed publish", func() bool {
+	wstest.WaitFor(t, "the last confirmed publish", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(got) > 0 && got[len(got)-1] >= last

@@ -109,23 +109,16 @@ func expectNothing(t testing.TB, conns ...*wstest.Conn) {
 	}
 }
 
-// waitFor waits until cond holds, failing the test after timeout.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+// wantMembers fails the test unless n's room has want local members now.
+// It need not wait: the hub runs OnConnect's joins before it writes the
+// 101, so a client whose dial has returned is already in the rooms its
+// OnConnect joined. (waitSubscribers cannot stand in for it: a topic's
+// subscription shows only that a node's first member joined.)
+func wantMembers(t testing.TB, n *hubNode, room string, want int) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(2 * time.Millisecond)
+	if got := n.hub.Room(room).Len(); got != want {
+		t.Fatalf("room %s has %d members on this node, want %d", room, got, want)
 	}
-}
-
-// waitMembers waits until n's room has want local members: a dial returns
-// at the 101, and the subscription shows only that the first one joined.
-func waitMembers(t testing.TB, n *hubNode, room string, want int) {
-	t.Helper()
-	waitFor(t, 5*time.Second, room+" members", func() bool { return n.hub.Room(room).Len() == want })
 }
 
 // subject is the subject natsbroker uses for topic under DefaultPrefix.
@@ -142,7 +135,7 @@ func subject(t testing.TB, topic string) string {
 // subscribed connections (nodes).
 func waitSubscribers(t testing.TB, srv *natstest.Server, want map[string]int) {
 	t.Helper()
-	waitFor(t, 10*time.Second, "subscriptions", func() bool {
+	wstest.WaitFor(t, "subscriptions", func() bool {
 		for topic, n := range want {
 			got, err := srv.Subscribers(subject(t, topic))
 			if err != nil {

@@ -23,9 +23,9 @@ func TestThreeNodesEverySendKindExactlyOnce(t *testing.T) {
 	bobC := c.dial(t, "bob", other) // bob on two nodes, in two rooms
 	carol := c.dial(t, "carol", other)
 	dave := b.dial(t, "dave", lobby)
-	waitMembers(t, a, lobby, 1)
-	waitMembers(t, b, lobby, 2)
-	waitMembers(t, c, other, 2)
+	wantMembers(t, a, lobby, 1)
+	wantMembers(t, b, lobby, 2)
+	wantMembers(t, c, other, 2)
 	waitSubscribers(t, srv, map[string]int{"room:" + lobby: 2, "room:" + other: 1, "user:bob": 2, "all": 3})
 	all := []*wstest.Conn{alice, bob, bobC, carol, dave}
 
@@ -86,7 +86,7 @@ func TestInterestFollowsMembers(t *testing.T) {
 	u1 := a.dial(t, "u1", "r")
 	u2 := a.dial(t, "u2", "r")
 	bob := b.dial(t, "bob", "") // in no room
-	waitMembers(t, a, "r", 2)
+	wantMembers(t, a, "r", 2)
 	waitSubscribers(t, srv, map[string]int{"room:r": 1, "user:u1": 1, "user:u2": 1, "user:bob": 1, "all": 2})
 
 	const n = 50

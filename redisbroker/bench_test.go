@@ -101,7 +101,7 @@ func BenchmarkRoomFanout(b *testing.B) {
 		a := newNode(b, "", nil)
 		var local latencyClients
 		local.attach(b, a.url, subs, b.N)
-		waitFor(b, func() bool { return a.hub.Room("bench").Len() == subs })
+		wantMembers(b, a, "bench", subs)
 		runFanout(b, a, pace, subs, &local)
 		local.report(b, "local")
 	})
@@ -112,7 +112,8 @@ func BenchmarkRoomFanout(b *testing.B) {
 		var local, remote latencyClients
 		local.attach(b, a.url, subs, b.N)
 		remote.attach(b, n2.url, subs, b.N)
-		waitFor(b, func() bool { return a.hub.Room("bench").Len() == subs && n2.hub.Room("bench").Len() == subs })
+		wantMembers(b, a, "bench", subs)
+		wantMembers(b, n2, "bench", subs)
 		waitNumSub(b, rc, map[string]int64{"room:bench": 2})
 		runFanout(b, a, pace, 2*subs, &local, &remote)
 		local.report(b, "local")
@@ -139,19 +140,15 @@ func runFanout(b *testing.B, a *node, pace time.Duration, recipients int, groups
 		}
 	}
 	want := int64(recipients * b.N)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var got int64
+	var got int64
+	if !wstest.Poll(time.Millisecond, time.Minute, func() bool {
+		got = 0
 		for _, g := range groups {
 			got += g.received.Load()
 		}
-		if got == want {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("received %d of %d deliveries", got, want)
-		}
-		time.Sleep(time.Millisecond)
+		return got == want
+	}) {
+		b.Fatalf("received %d of %d deliveries", got, want)
 	}
 	b.ReportMetric(float64(want)/time.Since(start).Seconds(), "deliveries/s")
 }
@@ -205,16 +202,6 @@ func roomThroughput(b *testing.B, senders int) {
 		b.Fatalf("received %d of %d", got.Load(), b.N)
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
-}
-
-func waitFor(b *testing.B, cond func() bool) {
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			b.Fatal("timed out")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // BenchmarkBrokerHop measures the Redis hop alone, without WebSockets:

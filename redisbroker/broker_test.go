@@ -21,8 +21,8 @@ func TestTwoNodesExactlyOnce(t *testing.T) {
 	alice := wstest.Dial(t, a.url+"?user=alice2&room="+room, nil)
 	bob := wstest.Dial(t, b.url+"?user=bob2&room="+room, nil)
 	bobA := wstest.Dial(t, a.url+"?user=bob2&room="+room, nil) // bob on both nodes
-	waitMembers(t, a, room, 2)
-	waitMembers(t, b, room, 1)
+	wantMembers(t, a, room, 2)
+	wantMembers(t, b, room, 1)
 	waitNumSub(t, rc, map[string]int64{"room:" + room: 2, "user:bob2": 2, "user:alice2": 1})
 	all := []*wstest.Conn{alice, bob, bobA}
 
@@ -59,9 +59,9 @@ func TestThreeNodesExactlyOnce(t *testing.T) {
 	bobC := wstest.Dial(t, c.url+"?user=bob3&room="+other, nil) // bob on two nodes, two rooms
 	carol := wstest.Dial(t, c.url+"?user=carol3&room="+other, nil)
 	dave := wstest.Dial(t, b.url+"?user=dave3&room="+lobby, nil)
-	waitMembers(t, a, lobby, 1)
-	waitMembers(t, b, lobby, 2)
-	waitMembers(t, c, other, 2)
+	wantMembers(t, a, lobby, 1)
+	wantMembers(t, b, lobby, 2)
+	wantMembers(t, c, other, 2)
 	waitNumSub(t, rc, map[string]int64{"room:" + lobby: 2, "room:" + other: 1, "user:bob3": 2})
 	all := []*wstest.Conn{alice, bob, bobC, carol, dave}
 

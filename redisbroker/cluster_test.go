@@ -61,14 +61,17 @@ func TestClusterShardDown(t *testing.T) {
 	rooms := map[string]string{} // master → room
 	for i := 0; len(rooms) < 3; i++ {
 		room := "r" + strconv.Itoa(i)
-		if waitShard(t, a.broker, "room:"+room); rooms[a.broker.ShardOf("room:"+room)] == "" {
-			rooms[a.broker.ShardOf("room:"+room)] = room
+		topic := "room:" + room
+		// The broker reads the cluster's layout asynchronously.
+		wstest.WaitFor(t, "the cluster layout", func() bool { return a.broker.ShardOf(topic) != "" })
+		if master := a.broker.ShardOf(topic); rooms[master] == "" {
+			rooms[master] = room
 		}
 	}
 	clients := map[string]*wstest.Conn{}
 	for master, room := range rooms {
 		clients[master] = wstest.Dial(t, b.url+"?user=u-"+room+"&room="+room, nil)
-		waitMembers(t, b, room, 1)
+		wantMembers(t, b, room, 1)
 	}
 	for master, room := range rooms { // subscriptions are in place once a send gets through
 		waitDelivery(t, a, room, clients[master])
@@ -98,18 +101,6 @@ func TestClusterShardDown(t *testing.T) {
 	restarted := time.Now()
 	waitDelivery(t, a, deadRoom, clients[dead.Addr])
 	t.Logf("the restarted master's rooms flow again %v after its restart", time.Since(restarted).Round(time.Millisecond))
-}
-
-// waitShard waits until the broker knows the cluster's layout.
-func waitShard(t *testing.T, b *redisbroker.Broker, topic string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for b.ShardOf(topic) == "" {
-		if time.Now().After(deadline) {
-			t.Fatal("cluster layout unknown")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // waitDelivery sends numbered messages to room from n until one reaches
@@ -186,13 +177,14 @@ func TestClusterSlotMoves(t *testing.T) {
 			t.Fatalf("CLUSTER SETSLOT on %s: %v", a, err)
 		}
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for sub.ShardOf(topic) != to || pub.ShardOf(topic) != to {
-		if time.Now().After(deadline) {
-			t.Fatalf("the brokers still put %s on %s / %s, want %s", topic, sub.ShardOf(topic), pub.ShardOf(topic), to)
+	if !wstest.Poll(20*time.Millisecond, 15*time.Second, func() bool {
+		if sub.ShardOf(topic) == to && pub.ShardOf(topic) == to {
+			return true
 		}
 		pub.Publish([]byte("nudge"), topic)() // a MOVED reply prompts a new layout
-		time.Sleep(20 * time.Millisecond)
+		return false
+	}) {
+		t.Fatalf("the brokers still put %s on %s / %s, want %s", topic, sub.ShardOf(topic), pub.ShardOf(topic), to)
 	}
 	for len(got) > 0 {
 		<-got

@@ -100,35 +100,29 @@ func numSub(t testing.TB, rc *redisClient, topic string) int64 {
 // waitNumSub waits until want nodes subscribe to each topic.
 func waitNumSub(t testing.TB, rc *redisClient, want map[string]int64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	var got []string
+	if !wstest.Poll(5*time.Millisecond, 10*time.Second, func() bool {
+		got = got[:0]
 		ok := true
-		var got []string
 		for topic, n := range want {
 			m := numSub(t, rc, topic)
 			got = append(got, topic+"="+strconv.FormatInt(m, 10))
 			ok = ok && m == n
 		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("subscriptions: got %v, want %v", got, want)
-		}
-		time.Sleep(5 * time.Millisecond)
+		return ok
+	}) {
+		t.Fatalf("subscriptions: got %v, want %v", got, want)
 	}
 }
 
-// waitMembers waits until n's room has want local members: a client's
-// dial returns at the 101, before OnConnect's Join has run, and a topic's
-// subscription shows only that a node's first member joined.
-func waitMembers(t testing.TB, n *node, room string, want int) {
+// wantMembers fails the test unless n's room has want local members now.
+// It need not wait: the hub runs OnConnect's joins before it writes the
+// 101, so a client whose dial has returned is already in the rooms its
+// OnConnect joined. (waitNumSub cannot stand in for it: a topic's
+// subscription shows only that a node's first member joined.)
+func wantMembers(t testing.TB, n *node, room string, want int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for n.hub.Room(room).Len() != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("room %s has %d members on this node, want %d", room, n.hub.Room(room).Len(), want)
-		}
-		time.Sleep(time.Millisecond)
+	if got := n.hub.Room(room).Len(); got != want {
+		t.Fatalf("room %s has %d members on this node, want %d", room, got, want)
 	}
 }

@@ -128,7 +128,7 @@ func resumeAcrossNodes(t *testing.T, bo redisbroker.Options, loseHistory func())
 	if joined.str("t") != "joined" || epoch == "" || joined.num("o") != 0 {
 		t.Fatalf("joined: %s; want an epoch at offset 0", joined.raw)
 	}
-	waitMembers(t, a, "hist", 1)
+	wantMembers(t, a, "hist", 1)
 	waitSubscribers(t, a, bo, "room:hist", 1)
 	// Broadcasts from B, which has no member.
 	for i := 1; i <= 3; i++ {
@@ -217,14 +217,11 @@ func serverAddrs(t testing.TB, bo redisbroker.Options) []string {
 	return addrs
 }
 
-// waitUntil waits, with a deadline, until cond holds.
+// waitUntil is wstest.WaitFor with the patience of this package's
+// presence and history tests: it fails the test after 15 s.
 func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !wstest.Poll(5*time.Millisecond, 15*time.Second, cond) {
+		t.Fatalf("timed out after 15 s waiting for %s", what)
 	}
 }

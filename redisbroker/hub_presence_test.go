@@ -96,10 +96,14 @@ func presenceText(t testing.TB, n *node, room string) string {
 // waitPresence waits until every node sees want in room.
 func waitPresence(t testing.TB, nodes []*node, room, want string) {
 	t.Helper()
-	for _, n := range nodes {
-		waitUntil(t, fmt.Sprintf("presence of %s = %q (now %q)", room, want, presenceText(t, n, room)), func() bool {
-			return presenceText(t, n, room) == want
-		})
+	for i, n := range nodes {
+		var now string
+		if !wstest.Poll(5*time.Millisecond, 15*time.Second, func() bool {
+			now = presenceText(t, n, room)
+			return now == want
+		}) {
+			t.Fatalf("node %d: presence of %s is %q after 15 s, want %q", i, room, now, want)
+		}
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 	"github.com/wsroom/wsroom/wsroomprom"
 )
 
@@ -289,14 +290,12 @@ func (p *promServer) scalar(t *testing.T, q string) (float64, bool) {
 	return v, err == nil
 }
 
-// waitUntil polls cond until it holds, or fails the test after 30 s.
+// waitUntil is wstest.WaitFor with the patience a Prometheus server
+// needs (to start, to scrape): it polls cond every 50 ms and fails the
+// test after 30 s.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !wstest.Poll(50*time.Millisecond, 30*time.Second, cond) {
+		t.Fatalf("timed out after 30 s waiting for %s", what)
 	}
 }

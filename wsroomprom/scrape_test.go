@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 	"github.com/wsroom/wsroom/membroker"
 	"github.com/wsroom/wsroom/wsroomprom"
 )
@@ -517,12 +518,10 @@ func TestScrape(t *testing.T) {
 		want   *expected
 	}{{a, &closesA, wantA}, {b, &closesB, wantB}} {
 		_, out := n.want.bytes()
-		deadline := time.Now().Add(10 * time.Second)
-		for n.closes.n.Load() < int64(n.want.closeCount()) || n.hub.Stats().BytesOut < uint64(out) {
-			if time.Now().After(deadline) {
-				t.Fatalf("waiting for %d closes (%d seen) and %d bytes out (%d)", n.want.closeCount(), n.closes.n.Load(), out, n.hub.Stats().BytesOut)
-			}
-			time.Sleep(5 * time.Millisecond)
+		if !wstest.Poll(5*time.Millisecond, 10*time.Second, func() bool {
+			return n.closes.n.Load() >= int64(n.want.closeCount()) && n.hub.Stats().BytesOut >= uint64(out)
+		}) {
+			t.Fatalf("waiting for %d closes (%d seen) and %d bytes out (%d)", n.want.closeCount(), n.closes.n.Load(), out, n.hub.Stats().BytesOut)
 		}
 	}
 	fams = scrape(t, metricsURL)

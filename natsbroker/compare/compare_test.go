@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 	"github.com/wsroom/wsroom/membroker"
 	"github.com/wsroom/wsroom/natsbroker"
 	"github.com/wsroom/wsroom/natsbroker/internal/natstest"
@@ -106,20 +107,16 @@ func pair(tb testing.TB, be backend, want int, stamped bool) (pub wsroom.Broker,
 	if err := sub.Subscribe("room:bench"); err != nil {
 		tb.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		pub.Publish([]byte("probe"), "room:bench")()
-		time.Sleep(2 * time.Millisecond) // let the probe arrive; bounded by the deadline
+	wstest.WaitFor(tb, "the "+be.name+" subscription to take effect", func() bool {
 		c.probeMu.Lock()
 		ok := c.probed
 		c.probeMu.Unlock()
-		if ok {
-			return pub, c
+		if !ok {
+			pub.Publish([]byte("probe"), "room:bench")() // looked for in the next round
 		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s: subscription not in effect after 10 s", be.name)
-		}
-	}
+		return ok
+	})
+	return pub, c
 }
 
 // waitDone waits for every expected delivery.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/wsroom/wsroom"
+	"github.com/wsroom/wsroom/internal/wstest"
 )
 
 // startHub serves a Hub with a broker from newBroker; clients join room
@@ -97,14 +98,13 @@ func (r *reader) read(want int64, stamped bool) {
 // receiving node's subscription is then in effect.
 func settle(tb testing.TB, hub *wsroom.Hub, r *reader) {
 	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !r.probed.Load() {
-		if time.Now().After(deadline) {
-			tb.Fatal("the remote node's subscription is not in effect after 10 s")
+	wstest.WaitFor(tb, "the remote node's subscription to take effect", func() bool {
+		if r.probed.Load() {
+			return true
 		}
-		hub.Room("bench").Broadcast(wsroom.Text("probe"))
-		time.Sleep(5 * time.Millisecond) // let it arrive; bounded by the deadline
-	}
+		hub.Room("bench").Broadcast(wsroom.Text("probe")) // looked for in the next round
+		return false
+	})
 }
 
 // hubRoomRate sends n 64-byte room messages from senders goroutines on
@@ -172,8 +172,10 @@ func fanout(tb testing.TB, be backend, subs, n int, pace time.Duration, reset fu
 			rs[i] = append(rs[i], dial(tb, url))
 		}
 	}
-	for a.Room("bench").Len() != subs || b.Room("bench").Len() != subs {
-		time.Sleep(time.Millisecond) // joins happen before the 101; this is a formality
+	// OnConnect's joins run before the 101: the dials have returned, so
+	// the members are in.
+	if na, nb := a.Room("bench").Len(), b.Room("bench").Len(); na != subs || nb != subs {
+		tb.Fatalf("bench has %d members on node A and %d on node B, want %d on each", na, nb, subs)
 	}
 	var wg sync.WaitGroup
 	for _, group := range rs {

@@ -23,12 +23,13 @@ func TestTwoProcessesChat(t *testing.T) {
 	alice := joinChat(t, n1.Addr, "alice", "lobby")
 	bob := joinChat(t, n2.Addr, "bob", "lobby")
 	lobby := "wsroom.room." + base64.RawURLEncoding.EncodeToString([]byte("lobby"))
-	deadline := time.Now().Add(10 * time.Second)
-	for n, _ := srv.Subscribers(lobby); n != 2; n, _ = srv.Subscribers(lobby) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d nodes subscribe to %s, want 2", n, lobby)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var n int
+	var err error
+	if !wstest.Poll(10*time.Millisecond, 10*time.Second, func() bool {
+		n, err = srv.Subscribers(lobby)
+		return err == nil && n == 2
+	}) {
+		t.Fatalf("%d nodes subscribe to %s (error %v), want 2", n, lobby, err)
 	}
 
 	alice.SendText(t, `{"room":"lobby","data":{"text":"hi bob"},"id":"1"}`)

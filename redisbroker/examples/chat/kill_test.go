@@ -69,18 +69,15 @@ func TestKilledNodeLeavesPresence(t *testing.T) {
 		}
 		return strings.Join(s, " ")
 	}
-	waitFor := func(what string, deadline time.Time, cond func() bool) {
+	waitFor := func(what string, within time.Duration, cond func() bool) {
 		t.Helper()
-		for !cond() {
-			if time.Now().After(deadline) {
-				mu.Lock()
-				defer mu.Unlock()
-				t.Fatalf("timed out waiting for %s; events %q", what, events)
-			}
-			time.Sleep(10 * time.Millisecond)
+		if !wstest.Poll(10*time.Millisecond, within, cond) {
+			mu.Lock()
+			defer mu.Unlock()
+			t.Fatalf("timed out after %v waiting for %s; events %q", within, what, events)
 		}
 	}
-	waitFor("presence before the kill", time.Now().Add(10*time.Second), func() bool {
+	waitFor("presence before the kill", 10*time.Second, func() bool {
 		return presence(survivors[0]) == "both:2 gone1:1 gone2:1" && presence(survivors[1]) == "both:2 gone1:1 gone2:1"
 	})
 	leaves := func() []string {
@@ -101,11 +98,11 @@ func TestKilledNodeLeavesPresence(t *testing.T) {
 
 	victim.Kill()
 	killed := time.Now()
-	waitFor("the killed node's users gone", killed.Add(timeout+5*time.Second), func() bool {
+	waitFor("the killed node's users gone", timeout+5*time.Second, func() bool {
 		return presence(survivors[0]) == "both:1" && presence(survivors[1]) == "both:1"
 	})
 	t.Logf("users gone %v after SIGKILL (presence timeout %v)", time.Since(killed).Round(10*time.Millisecond), timeout)
-	waitFor("two leave events", time.Now().Add(5*time.Second), func() bool { return len(leaves()) >= 2 })
+	waitFor("two leave events", 5*time.Second, func() bool { return len(leaves()) >= 2 })
 	time.Sleep(300 * time.Millisecond) // a check of absence: no second report
 	if l := leaves(); fmt.Sprint(l) != "[lobby gone1 false lobby gone2 false]" {
 		mu.Lock()

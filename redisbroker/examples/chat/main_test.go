@@ -1,8 +1,6 @@
 package main
 
 import (
-	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -31,24 +29,13 @@ func isPresence(s string) bool { return strings.HasPrefix(s, `{"presence"`) }
 // waitSubscribers waits until the room's channel has n subscribers.
 func waitSubscribers(t *testing.T, redisAddr, room string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", redisAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.WriteString(c, "PUBSUB NUMSUB wsroom:room:"+room+"\r\n")
-		c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		b := make([]byte, 256)
-		k, _ := c.Read(b)
-		c.Close()
-		if strings.HasSuffix(string(b[:k]), ":"+string(rune('0'+n))+"\r\n") {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("room %s: NUMSUB reply %q, want %d", room, b[:k], n)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var got int64
+	var err error
+	if !wstest.Poll(10*time.Millisecond, 10*time.Second, func() bool {
+		got, err = redistest.NumSub(redisAddr, "wsroom:room:"+room)
+		return err == nil && got == int64(n)
+	}) {
+		t.Fatalf("room %s: NUMSUB %d (error %v), want %d", room, got, err, n)
 	}
 }
 
