@@ -261,8 +261,9 @@ func TestMemberWhenOpen(t *testing.T) {
 // goroutine is locked to it), not by the clock: on a busy machine the
 // clock also counts the time other processes hold the CPU, which fell
 // mostly on the longer runs and made a linear cost look 65–88× next to
-// two busy loops (with 500 and 5,000 rooms, timed by the clock). The thread's CPU time still counts what the calls cost
-// this process, garbage collection assists included.
+// two busy loops (with 500 and 5,000 rooms, timed by the clock). The
+// thread's CPU time still counts what the calls cost this process,
+// garbage collection assists included.
 func TestJoinLeaveLinear(t *testing.T) {
 	const (
 		small, large = 1000, 20000

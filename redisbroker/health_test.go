@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wsroom/wsroom/internal/wstest"
 	"github.com/wsroom/wsroom/redisbroker"
 	"github.com/wsroom/wsroom/redisbroker/redistest"
 )
@@ -32,7 +31,7 @@ func brokerPair(t *testing.T, opts redisbroker.Options) (pub, sub *redisbroker.B
 // waitStats waits until cond holds for b's Stats.
 func waitStats(t *testing.T, b *redisbroker.Broker, what string, cond func(redisbroker.Stats) bool) {
 	t.Helper()
-	if !wstest.Poll(5*time.Millisecond, 15*time.Second, func() bool { return cond(b.Stats()) }) {
+	if !poll(func() bool { return cond(b.Stats()) }) {
 		t.Fatalf("timed out waiting for %s: %+v", what, b.Stats())
 	}
 }

@@ -217,11 +217,18 @@ func serverAddrs(t testing.TB, bo redisbroker.Options) []string {
 	return addrs
 }
 
-// waitUntil is wstest.WaitFor with the patience of this package's
-// presence and history tests: it fails the test after 15 s.
+// patience is how long this package's presence, history and health
+// tests wait for a condition, longer than wstest.Patience's 10 s.
+const patience = 15 * time.Second
+
+// poll is wstest.Poll every 5 ms for patience: it reports whether cond
+// came true, for callers whose failure message shows the last state.
+func poll(cond func() bool) bool { return wstest.Poll(5*time.Millisecond, patience, cond) }
+
+// waitUntil is wstest.WaitFor with this package's patience.
 func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	if !wstest.Poll(5*time.Millisecond, 15*time.Second, cond) {
-		t.Fatalf("timed out after 15 s waiting for %s", what)
+	if !poll(cond) {
+		t.Fatalf("timed out after %v waiting for %s", patience, what)
 	}
 }

@@ -98,11 +98,11 @@ func waitPresence(t testing.TB, nodes []*node, room, want string) {
 	t.Helper()
 	for i, n := range nodes {
 		var now string
-		if !wstest.Poll(5*time.Millisecond, 15*time.Second, func() bool {
+		if !poll(func() bool {
 			now = presenceText(t, n, room)
 			return now == want
 		}) {
-			t.Fatalf("node %d: presence of %s is %q after 15 s, want %q", i, room, now, want)
+			t.Fatalf("node %d: presence of %s is %q after %v, want %q", i, room, now, patience, want)
 		}
 	}
 }
