@@ -56,9 +56,9 @@ func (h *Hub) heartbeat(stop chan struct{}) {
 		h.mu.Unlock()
 		now := h.now()
 		for _, c := range *buf {
-			silent := now - c.lastRead.Load()
+			silent, busy := c.silence(now)
 			switch {
-			case deadAfter > 0 && silent >= deadAfter && !c.busy.Load():
+			case deadAfter > 0 && silent >= deadAfter && !busy:
 				c.abort(&CloseError{Code: StatusAbnormalClosure, Reason: "pong timeout", Err: ErrPongTimeout})
 			case pingEvery > 0 && silent >= pingEvery && now-c.lastPing >= pingEvery:
 				c.lastPing = now
@@ -68,4 +68,17 @@ func (h *Hub) heartbeat(stop chan struct{}) {
 		putConns(buf)
 		h.sweepHistories()
 	}
+}
+
+// silence returns how long before now (hub clock) the reader last read a
+// frame or left a callback, and whether it is inside a callback. busy is
+// loaded first: leaveCallback stores lastRead and then clears busy, so a
+// caller that sees busy cleared also sees the lastRead stored with it.
+// Loaded the other way round, a callback ending between the two loads
+// showed the time before it began with busy already false, and a peer
+// whose OnConnect or OnMessage had just taken longer than PongTimeout was
+// dropped as dead.
+func (c *Conn) silence(now int64) (silent int64, busy bool) {
+	busy = c.busy.Load()
+	return now - c.lastRead.Load(), busy
 }
