@@ -166,11 +166,25 @@ func (c *Conn) ExpectSilence(t testing.TB, d time.Duration) {
 }
 
 // CloseHandshake sends a close frame with code, then expects the server's
-// echo of code and the end of the stream.
+// echo of code and the end of the stream. It reads while it writes, as a
+// browser does: over a pipe, which holds nothing, a server still writing
+// something queued before (a ping) would wait for this read while this
+// write waited for the server's read.
 func (c *Conn) CloseHandshake(t testing.TB, code int) {
 	t.Helper()
-	c.MustWrite(t, CloseFrame(code, ""))
-	c.ExpectClose(t, code)
+	wrote := make(chan error, 1)
+	go func() { wrote <- c.WriteRaw(CloseFrame(code, "")) }()
+	got, reason, err := c.ReadClose()
+	// The write ends too: with the stream, or at its deadline.
+	if werr := <-wrote; werr != nil {
+		t.Fatalf("sending close %d: %v", code, werr)
+	}
+	if err != nil {
+		t.Fatalf("waiting for close %d: %v", code, err)
+	}
+	if got != code {
+		t.Fatalf("close code %d (%q), want %d", got, reason, code)
+	}
 }
 
 // HangUp answers the server's close frame with code and closes the

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -278,4 +280,37 @@ func TestDialOverTCPAndPipe(t *testing.T) {
 	}
 	p.MustWrite(t, Final(OpBinary, []byte{1, 2}))
 	p.ExpectFrame(t, OpBinary, []byte{1, 2})
+}
+
+// CloseHandshake completes against a server that writes a ping before it
+// reads the close: over a pipe, a client that only wrote would wait for
+// the server's read while the server waited for the client's.
+func TestCloseHandshakeReadsWhileWriting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c, nc := pipe(t)
+		server := NewConn(nc)
+		done := make(chan error, 1)
+		go func() {
+			done <- func() error {
+				if err := server.WriteRaw(Final(OpPing, "")); err != nil {
+					return err
+				}
+				f, err := server.ReadFrame()
+				if err != nil {
+					return err
+				}
+				if f.Op != OpClose {
+					return fmt.Errorf("got %v, want a close frame", f)
+				}
+				if err := server.WriteRaw(Final(OpClose, f.Payload)); err != nil {
+					return err
+				}
+				return nc.Close()
+			}()
+		}()
+		c.CloseHandshake(t, 1000)
+		if err := <-done; err != nil {
+			t.Fatalf("server: %v", err)
+		}
+	})
 }
