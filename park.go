@@ -303,10 +303,14 @@ func (lg *backlog) trimLocked() {
 }
 
 // formLocked returns the index of the form (proto, deflate) in lg.forms,
-// adding it if needed. Called with Hub.mu held for writing.
+// adding it if needed. Called with Hub.mu held for writing, which keeps
+// lg.forms from growing, but not lg.mu: it reads only the forms' proto
+// and deflate, which never change. (The rest of a form changes under
+// lg.mu alone: a range loop copying whole forms raced with a sender's
+// share-out pushing onto byBytes.)
 func (lg *backlog) formLocked(proto, deflate uint8) int {
-	for i, fm := range lg.forms {
-		if fm.proto == proto && fm.deflate == deflate {
+	for i := range lg.forms {
+		if lg.forms[i].proto == proto && lg.forms[i].deflate == deflate {
 			return i
 		}
 	}
