@@ -23,7 +23,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -32,6 +31,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -753,12 +753,34 @@ func TestReaderLiftsUnsentLimit(t *testing.T) {
 	broadcast(64)
 	ln.settle(t, nil) // both sockets full: their writers wait
 	readErr := make(chan error, 1)
+	var read atomic.Int64 // what the reader has taken, for the failure message
 	go func() {
-		_, err := io.Copy(io.Discard, reader)
-		readErr <- err
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := reader.Read(buf)
+			read.Add(int64(n))
+			if err != nil {
+				readErr <- err
+				return
+			}
+		}
 	}()
 	broadcast(512)
-	wstest.WaitFor(t, "the reader's limit lifted", func() bool { return lowat(rs) == 0 })
+	var lw int
+	if !wstest.Poll(2*time.Millisecond, wstest.Patience, func() bool { lw = lowat(rs); return lw == 0 }) {
+		st := s.hub.Stats()
+		ended := "no"
+		select {
+		case err := <-readErr:
+			ended = err.Error()
+			readErr <- err
+		default:
+		}
+		t.Fatalf("after %v the reader's TCP_NOTSENT_LOWAT is still %d (SO_SNDBUF %d, %d bytes unacknowledged in its socket); "+
+			"the reader took %d bytes of about %d sent (its read ended: %s); hub: %d bytes out, %d parked, %d parks, %d slow-consumer closes",
+			wstest.Patience, lw, sndbuf(rs), ln.outq(t)[rs.RemoteAddr().String()], read.Load(), seq*(len(kib)+4), ended,
+			st.BytesOut, st.Parked, st.Parks, st.SlowConsumerCloses)
+	}
 	if got := sndbuf(rs); got <= buf0 {
 		t.Errorf("the reader's SO_SNDBUF is %d, want more than the %d it started with", got, buf0)
 	}
