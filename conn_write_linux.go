@@ -34,7 +34,13 @@ import (
 // goWriter starts the writer (startWriterLocked, c.mu held). A polled
 // connection's writer is a flush on the poller's queue (see flushTask),
 // and a writeWait while its socket is full. The poller is open: writers
-// start only before finish, which waits for them.
+// start only before finish, which waits for them. A writer started before
+// the poller takes the connection over (pollStart, a moment after the
+// 101) is a goroutine with blocking writes, until its queue first
+// empties: it waits for a full socket under WriteTimeout all the same,
+// but it does not count what the peer takes from a full socket (see
+// drained), so a reader that gets a burst that early has its
+// SendBufferUnsent lifted only once a later flush finds its socket full.
 func (c *Conn) goWriter() {
 	if p := c.poll.p; p != nil {
 		c.queueFlush()

@@ -705,6 +705,18 @@ func TestReaderLiftsUnsentLimit(t *testing.T) {
 	stalled := nbStalledDial(t, s.addr, "/ws?room=r", 0)
 	room := s.hub.Room("r")
 	wstest.WaitFor(t, "both clients in the room", func() bool { return room.Len() == 2 })
+	// A writer started before the poller takes a connection over (a
+	// moment after the 101) writes with blocking writes until its queue
+	// empties, and never sees the socket full: under load, the 576 KiB
+	// below then all went out that way and nothing was lifted.
+	wstest.WaitFor(t, "both connections polled", func() bool {
+		for c := range room.Members() {
+			if !wsroom.Polled(c) {
+				return false
+			}
+		}
+		return true
+	})
 	server := func(client net.Conn) *net.TCPConn { // the server's side of client
 		ln.mu.Lock()
 		defer ln.mu.Unlock()
